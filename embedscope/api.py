@@ -1,0 +1,411 @@
+"""The public Python API. The CLI, the HTTP server and the web page are thin layers over it.
+
+    from embedscope import Collection
+    books = Collection.create("books")
+    books.ingest("books.csv", id_field="isbn13", template="{title}. {description}")
+    books.embed("minilm")
+    books.search("atmospheric, female lead, worldbuilding, funny", k=10, where="published_year >= 2000")
+    books.similar("9780002005883")
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from embedscope.encoders.base import Encoder
+from embedscope.encoders.registry import create_encoder
+from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.filters import evaluate_filter
+from embedscope.index import VectorIndex, create_index
+from embedscope.sources import TextSpec, read_table, rows_to_items
+from embedscope.store.base import Item, VersionData, VersionInfo, fingerprint
+from embedscope.store.embedded import EmbeddedStore, now
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ProgressFn = Callable[[int, int], None]
+
+
+def default_root() -> Path:
+    """Where collections live: $EMBEDSCOPE_HOME, else ~/.embedscope."""
+    return Path(os.environ.get("EMBEDSCOPE_HOME") or Path.home() / ".embedscope")
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LoadedVersion:
+    info: VersionInfo
+    data: VersionData
+    encoder: Encoder
+    index: VectorIndex
+    row_of: dict[str, int]
+
+
+def _check_name(name: str, what: str = "collection") -> str:
+    if not _NAME.match(name or ""):
+        raise EmbedscopeError(f"invalid {what} name {name!r}: use letters, digits, '_', '-', '.' (max 64)")
+    return name
+
+
+class Collection:
+    """Items with metadata plus any number of embedding versions, one of them active."""
+
+    def __init__(self, name: str, store: EmbeddedStore) -> None:
+        self.name = name
+        self.store = store
+        self._versions: dict[str, tuple[str, LoadedVersion]] = {}
+        self._frame: tuple[int, pd.DataFrame, dict[str, int]] | None = None
+
+    # --- opening ----------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, name: str, root: str | Path | None = None, *, exist_ok: bool = True) -> Collection:
+        _check_name(name)
+        path = Path(root or default_root()) / name
+        if path.exists() and not exist_ok:
+            raise EmbedscopeError(f"collection '{name}' already exists at {path}")
+        return cls(name, EmbeddedStore(path, create=True))
+
+    @classmethod
+    def open(cls, name: str, root: str | Path | None = None) -> Collection:
+        _check_name(name)
+        path = Path(root or default_root()) / name
+        if not (path / EmbeddedStore.DB).exists():
+            known = ", ".join(cls.list(root)) or "none"
+            raise NotFoundError(f"collection '{name}' does not exist (collections: {known})")
+        return cls(name, EmbeddedStore(path))
+
+    @staticmethod
+    def list(root: str | Path | None = None) -> list[str]:
+        base = Path(root or default_root())
+        if not base.exists():
+            return []
+        return sorted(p.name for p in base.iterdir() if (p / EmbeddedStore.DB).exists())
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- items ------------------------------------------------------------------------------------
+    def ingest(
+        self,
+        source: str | Path | pd.DataFrame | Sequence[dict[str, Any]],
+        *,
+        id_field: str = "id",
+        text: str | None = None,
+        template: str | None = None,
+        metadata: Sequence[str] | None = None,
+        fmt: str | None = None,
+        encoding: str = "utf-8",
+        replace: bool = False,
+    ) -> dict[str, int]:
+        """Add or update items from a file, a DataFrame or records, in one atomic transaction.
+
+        `replace=True` makes the collection equal to the input (items not in it are deleted)."""
+        if isinstance(source, pd.DataFrame):
+            frame, label = source, "input"
+        elif isinstance(source, str | Path):
+            frame, label = read_table(source, fmt, encoding=encoding), Path(source).name
+        else:
+            frame, label = pd.DataFrame.from_records(list(source)), "input"
+        spec = TextSpec(field=text, template=template)
+        if not spec.fields():
+            spec = TextSpec(**self.store.get_setting("text_spec", {"field": "text"}))
+        items = rows_to_items(frame, id_field=id_field, text=spec, metadata=metadata, source=label)
+        counts = self.store.upsert_items(items, replace_all=replace)
+        self.store.set_setting("text_spec", {"field": spec.field, "template": spec.template})
+        self.store.set_setting("id_field", id_field)
+        return counts
+
+    def upsert(self, records: Sequence[dict[str, Any]], **kwargs: Any) -> dict[str, int]:
+        kwargs.setdefault("id_field", self.store.get_setting("id_field", "id"))
+        return self.ingest(records, **kwargs)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        return self.store.delete_items(ids)
+
+    def get(self, item_id: str) -> Item:
+        item = self.store.get_items([item_id])[0]
+        if item is None:
+            raise NotFoundError(f"collection '{self.name}' has no item '{item_id}'")
+        return item
+
+    def items(self) -> list[Item]:
+        return list(self.store.iter_items())
+
+    def texts(self) -> list[str]:
+        return [i.text for i in self.store.iter_items()]
+
+    def __len__(self) -> int:
+        return self.store.count()
+
+    def metadata_frame(self) -> tuple[pd.DataFrame, dict[str, int]]:
+        """Metadata of all items as a frame (index = item id), cached per data revision."""
+        rev = self.store.data_revision()
+        if self._frame is None or self._frame[0] != rev:
+            items = list(self.store.iter_items())
+            frame = pd.DataFrame.from_records([i.metadata for i in items], index=[i.id for i in items])
+            self._frame = (rev, frame, {i.id: n for n, i in enumerate(items)})
+        return self._frame[1], self._frame[2]
+
+    # --- versions ---------------------------------------------------------------------------------
+    def versions(self) -> list[VersionInfo]:
+        return self.store.list_versions()
+
+    @property
+    def active_version(self) -> str:
+        name = self.store.get_setting("active_version")
+        if not name:
+            raise NotFoundError(
+                f"collection '{self.name}' has no embeddings yet; run `embedscope embed {self.name}`"
+            )
+        return name
+
+    def activate(self, version: str) -> None:
+        self.store.activate_version(version)
+
+    def delete_version(self, version: str) -> None:
+        self.store.delete_version(version)
+        self._versions.pop(version, None)
+
+    def embed(
+        self,
+        encoder: str = "minilm",
+        params: dict[str, Any] | None = None,
+        *,
+        version: str | None = None,
+        index: str | None = None,
+        index_params: dict[str, Any] | None = None,
+        batch_size: int = 64,
+        refit: bool = False,
+        activate: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> VersionInfo:
+        """Encode the collection into the embedding version `version` (default: the encoder name).
+
+        If the version exists with the same encoder configuration, only new and changed items are
+        encoded (the fitted encoder is reused unless `refit`); deleted items are dropped."""
+        version = _check_name(version or encoder, "version")
+        enc = create_encoder(encoder, params)
+        items = list(self.store.iter_items())
+        if not items:
+            raise EmbedscopeError(f"collection '{self.name}' is empty; ingest items first")
+        old = {v.name: v for v in self.versions()}.get(version)
+        reuse: dict[str, np.ndarray] = {}
+        old_rows: dict[str, int] = {}
+        started = time.perf_counter()
+        if old is not None and old.encoder == enc.config() and not refit:
+            data, enc, _ = self.store.read_version(version)
+            current = {i.id: i.hash for i in items}
+            old_rows = {i: r for r, (i, h) in enumerate(zip(data.ids, data.hashes, strict=True)) if current.get(i) == h}
+            old_vectors = data.vectors
+        elif enc.requires_fit:
+            enc.fit([i.text for i in items])
+        todo = [i for i in items if i.id not in old_rows]
+        new_vectors = self._encode(enc, [i.text for i in todo], batch_size, progress)
+        row_ids = [i.id for i in items]
+        if old_rows:
+            # assemble rows in item order: reused rows from the old matrix, the rest freshly encoded
+            pos_new = {i.id: n for n, i in enumerate(todo)}
+            parts = []
+            for iid in row_ids:
+                parts.append(("old", old_rows[iid]) if iid in old_rows else ("new", pos_new[iid]))
+            vectors = _gather(old_vectors, new_vectors, parts)
+        else:
+            vectors = new_vectors
+        del reuse
+        encode_s = time.perf_counter() - started
+        kind = index or (old.index["kind"] if old else None) or self.store.get_setting("default_index") or (
+            "exact" if enc.sparse else "hnsw"
+        )
+        if kind == "hnsw" and sp.issparse(vectors):
+            raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
+        idx = create_index(kind, **(index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})))
+        t0 = time.perf_counter()
+        idx.build(vectors)
+        index_s = time.perf_counter() - t0
+        hashes = [i.hash for i in items]
+        stamp = now()
+        nbytes = (vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes) if sp.issparse(vectors) else vectors.nbytes
+        info = VersionInfo(
+            name=version, encoder=enc.config(), dim=int(vectors.shape[1]), count=len(items),
+            fingerprint=fingerprint(zip(row_ids, hashes, strict=True)),
+            index={"kind": kind, "params": idx.params}, sparse=bool(sp.issparse(vectors)), metric=enc.metric,
+            created_at=old.created_at if old else stamp, updated_at=stamp,
+            stats={
+                "encoded": len(todo), "reused": len(old_rows), "encode_seconds": round(encode_s, 3),
+                "items_per_second": round(len(todo) / encode_s, 1) if todo and encode_s > 0 else None,
+                "index_seconds": round(index_s, 3), "vector_bytes": int(nbytes), "index_bytes": int(idx.nbytes()),
+            },
+        )
+        self.store.write_version(info, VersionData(row_ids, hashes, vectors), enc, None if kind == "exact" else idx)
+        if activate:
+            self.activate(version)
+        self._versions.pop(version, None)
+        return {v.name: v for v in self.versions()}[version]
+
+    @staticmethod
+    def _encode(enc: Encoder, texts: list[str], batch_size: int, progress: ProgressFn | None) -> Any:
+        if not texts:
+            return enc.encode([])
+        if enc.sparse:
+            out = enc.encode(texts, batch_size=batch_size)
+            if progress:
+                progress(len(texts), len(texts))
+            return out
+        chunk = max(batch_size * 4, 256)
+        parts = []
+        for start in range(0, len(texts), chunk):
+            parts.append(enc.encode(texts[start : start + chunk], batch_size=batch_size))
+            if progress:
+                progress(min(start + chunk, len(texts)), len(texts))
+        return np.concatenate(parts).astype(np.float32)
+
+    def load_version(self, version: str | None = None) -> LoadedVersion:
+        """The version's vectors, fitted encoder and index, cached until the version changes."""
+        name = version or self.active_version
+        info = self.store.get_version(name)
+        cached = self._versions.get(name)
+        if cached and cached[0] == info.updated_at + info.fingerprint:
+            return cached[1]
+        data, enc, idx = self.store.read_version(name)
+        if idx is None:
+            idx = create_index("exact").build(data.vectors)
+        elif hasattr(idx, "attach_vectors"):
+            idx.attach_vectors(np.asarray(data.vectors))
+        loaded = LoadedVersion(info, data, enc, idx, {i: r for r, i in enumerate(data.ids)})
+        self._versions[name] = (info.updated_at + info.fingerprint, loaded)
+        return loaded
+
+    def encoder(self, version: str | None = None) -> Encoder:
+        return self.load_version(version).encoder
+
+    def vectors(self, version: str | None = None) -> tuple[list[str], np.ndarray | sp.csr_matrix]:
+        v = self.load_version(version)
+        return v.data.ids, v.data.vectors
+
+    # --- search -----------------------------------------------------------------------------------
+    def _allowed(self, v: LoadedVersion, where: str | None, exclude: Sequence[str] = ()) -> np.ndarray | None:
+        """Row mask: rows of items that still exist, match the filter and are not excluded."""
+        frame, pos = self.metadata_frame()
+        live_changed = len(pos) != len(v.data.ids)  # items added or deleted since embedding
+        if where is None and not exclude and not live_changed:
+            return None
+        ok = np.array([i in pos for i in v.data.ids], dtype=bool)
+        if where:
+            mask_items = evaluate_filter(where, frame)
+            ok &= np.array([bool(mask_items[pos[i]]) if i in pos else False for i in v.data.ids])
+        for item_id in exclude:
+            r = v.row_of.get(item_id)
+            if r is not None:
+                ok[r] = False
+        return ok
+
+    def search_vectors(
+        self, queries: np.ndarray | sp.csr_matrix, k: int = 10, *, version: str | None = None,
+        where: str | None = None, exclude: Sequence[str] = (), exact: bool = False,
+    ) -> list[list[Hit]]:
+        """Nearest items for query vectors already in the version's space."""
+        v = self.load_version(version)
+        allowed = self._allowed(v, where, exclude)
+        index = v.index
+        if exact and index.kind != "exact":
+            index = create_index("exact").build(v.data.vectors)
+        rows, scores = index.search(queries, k, allowed=allowed)
+        return [self._hits(v, r, s) for r, s in zip(rows, scores, strict=True)]
+
+    def _hits(self, v: LoadedVersion, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        ids = [v.data.ids[r] for r in rows if r >= 0]
+        items = self.store.get_items(ids)
+        return [
+            Hit(i.id, float(s), i.text, i.metadata)
+            for i, s in zip(items, scores[: len(ids)], strict=True)
+            if i is not None
+        ]
+
+    def encode_query(self, query: str, version: str | None = None) -> np.ndarray | sp.csr_matrix:
+        if not query or not query.strip():
+            raise EmbedscopeError("empty query")
+        v = self.load_version(version)
+        q = v.encoder.encode_queries([query])
+        empty = q.nnz == 0 if sp.issparse(q) else not np.any(q)
+        if empty:
+            raise EmbedscopeError(
+                f"query {query!r} has no terms known to encoder '{v.info.encoder['name']}' "
+                "(only stop words or unknown words)"
+            )
+        return q
+
+    def search(
+        self, query: str, k: int = 10, *, where: str | None = None, version: str | None = None,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """Semantic search: encode the query with the version's encoder, then nearest items."""
+        if k < 1:
+            raise EmbedscopeError("k must be at least 1")
+        return self.search_vectors(self.encode_query(query, version), k, version=version, where=where, exact=exact)[0]
+
+    def similar(
+        self, item_id: str, k: int = 10, *, where: str | None = None, version: str | None = None,
+    ) -> list[Hit]:
+        """More like this: items nearest to an item's own vector, the item itself excluded."""
+        v = self.load_version(version)
+        row = v.row_of.get(item_id)
+        if row is None:
+            query = v.encoder.encode([self.get(item_id).text])  # added since the version was built
+        else:
+            query = v.data.vectors[row : row + 1]
+            query = query if sp.issparse(query) else np.asarray(query)
+        return self.search_vectors(query, k, version=version, where=where, exclude=[item_id])[0]
+
+    # --- description ------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        current = fingerprint(self.store.item_hashes().items())
+        active = self.store.get_setting("active_version")
+        versions = []
+        for v in self.versions():
+            d = v.to_dict()
+            d["stale"] = v.fingerprint != current
+            d["active"] = v.name == active
+            versions.append(d)
+        frame, _ = self.metadata_frame()
+        return {
+            "name": self.name,
+            "path": str(self.store.path),
+            "items": len(self),
+            "id_field": self.store.get_setting("id_field"),
+            "text": self.store.get_setting("text_spec"),
+            "metadata_fields": {c: str(frame[c].dtype) for c in frame.columns},
+            "active_version": active,
+            "versions": versions,
+        }
+
+
+def _gather(old: Any, new: Any, parts: list[tuple[str, int]]) -> Any:
+    """Stack rows taken from the old and the new matrix, in the given order."""
+    if sp.issparse(old) or sp.issparse(new):
+        old_c, new_c = sp.csr_matrix(old), sp.csr_matrix(new)
+        blocks = [old_c[r] if src == "old" else new_c[r] for src, r in parts]
+        return sp.vstack(blocks).tocsr() if blocks else old_c[:0]
+    old_a, new_a = np.asarray(old), np.asarray(new)
+    out = np.empty((len(parts), old_a.shape[1]), dtype=np.float32)
+    for n, (src, r) in enumerate(parts):
+        out[n] = old_a[r] if src == "old" else new_a[r]
+    return out

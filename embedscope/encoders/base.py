@@ -1,0 +1,140 @@
+"""The Encoder contract, modelled on scikit-learn estimators and sentence-transformers' `encode`.
+
+Every encoder:
+- takes its parameters in the constructor (keyword only, validated in `__init__`),
+- learns from a corpus in `fit(texts)` when it learns anything (`requires_fit`),
+- turns texts into vectors with `encode(texts)`: a dense float32 array (n, dim) or a
+  scipy.sparse CSR matrix for the count-based family,
+- may encode queries differently from documents (`encode_queries`, e.g. BM25),
+- saves and loads its learned state (`save(dir)` / `load(dir)`),
+- describes itself (`config()`), enough to rebuild it exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from embedscope.errors import EmbedscopeError
+
+Vectors = np.ndarray | sp.csr_matrix
+
+
+class NotFittedError(EmbedscopeError):
+    """encode() was called on an encoder that learns before it was fitted."""
+
+
+class Encoder(ABC):
+    """Base class; subclasses set `name`, `description`, `defaults` and implement `encode`."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: every accepted parameter with its default value; unknown parameters are rejected
+    defaults: ClassVar[dict[str, Any]] = {}
+    requires_fit: ClassVar[bool] = False
+    sparse: ClassVar[bool] = False
+    #: cosine similarity (vectors L2-normalised) or raw inner product (e.g. BM25 weights)
+    metric: ClassVar[str] = "cosine"
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            valid = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items()) or "none"
+            raise EmbedscopeError(
+                f"encoder '{self.name}' has no parameter {', '.join(map(repr, unknown))}; valid: {valid}"
+            )
+        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.fitted = not self.requires_fit
+
+    # --- scikit-learn style -------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    def fit(self, texts: Sequence[str]) -> Encoder:
+        """Learn from a corpus. Encoders that do not learn accept and ignore it."""
+        self.fitted = True
+        return self
+
+    def fit_transform(self, texts: Sequence[str]) -> Vectors:
+        return self.fit(texts).encode(texts)
+
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise NotFittedError(f"encoder '{self.name}' must be fitted on a corpus before encode()")
+
+    # --- encoding -------------------------------------------------------------------------------
+    @abstractmethod
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> Vectors:
+        """Encode documents."""
+
+    def encode_queries(self, texts: Sequence[str], *, batch_size: int = 64) -> Vectors:
+        """Encode queries; same as documents unless the model is asymmetric."""
+        return self.encode(texts, batch_size=batch_size)
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension (vocabulary size for sparse encoders)."""
+        raise NotImplementedError
+
+    # --- persistence ----------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this encoder: name + full parameters."""
+        return {"name": self.name, "params": self.get_params()}
+
+    def save(self, directory: Path) -> None:
+        """Write the learned state. The base writes the config; learners add their state."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "encoder.json").write_text(json.dumps(self.config(), indent=2, default=str))
+
+    def _load_state(self, directory: Path) -> None:
+        """Read learned state written by `save`; encoders that learn override this."""
+
+    @classmethod
+    def load(cls, directory: Path) -> Encoder:
+        from embedscope.encoders.registry import create_encoder
+
+        directory = Path(directory)
+        cfg = json.loads((directory / "encoder.json").read_text())
+        enc = create_encoder(cfg["name"], cfg.get("params", {}))
+        enc._load_state(directory)
+        enc.fitted = True
+        return enc
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+
+def l2_normalize(matrix: np.ndarray) -> np.ndarray:
+    """Row-normalise a dense float32 matrix; zero rows stay zero instead of becoming NaN."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return matrix / norms
+
+
+def check_corpus(texts: Sequence[str]) -> list[str]:
+    """The corpus a `fit` receives, as a list; an empty one is a user error, not a crash."""
+    texts = list(texts)
+    if not texts:
+        raise EmbedscopeError("cannot fit on an empty corpus")
+    return texts
+
+
+def is_empty_query(vec: Any) -> bool:
+    """True when an encoded query has no known term (an all-zero row), so search can say
+    "no known terms" instead of returning arbitrary ties. Accepts a 1-row sparse matrix, a dense
+    vector or (1, dim) array, or the (sparse, dense) tuple of the hybrid encoder (empty only if
+    both parts are)."""
+    if isinstance(vec, tuple):
+        return all(is_empty_query(part) for part in vec)
+    if sp.issparse(vec):
+        return bool(vec.count_nonzero() == 0)
+    return not bool(np.any(np.asarray(vec)))

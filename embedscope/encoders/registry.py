@@ -1,0 +1,70 @@
+"""Name -> encoder class. Adding an encoder = one module + one line in `_BUILTIN`."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from embedscope.encoders.base import Encoder
+from embedscope.errors import NotFoundError
+
+# name -> "module:Class"; imported lazily so `embedscope --help` does not import torch.
+_BUILTIN: dict[str, str] = {
+    "minilm": "embedscope.encoders.transformer:MiniLMEncoder",
+}
+
+
+def register(name: str, target: str) -> None:
+    """Register an encoder class given as 'package.module:ClassName'."""
+    _BUILTIN[name] = target
+
+
+def encoder_names() -> list[str]:
+    return list(_BUILTIN)
+
+
+def encoder_class(name: str) -> type[Encoder]:
+    target = _BUILTIN.get(name)
+    if target is None:
+        raise NotFoundError(f"unknown encoder '{name}'; valid encoders: {', '.join(encoder_names())}")
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def create_encoder(name: str, params: dict[str, Any] | None = None) -> Encoder:
+    return encoder_class(name)(**(params or {}))
+
+
+def describe_encoders() -> list[dict[str, Any]]:
+    """One row per encoder: name, description, parameters with defaults, sparse or dense."""
+    rows = []
+    for name in encoder_names():
+        cls = encoder_class(name)
+        rows.append(
+            {
+                "name": name,
+                "description": cls.description,
+                "params": dict(cls.defaults),
+                "sparse": cls.sparse,
+                "requires_fit": cls.requires_fit,
+            }
+        )
+    return rows
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """Parse CLI `--param key=value` pairs; values are read as JSON when they parse, else strings."""
+    import json
+
+    from embedscope.errors import EmbedscopeError
+
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise EmbedscopeError(f"--param '{pair}' must look like key=value")
+        key, raw = pair.split("=", 1)
+        try:
+            params[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key.strip()] = raw
+    return params

@@ -1,0 +1,98 @@
+"""The Index contract: build(vectors), search(queries, k) -> (rows, scores), save/load.
+
+Indexes work on row numbers (0..n-1); the store maps rows to item ids. Scores are similarities
+(higher is better): cosine for normalised dense vectors, inner product otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from embedscope.errors import EmbedscopeError
+
+
+class VectorIndex(ABC):
+    kind: ClassVar[str] = ""
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+        self.size = 0
+        self.dim = 0
+
+    @abstractmethod
+    def build(self, vectors: np.ndarray | sp.csr_matrix) -> VectorIndex: ...
+
+    @abstractmethod
+    def search(
+        self, queries: np.ndarray | sp.csr_matrix, k: int, *, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows per query, best first: (rows int64 (q, k), scores float32 (q, k)).
+
+        `allowed` is a boolean mask over rows (metadata filter); rows outside it never appear.
+        Where fewer than k rows qualify, rows are padded with -1 and scores with -inf.
+        """
+
+    @abstractmethod
+    def _save(self, directory: Path) -> None: ...
+
+    @abstractmethod
+    def _load(self, directory: Path) -> None: ...
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._save(directory)
+        meta = {"kind": self.kind, "params": self.params, "size": self.size, "dim": self.dim}
+        (directory / "index.json").write_text(json.dumps(meta))
+
+    def nbytes(self) -> int:
+        return 0
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-k of a (q, n) score matrix, sorted best first, padded with -1 / -inf."""
+    q, n = scores.shape
+    kk = min(k, n)
+    if kk == 0:
+        return np.full((q, k), -1, dtype=np.int64), np.full((q, k), -np.inf, dtype=np.float32)
+    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    rows = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    vals = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+    rows[~np.isfinite(vals)] = -1
+    if kk < k:
+        rows = np.pad(rows, ((0, 0), (0, k - kk)), constant_values=-1)
+        vals = np.pad(vals, ((0, 0), (0, k - kk)), constant_values=-np.inf)
+    return rows, vals
+
+
+INDEX_KINDS = {"exact": "embedscope.index.exact:ExactIndex", "hnsw": "embedscope.index.hnsw:HNSWIndex"}
+
+
+def _index_class(kind: str) -> type[VectorIndex]:
+    import importlib
+
+    if kind not in INDEX_KINDS:
+        raise EmbedscopeError(f"unknown index '{kind}'; valid: {', '.join(INDEX_KINDS)}")
+    module, cls = INDEX_KINDS[kind].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def create_index(kind: str, **params: Any) -> VectorIndex:
+    return _index_class(kind)(**params)
+
+
+def load_index(directory: Path) -> VectorIndex:
+    directory = Path(directory)
+    meta = json.loads((directory / "index.json").read_text())
+    index = _index_class(meta["kind"])(**meta.get("params", {}))
+    index.size, index.dim = meta["size"], meta["dim"]
+    index._load(directory)
+    return index

@@ -1,0 +1,64 @@
+"""Exact search: one matrix product (dense, NumPy/BLAS) or sparse-dense product (SciPy).
+
+Hand-written on purpose: a single BLAS sgemv/sgemm over a memory-mapped float32 matrix is the
+fastest exact search on a CPU (memory-bound); libraries add copies or per-query overhead
+(measured in docs/design.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from embedscope.index.base import VectorIndex, top_k
+
+
+class ExactIndex(VectorIndex):
+    kind = "exact"
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self.vectors: np.ndarray | sp.csr_matrix | None = None
+
+    def build(self, vectors: np.ndarray | sp.csr_matrix) -> ExactIndex:
+        self.vectors = vectors.tocsr() if sp.issparse(vectors) else np.ascontiguousarray(vectors, np.float32)
+        self.size, self.dim = vectors.shape
+        return self
+
+    def search(
+        self, queries: np.ndarray | sp.csr_matrix, k: int, *, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        assert self.vectors is not None
+        if sp.issparse(self.vectors) or sp.issparse(queries):
+            scores = self.vectors @ (queries.T if sp.issparse(queries) else sp.csr_matrix(queries).T)
+            scores = np.asarray(scores.T.todense(), dtype=np.float32)
+        else:
+            queries = np.asarray(queries, dtype=np.float32)
+            if queries.ndim == 1:
+                queries = queries[None, :]
+            if allowed is not None and allowed.sum() < 0.5 * len(allowed):
+                # selective filter: score only the allowed rows (fewer bytes to stream)
+                rows = np.flatnonzero(allowed)
+                sub = queries @ self.vectors[rows].T
+                sub_rows, vals = top_k(sub, k)
+                mapped = np.where(sub_rows >= 0, rows[np.maximum(sub_rows, 0)], -1)
+                return mapped, vals
+            scores = queries @ self.vectors.T
+        if allowed is not None:
+            scores[:, ~allowed] = -np.inf
+        return top_k(scores, k)
+
+    def _save(self, directory: Path) -> None:
+        pass  # the store owns the vectors; the exact index is rebuilt from them for free
+
+    def _load(self, directory: Path) -> None:
+        pass
+
+    def nbytes(self) -> int:
+        if self.vectors is None:
+            return 0
+        if sp.issparse(self.vectors):
+            return int(self.vectors.data.nbytes + self.vectors.indices.nbytes + self.vectors.indptr.nbytes)
+        return int(self.vectors.nbytes)

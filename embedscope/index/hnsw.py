@@ -1,0 +1,104 @@
+"""Approximate search with an HNSW graph from usearch (chosen by measurement: docs/design.md).
+
+The graph is saved next to the vectors and memory-mapped on load (`view=True`), so a query
+process starts in milliseconds instead of rebuilding the graph.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from embedscope.errors import EmbedscopeError
+from embedscope.index.base import VectorIndex, top_k
+
+_FILE = "hnsw.usearch"
+
+
+class HNSWIndex(VectorIndex):
+    kind = "hnsw"
+
+    def __init__(self, connectivity: int = 16, expansion_add: int = 128, expansion_search: int = 64,
+                 threads: int = 0, **params: object) -> None:
+        super().__init__(connectivity=connectivity, expansion_add=expansion_add,
+                         expansion_search=expansion_search, **params)
+        self.threads = threads
+        self._index = None
+        #: the same rows as float32, for exact re-scoring of selective filters
+        self.vectors: np.ndarray | None = None
+
+    def _new(self, dim: int):  # noqa: ANN202 - usearch has no public type to name
+        from usearch.index import Index
+
+        return Index(
+            ndim=dim,
+            metric="ip",  # vectors are normalised by the encoders that want cosine
+            dtype="f32",
+            connectivity=int(self.params["connectivity"]),
+            expansion_add=int(self.params["expansion_add"]),
+            expansion_search=int(self.params["expansion_search"]),
+        )
+
+    def build(self, vectors: np.ndarray) -> HNSWIndex:
+        if not isinstance(vectors, np.ndarray):
+            raise EmbedscopeError("an HNSW index needs dense vectors; use index 'exact' for sparse encoders")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.size, self.dim = vectors.shape
+        self._index = self._new(self.dim)
+        if self.size:
+            self._index.add(np.arange(self.size, dtype=np.uint64), vectors, threads=self.threads)
+        self.vectors = vectors
+        return self
+
+    def attach_vectors(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+
+    def search(
+        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
+        expansion_search: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        assert self._index is not None
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if self.size == 0:
+            return top_k(np.zeros((len(queries), 0), np.float32), k)
+        if allowed is not None and self.vectors is not None and allowed.mean() < 0.2:
+            # a selective filter would throw away most graph hits: exact search over the few
+            # allowed rows is both faster and exact
+            rows = np.flatnonzero(allowed)
+            sub_rows, vals = top_k(queries @ self.vectors[rows].T, k)
+            return np.where(sub_rows >= 0, rows[np.maximum(sub_rows, 0)], -1), vals
+        ef = int(expansion_search or self.params["expansion_search"])
+        # over-fetch when filtering so that k rows usually survive the filter
+        fetch = k if allowed is None else min(self.size, max(k * 4, int(k / max(allowed.mean(), 1e-3))))
+        self._index.expansion_search = max(ef, fetch)
+        matches = self._index.search(queries, fetch, threads=self.threads)
+        keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(queries), -1)
+        sims = (1.0 - np.asarray(matches.distances, dtype=np.float32)).reshape(len(queries), -1)
+        # usearch answers one query with `Matches` (no `counts`) and several with `BatchMatches`
+        counts = np.asarray(getattr(matches, "counts", [len(matches)])).reshape(-1)
+        out_rows = np.full((len(queries), k), -1, dtype=np.int64)
+        out_vals = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        for qi in range(len(queries)):
+            r, s = keys[qi, : counts[qi]], sims[qi, : counts[qi]]
+            if allowed is not None:
+                keep = allowed[r]
+                r, s = r[keep], s[keep]
+            out_rows[qi, : min(k, len(r))] = r[:k]
+            out_vals[qi, : min(k, len(s))] = s[:k]
+        return out_rows, out_vals
+
+    def _save(self, directory: Path) -> None:
+        assert self._index is not None
+        self._index.save(str(directory / _FILE))
+
+    def _load(self, directory: Path) -> None:
+        from usearch.index import Index
+
+        self._index = Index.restore(str(directory / _FILE), view=True)
+        if self._index is None:
+            raise EmbedscopeError(f"HNSW index file {directory / _FILE} is missing or corrupt")
+        self._index.expansion_search = int(self.params["expansion_search"])
+
+    def nbytes(self) -> int:
+        return int(self._index.memory_usage) if self._index is not None else 0

@@ -1,0 +1,118 @@
+"""The storage contract. The embedded default (SQLite + files) and a server backend implement it;
+search, recommendation and serving code only ever talk to this interface."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass
+class Item:
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        """Content hash: what decides whether an item must be re-embedded."""
+        payload = json.dumps([self.text, self.metadata], sort_keys=True, default=str)
+        return hashlib.sha1(payload.encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class VersionInfo:
+    """An embedding version: what encoded which data, when, and how it is indexed."""
+
+    name: str
+    encoder: dict[str, Any]  # {"name": ..., "params": {...}} - enough to rebuild it
+    dim: int
+    count: int
+    fingerprint: str  # hash of the (id, content hash) pairs that were encoded
+    index: dict[str, Any]  # {"kind": "hnsw"|"exact", "params": {...}}
+    sparse: bool
+    metric: str
+    created_at: str
+    updated_at: str
+    active: bool = False
+    stats: dict[str, Any] = field(default_factory=dict)  # encode time, items/s, bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class VersionData:
+    """A version's vectors, row-aligned with `ids` and `hashes`."""
+
+    ids: list[str]
+    hashes: list[str]
+    vectors: np.ndarray | sp.csr_matrix
+
+
+def fingerprint(pairs: Iterable[tuple[str, str]]) -> str:
+    h = hashlib.sha256()
+    for item_id, item_hash in sorted(pairs):
+        h.update(f"{item_id}\t{item_hash}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class Store(ABC):
+    """Items with typed metadata, and embedding versions with their vectors. All writes atomic."""
+
+    # --- collection-level settings -------------------------------------------------------------
+    @abstractmethod
+    def get_setting(self, key: str, default: Any = None) -> Any: ...
+
+    @abstractmethod
+    def set_setting(self, key: str, value: Any) -> None: ...
+
+    # --- items -----------------------------------------------------------------------------------
+    @abstractmethod
+    def upsert_items(self, items: Sequence[Item], *, replace_all: bool = False) -> dict[str, int]:
+        """Insert or update items in one transaction; `replace_all` deletes items not given.
+        Returns counts: added, updated, unchanged, deleted."""
+
+    @abstractmethod
+    def delete_items(self, ids: Sequence[str]) -> int: ...
+
+    @abstractmethod
+    def get_items(self, ids: Sequence[str]) -> list[Item | None]: ...
+
+    @abstractmethod
+    def iter_items(self) -> Iterable[Item]: ...
+
+    @abstractmethod
+    def count(self) -> int: ...
+
+    @abstractmethod
+    def data_revision(self) -> int:
+        """Increases on every item write; lets readers cache derived data."""
+
+    # --- embedding versions ----------------------------------------------------------------------
+    @abstractmethod
+    def list_versions(self) -> list[VersionInfo]: ...
+
+    @abstractmethod
+    def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
+        """Create or replace a version atomically: readers see the old one or the new one whole."""
+
+    @abstractmethod
+    def read_version(self, name: str) -> tuple[VersionData, Any, Any | None]:
+        """(vectors, fitted encoder, loaded index or None)."""
+
+    @abstractmethod
+    def activate_version(self, name: str) -> None: ...
+
+    @abstractmethod
+    def delete_version(self, name: str) -> None: ...
