@@ -175,46 +175,81 @@ class BeirDataset:
 
 
 def load_beir(directory: str | Path, split: str = "test") -> BeirDataset:
-    """Load a BEIR-format data set, checking qrels against corpus and queries."""
+    """Load a BEIR-format data set, checking qrels against corpus and queries.
+
+    Judgements that reference unknown documents or queries, and queries without judgements in
+    `split`, are counted in `warnings` (BEIR's own packages contain some); an empty or unusable
+    qrels file is an error."""
     d = Path(directory)
-    needed = [d / "corpus.jsonl", d / "queries.jsonl", d / "qrels" / f"{split}.tsv"]
+    if not d.is_dir():
+        raise NotFoundError(f"BEIR data set folder not found: {d}")
+    qrels_path = d / "qrels" / f"{split}.tsv"
+    needed = [d / "corpus.jsonl", d / "queries.jsonl", qrels_path]
     absent = [str(p.relative_to(d)) for p in needed if not p.exists()]
     if absent:
-        raise NotFoundError(f"{d}: not a BEIR data set, missing {', '.join(absent)}")
+        splits = sorted(p.stem for p in (d / "qrels").glob("*.tsv")) if (d / "qrels").is_dir() else []
+        hint = f" (qrels splits present: {', '.join(splits)})" if splits and not qrels_path.exists() else ""
+        raise NotFoundError(f"{d}: not a BEIR data set, missing {', '.join(absent)}{hint}")
     corpus = {}
-    for rec in read_jsonl(needed[0]):
+    for n, rec in enumerate(read_jsonl(needed[0]), 1):
         if "_id" not in rec:
-            raise EmbedscopeError(f"{needed[0].name}: a record has no '_id'")
-        corpus[str(rec["_id"])] = {"title": rec.get("title") or "", "text": rec.get("text") or ""}
-    queries = {str(r["_id"]): r.get("text", "") for r in read_jsonl(needed[1])}
+            raise EmbedscopeError(f"{needed[0].name}: record {n} has no '_id'")
+        corpus[str(rec["_id"])] = {"title": str(rec.get("title") or ""), "text": str(rec.get("text") or "")}
+    if not corpus:
+        raise EmbedscopeError(f"{needed[0].name}: no documents")
+    queries = {}
+    for n, rec in enumerate(read_jsonl(needed[1]), 1):
+        if "_id" not in rec:
+            raise EmbedscopeError(f"{needed[1].name}: record {n} has no '_id'")
+        queries[str(rec["_id"])] = str(rec.get("text") or "")
     qrels: dict[str, dict[str, int]] = {}
     warnings = []
-    unknown_docs = unknown_queries = 0
-    with open(needed[2], encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            parts = line.rstrip("\n").split("\t")
-            if lineno == 1 and parts[0] == "query-id":
-                continue
-            if not line.strip():
-                continue
-            if len(parts) != 3:
-                raise EmbedscopeError(f"{needed[2].name}: line {lineno} has {len(parts)} columns, expected 3")
-            qid, did, score = parts
-            try:
-                rel = int(score)
-            except ValueError:
-                raise EmbedscopeError(f"{needed[2].name}: line {lineno}: score '{score}' is not an integer") from None
-            if did not in corpus:
-                unknown_docs += 1
-                continue
-            if qid not in queries:
-                unknown_queries += 1
-                continue
-            qrels.setdefault(qid, {})[did] = rel
+    unknown_docs = unknown_queries = lines = 0
+    try:
+        with open(qrels_path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                parts = line.rstrip("\n").rstrip("\r").split("\t")
+                if lineno == 1 and parts[0] == "query-id":
+                    continue
+                if not line.strip():
+                    continue
+                if len(parts) != 3:
+                    raise EmbedscopeError(
+                        f"{qrels_path.name}: line {lineno} has {len(parts)} columns, expected 3"
+                    )
+                lines += 1
+                qid, did, score = parts
+                try:
+                    rel = int(score)
+                except ValueError:
+                    raise EmbedscopeError(
+                        f"{qrels_path.name}: line {lineno}: score '{score}' is not an integer"
+                    ) from None
+                if did not in corpus:
+                    unknown_docs += 1
+                    continue
+                if qid not in queries:
+                    unknown_queries += 1
+                    continue
+                qrels.setdefault(qid, {})[did] = rel
+    except UnicodeDecodeError as exc:
+        raise EmbedscopeError(f"{qrels_path.name}: not UTF-8 text (byte {exc.start} of a line)") from None
+    if not lines:
+        raise EmbedscopeError(f"{qrels_path}: no judgements (the file is empty)")
     if unknown_docs:
         warnings.append(f"{unknown_docs} judgement(s) reference documents not in the corpus (ignored)")
     if unknown_queries:
         warnings.append(f"{unknown_queries} judgement(s) reference queries not in queries.jsonl (ignored)")
     if not qrels:
-        raise EmbedscopeError(f"{needed[2]}: no usable judgements")
+        raise EmbedscopeError(
+            f"{qrels_path}: no usable judgements (all {lines} reference unknown documents or queries)"
+        )
+    unjudged = len(queries) - len(qrels)
+    if unjudged:
+        warnings.append(
+            f"{unjudged} of {len(queries)} queries have no judgements in split '{split}' (not evaluated)"
+        )
+    no_relevant = sum(1 for rels in qrels.values() if not any(r > 0 for r in rels.values()))
+    if no_relevant:
+        warnings.append(f"{no_relevant} judged queries have no relevant document (they score 0)")
     return BeirDataset(corpus, queries, qrels, warnings)

@@ -11,6 +11,18 @@ from embedscope.errors import NotFoundError
 # name -> "module:Class"; imported lazily so `embedscope --help` does not import torch.
 _BUILTIN: dict[str, str] = {
     "minilm": "embedscope.encoders.transformer:MiniLMEncoder",
+    "onehot": "embedscope.encoders.sparse:OneHotEncoder",
+    "bow": "embedscope.encoders.sparse:BagOfWordsEncoder",
+    "tfidf": "embedscope.encoders.sparse:TfidfEncoder",
+    "bm25": "embedscope.encoders.bm25:BM25Encoder",
+    "lsa": "embedscope.encoders.reduced:LSAEncoder",
+    "lda": "embedscope.encoders.reduced:LDAEncoder",
+    "word2vec": "embedscope.encoders.word2vec:Word2VecEncoder",
+    "torch_word2vec": "embedscope.encoders.torch_word2vec:TorchWord2VecEncoder",
+    "static": "embedscope.encoders.static:StaticEncoder",
+    "hybrid": "embedscope.encoders.hybrid:HybridEncoder",
+    "item2vec": "embedscope.recommend.behavioural:Item2VecEncoder",
+    "als": "embedscope.recommend.behavioural:ALSEncoder",
 }
 
 

@@ -73,6 +73,14 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, vals
 
 
+def search_rows(queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k over a subset of rows (a selective filter), mapped back to full row numbers."""
+    if len(rows) == 0:
+        return top_k(np.zeros((len(queries), 0), np.float32), k)
+    sub_rows, vals = top_k(queries @ np.asarray(vectors[rows]).T, k)
+    return np.where(sub_rows >= 0, rows[np.maximum(sub_rows, 0)], -1), vals
+
+
 INDEX_KINDS = {"exact": "embedscope.index.exact:ExactIndex", "hnsw": "embedscope.index.hnsw:HNSWIndex"}
 
 

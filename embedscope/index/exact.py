@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from embedscope.index.base import VectorIndex, top_k
+from embedscope.index.base import VectorIndex, search_rows, top_k
 
 
 class ExactIndex(VectorIndex):
@@ -40,11 +40,7 @@ class ExactIndex(VectorIndex):
                 queries = queries[None, :]
             if allowed is not None and allowed.sum() < 0.5 * len(allowed):
                 # selective filter: score only the allowed rows (fewer bytes to stream)
-                rows = np.flatnonzero(allowed)
-                sub = queries @ self.vectors[rows].T
-                sub_rows, vals = top_k(sub, k)
-                mapped = np.where(sub_rows >= 0, rows[np.maximum(sub_rows, 0)], -1)
-                return mapped, vals
+                return search_rows(queries, self.vectors, np.flatnonzero(allowed), k)
             scores = queries @ self.vectors.T
         if allowed is not None:
             scores[:, ~allowed] = -np.inf

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from embedscope.errors import EmbedscopeError
-from embedscope.index.base import VectorIndex, top_k
+from embedscope.index.base import VectorIndex, search_rows, top_k
 
 _FILE = "hnsw.usearch"
 
@@ -65,9 +65,7 @@ class HNSWIndex(VectorIndex):
         if allowed is not None and self.vectors is not None and allowed.mean() < 0.2:
             # a selective filter would throw away most graph hits: exact search over the few
             # allowed rows is both faster and exact
-            rows = np.flatnonzero(allowed)
-            sub_rows, vals = top_k(queries @ self.vectors[rows].T, k)
-            return np.where(sub_rows >= 0, rows[np.maximum(sub_rows, 0)], -1), vals
+            return search_rows(queries, self.vectors, np.flatnonzero(allowed), k)
         ef = int(expansion_search or self.params["expansion_search"])
         # over-fetch when filtering so that k rows usually survive the filter
         fetch = k if allowed is None else min(self.size, max(k * 4, int(k / max(allowed.mean(), 1e-3))))

@@ -1,0 +1,222 @@
+"""Core commands: ingest, embed, search, similar, info, collections, versions, activate, delete, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from embedscope.cli.app import app, console, print_json
+
+CollectionArg = Annotated[str, typer.Argument(help="Collection name (see `embedscope collections`).")]
+K = Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="Number of results.")]
+Where = Annotated[
+    str | None,
+    typer.Option("--where", "-w", help="Metadata filter, e.g. \"published_year >= 2000 and categories contains 'Fiction'\"."),
+]
+VersionOpt = Annotated[str | None, typer.Option("--version", "-v", help="Embedding version (default: the active one).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def progress_bar(description: str) -> Progress:
+    return Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    )
+
+
+def _open(name: str) -> Any:
+    from embedscope.api import Collection
+
+    return Collection.open(name)
+
+
+def _display_title(meta: dict[str, Any], text: str) -> str:
+    for key in ("title", "name", "full_title", "headline"):
+        if meta.get(key):
+            return str(meta[key])
+    return text[:80]
+
+
+def print_hits(hits: list[Any], title: str) -> None:
+    table = Table(title=title, show_lines=False)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("id", style="cyan", no_wrap=True)
+    table.add_column("score", justify="right")
+    table.add_column("title")
+    table.add_column("details", style="dim", overflow="fold")
+    for n, h in enumerate(hits, 1):
+        meta = h.metadata
+        extra = [f"{k}={meta[k]}" for k in ("authors", "published_year", "categories") if meta.get(k) is not None]
+        table.add_row(str(n), h.id, f"{h.score:.3f}", _display_title(meta, h.text), ", ".join(extra)[:80])
+    console.print(table)
+
+
+@app.command()
+def ingest(
+    items: Annotated[Path, typer.Argument(help="CSV, JSON lines or Parquet file of items.")],
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to create or update.")],
+    id_field: Annotated[str, typer.Option("--id-field", help="Field holding each item's unique id.")] = "id",
+    text: Annotated[str | None, typer.Option("--text", help="Field holding the text to embed.")] = None,
+    template: Annotated[
+        str | None, typer.Option("--template", help="Text built from several fields, e.g. '{title}. {description}'.")
+    ] = None,
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", help="Comma-separated fields to keep as metadata (default: all).")
+    ] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv | jsonl | parquet (default: from suffix).")] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of CSV files.")] = "utf-8",
+    replace: Annotated[bool, typer.Option(help="Delete items that are not in the file.")] = False,
+) -> None:
+    """Add or update items from a file (one atomic transaction; a failed ingest changes nothing)."""
+    from embedscope.api import Collection
+
+    fields = [f.strip() for f in metadata.split(",") if f.strip()] if metadata else None
+    col = Collection.create(collection)
+    counts = col.ingest(items, id_field=id_field, text=text or (None if template else "text"), template=template,
+                        metadata=fields, fmt=fmt, encoding=encoding, replace=replace)
+    console.print(
+        f"[green]{collection}[/]: {counts['added']} added, {counts['updated']} updated, "
+        f"{counts['unchanged']} unchanged, {counts['deleted']} deleted; {len(col)} items. "
+        f"Next: [bold]embedscope embed {collection} --encoder minilm[/]"
+    )
+
+
+@app.command()
+def embed(
+    collection: CollectionArg,
+    encoder: Annotated[str, typer.Option("--encoder", "-e", help="Encoder name (see `embedscope encoders`).")] = "minilm",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Encoder parameter key=value (repeatable).")
+    ] = None,
+    version: Annotated[str | None, typer.Option("--version", "-v", help="Version name (default: encoder name).")] = None,
+    index: Annotated[str | None, typer.Option("--index", help="hnsw (approximate) or exact.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 64,
+    refit: Annotated[bool, typer.Option(help="Refit learning encoders and re-encode everything.")] = False,
+    activate: Annotated[bool, typer.Option(help="Make this the active version.")] = False,
+) -> None:
+    """Encode the collection into an embedding version; only new or changed items are encoded."""
+    from embedscope.encoders.registry import parse_params
+
+    col = _open(collection)
+    with progress_bar("encoding") as bar:
+        task = bar.add_task(f"encoding {collection} with {encoder}", total=len(col))
+        info = col.embed(encoder, parse_params(param), version=version, index=index, batch_size=batch_size,
+                         refit=refit, activate=activate,
+                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+        bar.update(task, completed=len(col), total=len(col))
+    s = info.stats
+    console.print(
+        f"version [bold]{info.name}[/] ({info.encoder['name']}, dim {info.dim}, {info.index['kind']} index): "
+        f"{s['encoded']} encoded, {s['reused']} reused in {s['encode_seconds']} s"
+        + (f" ({s['items_per_second']} items/s)" if s.get("items_per_second") else "")
+        + ("; active" if info.active else f"; activate with `embedscope activate {collection} {info.name}`")
+    )
+
+
+@app.command()
+def search(
+    collection: CollectionArg,
+    query: Annotated[str, typer.Argument(help="What you are looking for, e.g. a vibe.")],
+    k: K = 10,
+    where: Where = None,
+    version: VersionOpt = None,
+    exact: Annotated[bool, typer.Option(help="Exact search instead of the ANN index.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Semantic search: the items nearest to the query."""
+    hits = _open(collection).search(query, k, where=where, version=version, exact=exact)
+    if as_json:
+        print_json([h.to_dict() for h in hits])
+    else:
+        print_hits(hits, f"{collection}: {query!r}")
+
+
+@app.command()
+def similar(
+    collection: CollectionArg,
+    item_id: Annotated[str, typer.Argument(help="Id of the item to find more like.")],
+    k: K = 10,
+    where: Where = None,
+    version: VersionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """More like this: items nearest to an item."""
+    col = _open(collection)
+    hits = col.similar(item_id, k, where=where, version=version)
+    if as_json:
+        print_json([h.to_dict() for h in hits])
+    else:
+        item = col.get(item_id)
+        print_hits(hits, f"more like {_display_title(item.metadata, item.text)!r}")
+
+
+@app.command()
+def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
+    """Items, metadata fields and embedding versions of a collection."""
+    data = _open(collection).info()
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"[bold]{data['name']}[/] at {data['path']}: {data['items']} items, id field "
+                  f"'{data['id_field']}', text {data['text']}")
+    console.print("metadata: " + ", ".join(f"{k} ({v})" for k, v in data["metadata_fields"].items()))
+    table = Table(title="embedding versions")
+    for col in ("version", "encoder", "dim", "items", "index", "updated", "state"):
+        table.add_column(col)
+    for v in data["versions"]:
+        state = ("active" if v["active"] else "") + (" stale: run embed again" if v["stale"] else "")
+        table.add_row(v["name"], f"{v['encoder']['name']} {v['encoder']['params']}"[:60], str(v["dim"]),
+                      str(v["count"]), v["index"]["kind"], v["updated_at"], state.strip())
+    console.print(table)
+
+
+@app.command()
+def collections(as_json: JsonOpt = False) -> None:
+    """List collections under $EMBEDSCOPE_HOME (default ~/.embedscope)."""
+    from embedscope.api import Collection, default_root
+
+    names = Collection.list()
+    if as_json:
+        print_json(names)
+    else:
+        console.print(f"{default_root()}: " + (", ".join(names) or "no collections yet"))
+
+
+@app.command()
+def activate(collection: CollectionArg, version: Annotated[str, typer.Argument(help="Version to activate.")]) -> None:
+    """Make an embedding version the one searches use by default."""
+    _open(collection).activate(version)
+    console.print(f"{collection}: active version is now [bold]{version}[/]")
+
+
+@app.command("delete-version")
+def delete_version(collection: CollectionArg, version: Annotated[str, typer.Argument()]) -> None:
+    """Delete an embedding version (items are kept)."""
+    _open(collection).delete_version(version)
+    console.print(f"{collection}: deleted version {version}")
+
+
+@app.command("delete-items")
+def delete_items(collection: CollectionArg, ids: Annotated[list[str], typer.Argument(help="Item ids.")]) -> None:
+    """Delete items; the next `embed` drops their vectors."""
+    n = _open(collection).delete(ids)
+    console.print(f"{collection}: deleted {n} of {len(ids)} item(s)")
+
+
+@app.command()
+def demo(
+    data: Annotated[
+        str | None, typer.Option("--data", help="Books CSV path or URL (default: ../shared/data/books/books.csv).")
+    ] = None,
+    collection: Annotated[str, typer.Option("--collection", "-c")] = "books",
+    encoder: Annotated[str, typer.Option("--encoder", "-e")] = "minilm",
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N items (quick try).")] = None,
+) -> None:
+    """The main job: ingest the books corpus, embed it, and answer a few example vibe queries."""
+    from embedscope.demo import run_demo
+
+    run_demo(data=data, collection=collection, encoder=encoder, limit=limit)

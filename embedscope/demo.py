@@ -1,0 +1,88 @@
+"""`embedscope demo`: books corpus -> embeddings -> a few vibe queries, on any machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from embedscope.api import Collection
+from embedscope.cli.app import console
+from embedscope.errors import EmbedscopeError
+
+BOOK_QUERIES = [
+    "atmospheric, female lead, worldbuilding, funny",
+    "a cozy mystery in a small english village",
+    "hard science fiction about first contact with aliens",
+]
+WIKI_QUERIES = ["political philosophy and self-governed societies", "ancient greek mathematics", "a famous painter"]
+BOOK_METADATA = ["title", "authors", "categories", "published_year", "average_rating", "num_pages",
+                 "ratings_count", "thumbnail"]
+
+
+def default_books_path() -> Path | None:
+    """The shared books corpus: $EMBEDSCOPE_BOOKS, else ../shared/data/books/books.csv near here."""
+    candidates = [os.environ.get("EMBEDSCOPE_BOOKS")]
+    for base in [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[1]]:
+        candidates.append(str(base / ".." / "shared" / "data" / "books" / "books.csv"))
+        candidates.append(str(base / "shared" / "data" / "books" / "books.csv"))
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c).resolve()
+    return None
+
+
+def run_demo(data: str | None, collection: str, encoder: str, limit: int | None) -> None:
+    from embedscope.cli.core import print_hits, progress_bar
+    from embedscope.sources import fetch_url, read_table, wikipedia_sample
+
+    if data and data.startswith(("http://", "https://")):
+        path: Path | None = fetch_url(data)
+    elif data:
+        path = Path(data)
+        if not path.exists():
+            raise EmbedscopeError(f"--data: file not found: {data}")
+    else:
+        path = default_books_path()
+    if path is not None:
+        frame = read_table(path)
+        needed = {"isbn13", "title", "description"}
+        if not needed <= set(frame.columns):
+            raise EmbedscopeError(f"{path.name}: a books file needs columns {', '.join(sorted(needed))}")
+        spec = {"id_field": "isbn13", "template": "{title}. {description}",
+                "metadata": [c for c in BOOK_METADATA if c in frame.columns]}
+        queries = BOOK_QUERIES
+        console.print(f"corpus: [bold]{len(frame)}[/] books from {path}")
+    else:
+        frame = wikipedia_sample()
+        spec = {"id_field": "id", "template": "{title}. {text}", "metadata": ["title"]}
+        queries = WIKI_QUERIES
+        console.print(
+            "[yellow]no books file found[/] (looked for ../shared/data/books/books.csv; pass --data PATH_OR_URL): "
+            f"using the {len(frame)} English Wikipedia articles that ship inside gensim's test data instead"
+        )
+    if limit:
+        frame = frame.head(limit)
+    frame = frame.dropna(subset=["description"]) if "description" in frame.columns else frame
+    col = Collection.create(collection)
+    counts = col.ingest(frame, replace=True, **spec)
+    console.print(f"ingested into collection [bold]{collection}[/]: {counts}")
+    with progress_bar("encoding") as bar:
+        task = bar.add_task(f"embedding with {encoder}", total=len(col))
+        info = col.embed(encoder, progress=lambda d, t: bar.update(task, completed=d, total=t))
+        bar.update(task, completed=len(col), total=len(col))
+    console.print(
+        f"version [bold]{info.name}[/]: {info.stats['encoded']} encoded, {info.stats['reused']} reused "
+        f"(dim {info.dim}, {info.index['kind']} index)"
+    )
+    for q in queries:
+        print_hits(col.search(q, k=5), f"{q!r}")
+    console.print(
+        "\nThe collection is stored; try:\n"
+        f"  embedscope search {collection} \"{queries[0]}\" -k 10\n"
+        f"  embedscope search {collection} \"{queries[1]}\" --where \"published_year >= 2000\"\n"
+        f"  embedscope similar {collection} {col.search(queries[0], k=1)[0].id}\n"
+        f"  embedscope info {collection}\n"
+        f"  embedscope serve {collection}   # web page at http://127.0.0.1:8000/"
+    )

@@ -1,0 +1,138 @@
+"""Static embeddings distilled from MiniLM (model2vec): a token lookup table, no transformer at run time.
+
+model2vec's own `model2vec.distill` needs the `distill` extra (skeletoken), which pins
+transformers < 5.4 and would downgrade this environment's transformers 5.x, so it is not installed.
+`distill_static` below re-implements the same recipe (model2vec.distill.distill_from_model, v0.10):
+
+1. run every vocabulary token alone through the transformer ([CLS] token [SEP]) and mean-pool the
+   output: one contextual-free vector per token;
+2. PCA to `pca_dims` dimensions (centres the space and drops noisy directions);
+3. weight each token by SIF over a Zipf estimate of its frequency, sif / (sif + p(rank)), so common
+   word pieces count less in the mean;
+
+and then hands the table to model2vec's `StaticModel` (installed, no extra needed) for fast
+tokenise-and-average inference. The distilled model is cached under ~/.cache/embedscope/static/
+(or $EMBEDSCOPE_CACHE) and copied into the encoder's save dir, so nothing is downloaded, ever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from embedscope.encoders.base import Encoder, l2_normalize
+from embedscope.encoders.transformer import DEFAULT_MODEL, resolve_model_path
+from embedscope.errors import EmbedscopeError
+
+_MODEL_DIR = "static_model"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EMBEDSCOPE_CACHE", Path.home() / ".cache" / "embedscope")) / "static"
+
+
+def distill_static(model: str, pca_dims: int, sif_coefficient: float, batch_size: int = 512) -> Any:
+    """Distill a model2vec StaticModel from a local transformer (see the module docstring)."""
+    import torch
+    from model2vec import StaticModel
+    from sklearn.decomposition import PCA
+    from tokenizers import Tokenizer
+    from transformers import AutoModel
+
+    path = resolve_model_path(model)
+    if not Path(path).is_dir():
+        raise EmbedscopeError(f"static distillation needs a local model folder, got {model!r}")
+    tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+    backbone = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    vocab = tokenizer.get_vocab()
+    ids = np.array(sorted(vocab.values()), dtype=np.int64)
+    cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
+    out = np.zeros((len(ids), backbone.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(ids), batch_size):
+            chunk = torch.from_numpy(ids[start : start + batch_size])
+            n = len(chunk)
+            input_ids = torch.stack([torch.full((n,), cls_id), chunk, torch.full((n,), sep_id)], dim=1)
+            hidden = backbone(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).last_hidden_state
+            out[start : start + n] = hidden.mean(1).numpy()  # every position is real: plain mean
+    out = np.nan_to_num(out)
+    if pca_dims and pca_dims < out.shape[1]:
+        out = PCA(n_components=int(pca_dims), random_state=0).fit_transform(out).astype(np.float32)
+    # Zipf frequency by vocabulary rank (model2vec's compute_weights), then SIF weighting
+    inv_rank = 1 / np.arange(2, len(out) + 2)
+    proba = inv_rank / inv_rank.sum()
+    out *= (sif_coefficient / (sif_coefficient + proba))[:, None].astype(np.float32)
+    return StaticModel(
+        vectors=out,
+        tokenizer=tokenizer,
+        config={"model_type": "model2vec", "architectures": ["StaticModel"], "normalize": True},
+        normalize=True,
+        base_model_name=model,
+    )
+
+
+class StaticEncoder(Encoder):
+    """model2vec static embeddings distilled locally from MiniLM: ~100x faster than the transformer."""
+
+    name: ClassVar[str] = "static"
+    description: ClassVar[str] = "model2vec static token embeddings distilled offline from MiniLM (dense)"
+    defaults: ClassVar[dict[str, Any]] = {"model": DEFAULT_MODEL, "pca_dims": 256, "sif_coefficient": 1e-4}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if not 0 < float(self.params["sif_coefficient"]) < 1:
+            raise EmbedscopeError("sif_coefficient must be in (0, 1)")
+        if int(self.params["pca_dims"]) < 1:
+            raise EmbedscopeError("pca_dims must be >= 1")
+        self._static: Any = None
+
+    def _cache_path(self) -> Path:
+        key = f"{self.params['model']}|{self.params['pca_dims']}|{self.params['sif_coefficient']}"
+        return cache_dir() / hashlib.sha1(key.encode()).hexdigest()[:16]
+
+    @property
+    def static_model(self) -> Any:
+        if self._static is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            from model2vec import StaticModel
+
+            path = self._cache_path()
+            if not (path / "config.json").exists():
+                model = distill_static(
+                    self.params["model"], int(self.params["pca_dims"]), float(self.params["sif_coefficient"])
+                )
+                tmp = path.with_suffix(".tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                model.save_pretrained(str(tmp))
+                shutil.rmtree(path, ignore_errors=True)
+                tmp.rename(path)  # atomic: a concurrent reader never sees half a model
+            self._static = StaticModel.from_pretrained(str(path))
+        return self._static
+
+    @property
+    def dim(self) -> int:
+        return int(self.static_model.dim)
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 1024, show_progress: bool = False) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = self.static_model.encode(texts, batch_size=max(batch_size, 64), use_multiprocessing=False)
+        return l2_normalize(out)  # texts with no known token stay all-zero
+
+    def save(self, directory: Path) -> None:
+        super().save(directory)
+        self.static_model.save_pretrained(str(Path(directory) / _MODEL_DIR))
+
+    def _load_state(self, directory: Path) -> None:
+        from model2vec import StaticModel
+
+        path = Path(directory) / _MODEL_DIR
+        if path.exists():
+            self._static = StaticModel.from_pretrained(str(path))

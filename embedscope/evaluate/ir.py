@@ -1,0 +1,442 @@
+"""Offline retrieval evaluation on BEIR data sets, and paired comparison of TREC runs.
+
+Metrics come from ir-measures on the pytrec_eval backend, i.e. the same trec_eval code BEIR's
+own `EvaluateRetrieval` calls, so numbers are comparable with published BEIR/MTEB tables:
+nDCG@10, Recall@100, MRR@10 (RR@10) and MAP@100 (AP@100).
+
+The corpus is stored as an embedscope Collection (`beir-<dataset>`) with one embedding version per
+encoder, so `Collection.embed`'s incremental re-encoding makes a second evaluation encode nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.sources import BeirDataset, load_beir
+
+Run = dict[str, dict[str, float]]  # query id -> {doc id: score}
+Qrels = dict[str, dict[str, int]]  # query id -> {doc id: relevance}
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+
+METRIC_NAMES = ("nDCG@10", "Recall@100", "MRR@10", "MAP@100")
+#: encoders evaluated by fusing other encoders' runs rather than by an embedding version of their own
+FUSED = {"hybrid": ("bm25", "minilm")}
+DEFAULT_ENCODERS = ("bm25", "tfidf", "lsa", "word2vec", "minilm", "static", "hybrid")
+_TIMINGS_KEY = "eval_timings"
+
+
+def _measures() -> dict[str, Any]:
+    from ir_measures import AP, RR, R, nDCG
+
+    return {"nDCG@10": nDCG @ 10, "Recall@100": R @ 100, "MRR@10": RR @ 10, "MAP@100": AP @ 100}
+
+
+# --- metrics --------------------------------------------------------------------------------------
+def score_run(qrels: Qrels, run: Run) -> dict[str, float]:
+    """Mean of each metric over the judged queries; a judged query missing from the run counts 0
+    (trec_eval would skip it and inflate the mean, so it is added as an empty ranking)."""
+    per = per_query_scores(qrels, run)
+    return {name: float(np.mean([per[name][q] for q in qrels])) for name in METRIC_NAMES}
+
+
+def per_query_scores(qrels: Qrels, run: Run) -> dict[str, dict[str, float]]:
+    """metric -> {query id: value} for every judged query (0 for queries the run does not answer)."""
+    import ir_measures
+
+    measures = _measures()
+    by_measure = {str(m): name for name, m in measures.items()}
+    out: dict[str, dict[str, float]] = {name: dict.fromkeys(qrels, 0.0) for name in measures}
+    # pytrec_eval needs at least one document per query it scores; unanswered queries stay 0
+    answered = {q: docs for q, docs in run.items() if q in qrels and docs}
+    if answered:
+        for m in ir_measures.iter_calc(list(measures.values()), qrels, answered):
+            out[by_measure[str(m.measure)]][m.query_id] = float(m.value)
+    return out
+
+
+# --- TREC files -----------------------------------------------------------------------------------
+def write_trec_run(path: Path, run: Run, tag: str) -> None:
+    """TREC run format: `qid Q0 docid rank score tag`, best first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for qid, docs in run.items():
+            ranked = sorted(docs.items(), key=lambda kv: -kv[1])
+            for rank, (did, score) in enumerate(ranked, 1):
+                fh.write(f"{qid} Q0 {did} {rank} {score:.6f} {tag}\n")
+
+
+def read_trec_run(path: str | Path) -> Run:
+    """Read a TREC run file (6 whitespace-separated columns), with line numbers in errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"run file not found: {path}")
+    run: Run = {}
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 6:
+                raise EmbedscopeError(
+                    f"{path.name}: line {lineno} has {len(parts)} columns; a TREC run line is "
+                    "'qid Q0 docid rank score tag'"
+                )
+            try:
+                score = float(parts[4])
+            except ValueError:
+                raise EmbedscopeError(f"{path.name}: line {lineno}: score '{parts[4]}' is not a number") from None
+            run.setdefault(parts[0], {})[parts[2]] = score
+    if not run:
+        raise EmbedscopeError(f"{path.name}: the run file is empty")
+    return run
+
+
+def read_qrels(path: str | Path) -> Qrels:
+    """Read judgements: BEIR TSV (`query-id corpus-id score`, optional header) or TREC qrels
+    (`qid 0 docid rel`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"qrels file not found: {path}")
+    qrels: Qrels = {}
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.split()
+            if not parts or (lineno == 1 and parts[0] == "query-id"):
+                continue
+            if len(parts) == 3:
+                qid, did, rel = parts
+            elif len(parts) == 4:
+                qid, _, did, rel = parts
+            else:
+                raise EmbedscopeError(
+                    f"{path.name}: line {lineno} has {len(parts)} columns; expected 3 (BEIR) or 4 (TREC)"
+                )
+            try:
+                qrels.setdefault(qid, {})[did] = int(rel)
+            except ValueError:
+                raise EmbedscopeError(f"{path.name}: line {lineno}: relevance '{rel}' is not an integer") from None
+    if not qrels:
+        raise EmbedscopeError(f"{path.name}: no judgements (the file is empty)")
+    return qrels
+
+
+# --- paired comparison ----------------------------------------------------------------------------
+def compare_runs(
+    qrels: Qrels, run_a: Run, run_b: Run, *, test: str = "both", resamples: int = 10_000, seed: int = 0
+) -> dict[str, Any]:
+    """Per-metric B - A difference over the judged queries with paired significance tests.
+
+    Paired t-test (scipy.stats.ttest_rel) and Fisher's randomisation test (scipy.stats.permutation_test,
+    sign flips of the per-query differences, two-sided), both on the same per-query trec_eval scores.
+    Not ranx.compare: its numba kernels compile for ~60 s on first use (~10 s per later process) on
+    this CPU, and its metrics are a second implementation next to the trec_eval ones used here.
+    """
+    from scipy import stats
+
+    if test not in ("t", "randomisation", "both"):
+        raise EmbedscopeError("test must be 't', 'randomisation' or 'both'")
+    judged = [q for q in qrels if any(r > 0 for r in qrels[q].values())]
+    if not judged:
+        raise EmbedscopeError("the qrels have no relevant documents")
+    answered_a = sum(1 for q in judged if run_a.get(q))
+    answered_b = sum(1 for q in judged if run_b.get(q))
+    if not answered_a or not answered_b:
+        raise EmbedscopeError(
+            "no judged query is answered by run " + ("A" if not answered_a else "B") + " (query ids do not match)"
+        )
+    pa, pb = per_query_scores(qrels, run_a), per_query_scores(qrels, run_b)
+    rows = []
+    for name in METRIC_NAMES:
+        a = np.array([pa[name][q] for q in judged])
+        b = np.array([pb[name][q] for q in judged])
+        d = b - a
+        row: dict[str, Any] = {
+            "metric": name, "a": float(a.mean()), "b": float(b.mean()), "diff": float(d.mean()),
+            "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum()),
+        }
+        if test in ("t", "both"):
+            row["p_t"] = 1.0 if not d.any() else float(stats.ttest_rel(b, a).pvalue)
+        if test in ("randomisation", "both"):
+            if not d.any():
+                row["p_rand"] = 1.0
+            else:
+                res = stats.permutation_test(
+                    (d,), np.mean, permutation_type="samples", n_resamples=resamples,
+                    alternative="two-sided", random_state=seed,
+                )
+                row["p_rand"] = float(res.pvalue)
+        rows.append(row)
+    return {
+        "queries": len(judged), "answered_a": answered_a, "answered_b": answered_b,
+        "test": test, "resamples": resamples, "metrics": rows,
+    }
+
+
+# --- BEIR evaluation ------------------------------------------------------------------------------
+@dataclass
+class EncoderResult:
+    encoder: str
+    metrics: dict[str, float]
+    fit_seconds: float | None = None
+    docs_per_second: float | None = None
+    encoded: int = 0  # documents encoded by this run (0 = all vectors came from the cache)
+    cached: bool = False
+    index_bytes: int = 0
+    latency_ms_p50: float | None = None
+    queries_without_terms: int = 0
+    run: Run = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("run")
+        return d
+
+
+@dataclass
+class EvalReport:
+    dataset: str
+    split: str
+    collection: str
+    documents: int
+    queries: int
+    k: int
+    warnings: list[str]
+    results: list[EncoderResult]
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def result(self, encoder: str) -> EncoderResult:
+        return next(r for r in self.results if r.encoder == encoder)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "results"}
+        out["results"] = [r.summary() for r in self.results]
+        if any(r.encoder == "hybrid" for r in self.results):
+            h = self.result("hybrid").metrics["nDCG@10"]
+            parts = {p: self.result(p).metrics["nDCG@10"] for p in FUSED["hybrid"] if any(
+                r.encoder == p for r in self.results)}
+            out["hybrid_gain_ndcg10"] = {p: round(h - v, 4) for p, v in parts.items()}
+        return out
+
+
+def dataset_name(directory: str | Path) -> str:
+    """Collection-safe name of a data set folder (e.g. 'scifact')."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(directory).resolve().name).strip("-.") or "dataset"
+    return name[:50]
+
+
+def parse_encoders(spec: str | Sequence[str]) -> list[str]:
+    """'bm25,minilm,hybrid' -> names; unknown names fail before any work starts."""
+    from embedscope.encoders.registry import encoder_names
+
+    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    if not names:
+        raise EmbedscopeError("no encoders given; e.g. --encoders bm25,minilm,hybrid")
+    known = set(encoder_names()) | set(FUSED)
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise NotFoundError(
+            f"unknown encoder(s) {', '.join(bad)}; valid: {', '.join(sorted(known))}"
+        )
+    return list(dict.fromkeys(names))
+
+
+@contextmanager
+def _timed_fit(encoder: str) -> Iterator[list[float]]:
+    """Time the encoder's `fit` inside `Collection.embed`.
+
+    `Collection.embed` fits internally and reports fit + encode as one number; wrapping the
+    class's `fit` for the duration of one call separates the two without duplicating embed's
+    incremental logic. The original attribute is restored even on error."""
+    from embedscope.encoders.registry import encoder_class
+
+    cls = encoder_class(encoder)
+    own = cls.__dict__.get("fit")
+    original = cls.fit
+    times: list[float] = []
+
+    def fit(self: Any, texts: Sequence[str]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return original(self, texts)
+        finally:
+            times.append(time.perf_counter() - t0)
+
+    cls.fit = fit  # type: ignore[method-assign]
+    try:
+        yield times
+    finally:
+        if own is None:
+            del cls.fit
+        else:
+            cls.fit = own  # type: ignore[method-assign]
+
+
+def corpus_collection(ds: BeirDataset, name: str, root: str | Path | None = None) -> tuple[Any, list[str]]:
+    """The corpus as a Collection (doc text = title + " " + text); replace=True keeps it equal to the
+    data set. Documents with neither title nor text cannot be embedded: they are left out and
+    reported, never silently."""
+    from embedscope.api import Collection
+
+    records, empty = [], []
+    for did, doc in ds.corpus.items():
+        if (doc["title"] + doc["text"]).strip():
+            records.append({"_id": did, "title": doc["title"], "text": doc["text"]})
+        else:
+            empty.append(did)
+    notes = []
+    if empty:
+        notes.append(f"{len(empty)} document(s) have no title and no text and are left out, e.g. {empty[0]!r}")
+    col = Collection.create(name, root)
+    col.ingest(records, id_field="_id", template="{title} {text}", metadata=[], replace=True)
+    return col, notes
+
+
+def _embed(col: Any, encoder: str, progress: ProgressFn | None) -> tuple[Any, float | None, float | None, bool]:
+    """Embed (or reuse) the corpus with one encoder; returns (version info, fit s, docs/s, cached)."""
+    def report(done: int, total: int) -> None:
+        if progress:
+            progress(encoder, done, total)
+
+    with _timed_fit(encoder) as fit_times:
+        info = col.embed(encoder, version=encoder, index="exact", progress=report)
+    encoded = int(info.stats.get("encoded", 0))
+    timings = col.store.get_setting(_TIMINGS_KEY, {}) or {}
+    if encoded == 0:
+        # nothing was encoded: show the timings measured when the vectors were made
+        old = timings.get(encoder, {})
+        return info, old.get("fit_seconds"), old.get("docs_per_second"), True
+    fit_s = round(sum(fit_times), 3) if fit_times else 0.0
+    encode_s = max(float(info.stats.get("encode_seconds", 0.0)) - fit_s, 1e-9)
+    rate = round(encoded / encode_s, 1)
+    timings[encoder] = {"fit_seconds": fit_s, "docs_per_second": rate, "config": info.encoder}
+    col.store.set_setting(_TIMINGS_KEY, timings)
+    return info, fit_s, rate, False
+
+
+def _retrieve(col: Any, encoder: str, queries: dict[str, str], k: int,
+              progress: ProgressFn | None) -> tuple[Run, list[float], int, int]:
+    """Top-k exact search per query, one query at a time so the latency is per query
+    (encode the query + search). Returns the run, latencies (ms), index bytes, queries without terms."""
+    lv = col.load_version(encoder)
+    enc, index, ids = lv.encoder, lv.index, lv.data.ids
+    sparse = bool(lv.info.sparse)
+    run: Run = {}
+    latencies: list[float] = []
+    empty = 0
+    for n, (qid, text) in enumerate(queries.items(), 1):
+        t0 = time.perf_counter()
+        qv = enc.encode_queries([text])
+        rows, scores = index.search(qv, k)
+        latencies.append((time.perf_counter() - t0) * 1000)
+        is_empty = qv.nnz == 0 if sp.issparse(qv) else not np.any(qv)
+        empty += bool(is_empty)
+        hits = {}
+        for r, s in zip(rows[0], scores[0], strict=True):
+            # a sparse score of 0 means no shared term: not retrieved (as in an inverted index);
+            # keeping such rows would rank arbitrary ties
+            if r < 0 or not np.isfinite(s) or (sparse and s <= 0):
+                continue
+            hits[ids[r]] = float(s)
+        run[qid] = hits
+        if progress and (n % 25 == 0 or n == len(queries)):
+            progress(f"{encoder} queries", n, len(queries))
+    return run, latencies, int(index.nbytes()), empty
+
+
+def fuse_runs(runs: list[Run], k: int) -> Run:
+    """Reciprocal rank fusion of several runs per query, via the hybrid encoder's implementation."""
+    from embedscope.encoders.hybrid import reciprocal_rank_fusion
+
+    out: Run = {}
+    for qid in runs[0]:
+        per_query = [r.get(qid, {}) for r in runs]
+        fused = reciprocal_rank_fusion(per_query)
+        items = fused.items() if isinstance(fused, dict) else fused
+        ranked = sorted(((str(d), float(s)) for d, s in items), key=lambda kv: -kv[1])[:k]
+        out[qid] = dict(ranked)
+    return out
+
+
+def evaluate_beir(
+    directory: str | Path,
+    encoders: str | Sequence[str] = DEFAULT_ENCODERS,
+    *,
+    split: str = "test",
+    k: int = 100,
+    root: str | Path | None = None,
+    progress: ProgressFn | None = None,
+) -> EvalReport:
+    """Fit (where the encoder learns), encode and retrieve for each encoder; score with trec_eval."""
+    started = time.perf_counter()
+    names = parse_encoders(encoders)
+    if k < 1:
+        raise EmbedscopeError("k must be at least 1")
+    ds = load_beir(directory, split)
+    dname = dataset_name(directory)
+    col, notes = corpus_collection(ds, f"beir-{dname}", root)
+    queries = {q: ds.queries[q] for q in ds.qrels}
+    # the runs each fused encoder needs are computed even if not asked for, then shown as well
+    needed = list(dict.fromkeys(p for n in names for p in (FUSED.get(n) or (n,))))
+    results: dict[str, EncoderResult] = {}
+    latencies: dict[str, list[float]] = {}
+    for name in needed:
+        info, fit_s, rate, cached = _embed(col, name, progress)
+        run, lat, nbytes, empty = _retrieve(col, name, queries, k, progress)
+        latencies[name] = lat
+        results[name] = EncoderResult(
+            encoder=name, metrics=score_run(ds.qrels, run), fit_seconds=fit_s, docs_per_second=rate,
+            encoded=int(info.stats.get("encoded", 0)), cached=cached, index_bytes=nbytes,
+            latency_ms_p50=round(statistics.median(lat), 3), queries_without_terms=empty, run=run,
+        )
+    for name in names:
+        if name in FUSED:
+            parts = FUSED[name]
+            t0 = time.perf_counter()
+            run = fuse_runs([results[p].run for p in parts], k)
+            fuse_ms = (time.perf_counter() - t0) * 1000 / max(len(queries), 1)
+            # a fused query costs its parts' queries plus the fusion
+            lat = [sum(x) + fuse_ms for x in zip(*(latencies[p] for p in parts), strict=True)]
+            results[name] = EncoderResult(
+                encoder=name, metrics=score_run(ds.qrels, run),
+                fit_seconds=sum(results[p].fit_seconds or 0.0 for p in parts),
+                encoded=sum(results[p].encoded for p in parts), cached=all(results[p].cached for p in parts),
+                index_bytes=sum(results[p].index_bytes for p in parts),
+                latency_ms_p50=round(statistics.median(lat), 3), run=run,
+            )
+    order = names + [n for n in needed if n not in names]
+    return EvalReport(
+        dataset=dname, split=split, collection=col.name, documents=len(col), queries=len(queries), k=k,
+        warnings=list(ds.warnings), results=[results[n] for n in order],
+        seconds=round(time.perf_counter() - started, 1), notes=notes,
+    )
+
+
+def write_outputs(report: EvalReport, out: str | Path) -> dict[str, str]:
+    """metrics.json, one TREC run per encoder (runs/<encoder>.trec) and a bar chart (metrics.png)."""
+    from embedscope.evaluate.plots import bar_chart
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"metrics": str(out / "metrics.json"), "chart": str(out / "metrics.png")}
+    (out / "metrics.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    for r in report.results:
+        write_trec_run(out / "runs" / f"{r.encoder}.trec", r.run, f"embedscope-{r.encoder}")
+    paths["runs"] = str(out / "runs")
+    bar_chart(
+        {r.encoder: r.metrics for r in report.results}, METRIC_NAMES,
+        f"{report.dataset} ({report.split}, {report.queries} queries)", out / "metrics.png",
+    )
+    return paths

@@ -1,0 +1,251 @@
+"""Recommendations = candidate generation from embeddings + filtering + ranking.
+
+1. history: the user's stored interactions (time-ordered), or an anonymous session's item ids;
+2. profile: mean / recency-weighted / multi-interest vector(s) over the history items' vectors in
+   the chosen embedding version (text or behavioural);
+3. candidates: nearest items to the profile (per interest for `multi`, merged round-robin), with
+   the seen items excluded and the metadata filter (`where`) applied inside the index search;
+4. ranking: dedupe near-identical titles, blend with popularity/quality, MMR for diversity;
+5. explanation: for each recommendation, the history items nearest to it (and its interest).
+
+A user with no usable history (no interaction with an embedded item) gets the most popular items,
+with a message saying so; an unknown user is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from embedscope.encoders.base import l2_normalize
+from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.recommend import profiles as prof
+from embedscope.recommend import ranking
+from embedscope.recommend.interactions import Interactions, path_for
+
+if TYPE_CHECKING:
+    from embedscope.api import Collection, Hit
+
+
+@dataclass
+class Recommendation:
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    #: history items nearest to this one: [{"id", "text", "similarity"}], best first
+    because: list[dict[str, Any]] = field(default_factory=list)
+    interest: int | None = None  # which interest (cluster) produced it, for the multi profile
+
+
+@dataclass
+class RecommendResult:
+    user: str | None
+    profile: str
+    version: str | None
+    items: list[Recommendation]
+    history_size: int
+    fallback: bool = False  # True when these are popular items, not personalised
+    message: str | None = None
+    removed_duplicates: list[str] = field(default_factory=list)
+    interests: list[dict[str, Any]] = field(default_factory=list)  # multi: size and example members
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def quality_signal(collection: Collection, source: str, inter: Interactions | None) -> dict[str, float]:
+    """Quality/popularity in [0, 1]: "count" (interactions, log-scaled), "wilson" (Wilson lower bound
+    of the share of ratings >= 4) or the name of a numeric metadata field."""
+    if source in ("count", "wilson"):
+        if inter is None:
+            raise EmbedscopeError(f"quality '{source}' needs interactions; load them or name a numeric metadata field")
+        if source == "count":
+            return ranking.count_signal(inter.counts())
+        pc = inter.positive_counts()
+        if pc.empty:
+            raise EmbedscopeError("quality 'wilson' needs ratings; the stored interactions have none")
+        return dict(zip(pc.index, ranking.wilson_lower_bound(pc["pos"], pc["n"]), strict=True))
+    frame, _ = collection.metadata_frame()
+    return ranking.field_signal(frame, source)
+
+
+def popular(
+    collection: Collection, inter: Interactions, k: int, *, where: str | None = None, exclude: Sequence[str] = (),
+) -> list[Hit]:
+    """Most-interacted items passing the filter, seen items excluded (the cold-start fallback)."""
+    from embedscope.api import Hit
+    from embedscope.filters import evaluate_filter
+
+    counts = inter.counts()
+    frame, pos = collection.metadata_frame()
+    ok = counts.index.isin(list(pos)) & ~counts.index.isin(list(exclude))
+    if where:
+        mask = evaluate_filter(where, frame)
+        ok &= np.array([bool(mask[pos[i]]) if i in pos else False for i in counts.index])
+    top = counts[ok].head(k)
+    signal = ranking.count_signal(counts)
+    items = collection.store.get_items(list(top.index))
+    return [Hit(i.id, float(signal.get(i.id, 0.0)), i.text, i.metadata) for i in items if i is not None]
+
+
+class Recommender:
+    """Recommendations for one collection and embedding version (cached vectors and interactions)."""
+
+    def __init__(self, collection: Collection, version: str | None = None, interactions: Interactions | None = None):
+        self.collection = collection
+        self.version = version
+        self._inter = interactions
+
+    @property
+    def interactions(self) -> Interactions | None:
+        if self._inter is None and path_for(self.collection).exists():
+            self._inter = Interactions.of(self.collection)
+        return self._inter
+
+    def _need_interactions(self) -> Interactions:
+        inter = self.interactions
+        if inter is None:
+            raise NotFoundError(
+                f"collection '{self.collection.name}' has no interactions; run `embedscope interactions load "
+                f"{self.collection.name} FILE`"
+            )
+        return inter
+
+    def recommend(
+        self, user: str | None = None, *, items: Sequence[str] | None = None, k: int = 10, where: str | None = None,
+        profile: str = "mean", half_life: float = 30.0, max_interests: int = 3, min_interest_size: int = 5,
+        popularity_weight: float = 0.0, quality: str = "count", mmr_lambda: float | None = None,
+        dedupe: bool = True, candidates: int | None = None, explain: bool = True,
+    ) -> RecommendResult:
+        """Top-k items for a stored user (`user`) or an anonymous session (`items`, oldest first)."""
+        if k < 1:
+            raise EmbedscopeError("k must be at least 1")
+        if profile not in prof.PROFILES:
+            raise EmbedscopeError(f"unknown profile '{profile}'; valid: {', '.join(prof.PROFILES)}")
+        if (user is None) == (items is None):
+            raise EmbedscopeError("give either a user or a list of items (anonymous session), not both")
+        coll = self.collection
+        if user is not None:
+            hist = self._need_interactions().history(str(user))
+            seen = hist["item"].tolist()
+            times = hist["timestamp"].to_numpy(dtype=np.float64)
+        else:
+            seen = [str(i).strip() for i in items or [] if str(i).strip()]
+            unknown = [i for i, it in zip(seen, coll.store.get_items(seen), strict=True) if it is None]
+            if unknown:
+                raise NotFoundError(
+                    f"{len(unknown)} session item(s) are not in collection '{coll.name}': "
+                    f"{', '.join(map(repr, unknown[:5]))}"
+                )
+            times = None
+        v = coll.load_version(self.version)
+        if sp.issparse(v.data.vectors):
+            raise EmbedscopeError(
+                f"version '{v.info.name}' is sparse ({v.info.encoder['name']}); recommendations need a dense version"
+            )
+        rows = [v.row_of.get(i) for i in seen]
+        usable = [n for n, r in enumerate(rows) if r is not None]
+        who = f"user '{user}'" if user is not None else "this session"
+        if not usable:
+            hits = popular(coll, self._need_interactions(), k, where=where, exclude=seen)
+            why = "has no history" if not seen else f"has no history item with a vector in version '{v.info.name}'"
+            return RecommendResult(
+                user=user, profile="popular", version=v.info.name, history_size=len(seen), fallback=True,
+                items=[Recommendation(h.id, h.score, h.text, h.metadata) for h in hits],
+                message=f"{who} {why}; showing the most popular items instead",
+            )
+        hvec = np.asarray(v.data.vectors[[rows[n] for n in usable]], dtype=np.float32)
+        htimes = times[usable] if times is not None else None
+        hids = [seen[n] for n in usable]
+        rerank = dedupe or popularity_weight > 0 or mmr_lambda is not None
+        n_cand = candidates or (max(5 * k, 50) if rerank else k)
+
+        interests: list[prof.Interest]
+        if profile == "mean":
+            interests = [prof.Interest(prof.mean_profile(hvec), np.arange(len(hids)))]
+        elif profile == "recency":
+            interests = [prof.Interest(prof.recency_profile(hvec, htimes, half_life), np.arange(len(hids)))]
+        else:
+            interests = prof.multi_interest(hvec, max_interests=max_interests, min_size=min_interest_size)
+        queries = np.stack([i.vector for i in interests])
+        runs = coll.search_vectors(queries, n_cand, version=v.info.name, where=where, exclude=seen)
+        hits, origin = _merge_round_robin(runs)
+
+        removed: list[str] = []
+        if dedupe:
+            kept, dropped = ranking.dedupe(hits)
+            removed = [h.id for h in dropped]
+            hits = kept
+        if popularity_weight > 0:
+            hits = ranking.blend(hits, quality_signal(coll, quality, self.interactions), popularity_weight)
+        if mmr_lambda is not None:
+            hits = ranking.mmr(hits, _rows_vectors(v, hits), mmr_lambda, k)
+        hits = hits[:k]
+
+        out = []
+        hnorm = l2_normalize(hvec)
+        for h in hits:
+            rec = Recommendation(h.id, h.score, h.text, h.metadata,
+                                 interest=origin.get(h.id) if profile == "multi" else None)
+            if explain:
+                rec.because = _because(_rows_vectors(v, [h])[0], hnorm, hids, coll, members=(
+                    interests[origin[h.id]].members if profile == "multi" else None))
+            out.append(rec)
+        info = []
+        if profile == "multi":
+            info = [{"size": len(i.members), "examples": [hids[m] for m in i.members[-3:]]} for i in interests]
+        message = None
+        if len(out) < k:
+            message = f"only {len(out)} item(s) match (filter and seen items exclude the rest)"
+        return RecommendResult(
+            user=user, profile=profile, version=v.info.name, items=out, history_size=len(seen),
+            removed_duplicates=removed, interests=info, message=message,
+        )
+
+
+def _merge_round_robin(runs: list[list[Hit]]) -> tuple[list[Hit], dict[str, int]]:
+    """Interleave per-interest lists (first interest first), skipping repeats; remember the origin."""
+    merged: list[Hit] = []
+    origin: dict[str, int] = {}
+    for pos in range(max((len(r) for r in runs), default=0)):
+        for n, run in enumerate(runs):
+            if pos < len(run) and run[pos].id not in origin:
+                origin[run[pos].id] = n
+                merged.append(run[pos])
+    return merged, origin
+
+
+def _rows_vectors(v: Any, hits: Sequence[Hit]) -> np.ndarray:
+    return np.asarray(v.data.vectors[[v.row_of[h.id] for h in hits]], dtype=np.float32)
+
+
+def _because(vec: np.ndarray, hnorm: np.ndarray, hids: list[str], coll: Collection,
+             members: np.ndarray | None = None, top: int = 2) -> list[dict[str, Any]]:
+    """History items most similar to a recommended item (within its interest for multi)."""
+    sims = hnorm @ l2_normalize(vec[None, :])[0]
+    cand = np.asarray(members) if members is not None and len(members) else np.arange(len(hids))
+    best = cand[np.argsort(-sims[cand], kind="stable")[:top]]
+    items = coll.store.get_items([hids[b] for b in best])
+    return [
+        {"id": hids[b], "text": it.text if it else "", "similarity": round(float(sims[b]), 4)}
+        for b, it in zip(best, items, strict=True)
+    ]
+
+
+def history_frame(collection: Collection, user: str) -> pd.DataFrame:
+    """A user's history with item texts, for display."""
+    hist = Interactions.of(collection).history(user)
+    texts = {i.id: i.text for i in collection.store.get_items(hist["item"].tolist()) if i is not None}
+    return hist.assign(text=hist["item"].map(texts))
+
+
+def recommend(collection: Collection, user: str | None = None, **kwargs: Any) -> RecommendResult:
+    """One-shot helper: `recommend(coll, "196", k=10, where="year >= 1990", profile="recency")`."""
+    version = kwargs.pop("version", None)
+    return Recommender(collection, version).recommend(user, **kwargs)

@@ -1,0 +1,94 @@
+"""Prometheus metrics (prometheus_client) and the query-embedding LRU cache whose hit rate they show.
+
+Each app gets its own CollectorRegistry, so several apps in one process (tests) do not collide.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# latency buckets in seconds, dense around the 1-50 ms range the search path lives in
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class QueryCache:
+    """Thread-safe LRU of query vectors, keyed by (collection, version revision, query text).
+
+    Hand-written (20 lines) because functools.lru_cache cannot report per-key hits to us or be keyed
+    on the version revision without wrapping; cachetools is not a dependency."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> tuple[Any, bool]:
+        """The cached value and True, or a freshly computed (and stored) value and False."""
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                self.hits += 1
+                return self._data[key], True
+            self.misses += 1
+        value = compute()  # outside the lock: encoding takes milliseconds, lookups must not wait
+        if self.size > 0:
+            with self._lock:
+                self._data[key] = value
+                self._data.move_to_end(key)
+                while len(self._data) > self.size:
+                    self._data.popitem(last=False)
+        return value, False
+
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class Metrics:
+    """Request counts, request latency per endpoint, latency per search stage, cache statistics."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, cache: QueryCache) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "embedscope_requests", "HTTP requests", ["method", "endpoint", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "embedscope_request_seconds", "HTTP request latency", ["endpoint"], buckets=_BUCKETS, registry=r
+        )
+        self.stage = Histogram(
+            "embedscope_stage_seconds", "Latency of one stage of a query: encode, search, rank",
+            ["stage", "collection", "version"], buckets=_BUCKETS, registry=r,
+        )
+        hits = Gauge("embedscope_query_cache_hits", "Query-embedding cache hits", registry=r)
+        hits.set_function(lambda: cache.hits)
+        misses = Gauge("embedscope_query_cache_misses", "Query-embedding cache misses", registry=r)
+        misses.set_function(lambda: cache.misses)
+        rate = Gauge("embedscope_query_cache_hit_ratio", "Query-embedding cache hit rate", registry=r)
+        rate.set_function(cache.hit_rate)
+        size = Gauge("embedscope_query_cache_entries", "Query vectors held in the cache", registry=r)
+        size.set_function(lambda: len(cache))
+
+    def observe_request(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, endpoint, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+
+    def observe_stages(self, collection: str, version: str, stages: dict[str, float]) -> None:
+        for name, seconds in stages.items():
+            self.stage.labels(name, collection, version).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,52 @@
+"""The query log: one JSON line per API request with what was asked and which ids came back.
+
+It feeds offline evaluation and drift checks (which queries people ask, what they got). Lines are
+written through `logging` with a RotatingFileHandler, so the file never grows without bound and
+writes from concurrent requests do not interleave. What is logged is an explicit allow-list built by
+the endpoints: never headers, so never the Authorization header or the write token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+LOG_FILE = "queries.jsonl"
+
+
+class QueryLog:
+    def __init__(self, directory: str | Path | None, *, max_bytes: int = 10_000_000, backups: int = 5) -> None:
+        self.path: Path | None = None
+        # a private logger per instance (unique name), not propagated: the lines go to the file only
+        self._logger = logging.getLogger(f"embedscope.querylog.{uuid.uuid4().hex}")
+        self._logger.propagate = False
+        self._logger.setLevel(logging.INFO)
+        if directory is not None:
+            d = Path(directory)
+            d.mkdir(parents=True, exist_ok=True)
+            self.path = d / LOG_FILE
+            handler = logging.handlers.RotatingFileHandler(
+                self.path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+            )
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            self._logger.addHandler(handler)
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        line = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **record}
+        self._logger.info(json.dumps(line, default=str, ensure_ascii=False))
+
+    def close(self) -> None:
+        for h in list(self._logger.handlers):
+            h.close()
+            self._logger.removeHandler(h)

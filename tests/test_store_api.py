@@ -1,0 +1,150 @@
+"""The Collection API and the embedded store on real books data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embedscope import Collection
+from embedscope.errors import EmbedscopeError, NotFoundError
+
+META = ["title", "authors", "categories", "published_year", "average_rating"]
+
+
+def test_ingest_keeps_types_and_counts(home, books_frame: pd.DataFrame) -> None:
+    col = Collection.create("b")
+    counts = col.ingest(books_frame.head(50), id_field="isbn13", template="{title}. {description}", metadata=META)
+    assert counts == {"added": 50, "updated": 0, "unchanged": 0, "deleted": 0}
+    item = col.get(str(books_frame.isbn13[0]))
+    assert item.text.startswith(str(books_frame.title[0]))
+    assert isinstance(item.metadata["published_year"], int)
+    assert isinstance(item.metadata["average_rating"], float)
+    again = col.ingest(books_frame.head(50), id_field="isbn13", template="{title}. {description}", metadata=META)
+    assert again["unchanged"] == 50 and again["added"] == 0
+
+
+def test_search_filters_and_similar(books_300: Collection) -> None:
+    hits = books_300.search("a war story about soldiers", k=5, where="published_year >= 2000")
+    assert len(hits) == 5
+    assert all(h.metadata["published_year"] >= 2000 for h in hits)
+    assert hits == sorted(hits, key=lambda h: -h.score)
+    some = books_300.items()[10]
+    similar = books_300.similar(some.id, k=5)
+    assert some.id not in [h.id for h in similar]
+    # the nearest neighbour by exact search is what the ANN index returns first
+    exact = books_300.search(some.text[:200], k=1, exact=True)[0]
+    approx = books_300.search(some.text[:200], k=1)[0]
+    assert exact.id == approx.id == some.id
+
+
+def test_title_query_finds_the_book(books_300: Collection) -> None:
+    hits_found = 0
+    for item in books_300.items()[:20]:
+        top = [h.id for h in books_300.search(item.text, k=3)]
+        hits_found += item.id in top
+    assert hits_found >= 19
+
+
+def test_filter_errors(books_300: Collection) -> None:
+    with pytest.raises(EmbedscopeError, match="unknown field"):
+        books_300.search("x", where="colour = 'red'")
+    with pytest.raises(EmbedscopeError, match="malformed filter"):
+        books_300.search("x", where="published_year >=")
+    with pytest.raises(EmbedscopeError, match="empty query"):
+        books_300.search("  ")
+
+
+def test_incremental_update_reencodes_only_changes(home, books_frame: pd.DataFrame) -> None:
+    col = Collection.create("inc")
+    frame = books_frame.head(60).copy()
+    col.ingest(frame, id_field="isbn13", template="{title}. {description}", metadata=["title"])
+    first = col.embed("minilm")
+    assert first.stats["encoded"] == 60
+    ids_before, vecs_before = col.vectors()
+    vecs_before = np.array(vecs_before)
+    frame.loc[3, "description"] = "A wizard school where dragons teach alchemy to orphans."
+    changed_id = str(frame.isbn13[3])
+    removed_id = str(frame.isbn13[59])
+    col.ingest(frame.head(59), id_field="isbn13", template="{title}. {description}", metadata=["title"],
+               replace=True)
+    assert col.info()["versions"][0]["stale"]
+    second = col.embed("minilm")
+    assert second.stats == {**second.stats, "encoded": 1, "reused": 58}
+    assert not col.info()["versions"][0]["stale"]
+    ids_after, vecs_after = col.vectors()
+    assert removed_id not in ids_after and len(ids_after) == 59
+    same = ids_after.index(str(frame.isbn13[0]))
+    assert np.allclose(vecs_after[same], vecs_before[ids_before.index(str(frame.isbn13[0]))])
+    assert col.search("dragons teaching alchemy at a wizard school", k=1)[0].id == changed_id
+
+
+def test_versions_are_recorded_and_switchable(home, books_frame: pd.DataFrame) -> None:
+    col = Collection.create("v")
+    col.ingest(books_frame.head(30), id_field="isbn13", template="{title}. {description}", metadata=["title"])
+    col.embed("minilm", index="exact")
+    col.embed("minilm", {"pooling": "cls"}, version="minilm-cls")
+    versions = {v.name: v for v in col.versions()}
+    assert set(versions) == {"minilm", "minilm-cls"}
+    assert versions["minilm"].active and not versions["minilm-cls"].active
+    v = versions["minilm-cls"]
+    assert v.encoder == {"name": "minilm", "params": {**v.encoder["params"], "pooling": "cls"}}
+    assert v.dim == 384 and v.count == 30 and len(v.fingerprint) == 16 and v.created_at
+    col.activate("minilm-cls")
+    assert col.active_version == "minilm-cls"
+    with pytest.raises(NotFoundError, match="no embedding version 'nope'"):
+        col.activate("nope")
+
+
+def test_bad_input_is_rejected_and_nothing_lost(home, books_frame: pd.DataFrame, tmp_path) -> None:
+    col = Collection.create("bad")
+    col.ingest(books_frame.head(5), id_field="isbn13", template="{title}. {description}", metadata=["title"])
+    dup = pd.concat([books_frame.head(3), books_frame.head(1)])
+    with pytest.raises(EmbedscopeError, match="duplicate id"):
+        col.ingest(dup, id_field="isbn13", text="description")
+    with pytest.raises(EmbedscopeError, match="id field 'nope' not found"):
+        col.ingest(books_frame.head(3), id_field="nope", text="description")
+    empty = books_frame.head(3).copy()
+    empty.loc[1, "description"] = "   "
+    with pytest.raises(EmbedscopeError, match="empty text"):
+        col.ingest(empty, id_field="isbn13", text="description")
+    with pytest.raises(EmbedscopeError, match="metadata field"):
+        col.ingest(books_frame.head(3), id_field="isbn13", text="description", metadata=["colour"])
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("id,text\n1,hello\n2,world,extra\n")
+    with pytest.raises(EmbedscopeError, match="malformed CSV"):
+        col.ingest(ragged, id_field="id", text="text")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("id,text\n1,caf\xe9 au lait\n".encode("latin-1"))
+    with pytest.raises(EmbedscopeError, match="not utf-8 text"):
+        col.ingest(latin, id_field="id", text="text")
+    bad_json = tmp_path / "bad.jsonl"
+    bad_json.write_text('{"id": 1, "text": "a"}\n{"id": 2, "text": \n')
+    with pytest.raises(EmbedscopeError, match="line 2 is not valid JSON"):
+        col.ingest(bad_json, id_field="id", text="text")
+    with pytest.raises(NotFoundError, match="unknown encoder 'nope'"):
+        col.embed("nope")
+    with pytest.raises(NotFoundError, match="does not exist"):
+        Collection.open("missing")
+    assert len(col) == 5  # nothing stored was lost
+
+
+def test_formats_jsonl_parquet(home, books_frame: pd.DataFrame, tmp_path) -> None:
+    small = books_frame.head(8)[["isbn13", "title", "description", "published_year"]]
+    small.to_json(tmp_path / "b.jsonl", orient="records", lines=True)
+    small.to_parquet(tmp_path / "b.parquet")
+    for name in ("b.jsonl", "b.parquet"):
+        col = Collection.create(name.replace(".", "-"))
+        col.ingest(tmp_path / name, id_field="isbn13", template="{title}. {description}")
+        assert len(col) == 8
+        assert isinstance(col.get(str(small.isbn13.iloc[0])).metadata["published_year"], int)
+
+
+def test_index_persisted_not_rebuilt(books_300: Collection) -> None:
+    from embedscope.index.hnsw import HNSWIndex
+
+    reopened = Collection.open(books_300.name, root=books_300.store.path.parent)
+    loaded = reopened.load_version()
+    assert isinstance(loaded.index, HNSWIndex) and loaded.index.size == len(books_300)
+    revision = reopened.store._revision_dir(loaded.info.name)
+    assert (revision / "index" / "hnsw.usearch").stat().st_size > 0
