@@ -310,10 +310,22 @@ def _embed(col: Any, encoder: str, progress: ProgressFn | None) -> tuple[Any, fl
         if progress:
             progress(encoder, done, total)
 
+    from embedscope.encoders.registry import create_encoder
+    from embedscope.store.base import fingerprint
+
+    timings = col.store.get_setting(_TIMINGS_KEY, {}) or {}
+    current = {v.name: v for v in col.versions()}.get(encoder)
+    if (
+        current is not None and current.encoder == create_encoder(encoder).config()
+        and current.fingerprint == fingerprint(col.store.item_hashes().items())
+        and current.index.get("kind") == "exact"
+    ):
+        # up to date: skip embed() altogether (it would re-encode nothing but rewrite the files)
+        old = timings.get(encoder, {})
+        return current, old.get("fit_seconds"), old.get("docs_per_second"), True
     with _timed_fit(encoder) as fit_times:
         info = col.embed(encoder, version=encoder, index="exact", progress=report)
     encoded = int(info.stats.get("encoded", 0))
-    timings = col.store.get_setting(_TIMINGS_KEY, {}) or {}
     if encoded == 0:
         # nothing was encoded: show the timings measured when the vectors were made
         old = timings.get(encoder, {})

@@ -70,8 +70,11 @@ class Metrics:
             "embedscope_request_seconds", "HTTP request latency", ["endpoint"], buckets=_BUCKETS, registry=r
         )
         self.stage = Histogram(
-            "embedscope_stage_seconds", "Latency of one stage of a query: encode, search, rank",
-            ["stage", "collection", "version"], buckets=_BUCKETS, registry=r,
+            "embedscope_stage_seconds",
+            "Latency of one stage of a query: encode, search, rank",
+            ["stage", "collection", "version"],
+            buckets=_BUCKETS,
+            registry=r,
         )
         hits = Gauge("embedscope_query_cache_hits", "Query-embedding cache hits", registry=r)
         hits.set_function(lambda: cache.hits)

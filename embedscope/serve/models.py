@@ -23,12 +23,17 @@ class _Strict(BaseModel):
 
 class SearchRequest(_Strict):
     query: str = Field(
-        min_length=1, max_length=QUERY_MAX, pattern=r"\S", description="free text: a title, a question, a vibe",
+        min_length=1,
+        max_length=QUERY_MAX,
+        pattern=r"\S",
+        description="free text: a title, a question, a vibe",
         examples=["atmospheric, female lead, worldbuilding, funny"],
     )
     k: int = Field(10, ge=1, le=K_MAX, description="number of results")
     where: str | None = Field(
-        None, max_length=WHERE_MAX, description="metadata filter",
+        None,
+        max_length=WHERE_MAX,
+        description="metadata filter",
         examples=["published_year >= 2000 and categories contains 'Fiction'"],
     )
     version: str | None = Field(None, description="embedding version (default: the active one)")
@@ -53,11 +58,16 @@ class RecommendRequest(_Strict):
     k: int = Field(10, ge=1, le=K_MAX)
     where: str | None = Field(None, max_length=WHERE_MAX)
     version: str | None = None
+    profile: str = Field(
+        "mean", description="user profile: mean, recency, multi, ... (see embedscope recommend)"
+    )
 
 
 class CompareRequest(_Strict):
     query: str = Field(min_length=1, max_length=QUERY_MAX, pattern=r"\S")
-    versions: list[str] | None = Field(None, min_length=1, max_length=20, description="default: every version")
+    versions: list[str] | None = Field(
+        None, min_length=1, max_length=20, description="default: every version"
+    )
     k: int = Field(10, ge=1, le=K_MAX)
     where: str | None = Field(None, max_length=WHERE_MAX)
 
@@ -105,6 +115,22 @@ class CompareResponse(BaseModel):
     overlap: dict[str, float] = Field(
         description="Jaccard overlap of the result ids, for each pair 'a|b' of versions that answered"
     )
+
+
+class RecommendedOut(HitOut):
+    because: list[str] = Field([], description="ids of the history items nearest to this one")
+
+
+class RecommendResponse(BaseModel):
+    collection: str
+    user: str | None
+    profile: str
+    version: str | None
+    history_size: int
+    fallback: bool = Field(description="True when these are popular items, not personalised")
+    message: str | None
+    took_ms: float
+    hits: list[RecommendedOut]
 
 
 class ItemOut(BaseModel):
@@ -173,7 +199,8 @@ class Health(BaseModel):
 
 class UpsertRequest(_Strict):
     records: list[dict[str, Any]] = Field(
-        min_length=1, max_length=10_000,
+        min_length=1,
+        max_length=10_000,
         description="items as in the ingested file: the id field, the text field(s), metadata fields",
     )
 
@@ -189,6 +216,15 @@ class WriteResult(BaseModel):
         "search uses the embedded items; call POST .../versions/{version}/embed to embed the changes",
         description="what to do next",
     )
+
+
+class EmbedRequest(_Strict):
+    encoder: str | None = Field(
+        None, description="default: the version's own encoder (needed for a new version)"
+    )
+    params: dict[str, Any] | None = Field(None, description="encoder parameters (default: the version's)")
+    index: str | None = Field(None, description="hnsw | exact (default: as before)")
+    activate: bool = False
 
 
 class EmbedJob(BaseModel):

@@ -20,7 +20,9 @@ LOG_FILE = "queries.jsonl"
 
 
 class QueryLog:
-    def __init__(self, directory: str | Path | None, *, max_bytes: int = 10_000_000, backups: int = 5) -> None:
+    def __init__(
+        self, directory: str | Path | None, *, max_bytes: int = 10_000_000, backups: int = 5
+    ) -> None:
         self.path: Path | None = None
         # a private logger per instance (unique name), not propagated: the lines go to the file only
         self._logger = logging.getLogger(f"embedscope.querylog.{uuid.uuid4().hex}")
