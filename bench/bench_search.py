@@ -8,7 +8,9 @@ single-query latency of a plain NumPy product vs embedscope's ExactIndex vs FAIS
 usearch exact vs LanceDB brute force (if installed).
 Part 2 (recall on real MiniLM embeddings): the books corpus embedded with all-MiniLM-L6-v2 (the
 `books` demo collection, built if absent); 500 held-out books are the queries. Recall@10 against
-exact, build time, latency, memory, for usearch, hnswlib and FAISS HNSW.
+exact, build time, latency, memory, for usearch, hnswlib and FAISS HNSW. With `--vectors DIR`
+(made by bench/encode_corpus.py, e.g. 50k SciFact sentences + books encoded on a GPU) the same
+comparison runs on that larger set with 1,000 held-out queries.
 """
 
 from __future__ import annotations
@@ -152,11 +154,17 @@ def ann_quality(vectors: np.ndarray, source: str, n_queries: int = 500) -> list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--vectors", type=Path, help="folder of vectors-*.npy from encode_corpus.py (more real vectors)")
     args = parser.parse_args()
     n = 20_000 if args.quick else 200_000
     rows = exact_speed(n, repeat=50 if args.quick else 200)
     vectors, source = real_vectors()
     rows += ann_quality(vectors, source)
+    if args.vectors:
+        chunks = sorted(args.vectors.glob("vectors-*.npy"), key=lambda p: int(p.stem.split("-")[1]))
+        big = np.concatenate([np.load(c).astype(np.float32) for c in chunks])
+        big /= np.linalg.norm(big, axis=1, keepdims=True)
+        rows += ann_quality(big, f"{args.vectors.name} (MiniLM, SciFact sentences + books)", n_queries=1000)
     report("search", "vector search: exact speed (synthetic) and ANN recall (real MiniLM book vectors)", rows)
 
 

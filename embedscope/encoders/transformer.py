@@ -17,7 +17,8 @@ from embedscope.encoders.base import Encoder, l2_normalize
 from embedscope.errors import EmbedscopeError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-_MODEL_CACHE: dict[tuple[str, int], Any] = {}
+_MODEL_CACHE: dict[tuple[str, int, str, str], Any] = {}
+PRECISIONS = ("fp32", "bf16", "bf16-autocast", "fp16")
 
 
 def resolve_model_path(model: str) -> str:
@@ -31,16 +32,28 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
-def load_sentence_transformer(model: str, max_seq_length: int) -> Any:
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_sentence_transformer(model: str, max_seq_length: int, precision: str = "fp32", device: str = "cpu") -> Any:
     """Load once per process; loading costs ~1 s and the model is read-only afterwards."""
-    key = (model, max_seq_length)
+    key = (model, max_seq_length, precision, device)
     if key not in _MODEL_CACHE:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import torch
         from sentence_transformers import SentenceTransformer
 
+        # bf16/fp16 weights: the matrix products run in half precision end to end (no per-op casts)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        kwargs = {"model_kwargs": {"dtype": dtype}} if dtype is not None else {}
         try:
-            st = SentenceTransformer(resolve_model_path(model), device="cpu")
+            st = SentenceTransformer(resolve_model_path(model), device=device, **kwargs)
         except OSError as exc:
             raise EmbedscopeError(
                 f"cannot load model '{model}' offline: {exc.__class__.__name__}; give a local path "
@@ -63,22 +76,26 @@ class TransformerEncoder(Encoder):
         "max_seq_length": 256,
         "pooling": "mean",  # mean | cls
         "normalize": True,
-        # bf16 autocast measured ~1.9x fp32 on this 2-core CPU with cosine > 0.9999 (docs/design.md)
-        "precision": "bf16",  # fp32 | bf16
+        # bf16 weights measured fastest on this 2-core CPU with cosine > 0.9999 to fp32 (docs/design.md)
+        "precision": "bf16",  # fp32 | bf16 | bf16-autocast | fp16 (fp16: GPU only)
+        "device": "cpu",  # cpu | cuda | auto; does not change the vectors beyond float rounding
     }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         if self.params["pooling"] not in ("mean", "cls"):
             raise EmbedscopeError(f"pooling must be 'mean' or 'cls', not {self.params['pooling']!r}")
-        if self.params["precision"] not in ("fp32", "bf16"):
-            raise EmbedscopeError(f"precision must be 'fp32' or 'bf16', not {self.params['precision']!r}")
+        if self.params["precision"] not in PRECISIONS:
+            raise EmbedscopeError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.params['precision']!r}")
         self._model: Any = None
 
     @property
     def model(self) -> Any:
         if self._model is None:
-            self._model = load_sentence_transformer(self.params["model"], int(self.params["max_seq_length"]))
+            self._model = load_sentence_transformer(
+                self.params["model"], int(self.params["max_seq_length"]), self.params["precision"],
+                resolve_device(self.params["device"]),
+            )
         return self._model
 
     @property
@@ -88,7 +105,7 @@ class TransformerEncoder(Encoder):
     def _autocast(self) -> Any:
         import torch
 
-        if self.params["precision"] == "bf16":
+        if self.params["precision"] == "bf16-autocast":
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return nullcontext()
 
@@ -101,13 +118,13 @@ class TransformerEncoder(Encoder):
         with torch.inference_mode(), self._autocast():
             if self.params["pooling"] == "mean":
                 out = self.model.encode(
-                    texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=show_progress
-                )
+                    texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show_progress
+                ).float().cpu().numpy()
             else:
                 tokens = self.model.encode(
                     texts, batch_size=batch_size, output_value="token_embeddings", show_progress_bar=show_progress
                 )
-                out = np.stack([t[0].float().numpy() for t in tokens])
+                out = np.stack([t[0].float().cpu().numpy() for t in tokens])
         out = np.asarray(out, dtype=np.float32)
         return l2_normalize(out) if self.params["normalize"] else out
 
@@ -119,7 +136,7 @@ class TransformerEncoder(Encoder):
             out = self.model.encode([text], output_value=None)
         ids = out[0]["input_ids"].tolist()
         tokens = self.model.tokenizer.convert_ids_to_tokens(ids)
-        return tokens, out[0]["token_embeddings"].float().numpy()
+        return tokens, out[0]["token_embeddings"].float().cpu().numpy()
 
 
 class MiniLMEncoder(TransformerEncoder):
