@@ -324,7 +324,11 @@ class Collection:
     ) -> list[list[Hit]]:
         """Nearest items for query vectors already in the version's space."""
         v = self.load_version(version)
-        allowed = self._allowed(v, where, exclude)
+        return self._search_loaded(v, queries, k, self._allowed(v, where, exclude), exact)
+
+    def _search_loaded(
+        self, v: LoadedVersion, queries: Any, k: int, allowed: np.ndarray | None, exact: bool = False
+    ) -> list[list[Hit]]:
         index = v.index
         if exact and index.kind != "exact":
             index = create_index("exact").build(v.data.vectors)
@@ -360,7 +364,9 @@ class Collection:
         """Semantic search: encode the query with the version's encoder, then nearest items."""
         if k < 1:
             raise EmbedscopeError("k must be at least 1")
-        return self.search_vectors(self.encode_query(query, version), k, version=version, where=where, exact=exact)[0]
+        v = self.load_version(version)
+        allowed = self._allowed(v, where)  # a bad filter fails before the query is encoded
+        return self._search_loaded(v, self.encode_query(query, v.info.name), k, allowed, exact)[0]
 
     def similar(
         self, item_id: str, k: int = 10, *, where: str | None = None, version: str | None = None,

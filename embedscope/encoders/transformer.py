@@ -47,7 +47,10 @@ def load_sentence_transformer(model: str, max_seq_length: int, precision: str = 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch
+        import transformers
         from sentence_transformers import SentenceTransformer
+
+        transformers.logging.disable_progress_bar()  # "Loading weights" bars on every start are noise
 
         # bf16/fp16 weights: the matrix products run in half precision end to end (no per-op casts)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)

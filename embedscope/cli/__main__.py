@@ -1,0 +1,3 @@
+from embedscope.cli import main
+
+main()
