@@ -48,7 +48,9 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--books", type=Path, default=SHARED_DATA / "books" / "books.csv")
     parser.add_argument("--n", type=int, default=512, help="texts per kind")
@@ -72,16 +74,38 @@ def main() -> None:
         if kind == "long" and not gpu:
             items = items[: args.n // 2]  # long texts cost ~4x; keep the run short
         base_rate, base_vecs = timed(lambda t: baseline_model.encode(t), items)
-        rows.append({"texts": f"{kind} ({len(items)})", "method": "sentence-transformers encode() default fp32",
-                     "batch": 32, "items_per_s": round(base_rate, 1), "speedup": 1.0, "min_cosine": 1.0})
+        rows.append(
+            {
+                "texts": f"{kind} ({len(items)})",
+                "method": "sentence-transformers encode() default fp32",
+                "batch": 32,
+                "items_per_s": round(base_rate, 1),
+                "speedup": 1.0,
+                "min_cosine": 1.0,
+            }
+        )
         for precision in precisions:
-            enc = create_encoder("minilm", {"model": args.model, "precision": precision, "device": args.device})
+            enc = create_encoder(
+                "minilm", {"model": args.model, "precision": precision, "device": args.device}
+            )
             rate, vecs = timed(lambda t, enc=enc: enc.encode(t, batch_size=batch), items)
-            rows.append({"texts": f"{kind} ({len(items)})", "method": f"embedscope minilm precision={precision}",
-                         "batch": batch, "items_per_s": round(rate, 1), "speedup": round(rate / base_rate, 2),
-                         "min_cosine": round(min_cosine(vecs, base_vecs), 5)})
-    report(args.out, f"MiniLM encoding throughput on {args.device} (torch {torch.__version__}, "
-           f"{torch.get_num_threads()} threads)", rows, {"device": args.device})
+            rows.append(
+                {
+                    "texts": f"{kind} ({len(items)})",
+                    "method": f"embedscope minilm precision={precision}",
+                    "batch": batch,
+                    "items_per_s": round(rate, 1),
+                    "speedup": round(rate / base_rate, 2),
+                    "min_cosine": round(min_cosine(vecs, base_vecs), 5),
+                }
+            )
+    report(
+        args.out,
+        f"MiniLM encoding throughput on {args.device} (torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads)",
+        rows,
+        {"device": args.device},
+    )
 
 
 if __name__ == "__main__":

@@ -49,20 +49,36 @@ def exact_speed(n: int, repeat: int) -> list[dict]:
     rows.append({"method": "numpy matmul + argpartition (baseline)", "n": n, **numpy_lat, "ratio": 1.0})
     idx = create_index("exact").build(base)
     lat = latency_ms(lambda: idx.search(q(), 10), repeat)
-    rows.append({"method": "embedscope ExactIndex", "n": n, **lat, "ratio": round(lat["p50_ms"] / numpy_lat["p50_ms"], 2)})
+    rows.append(
+        {
+            "method": "embedscope ExactIndex",
+            "n": n,
+            **lat,
+            "ratio": round(lat["p50_ms"] / numpy_lat["p50_ms"], 2),
+        }
+    )
     try:
         import faiss
 
         fidx = faiss.IndexFlatIP(384)
         fidx.add(base)
         lat = latency_ms(lambda: fidx.search(q(), 10), repeat)
-        rows.append({"method": "faiss IndexFlatIP", "n": n, **lat, "ratio": round(lat["p50_ms"] / numpy_lat["p50_ms"], 2)})
+        rows.append(
+            {
+                "method": "faiss IndexFlatIP",
+                "n": n,
+                **lat,
+                "ratio": round(lat["p50_ms"] / numpy_lat["p50_ms"], 2),
+            }
+        )
     except ImportError:
         pass
     from usearch.index import search as usearch_search
 
     lat = latency_ms(lambda: usearch_search(base, q()[0], 10, metric="ip", exact=True), repeat)
-    rows.append({"method": "usearch exact", "n": n, **lat, "ratio": round(lat["p50_ms"] / numpy_lat["p50_ms"], 2)})
+    rows.append(
+        {"method": "usearch exact", "n": n, **lat, "ratio": round(lat["p50_ms"] / numpy_lat["p50_ms"], 2)}
+    )
     try:
         import lancedb
 
@@ -71,11 +87,22 @@ def exact_speed(n: int, repeat: int) -> list[dict]:
             import pyarrow as pa
 
             table = db.create_table(
-                "v", pa.table({"id": np.arange(n), "vector": pa.FixedSizeListArray.from_arrays(base.ravel(), 384)})
+                "v",
+                pa.table(
+                    {"id": np.arange(n), "vector": pa.FixedSizeListArray.from_arrays(base.ravel(), 384)}
+                ),
             )
-            lat = latency_ms(lambda: table.search(q()[0]).metric("dot").limit(10).to_arrow(), max(5, repeat // 10))
-            rows.append({"method": "lancedb brute force", "n": n, **lat,
-                         "ratio": round(lat["p50_ms"] / numpy_lat["p50_ms"], 2)})
+            lat = latency_ms(
+                lambda: table.search(q()[0]).metric("dot").limit(10).to_arrow(), max(5, repeat // 10)
+            )
+            rows.append(
+                {
+                    "method": "lancedb brute force",
+                    "n": n,
+                    **lat,
+                    "ratio": round(lat["p50_ms"] / numpy_lat["p50_ms"], 2),
+                }
+            )
     except ImportError:
         rows.append({"method": "lancedb (not installed: pip install lancedb)", "n": n})
     return rows
@@ -112,18 +139,38 @@ def ann_quality(vectors: np.ndarray, source: str, n_queries: int = 500) -> list[
         found = np.stack([search_one(q) for q in queries])
         it = iter(range(10**9))
         lat = latency_ms(lambda: search_one(queries[next(it) % n_queries]), 300)
-        rows.append({"method": method, "params": params, "data": f"{source} n={len(base)}",
-                     "recall@10": round(recall(found, truth), 4), "build_s": round(build_s, 2),
-                     "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"], "index_MB": round(nbytes / 2**20, 1)})
+        rows.append(
+            {
+                "method": method,
+                "params": params,
+                "data": f"{source} n={len(base)}",
+                "recall@10": round(recall(found, truth), 4),
+                "build_s": round(build_s, 2),
+                "p50_ms": lat["p50_ms"],
+                "p99_ms": lat["p99_ms"],
+                "index_MB": round(nbytes / 2**20, 1),
+            }
+        )
 
     t = time.perf_counter()
     exact = create_index("exact").build(base)
-    add("embedscope exact", time.perf_counter() - t, lambda q: exact.search(q[None], 10)[0][0], exact.nbytes(), "")
+    add(
+        "embedscope exact",
+        time.perf_counter() - t,
+        lambda q: exact.search(q[None], 10)[0][0],
+        exact.nbytes(),
+        "",
+    )
     for ef in (32, 64, 128):
         t = time.perf_counter()
         idx = create_index("hnsw", expansion_search=ef).build(base)
-        add("usearch HNSW (embedscope default)", time.perf_counter() - t,
-            lambda q, idx=idx: idx.search(q[None], 10)[0][0], idx.nbytes(), f"M=16 efC=128 ef={ef}")
+        add(
+            "usearch HNSW (embedscope default)",
+            time.perf_counter() - t,
+            lambda q, idx=idx: idx.search(q[None], 10)[0][0],
+            idx.nbytes(),
+            f"M=16 efC=128 ef={ef}",
+        )
     try:
         import hnswlib
 
@@ -152,9 +199,13 @@ def ann_quality(vectors: np.ndarray, source: str, n_queries: int = 500) -> list[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--vectors", type=Path, help="folder of vectors-*.npy from encode_corpus.py (more real vectors)")
+    parser.add_argument(
+        "--vectors", type=Path, help="folder of vectors-*.npy from encode_corpus.py (more real vectors)"
+    )
     args = parser.parse_args()
     n = 20_000 if args.quick else 200_000
     rows = exact_speed(n, repeat=50 if args.quick else 200)

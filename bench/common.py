@@ -27,8 +27,11 @@ def latency_ms(fn: Callable[[], Any], repeat: int, warmup: int = 3) -> dict[str,
         fn()
         times.append((time.perf_counter() - t) * 1000)
     arr = np.array(times)
-    return {"p50_ms": round(float(np.percentile(arr, 50)), 3), "p99_ms": round(float(np.percentile(arr, 99)), 3),
-            "mean_ms": round(float(arr.mean()), 3)}
+    return {
+        "p50_ms": round(float(np.percentile(arr, 50)), 3),
+        "p99_ms": round(float(np.percentile(arr, 99)), 3),
+        "mean_ms": round(float(arr.mean()), 3),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -46,6 +49,8 @@ def report(name: str, title: str, rows: list[dict[str, Any]], extra: dict[str, A
     Console().print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
-    out.write_text(json.dumps({"benchmark": name, "machine": machine(), "rows": rows, **(extra or {})}, indent=2))
+    out.write_text(
+        json.dumps({"benchmark": name, "machine": machine(), "rows": rows, **(extra or {})}, indent=2)
+    )
     print(f"wrote {out}")
     return out

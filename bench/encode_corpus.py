@@ -17,7 +17,9 @@ import numpy as np
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("texts", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--device", default="cpu")
@@ -37,8 +39,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for n, part in enumerate(np.array_split(vecs.astype(np.float16), args.chunks)):
         np.save(args.out / f"vectors-{n}.npy", part)
-    meta = {"texts": len(texts), "seconds": round(seconds, 2), "items_per_s": round(len(texts) / seconds, 1),
-            "device": args.device, "precision": args.precision, "model": args.model}
+    meta = {
+        "texts": len(texts),
+        "seconds": round(seconds, 2),
+        "items_per_s": round(len(texts) / seconds, 1),
+        "device": args.device,
+        "precision": args.precision,
+        "model": args.model,
+    }
     (args.out / "encode.json").write_text(json.dumps(meta, indent=2))
     print(json.dumps(meta))
 

@@ -122,8 +122,15 @@ def compare(col: Any, query: str, encoders: Sequence[str], k: int = 5) -> dict[s
     items = {i.id: i for i in col.items()}
     results = []
     for name in encoders:
-        row: dict[str, Any] = {"encoder": name, "source": None, "fit_s": None, "encode_ms": None,
-                               "search_ms": None, "hits": [], "error": None}
+        row: dict[str, Any] = {
+            "encoder": name,
+            "source": None,
+            "fit_s": None,
+            "encode_ms": None,
+            "search_ms": None,
+            "hits": [],
+            "error": None,
+        }
         try:
             if name == "hybrid":
                 ranked, row = _hybrid(col, query, k, row)
@@ -132,10 +139,15 @@ def compare(col: Any, query: str, encoders: Sequence[str], k: int = 5) -> dict[s
                 scores, enc_s, search_s = _scores(space, query)
                 top = _top(scores, k)
                 ranked = [(space.ids[j], float(scores[j])) for j in top]
-                row.update(source=space.source, fit_s=round(space.fit_s, 3),
-                           encode_ms=round(enc_s * 1000, 2), search_ms=round(search_s * 1000, 2))
+                row.update(
+                    source=space.source,
+                    fit_s=round(space.fit_s, 3),
+                    encode_ms=round(enc_s * 1000, 2),
+                    search_ms=round(search_s * 1000, 2),
+                )
             row["hits"] = [
-                {"id": i, "title": _title(items[i]) if i in items else i, "score": round(s, 4)} for i, s in ranked
+                {"id": i, "title": _title(items[i]) if i in items else i, "score": round(s, 4)}
+                for i, s in ranked
             ]
         except EmbedscopeError as exc:
             row["error"] = str(exc)
@@ -143,7 +155,9 @@ def compare(col: Any, query: str, encoders: Sequence[str], k: int = 5) -> dict[s
     return {"collection": getattr(col, "name", None), "query": query, "k": k, "results": results}
 
 
-def _hybrid(col: Any, query: str, k: int, row: dict[str, Any]) -> tuple[list[tuple[str, float]], dict[str, Any]]:
+def _hybrid(
+    col: Any, query: str, k: int, row: dict[str, Any]
+) -> tuple[list[tuple[str, float]], dict[str, Any]]:
     """BM25 + MiniLM runs (FUSION_DEPTH deep) fused with reciprocal rank fusion (k=60)."""
     from embedscope.encoders.hybrid import HybridEncoder
 
@@ -157,7 +171,9 @@ def _hybrid(col: Any, query: str, k: int, row: dict[str, Any]) -> tuple[list[tup
             runs.append({})  # e.g. only unknown words for BM25: the dense run alone decides
             continue
         top = _top(scores, FUSION_DEPTH)
-        runs.append({space.ids[j]: float(scores[j]) for j in top if scores[j] > 0 or not space.encoder.sparse})
+        runs.append(
+            {space.ids[j]: float(scores[j]) for j in top if scores[j] > 0 or not space.encoder.sparse}
+        )
         sources.append(f"{part}: {space.source}")
         fit_s, enc_s, search_s = fit_s + space.fit_s, enc_s + e, search_s + s
     t0 = time.perf_counter()
@@ -165,6 +181,10 @@ def _hybrid(col: Any, query: str, k: int, row: dict[str, Any]) -> tuple[list[tup
     search_s += time.perf_counter() - t0
     if not fused:
         raise EmbedscopeError("no known terms")
-    row.update(source="; ".join(sources) + " (RRF)", fit_s=round(fit_s, 3), encode_ms=round(enc_s * 1000, 2),
-               search_ms=round(search_s * 1000, 2))
+    row.update(
+        source="; ".join(sources) + " (RRF)",
+        fit_s=round(fit_s, 3),
+        encode_ms=round(enc_s * 1000, 2),
+        search_ms=round(search_s * 1000, 2),
+    )
     return fused, row

@@ -44,7 +44,12 @@ def read_movielens_items(path: str | Path) -> pd.DataFrame:
     genres = read_genres(path.parent / "u.genre")
     try:
         frame = pd.read_csv(
-            path, sep="|", header=None, encoding="latin-1", dtype=str, keep_default_na=False,
+            path,
+            sep="|",
+            header=None,
+            encoding="latin-1",
+            dtype=str,
+            keep_default_na=False,
             on_bad_lines="error",
         )
     except pd.errors.ParserError as exc:
@@ -58,14 +63,18 @@ def read_movielens_items(path: str | Path) -> pd.DataFrame:
     flags = frame[genres].astype(int).to_numpy().astype(bool)
     # "unknown" is a placeholder genre (flagged on 2 movies); keep it out of the text
     names = [[g for g, f in zip(genres, row, strict=True) if f and g != "unknown"] for row in flags]
-    out = pd.DataFrame({
-        "id": frame["id"].str.strip(),
-        "title": frame["title"].str.strip(),
-        "year": pd.to_numeric(frame["title"].str.extract(_YEAR, expand=False), errors="coerce").astype("Int64"),
-        "genres": [", ".join(n) for n in names],
-        "release_date": frame["release_date"].replace("", None),
-        "imdb_url": frame["imdb_url"].replace("", None),
-    })
+    out = pd.DataFrame(
+        {
+            "id": frame["id"].str.strip(),
+            "title": frame["title"].str.strip(),
+            "year": pd.to_numeric(frame["title"].str.extract(_YEAR, expand=False), errors="coerce").astype(
+                "Int64"
+            ),
+            "genres": [", ".join(n) for n in names],
+            "release_date": frame["release_date"].replace("", None),
+            "imdb_url": frame["imdb_url"].replace("", None),
+        }
+    )
     out["text"] = [f"{t}. {g}" if g else t for t, g in zip(out["title"], out["genres"], strict=True)]
     return out
 
@@ -78,8 +87,12 @@ def read_movielens_ratings(path: str | Path) -> pd.DataFrame:
     path = _need(path)
     try:
         frame = pd.read_csv(
-            path, sep="\t", header=None, names=["user", "item", "rating", "timestamp"],
-            dtype={"user": str, "item": str}, on_bad_lines="error",
+            path,
+            sep="\t",
+            header=None,
+            names=["user", "item", "rating", "timestamp"],
+            dtype={"user": str, "item": str},
+            on_bad_lines="error",
         )
     except pd.errors.ParserError as exc:
         raise EmbedscopeError(f"{path.name}: malformed MovieLens ratings file: {str(exc).strip()}") from None

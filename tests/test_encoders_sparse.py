@@ -28,8 +28,19 @@ def small(books: tuple[list[str], list[str]]) -> list[str]:
 
 def test_registry_lists_every_encoder_with_params() -> None:
     names = set(encoder_names())
-    assert {"onehot", "bow", "tfidf", "bm25", "lsa", "lda", "word2vec", "torch_word2vec", "static", "hybrid",
-            "minilm"} <= names
+    assert {
+        "onehot",
+        "bow",
+        "tfidf",
+        "bm25",
+        "lsa",
+        "lda",
+        "word2vec",
+        "torch_word2vec",
+        "static",
+        "hybrid",
+        "minilm",
+    } <= names
     rows = {r["name"]: r for r in describe_encoders()}
     assert rows["bm25"]["params"]["k1"] == 1.5 and rows["bm25"]["sparse"]
     assert rows["lsa"]["params"]["n_components"] == 256 and not rows["lsa"]["sparse"]
@@ -84,7 +95,9 @@ def test_bm25_query_dot_doc_equals_bm25s_scores(small: list[str], stemmer: str |
     queries = ["a young wizard goes to school", "murder mystery in victorian london london", "love story"]
     ours = (enc.encode_queries(queries) @ docs.T).toarray()
     for n, q in enumerate(queries):
-        qids = tok.tokenize([q], update_vocab="never", return_as="ids", show_progress=False, allow_empty=False)[0]
+        qids = tok.tokenize(
+            [q], update_vocab="never", return_as="ids", show_progress=False, allow_empty=False
+        )[0]
         expected = retriever.get_scores(qids)
         np.testing.assert_allclose(ours[n], expected, rtol=1e-5, atol=1e-5)
         assert expected.max() > 0
@@ -99,8 +112,9 @@ def test_bm25_matches_the_plain_bm25s_top_hits(small: list[str]) -> None:
     enc = create_encoder("bm25").fit(small)
     docs = enc.encode(small)
     query = "the history of the roman empire"
-    res, scores = retriever.retrieve(bm25s.tokenize([query], stopwords="en", show_progress=False), k=5,
-                                     show_progress=False)
+    res, scores = retriever.retrieve(
+        bm25s.tokenize([query], stopwords="en", show_progress=False), k=5, show_progress=False
+    )
     ours = (enc.encode_queries([query]) @ docs.T).toarray().ravel()
     np.testing.assert_allclose(np.sort(ours)[::-1][:5], scores[0], rtol=1e-5)
 
@@ -151,7 +165,9 @@ def test_lda_topic_vectors(small: list[str]) -> None:
     assert len(enc.top_words(5)) == 8
 
 
-@pytest.mark.parametrize("name", ["onehot", "bow", "tfidf", "bm25", "lsa", "lda", "word2vec", "torch_word2vec"])
+@pytest.mark.parametrize(
+    "name", ["onehot", "bow", "tfidf", "bm25", "lsa", "lda", "word2vec", "torch_word2vec"]
+)
 def test_fit_rules(name: str) -> None:
     enc = create_encoder(name)
     with pytest.raises(NotFittedError):

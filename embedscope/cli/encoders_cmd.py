@@ -49,9 +49,13 @@ def _split(value: str, n: int, option: str) -> list[str]:
 def words(
     collection: Annotated[str, typer.Argument(help="Collection with a word2vec embedding version.")],
     encoder: Annotated[str, typer.Option("--encoder", "-e", help="word2vec or torch_word2vec.")] = "word2vec",
-    version: Annotated[str | None, typer.Option("--version", "-v", help="Version (default: the first of that encoder).")] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", "-v", help="Version (default: the first of that encoder).")
+    ] = None,
     neighbors: Annotated[str | None, typer.Option("--neighbors", help="Nearest words to WORD.")] = None,
-    analogy: Annotated[str | None, typer.Option("--analogy", help="a,b,c: words nearest a - b + c (king,man,woman).")] = None,
+    analogy: Annotated[
+        str | None, typer.Option("--analogy", help="a,b,c: words nearest a - b + c (king,man,woman).")
+    ] = None,
     similarity: Annotated[str | None, typer.Option("--similarity", help="w1,w2: cosine similarity.")] = None,
     topn: Annotated[int, typer.Option("--topn", "-k", help="How many words to show.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -66,8 +70,10 @@ def words(
         if version is None:
             matching = [v.name for v in col.versions() if v.encoder.get("name") == encoder]
             if not matching:
-                fail(f"collection '{collection}' has no {encoder} version; run "
-                     f"`embedscope embed {collection} --encoder {encoder}`")
+                fail(
+                    f"collection '{collection}' has no {encoder} version; run "
+                    f"`embedscope embed {collection} --encoder {encoder}`"
+                )
             version = matching[0]
         enc = col.encoder(version)
         if not hasattr(enc, "most_similar"):
@@ -90,7 +96,9 @@ def words(
     except EmbedscopeError as exc:
         fail(str(exc))
     if as_json:
-        print_json({"version": version, "query": title, "words": [{"word": w, "score": s} for w, s in result]})
+        print_json(
+            {"version": version, "query": title, "words": [{"word": w, "score": s} for w, s in result]}
+        )
         return
     table = Table(title=f"{title} ({collection}/{version})")
     table.add_column("#", justify="right")
@@ -149,7 +157,8 @@ def compare_cmd(
                 cells.append("")
         table.add_row(str(rank + 1), *cells)
     timing = [
-        f"{r['encoder']}: {r['source'] or '-'}; fit {r['fit_s'] or 0:.2f}s, encode {r['encode_ms'] or 0:.1f} ms, "
+        f"{r['encoder']}: {r['source'] or '-'}; fit {r['fit_s'] or 0:.2f}s, "
+        f"encode {r['encode_ms'] or 0:.1f} ms, "
         f"search {r['search_ms'] or 0:.1f} ms"
         for r in out["results"]
         if not r["error"]

@@ -44,7 +44,7 @@ def serve(
         fail(f"the token in ${token_env} is shorter than 16 characters; use a long random one")
     chosen = names or Collection.list()
     if not chosen:
-        fail(f"no collections under {default_root()}; create one with `embedscope ingest` or `embedscope demo`")
+        fail(f"no collections under {default_root()}; create one with `embedscope ingest` or `demo`")
     with console.status(f"loading {', '.join(chosen)} (versions, encoders, indexes)"):
         application = create_app(chosen, token=token, log_dir=log_dir, cache_size=cache_size)
     writes = f"enabled (token from ${token_env})" if token else f"disabled (set ${token_env} to enable)"

@@ -2,7 +2,8 @@
 
 The decomposition. BM25 scores a query q against a document d as
 
-    score(q, d) = sum over query tokens t of  idf(t) * tf(t,d) * (k1 + 1) / (tf(t,d) + k1 * (1 - b + b * |d| / avgdl))
+    score(q, d) = sum over query tokens t of
+                  idf(t) * tf(t,d) * (k1 + 1) / (tf(t,d) + k1 * (1 - b + b * |d| / avgdl))
 
 (Lucene variant; bm25s drops the constant (k1 + 1), which does not change the ranking). Everything
 inside the sum depends only on (t, d), so it is a document-side weight W[d, t], precomputed once:
@@ -74,7 +75,9 @@ class BM25Encoder(Encoder):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         if self.params["method"] not in _METHODS:
-            raise EmbedscopeError(f"method must be one of {', '.join(_METHODS)}, not {self.params['method']!r}")
+            raise EmbedscopeError(
+                f"method must be one of {', '.join(_METHODS)}, not {self.params['method']!r}"
+            )
         if float(self.params["k1"]) < 0 or not 0 <= float(self.params["b"]) <= 1:
             raise EmbedscopeError("BM25 needs k1 >= 0 and 0 <= b <= 1")
         self.tokenizer = make_tokenizer(self.params["stopwords"], self.params["stemmer"])
@@ -123,7 +126,9 @@ class BM25Encoder(Encoder):
         # formulas stay exactly the library's; a test checks the scores against bm25s's retriever)
         self.avgdl = float(np.mean([len(d) for d in ids]))
         dfs = _calculate_doc_freqs(corpus_tokens=ids, unique_tokens=list(range(n_vocab)), show_progress=False)
-        self.idf = _build_idf_array(dfs, n_docs=len(ids), compute_idf_fn=_select_idf_scorer(self.params["method"]))
+        self.idf = _build_idf_array(
+            dfs, n_docs=len(ids), compute_idf_fn=_select_idf_scorer(self.params["method"])
+        )
         self.nonoccurrence = None
         if self.params["method"] in ("bm25l", "bm25+"):
             self.nonoccurrence = _build_nonoccurrence_array(
@@ -141,7 +146,9 @@ class BM25Encoder(Encoder):
         self.fitted = True
         return self
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> sp.csr_matrix:
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> sp.csr_matrix:
         """Document-side BM25 weights W (n, vocab)."""
         from bm25s.scoring import _select_tfc_scorer
 

@@ -126,7 +126,12 @@ class HybridEncoder(Encoder):
         return weighted_fusion(runs, float(self.params["alpha"]))
 
     def search(
-        self, query_texts: Sequence[str], doc_ids: Sequence[str], sparse_docs: Any, dense_docs: np.ndarray, k: int = 10
+        self,
+        query_texts: Sequence[str],
+        doc_ids: Sequence[str],
+        sparse_docs: Any,
+        dense_docs: np.ndarray,
+        k: int = 10,
     ) -> list[list[tuple[str, float]]]:
         """Brute-force hybrid search over already-encoded documents (for small collections and tests)."""
         q_sparse, q_dense = self.encode_queries(query_texts)

@@ -80,7 +80,9 @@ class LSAEncoder(_ReducedEncoder):
         self.fitted = True
         return self
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
         self._check_fitted()
         out = self.model.transform(self.vectorizer.transform(list(texts)))
         return l2_normalize(out)  # zero rows (no known term) stay zero
@@ -130,7 +132,9 @@ class LDAEncoder(_ReducedEncoder):
         self.fitted = True
         return self
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
         self._check_fitted()
         counts = self.vectorizer.transform(list(texts))
         with warnings.catch_warnings():

@@ -85,7 +85,9 @@ class _VectorizerEncoder(Encoder):
     def _transform(self, texts: list[str]) -> sp.csr_matrix:
         return self.vectorizer.transform(texts)
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> sp.csr_matrix:
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> sp.csr_matrix:
         self._check_fitted()
         out = sp.csr_matrix(self._transform(list(texts)), dtype=np.float32)
         if self.params.get("normalize", False):

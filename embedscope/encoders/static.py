@@ -59,7 +59,9 @@ def distill_static(model: str, pca_dims: int, sif_coefficient: float, batch_size
             chunk = torch.from_numpy(ids[start : start + batch_size])
             n = len(chunk)
             input_ids = torch.stack([torch.full((n,), cls_id), chunk, torch.full((n,), sep_id)], dim=1)
-            hidden = backbone(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).last_hidden_state
+            hidden = backbone(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids)
+            ).last_hidden_state
             out[start : start + n] = hidden.mean(1).numpy()  # every position is real: plain mean
     out = np.nan_to_num(out)
     if pca_dims and pca_dims < out.shape[1]:
@@ -119,7 +121,9 @@ class StaticEncoder(Encoder):
     def dim(self) -> int:
         return int(self.static_model.dim)
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 1024, show_progress: bool = False) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 1024, show_progress: bool = False
+    ) -> np.ndarray:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

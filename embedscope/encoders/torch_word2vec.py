@@ -118,6 +118,18 @@ class TorchWord2VecEncoder(WordVectorMixin, Encoder):
     def fit(self, texts: Sequence[str]) -> TorchWord2VecEncoder:
         import torch
 
+        # the per-batch ops are tiny: one thread is as fast as two and does not collapse when the
+        # CPU is shared (intra-op threads spin-waiting on a busy core made it ~10x slower)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._fit(texts)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, texts: Sequence[str]) -> TorchWord2VecEncoder:
+        import torch
+
         texts = check_corpus(texts)
         p = self.params
         sentences = [tokenize(t) for t in texts]

@@ -47,7 +47,9 @@ class WordVectorMixin:
         for w in words:
             key = w.strip().lower()
             if key not in self.wv.key_to_index:
-                raise EmbedscopeError(f"word '{w}' is not in the {self.name} vocabulary ({len(self.wv)} words)")
+                raise EmbedscopeError(
+                    f"word '{w}' is not in the {self.name} vocabulary ({len(self.wv)} words)"
+                )
             out.append(key)
         return out
 
@@ -70,7 +72,11 @@ class WordVectorMixin:
         Analogy questions are restricted to the 30k most frequent words, gensim's default."""
         acc, _ = self.wv.evaluate_word_analogies(str(analogies_path))
         pearson, spearman, oov = self.wv.evaluate_word_pairs(str(pairs_path))
-        return {"analogy_accuracy": float(acc), "wordsim_spearman": float(spearman[0]), "wordsim_oov_pct": float(oov)}
+        return {
+            "analogy_accuracy": float(acc),
+            "wordsim_spearman": float(spearman[0]),
+            "wordsim_oov_pct": float(oov),
+        }
 
     # --- pooling -----------------------------------------------------------------------------
     @property
@@ -105,7 +111,9 @@ class WordVectorMixin:
                 svd = TruncatedSVD(n_components=1, n_iter=7, random_state=0).fit(x)
                 self._pc = svd.components_[0].astype(np.float32)
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
         self._check_fitted()  # type: ignore[attr-defined]
         x = self._pool(list(texts))
         if self._pc is not None:
@@ -138,7 +146,9 @@ class Word2VecEncoder(WordVectorMixin, Encoder):
     """gensim Word2Vec (CBOW or skip-gram, negative sampling) trained on the collection's texts."""
 
     name: ClassVar[str] = "word2vec"
-    description: ClassVar[str] = "word2vec (gensim) trained on the corpus; mean or SIF pooling (dense, cosine)"
+    description: ClassVar[str] = (
+        "word2vec (gensim) trained on the corpus; mean or SIF pooling (dense, cosine)"
+    )
     defaults: ClassVar[dict[str, Any]] = {
         "sg": 0,  # 0 = CBOW, 1 = skip-gram
         "vector_size": 100,
@@ -213,4 +223,3 @@ def keyed_vectors(words: list[str], counts: list[int], vectors: np.ndarray) -> A
     kv.allocate_vecattrs(attrs=["count"], types=[np.int64])
     kv.expandos["count"][:] = np.asarray(counts, dtype=np.int64)
     return kv
-

@@ -30,8 +30,13 @@ def _without_self(rows: np.ndarray, selves: np.ndarray, k: int) -> np.ndarray:
 
 
 def ann_recall(
-    collection: Any, version: str | None = None, *, queries: int = 500, k: int = 10,
-    efs: Sequence[int] = DEFAULT_EFS, seed: int = 0,
+    collection: Any,
+    version: str | None = None,
+    *,
+    queries: int = 500,
+    k: int = 10,
+    efs: Sequence[int] = DEFAULT_EFS,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Recall@k and per-query latency of the version's HNSW index at each expansion_search.
 
@@ -40,7 +45,8 @@ def ann_recall(
     lv = collection.load_version(version)
     if lv.info.sparse:
         raise EmbedscopeError(
-            f"version '{lv.info.name}' is sparse ({lv.info.encoder['name']}); ANN recall needs a dense version"
+            f"version '{lv.info.name}' is sparse ({lv.info.encoder['name']}); "
+            "ANN recall needs a dense version"
         )
     if k < 1 or queries < 1:
         raise EmbedscopeError("k and --queries must be at least 1")
@@ -70,19 +76,34 @@ def ann_recall(
             lat.append((time.perf_counter() - t0) * 1000)
             found[i] = r[0]
         found = _without_self(found, rows, k)
-        hits = [len(set(a[a >= 0]) & set(b[b >= 0])) / max((b >= 0).sum(), 1) for a, b in zip(found, truth,
-                                                                                               strict=True)]
-        points.append({
-            "expansion_search": ef, "recall": round(float(np.mean(hits)), 4),
-            "queries_below_full_recall": int(sum(h < 1 for h in hits)),
-            "latency_ms_p50": round(statistics.median(lat), 4),
-            "latency_ms_p95": round(float(np.percentile(lat, 95)), 4),
-        })
+        hits = [
+            len(set(a[a >= 0]) & set(b[b >= 0])) / max((b >= 0).sum(), 1)
+            for a, b in zip(found, truth, strict=True)
+        ]
+        points.append(
+            {
+                "expansion_search": ef,
+                "recall": round(float(np.mean(hits)), 4),
+                "queries_below_full_recall": int(sum(h < 1 for h in hits)),
+                "latency_ms_p50": round(statistics.median(lat), 4),
+                "latency_ms_p95": round(float(np.percentile(lat, 95)), 4),
+            }
+        )
     return {
-        "collection": collection.name, "version": lv.info.name, "encoder": lv.info.encoder["name"],
-        "items": n, "dim": int(vectors.shape[1]), "k": k, "queries": len(q), "seed": seed,
+        "collection": collection.name,
+        "version": lv.info.name,
+        "encoder": lv.info.encoder["name"],
+        "items": n,
+        "dim": int(vectors.shape[1]),
+        "k": k,
+        "queries": len(q),
+        "seed": seed,
         "query_source": "item vectors (random sample, each item excluded from its own results)",
-        "index": {"kind": "hnsw", "params": dict(index.params),
-                  "stored": built_s is None, "build_seconds": built_s},
+        "index": {
+            "kind": "hnsw",
+            "params": dict(index.params),
+            "stored": built_s is None,
+            "build_seconds": built_s,
+        },
         "points": points,
     }

@@ -38,7 +38,13 @@ def _neighbours(vectors: Any, rows: np.ndarray, k: int, batch: int = 512) -> np.
 
 
 def drift(
-    collection: Any, version_a: str, version_b: str, *, k: int = 10, sample: int | None = None, seed: int = 0,
+    collection: Any,
+    version_a: str,
+    version_b: str,
+    *,
+    k: int = 10,
+    sample: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Neighbour-overlap (and, where comparable, vector) drift from version A to version B."""
     if version_a == version_b:
@@ -68,10 +74,23 @@ def drift(
     jacc_arr = np.array(jacc)
     out: dict[str, Any] = {
         "collection": collection.name,
-        "a": {"version": version_a, "encoder": a.info.encoder["name"], "dim": a.info.dim, "items": a.info.count},
-        "b": {"version": version_b, "encoder": b.info.encoder["name"], "dim": b.info.dim, "items": b.info.count},
-        "shared_items": len(shared), "only_in_a": len(a.row_of) - len(shared), "only_in_b": len(b.row_of) - len(shared),
-        "k": k, "items_compared": int(len(pick)),
+        "a": {
+            "version": version_a,
+            "encoder": a.info.encoder["name"],
+            "dim": a.info.dim,
+            "items": a.info.count,
+        },
+        "b": {
+            "version": version_b,
+            "encoder": b.info.encoder["name"],
+            "dim": b.info.dim,
+            "items": b.info.count,
+        },
+        "shared_items": len(shared),
+        "only_in_a": len(a.row_of) - len(shared),
+        "only_in_b": len(b.row_of) - len(shared),
+        "k": k,
+        "items_compared": int(len(pick)),
         "neighbour_jaccard": {
             "mean": round(float(jacc_arr.mean()), 4),
             **{f"p{p}": round(float(np.percentile(jacc_arr, p)), 4) for p in (10, 25, 50, 75, 90)},

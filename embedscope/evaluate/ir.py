@@ -96,7 +96,9 @@ def read_trec_run(path: str | Path) -> Run:
             try:
                 score = float(parts[4])
             except ValueError:
-                raise EmbedscopeError(f"{path.name}: line {lineno}: score '{parts[4]}' is not a number") from None
+                raise EmbedscopeError(
+                    f"{path.name}: line {lineno}: score '{parts[4]}' is not a number"
+                ) from None
             run.setdefault(parts[0], {})[parts[2]] = score
     if not run:
         raise EmbedscopeError(f"{path.name}: the run file is empty")
@@ -126,7 +128,9 @@ def read_qrels(path: str | Path) -> Qrels:
             try:
                 qrels.setdefault(qid, {})[did] = int(rel)
             except ValueError:
-                raise EmbedscopeError(f"{path.name}: line {lineno}: relevance '{rel}' is not an integer") from None
+                raise EmbedscopeError(
+                    f"{path.name}: line {lineno}: relevance '{rel}' is not an integer"
+                ) from None
     if not qrels:
         raise EmbedscopeError(f"{path.name}: no judgements (the file is empty)")
     return qrels
@@ -154,7 +158,9 @@ def compare_runs(
     answered_b = sum(1 for q in judged if run_b.get(q))
     if not answered_a or not answered_b:
         raise EmbedscopeError(
-            "no judged query is answered by run " + ("A" if not answered_a else "B") + " (query ids do not match)"
+            "no judged query is answered by run "
+            + ("A" if not answered_a else "B")
+            + " (query ids do not match)"
         )
     pa, pb = per_query_scores(qrels, run_a), per_query_scores(qrels, run_b)
     rows = []
@@ -163,8 +169,13 @@ def compare_runs(
         b = np.array([pb[name][q] for q in judged])
         d = b - a
         row: dict[str, Any] = {
-            "metric": name, "a": float(a.mean()), "b": float(b.mean()), "diff": float(d.mean()),
-            "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum()),
+            "metric": name,
+            "a": float(a.mean()),
+            "b": float(b.mean()),
+            "diff": float(d.mean()),
+            "wins": int((d > 0).sum()),
+            "ties": int((d == 0).sum()),
+            "losses": int((d < 0).sum()),
         }
         if test in ("t", "both"):
             row["p_t"] = 1.0 if not d.any() else float(stats.ttest_rel(b, a).pvalue)
@@ -173,14 +184,22 @@ def compare_runs(
                 row["p_rand"] = 1.0
             else:
                 res = stats.permutation_test(
-                    (d,), np.mean, permutation_type="samples", n_resamples=resamples,
-                    alternative="two-sided", random_state=seed,
+                    (d,),
+                    np.mean,
+                    permutation_type="samples",
+                    n_resamples=resamples,
+                    alternative="two-sided",
+                    random_state=seed,
                 )
                 row["p_rand"] = float(res.pvalue)
         rows.append(row)
     return {
-        "queries": len(judged), "answered_a": answered_a, "answered_b": answered_b,
-        "test": test, "resamples": resamples, "metrics": rows,
+        "queries": len(judged),
+        "answered_a": answered_a,
+        "answered_b": answered_b,
+        "test": test,
+        "resamples": resamples,
+        "metrics": rows,
     }
 
 
@@ -225,8 +244,11 @@ class EvalReport:
         out["results"] = [r.summary() for r in self.results]
         if any(r.encoder == "hybrid" for r in self.results):
             h = self.result("hybrid").metrics["nDCG@10"]
-            parts = {p: self.result(p).metrics["nDCG@10"] for p in FUSED["hybrid"] if any(
-                r.encoder == p for r in self.results)}
+            parts = {
+                p: self.result(p).metrics["nDCG@10"]
+                for p in FUSED["hybrid"]
+                if any(r.encoder == p for r in self.results)
+            }
             out["hybrid_gain_ndcg10"] = {p: round(h - v, 4) for p, v in parts.items()}
         return out
 
@@ -247,9 +269,7 @@ def parse_encoders(spec: str | Sequence[str]) -> list[str]:
     known = set(encoder_names()) | set(FUSED)
     bad = [n for n in names if n not in known]
     if bad:
-        raise NotFoundError(
-            f"unknown encoder(s) {', '.join(bad)}; valid: {', '.join(sorted(known))}"
-        )
+        raise NotFoundError(f"unknown encoder(s) {', '.join(bad)}; valid: {', '.join(sorted(known))}")
     return list(dict.fromkeys(names))
 
 
@@ -298,14 +318,19 @@ def corpus_collection(ds: BeirDataset, name: str, root: str | Path | None = None
             empty.append(did)
     notes = []
     if empty:
-        notes.append(f"{len(empty)} document(s) have no title and no text and are left out, e.g. {empty[0]!r}")
+        notes.append(
+            f"{len(empty)} document(s) have no title and no text and are left out, e.g. {empty[0]!r}"
+        )
     col = Collection.create(name, root)
     col.ingest(records, id_field="_id", template="{title} {text}", metadata=[], replace=True)
     return col, notes
 
 
-def _embed(col: Any, encoder: str, progress: ProgressFn | None) -> tuple[Any, float | None, float | None, bool]:
+def _embed(
+    col: Any, encoder: str, progress: ProgressFn | None
+) -> tuple[Any, float | None, float | None, bool]:
     """Embed (or reuse) the corpus with one encoder; returns (version info, fit s, docs/s, cached)."""
+
     def report(done: int, total: int) -> None:
         if progress:
             progress(encoder, done, total)
@@ -316,15 +341,19 @@ def _embed(col: Any, encoder: str, progress: ProgressFn | None) -> tuple[Any, fl
     timings = col.store.get_setting(_TIMINGS_KEY, {}) or {}
     current = {v.name: v for v in col.versions()}.get(encoder)
     if (
-        current is not None and current.encoder == create_encoder(encoder).config()
+        current is not None
+        and current.encoder == create_encoder(encoder).config()
         and current.fingerprint == fingerprint(col.store.item_hashes().items())
         and current.index.get("kind") == "exact"
     ):
         # up to date: skip embed() altogether (it would re-encode nothing but rewrite the files)
         old = timings.get(encoder, {})
         return current, old.get("fit_seconds"), old.get("docs_per_second"), True
+    # embed() reuses a fitted encoder for changed items; a learner evaluated on a changed corpus
+    # must be refitted on it (BM25's idf, TF-IDF's vocabulary, word2vec's words would be stale)
+    refit = current is not None and create_encoder(encoder).requires_fit
     with _timed_fit(encoder) as fit_times:
-        info = col.embed(encoder, version=encoder, index="exact", progress=report)
+        info = col.embed(encoder, version=encoder, index="exact", refit=refit, progress=report)
     encoded = int(info.stats.get("encoded", 0))
     if encoded == 0:
         # nothing was encoded: show the timings measured when the vectors were made
@@ -338,8 +367,9 @@ def _embed(col: Any, encoder: str, progress: ProgressFn | None) -> tuple[Any, fl
     return info, fit_s, rate, False
 
 
-def _retrieve(col: Any, encoder: str, queries: dict[str, str], k: int,
-              progress: ProgressFn | None) -> tuple[Run, list[float], int, int]:
+def _retrieve(
+    col: Any, encoder: str, queries: dict[str, str], k: int, progress: ProgressFn | None
+) -> tuple[Run, list[float], int, int]:
     """Top-k exact search per query, one query at a time so the latency is per query
     (encode the query + search). Returns the run, latencies (ms), index bytes, queries without terms."""
     lv = col.load_version(encoder)
@@ -409,9 +439,16 @@ def evaluate_beir(
         run, lat, nbytes, empty = _retrieve(col, name, queries, k, progress)
         latencies[name] = lat
         results[name] = EncoderResult(
-            encoder=name, metrics=score_run(ds.qrels, run), fit_seconds=fit_s, docs_per_second=rate,
-            encoded=int(info.stats.get("encoded", 0)), cached=cached, index_bytes=nbytes,
-            latency_ms_p50=round(statistics.median(lat), 3), queries_without_terms=empty, run=run,
+            encoder=name,
+            metrics=score_run(ds.qrels, run),
+            fit_seconds=fit_s,
+            docs_per_second=rate,
+            encoded=0 if cached else int(info.stats.get("encoded", 0)),
+            cached=cached,
+            index_bytes=nbytes,
+            latency_ms_p50=round(statistics.median(lat), 3),
+            queries_without_terms=empty,
+            run=run,
         )
     for name in names:
         if name in FUSED:
@@ -422,17 +459,27 @@ def evaluate_beir(
             # a fused query costs its parts' queries plus the fusion
             lat = [sum(x) + fuse_ms for x in zip(*(latencies[p] for p in parts), strict=True)]
             results[name] = EncoderResult(
-                encoder=name, metrics=score_run(ds.qrels, run),
+                encoder=name,
+                metrics=score_run(ds.qrels, run),
                 fit_seconds=sum(results[p].fit_seconds or 0.0 for p in parts),
-                encoded=sum(results[p].encoded for p in parts), cached=all(results[p].cached for p in parts),
+                encoded=sum(results[p].encoded for p in parts),
+                cached=all(results[p].cached for p in parts),
                 index_bytes=sum(results[p].index_bytes for p in parts),
-                latency_ms_p50=round(statistics.median(lat), 3), run=run,
+                latency_ms_p50=round(statistics.median(lat), 3),
+                run=run,
             )
     order = names + [n for n in needed if n not in names]
     return EvalReport(
-        dataset=dname, split=split, collection=col.name, documents=len(col), queries=len(queries), k=k,
-        warnings=list(ds.warnings), results=[results[n] for n in order],
-        seconds=round(time.perf_counter() - started, 1), notes=notes,
+        dataset=dname,
+        split=split,
+        collection=col.name,
+        documents=len(col),
+        queries=len(queries),
+        k=k,
+        warnings=list(ds.warnings),
+        results=[results[n] for n in order],
+        seconds=round(time.perf_counter() - started, 1),
+        notes=notes,
     )
 
 
@@ -448,7 +495,9 @@ def write_outputs(report: EvalReport, out: str | Path) -> dict[str, str]:
         write_trec_run(out / "runs" / f"{r.encoder}.trec", r.run, f"embedscope-{r.encoder}")
     paths["runs"] = str(out / "runs")
     bar_chart(
-        {r.encoder: r.metrics for r in report.results}, METRIC_NAMES,
-        f"{report.dataset} ({report.split}, {report.queries} queries)", out / "metrics.png",
+        {r.encoder: r.metrics for r in report.results},
+        METRIC_NAMES,
+        f"{report.dataset} ({report.split}, {report.queries} queries)",
+        out / "metrics.png",
     )
     return paths

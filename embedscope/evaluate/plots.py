@@ -15,7 +15,9 @@ def _pyplot():  # noqa: ANN202 - matplotlib's module type
     return plt
 
 
-def bar_chart(values: dict[str, dict[str, float]], metrics: Sequence[str], title: str, path: str | Path) -> Path:
+def bar_chart(
+    values: dict[str, dict[str, float]], metrics: Sequence[str], title: str, path: str | Path
+) -> Path:
     """Grouped bars: one group per metric, one bar per encoder."""
     import numpy as np
 
@@ -47,8 +49,13 @@ def recall_curve(points: Sequence[dict[str, float]], title: str, path: str | Pat
     rec = [p["recall"] for p in points]
     ax.plot(lat, rec, marker="o")
     for p in points:
-        ax.annotate(f"ef={p['expansion_search']}", (p["latency_ms_p50"], p["recall"]), fontsize=7,
-                    textcoords="offset points", xytext=(4, -10))
+        ax.annotate(
+            f"ef={p['expansion_search']}",
+            (p["latency_ms_p50"], p["recall"]),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=(4, -10),
+        )
     ax.set_xlabel("latency per query, p50 (ms)")
     ax.set_ylabel("recall against exact search")
     ax.set_title(title)

@@ -17,7 +17,7 @@ from embedscope.errors import EmbedscopeError
 TESTS = {"analogies": "questions-words.txt", "wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 
 
-def test_file(name: str) -> Path:
+def data_file(name: str) -> Path:
     from gensim.test.utils import datapath
 
     path = Path(datapath(TESTS[name]))
@@ -45,21 +45,25 @@ def word_tests(wv: Any, *, restrict_vocab: int = 300_000) -> dict[str, Any]:
     # gensim logs one line per analogy section at INFO; keep the CLI output clean
     logging.getLogger("gensim.models.keyedvectors").setLevel(logging.WARNING)
     out: dict[str, Any] = {"vocabulary": len(wv), "dim": int(wv.vector_size)}
-    path = test_file("analogies")
-    total_questions = sum(1 for line in open(path, encoding="utf-8") if line.strip() and not line.startswith(":"))
+    path = data_file("analogies")
+    total_questions = sum(
+        1 for line in open(path, encoding="utf-8") if line.strip() and not line.startswith(":")
+    )
     acc, sections = wv.evaluate_word_analogies(str(path), restrict_vocab=restrict_vocab)
     scored = next((s for s in sections if s["section"] == "Total accuracy"), None)
     n_scored = len(scored["correct"]) + len(scored["incorrect"]) if scored else 0
     out["analogies"] = {
         "accuracy": float(acc) if n_scored else None,
-        "scored": n_scored, "total": total_questions,
+        "scored": n_scored,
+        "total": total_questions,
         "sections": {
             s["section"]: {"correct": len(s["correct"]), "scored": len(s["correct"]) + len(s["incorrect"])}
-            for s in sections if s["section"] != "Total accuracy" and (s["correct"] or s["incorrect"])
+            for s in sections
+            if s["section"] != "Total accuracy" and (s["correct"] or s["incorrect"])
         },
     }
     for name in ("wordsim353", "simlex999"):
-        path = test_file(name)
+        path = data_file(name)
         total = _count_pairs(path)
         try:
             pearson, spearman, oov_pct = wv.evaluate_word_pairs(str(path), restrict_vocab=restrict_vocab)
@@ -69,6 +73,11 @@ def word_tests(wv: Any, *, restrict_vocab: int = 300_000) -> dict[str, Any]:
         except (ZeroDivisionError, ValueError):
             # gensim divides by the number of known pairs: none known -> nothing to correlate
             rho, p, oov_pct, scored_pairs = None, None, 100.0, 0
-        out[name] = {"spearman": rho, "p_value": p, "scored": scored_pairs, "total": total,
-                     "oov_pct": round(float(oov_pct), 2)}
+        out[name] = {
+            "spearman": rho,
+            "p_value": p,
+            "scored": scored_pairs,
+            "total": total,
+            "oov_pct": round(float(oov_pct), 2),
+        }
     return out

@@ -6,6 +6,13 @@ from embedscope.recommend.interactions import Interactions, LoadReport, load_int
 from embedscope.recommend.recommender import Recommendation, Recommender, RecommendResult, recommend
 
 __all__ = [
-    "Interactions", "LoadReport", "RecommendResult", "Recommendation", "Recommender", "embed_behaviour",
-    "load_interactions", "read_interactions", "recommend",
+    "Interactions",
+    "LoadReport",
+    "RecommendResult",
+    "Recommendation",
+    "Recommender",
+    "embed_behaviour",
+    "load_interactions",
+    "read_interactions",
+    "recommend",
 ]

@@ -46,7 +46,10 @@ class LoadReport:
         return asdict(self)
 
     def lines(self) -> list[str]:
-        out = [f"read {self.rows:,} interactions; stored {self.stored:,} ({self.users:,} users, {self.items:,} items)"]
+        out = [
+            f"read {self.rows:,} interactions; stored {self.stored:,} "
+            f"({self.users:,} users, {self.items:,} items)"
+        ]
         if self.unknown_items:
             verb = "kept" if self.unknown_kept else "dropped"
             out.append(
@@ -54,7 +57,9 @@ class LoadReport:
                 f"e.g. {', '.join(map(repr, self.unknown_examples))}"
             )
         if self.duplicates:
-            out.append(f"{self.duplicates:,} duplicate (user, item) interaction(s) collapsed, keeping the latest")
+            out.append(
+                f"{self.duplicates:,} duplicate (user, item) interaction(s) collapsed, keeping the latest"
+            )
         return out
 
 
@@ -76,8 +81,13 @@ def _to_seconds(col: pd.Series, name: str) -> pd.Series:
 
 
 def normalise(
-    frame: pd.DataFrame, *, user_field: str = "user", item_field: str = "item",
-    rating_field: str | None = "rating", time_field: str | None = "timestamp", source: str = "input",
+    frame: pd.DataFrame,
+    *,
+    user_field: str = "user",
+    item_field: str = "item",
+    rating_field: str | None = "rating",
+    time_field: str | None = "timestamp",
+    source: str = "input",
 ) -> pd.DataFrame:
     """Validate and convert an input table into the stored columns. Rating and time are optional:
     a named field that is absent is an error only when the user asked for it explicitly."""
@@ -104,7 +114,9 @@ def normalise(
         bad = rating.isna() & frame[rating_field].notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-            raise EmbedscopeError(f"{source}: row {row}: rating {frame[rating_field].iloc[row - 1]!r} is not a number")
+            raise EmbedscopeError(
+                f"{source}: row {row}: rating {frame[rating_field].iloc[row - 1]!r} is not a number"
+            )
         out["rating"] = rating.astype("float64").to_numpy()
     else:
         out["rating"] = np.nan
@@ -116,7 +128,9 @@ def normalise(
     return out
 
 
-def clean(frame: pd.DataFrame, known_items: set[str] | None, *, keep_unknown: bool = False) -> tuple[pd.DataFrame, dict]:
+def clean(
+    frame: pd.DataFrame, known_items: set[str] | None, *, keep_unknown: bool = False
+) -> tuple[pd.DataFrame, dict]:
     """Count (and by default drop) unknown items; collapse duplicate (user, item) pairs to the latest."""
     stats: dict[str, Any] = {"unknown_items": 0, "unknown_examples": [], "duplicates": 0}
     if known_items is not None:
@@ -161,9 +175,16 @@ def write_atomic(frame: pd.DataFrame, path: Path) -> None:
 
 
 def load_interactions(
-    collection: Collection, source: str | Path | pd.DataFrame, *, user_field: str = "user",
-    item_field: str = "item", rating_field: str | None = "rating", time_field: str | None = "timestamp",
-    fmt: str | None = None, keep_unknown: bool = False, append: bool = False,
+    collection: Collection,
+    source: str | Path | pd.DataFrame,
+    *,
+    user_field: str = "user",
+    item_field: str = "item",
+    rating_field: str | None = "rating",
+    time_field: str | None = "timestamp",
+    fmt: str | None = None,
+    keep_unknown: bool = False,
+    append: bool = False,
 ) -> LoadReport:
     """Read interactions (CSV/TSV/JSONL/Parquet, or `fmt="movielens"` for a raw u.data), clean them
     against the collection's items and store them (replacing, or with `append`, adding to what is stored)."""
@@ -179,9 +200,17 @@ def load_interactions(
         raw, label = read_table(source, fmt), Path(source).name
     for what, f in (("rating", rating_field), ("time", time_field)):
         if f and f not in raw.columns and f not in ("rating", "timestamp"):  # explicitly named, absent
-            raise EmbedscopeError(f"{label}: {what} field '{f}' not found; columns: {', '.join(map(str, raw.columns))}")
-    frame = normalise(raw, user_field=user_field, item_field=item_field, rating_field=rating_field,
-                      time_field=time_field, source=label)
+            raise EmbedscopeError(
+                f"{label}: {what} field '{f}' not found; columns: {', '.join(map(str, raw.columns))}"
+            )
+    frame = normalise(
+        raw,
+        user_field=user_field,
+        item_field=item_field,
+        rating_field=rating_field,
+        time_field=time_field,
+        source=label,
+    )
     rows = len(frame)
     if append and path_for(collection).exists():
         old = read_interactions(collection)
@@ -189,7 +218,9 @@ def load_interactions(
         frame = pd.concat([old, frame], ignore_index=True)
     known = set(collection.store.item_hashes())
     if not known:
-        raise EmbedscopeError(f"collection '{collection.name}' has no items; ingest items before interactions")
+        raise EmbedscopeError(
+            f"collection '{collection.name}' has no items; ingest items before interactions"
+        )
     frame, stats = clean(frame, known, keep_unknown=keep_unknown)
     if frame.empty:
         raise EmbedscopeError(
@@ -199,9 +230,15 @@ def load_interactions(
     path = path_for(collection)
     write_atomic(frame, path)
     return LoadReport(
-        rows=rows, stored=len(frame), users=int(frame["user"].nunique()), items=int(frame["item"].nunique()),
-        unknown_items=stats["unknown_items"], unknown_examples=[str(x) for x in stats["unknown_examples"]],
-        unknown_kept=keep_unknown, duplicates=stats["duplicates"], path=str(path),
+        rows=rows,
+        stored=len(frame),
+        users=int(frame["user"].nunique()),
+        items=int(frame["item"].nunique()),
+        unknown_items=stats["unknown_items"],
+        unknown_examples=[str(x) for x in stats["unknown_examples"]],
+        unknown_kept=keep_unknown,
+        duplicates=stats["duplicates"],
+        path=str(path),
     )
 
 

@@ -54,7 +54,9 @@ def count_signal(counts: Mapping[str, float] | pd.Series) -> dict[str, float]:
 def field_signal(frame: pd.DataFrame, field: str) -> dict[str, float]:
     """A numeric metadata field min-max scaled to [0, 1]; missing values count as 0."""
     if field not in frame.columns:
-        raise EmbedscopeError(f"quality field '{field}' not found; metadata fields: {', '.join(map(str, frame.columns))}")
+        raise EmbedscopeError(
+            f"quality field '{field}' not found; metadata fields: {', '.join(map(str, frame.columns))}"
+        )
     col = pd.to_numeric(frame[field], errors="coerce")
     if col.notna().sum() == 0:
         raise EmbedscopeError(f"quality field '{field}' has no numeric values")
@@ -104,8 +106,9 @@ _ARTICLE_SUFFIX = re.compile(r",\s*(the|a|an|la|le|les|il|el|die|der|das)$")
 
 
 def normalise_title(text: str) -> str:
-    """Lower-case, accents and punctuation removed, a trailing year "(1995)" and a trailing
-    ", The" (library-style titles) dropped: "Shawshank Redemption, The (1994)" == "the shawshank redemption"."""
+    """Lower-case, accents and punctuation removed, a trailing year "(1995)" dropped and a trailing
+    ", The" (library-style titles) moved to the front:
+    "Shawshank Redemption, The (1994)" -> "the shawshank redemption"."""
     t = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode().lower()
     t = _YEAR.sub(" ", t).strip()
     m = _ARTICLE_SUFFIX.search(t)

@@ -412,6 +412,24 @@ class BodyLimit:
         await JSONResponse({"error": msg}, 413)(scope, receive, send)
 
 
+# --- auth ------------------------------------------------------------------------------------------
+_bearer = HTTPBearer(auto_error=False, description="the server's write token")
+
+
+def require_token(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Write endpoints: 403 when the server has no token configured, 401 for a missing or wrong one."""
+    token = request.app.state.embedscope.token
+    if token is None:
+        raise StarletteHTTPException(
+            403, "writes are disabled: start the server with a token (`embedscope serve --token-env VAR`)"
+        )
+    # constant-time comparison, so the token cannot be guessed byte by byte from response times
+    if creds is None or not secrets.compare_digest(creds.credentials.encode(), token.encode()):
+        raise StarletteHTTPException(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+
+
 # --- the app ---------------------------------------------------------------------------------------
 def create_app(
     collections: list[str] | None = None,
@@ -439,16 +457,7 @@ def create_app(
         responses={400: {"model": m.ErrorOut}, 404: {"model": m.ErrorOut}, 422: {"model": m.ErrorOut}},
     )
     app.state.embedscope = state
-    bearer = HTTPBearer(auto_error=False, description="the server's write token")
-
-    def require_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        if state.token is None:
-            raise StarletteHTTPException(
-                403, "writes are disabled: start the server with a token (`embedscope serve --token-env VAR`)"
-            )
-        if creds is None or not secrets.compare_digest(creds.credentials.encode(), state.token.encode()):
-            raise StarletteHTTPException(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
-
+    app.add_middleware(BodyLimit, max_bytes=max_body)
     writes = [Depends(require_token)]
 
     # --- errors: one JSON shape, 4xx for anything the client got wrong --------------------------------

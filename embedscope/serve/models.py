@@ -225,6 +225,9 @@ class EmbedRequest(_Strict):
     params: dict[str, Any] | None = Field(None, description="encoder parameters (default: the version's)")
     index: str | None = Field(None, description="hnsw | exact (default: as before)")
     activate: bool = False
+    refit: bool = Field(
+        False, description="re-fit the encoder (e.g. a new BM25 vocabulary) and encode everything"
+    )
 
 
 class EmbedJob(BaseModel):

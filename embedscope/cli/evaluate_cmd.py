@@ -1,0 +1,307 @@
+"""Evaluation commands: evaluate (BEIR), compare-runs, ann-recall, word-tests, drift."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
+from rich.table import Table
+
+from embedscope.cli.app import app, console, err_console, print_json
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+CollectionArg = Annotated[str, typer.Argument(help="Collection name (see `embedscope collections`).")]
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+class _Bars:
+    """One Rich progress bar per stage (e.g. 'minilm', 'minilm queries'), on stderr so --json stays clean."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            label = stage if " " in stage else f"{stage} corpus"
+            self.tasks[stage] = self.progress.add_task(label, total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[
+        Path, typer.Argument(help="BEIR data set folder (corpus.jsonl, queries.jsonl, qrels/).")
+    ],
+    encoders: Annotated[
+        str,
+        typer.Option(
+            "--encoders", "-e", help="Comma-separated encoders; 'hybrid' fuses bm25 and minilm (RRF)."
+        ),
+    ] = "bm25,tfidf,lsa,word2vec,minilm,static,hybrid",
+    split: Annotated[str, typer.Option(help="qrels split: qrels/<split>.tsv.")] = "test",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default ./eval-<dataset>/).")
+    ] = None,
+    k: Annotated[
+        int, typer.Option("-k", "--k", min=1, max=1000, help="Documents retrieved per query.")
+    ] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retrieval quality of encoders on a BEIR data set: nDCG@10, Recall@100, MRR@10, MAP@100
+    (trec_eval), fit time, throughput, index size, query latency. Corpus vectors are cached in the
+    collection beir-<dataset>, so a rerun encodes nothing."""
+    from embedscope.evaluate.ir import dataset_name, evaluate_beir, write_outputs
+
+    bars = _Bars()
+    with bars.progress:
+        report = evaluate_beir(dataset, encoders, split=split, k=k, progress=bars)
+    paths = write_outputs(report, out or Path(f"eval-{dataset_name(dataset)}"))
+    for w in report.warnings + report.notes:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    data = report.to_dict()
+    if as_json:
+        print_json({**data, "files": paths})
+        return
+    table = Table(
+        title=f"{report.dataset} ({report.split}): {report.queries} queries, {report.documents} documents"
+    )
+    for col in (
+        "encoder",
+        "nDCG@10",
+        "Recall@100",
+        "MRR@10",
+        "MAP@100",
+        "fit s",
+        "docs/s",
+        "index",
+        "p50 ms",
+        "encoded",
+    ):
+        table.add_column(col, justify="left" if col == "encoder" else "right")
+    for r in report.results:
+        table.add_row(
+            r.encoder,
+            *(_fmt(r.metrics[m]) for m in ("nDCG@10", "Recall@100", "MRR@10", "MAP@100")),
+            _fmt(r.fit_seconds, 2),
+            _fmt(r.docs_per_second, 0),
+            _bytes(r.index_bytes),
+            _fmt(r.latency_ms_p50, 2),
+            "cached" if r.cached else str(r.encoded),
+        )
+    console.print(table)
+    encoded = sum(r.encoded for r in report.results if r.encoder != "hybrid")
+    if encoded == 0:
+        console.print("cached: 0 documents encoded")
+    else:
+        console.print(
+            f"encoded {encoded} documents (cached in collection {report.collection}; a rerun encodes none)"
+        )
+    for part, gain in data.get("hybrid_gain_ndcg10", {}).items():
+        console.print(f"hybrid vs {part}: nDCG@10 {gain:+.4f}")
+    console.print(
+        f"{report.seconds:.1f} s; metrics: {paths['metrics']}, runs: {paths['runs']}/, "
+        f"chart: {paths['chart']}"
+    )
+
+
+@app.command("compare-runs")
+def compare_runs_cmd(
+    run_a: Annotated[Path, typer.Argument(help="Baseline TREC run file (qid Q0 docid rank score tag).")],
+    run_b: Annotated[Path, typer.Argument(help="Run compared with it.")],
+    qrels: Annotated[Path, typer.Option("--qrels", help="Judgements: BEIR TSV or TREC qrels.")],
+    test: Annotated[str, typer.Option(help="t | randomisation | both (paired tests over queries).")] = "both",
+    resamples: Annotated[int, typer.Option(min=100, help="Randomisation test resamples.")] = 10_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-metric difference B - A with paired significance tests (t-test, Fisher randomisation)."""
+    from embedscope.evaluate.ir import compare_runs, read_qrels, read_trec_run
+
+    result = compare_runs(
+        read_qrels(qrels), read_trec_run(run_a), read_trec_run(run_b), test=test, resamples=resamples
+    )
+    result.update({"run_a": str(run_a), "run_b": str(run_b), "qrels": str(qrels)})
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title=f"B = {run_b.name} vs A = {run_a.name} ({result['queries']} judged queries)")
+    for col in ("metric", "A", "B", "B - A", "win/tie/loss", "p (t-test)", "p (randomisation)"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for row in result["metrics"]:
+        table.add_row(
+            row["metric"],
+            _fmt(row["a"], 4),
+            _fmt(row["b"], 4),
+            f"{row['diff']:+.4f}",
+            f"{row['wins']}/{row['ties']}/{row['losses']}",
+            _fmt(row.get("p_t"), 4),
+            _fmt(row.get("p_rand"), 4),
+        )
+    console.print(table)
+    if result["answered_a"] < result["queries"] or result["answered_b"] < result["queries"]:
+        console.print(
+            f"[yellow]note:[/] judged queries answered: A {result['answered_a']}, B {result['answered_b']} "
+            f"of {result['queries']} (unanswered queries score 0)"
+        )
+
+
+@app.command("ann-recall")
+def ann_recall_cmd(
+    collection: CollectionArg,
+    version: Annotated[
+        str | None, typer.Option("--version", "-v", help="Dense version (default: active).")
+    ] = None,
+    queries: Annotated[int, typer.Option("--queries", "-n", min=1, help="Items sampled as queries.")] = 500,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="Recall@k.")] = 10,
+    ef: Annotated[str, typer.Option("--ef", help="expansion_search values to sweep.")] = "16,32,64,128,256",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for ann-recall.json and .png.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recall@k of the HNSW index against exact search, and per-query latency, over expansion_search."""
+    from embedscope.api import Collection
+    from embedscope.errors import EmbedscopeError
+    from embedscope.evaluate.ann import ann_recall
+    from embedscope.evaluate.plots import recall_curve
+
+    try:
+        efs = [int(x) for x in ef.split(",") if x.strip()]
+    except ValueError:
+        raise EmbedscopeError(f"--ef must be comma-separated integers, not {ef!r}") from None
+    col = Collection.open(collection)
+    result = ann_recall(col, version, queries=queries, k=k, efs=efs)
+    folder = out or Path(f"ann-{collection}-{result['version']}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ann-recall.json").write_text(json.dumps(result, indent=2))
+    recall_curve(
+        result["points"],
+        f"{collection}/{result['version']}: recall@{k} vs latency",
+        folder / "ann-recall.png",
+    )
+    result["files"] = [str(folder / "ann-recall.json"), str(folder / "ann-recall.png")]
+    if as_json:
+        print_json(result)
+        return
+    idx = result["index"]
+    title = (
+        f"{collection}/{result['version']} ({result['items']} items, {result['dim']}-d): HNSW recall@{k}, "
+        f"{result['queries']} queries"
+    )
+    table = Table(title=title)
+    for col_name in ("expansion_search", f"recall@{k}", "queries < 1.0", "p50 ms", "p95 ms"):
+        table.add_column(col_name, justify="right")
+    for p in result["points"]:
+        table.add_row(
+            str(p["expansion_search"]),
+            f"{p['recall']:.4f}",
+            str(p["queries_below_full_recall"]),
+            f"{p['latency_ms_p50']:.3f}",
+            f"{p['latency_ms_p95']:.3f}",
+        )
+    console.print(table)
+    where = (
+        "stored index"
+        if idx["stored"]
+        else f"temporary HNSW built in {idx['build_seconds']} s (version is exact)"
+    )
+    console.print(f"queries: {result['query_source']}; {where}, params {idx['params']}")
+    console.print(f"wrote {', '.join(result['files'])}")
+
+
+@app.command("word-tests")
+def word_tests_cmd(
+    collection: CollectionArg,
+    version: Annotated[
+        str | None, typer.Option("--version", "-v", help="A word2vec version (default: active).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Google analogies accuracy, WordSim-353 and SimLex-999 Spearman of a word2vec version's words."""
+    from embedscope.api import Collection
+    from embedscope.evaluate.words import word_tests, word_vectors
+
+    col = Collection.open(collection)
+    lv = col.load_version(version)
+    result = {
+        "collection": collection,
+        "version": lv.info.name,
+        "encoder": lv.info.encoder["name"],
+        **word_tests(word_vectors(lv.encoder)),
+    }
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title=f"{collection}/{lv.info.name}: {result['vocabulary']} words, {result['dim']}-d")
+    for c in ("test", "score", "scored", "of"):
+        table.add_column(c, justify="left" if c == "test" else "right")
+    an = result["analogies"]
+    table.add_row("analogies (accuracy)", _fmt(an["accuracy"]), str(an["scored"]), str(an["total"]))
+    for name, label in (("wordsim353", "WordSim-353 (Spearman)"), ("simlex999", "SimLex-999 (Spearman)")):
+        t = result[name]
+        table.add_row(label, _fmt(t["spearman"]), str(t["scored"]), str(t["total"]))
+    console.print(table)
+    console.print("scored = questions/pairs whose words are all in the vocabulary; the rest are skipped")
+
+
+@app.command("drift")
+def drift_cmd(
+    collection: CollectionArg,
+    version_a: Annotated[str, typer.Argument(help="Baseline version.")],
+    version_b: Annotated[str, typer.Argument(help="Version compared with it.")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="Neighbours per item.")] = 10,
+    sample: Annotated[int | None, typer.Option(min=1, help="Report on a random sample of items.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """How much items' top-k neighbourhoods (and, where comparable, vectors) change between two versions."""
+    from embedscope.api import Collection
+    from embedscope.evaluate.drift import drift
+
+    result = drift(Collection.open(collection), version_a, version_b, k=k, sample=sample)
+    if as_json:
+        print_json(result)
+        return
+    a, b = result["a"], result["b"]
+    table = Table(
+        title=f"{collection}: drift {a['version']} ({a['encoder']}) -> {b['version']} ({b['encoder']})"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row(
+        "items compared",
+        f"{result['items_compared']} (shared {result['shared_items']}, "
+        f"only A {result['only_in_a']}, only B {result['only_in_b']})",
+    )
+    for key, v in result["neighbour_jaccard"].items():
+        table.add_row(f"top-{k} neighbour Jaccard {key}", f"{v:.4f}")
+    if result["vector"]:
+        for key, v in result["vector"].items():
+            if key != "note":
+                table.add_row(key.replace("_", " "), _fmt(v, 4))
+    console.print(table)
+    console.print(result["vector"]["note"] if result["vector"] else result["vector_note"])

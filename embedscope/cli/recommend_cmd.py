@@ -1,0 +1,356 @@
+"""Recommendation commands: interactions load/info, embed-behaviour, recommend, evaluate-recs,
+demo-movielens."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from embedscope.cli.app import app, console, err_console, print_json
+
+interactions_app = typer.Typer(
+    help="Store and inspect user-item interactions (views, ratings, purchases).", no_args_is_help=True
+)
+app.add_typer(interactions_app, name="interactions")
+
+CollectionArg = Annotated[str, typer.Argument(help="Collection name (see `embedscope collections`).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DEFAULT_MOVIELENS = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-100k"
+
+
+def _open(name: str) -> Any:
+    from embedscope.api import Collection
+
+    return Collection.open(name)
+
+
+def _title(meta: dict[str, Any], text: str) -> str:
+    return str(meta.get("title") or meta.get("name") or text[:70])
+
+
+@interactions_app.command("load")
+def interactions_load(
+    collection: CollectionArg,
+    file: Annotated[Path, typer.Argument(help="CSV/TSV/JSONL/Parquet of interactions, or MovieLens u.data.")],
+    user_field: Annotated[str, typer.Option(help="Column with the user id.")] = "user",
+    item_field: Annotated[
+        str, typer.Option(help="Column with the item id (must match the collection's ids).")
+    ] = "item",
+    rating_field: Annotated[str, typer.Option(help="Column with a rating (optional).")] = "rating",
+    time_field: Annotated[
+        str, typer.Option(help="Column with a unix time or a date (optional).")
+    ] = "timestamp",
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="csv | jsonl | parquet | movielens (raw u.data); default: suffix."),
+    ] = None,
+    keep_unknown: Annotated[
+        bool, typer.Option(help="Keep interactions with items not in the collection.")
+    ] = False,
+    append: Annotated[
+        bool, typer.Option(help="Add to the stored interactions instead of replacing them.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load interactions and store them beside the collection (atomic; unknown items, duplicates counted)."""
+    from embedscope.recommend.interactions import load_interactions
+
+    report = load_interactions(
+        _open(collection),
+        file,
+        user_field=user_field,
+        item_field=item_field,
+        rating_field=rating_field,
+        time_field=time_field,
+        fmt=fmt,
+        keep_unknown=keep_unknown,
+        append=append,
+    )
+    if as_json:
+        print_json(report.to_dict())
+        return
+    for line in report.lines():
+        console.print(line, highlight=False)
+
+
+@interactions_app.command("info")
+def interactions_info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
+    """Counts of the stored interactions: users, items, ratings, time span."""
+    from embedscope.recommend.interactions import Interactions
+
+    inter = Interactions.of(_open(collection))
+    f = inter.frame
+    sizes = f.groupby("user").size()
+    out = {
+        "interactions": len(f),
+        "users": int(f["user"].nunique()),
+        "items": int(f["item"].nunique()),
+        "history_median": float(sizes.median()),
+        "history_min": int(sizes.min()),
+        "history_max": int(sizes.max()),
+        "rated": int(f["rating"].notna().sum()),
+        "timed": int(f["timestamp"].notna().sum()),
+    }
+    if as_json:
+        print_json(out)
+        return
+    for key, value in out.items():
+        console.print(f"{key:>15}: {value:,}" if isinstance(value, int) else f"{key:>15}: {value}")
+
+
+@app.command("embed-behaviour")
+def embed_behaviour_cmd(
+    collection: CollectionArg,
+    method: Annotated[str, typer.Argument(help="item2vec | als")] = "item2vec",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Parameter key=value (repeatable).")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", "-v", help="Version name (default: method).")
+    ] = None,
+    index: Annotated[str, typer.Option(help="exact | hnsw")] = "exact",
+    activate: Annotated[bool, typer.Option(help="Make this the active version.")] = False,
+) -> None:
+    """Learn item vectors from the stored interactions (item2vec or ALS) as an embedding version."""
+    from embedscope.encoders.registry import parse_params
+    from embedscope.recommend.behavioural import embed_behaviour
+
+    with console.status(f"training {method} on the interactions of {collection}"):
+        info = embed_behaviour(
+            _open(collection), method, parse_params(param), version=version, index=index, activate=activate
+        )
+    s = info.stats
+    console.print(
+        f"version [bold]{info.name}[/] ({method}, dim {info.dim}): {info.count:,} items from "
+        f"{s['trained_on_interactions']:,} interactions in {s['encode_seconds']} s; "
+        f"{s['items_without_interactions']:,} item(s) without interactions left out"
+    )
+
+
+@app.command()
+def recommend(
+    collection: CollectionArg,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="User id with stored interactions.")
+    ] = None,
+    items: Annotated[
+        str | None, typer.Option("--items", help="Anonymous session: comma-separated item ids, oldest first.")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="Number of recommendations.")] = 10,
+    where: Annotated[
+        str | None, typer.Option("--where", "-w", help="Metadata filter (business rules).")
+    ] = None,
+    profile: Annotated[
+        str, typer.Option(help="mean | recency | multi (multi-interest, PinnerSage-style).")
+    ] = "mean",
+    version: Annotated[
+        str | None, typer.Option("--version", "-v", help="Embedding version (default: active).")
+    ] = None,
+    half_life: Annotated[float, typer.Option(help="Recency half-life (see --half-life-unit).")] = 5.0,
+    half_life_unit: Annotated[str, typer.Option(help="items (interactions back) | days")] = "items",
+    interests: Annotated[int, typer.Option(min=1, max=20, help="Max interests for --profile multi.")] = 3,
+    popularity_weight: Annotated[
+        float,
+        typer.Option("--popularity-weight", min=0.0, max=1.0, help="Blend weight of the quality signal."),
+    ] = 0.0,
+    quality: Annotated[
+        str, typer.Option(help="Quality signal: count | wilson (ratings >= 4) | a numeric metadata field.")
+    ] = "count",
+    mmr: Annotated[
+        float | None, typer.Option("--mmr", min=0.0, max=1.0, help="MMR lambda for diversity (1 = none).")
+    ] = None,
+    dedupe: Annotated[
+        bool, typer.Option(help="Drop items whose normalised title repeats a better one.")
+    ] = True,
+    scoring: Annotated[
+        str, typer.Option(help="auto | cosine | predict (item2vec context vectors).")
+    ] = "auto",
+    explain: Annotated[
+        bool, typer.Option(help="Show the history items each recommendation comes from.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recommend items from a user's history (or a session), seen items excluded, filters applied."""
+    from embedscope.errors import EmbedscopeError
+    from embedscope.recommend.recommender import Recommender
+
+    if (user is None) == (items is None):
+        raise EmbedscopeError("give --user USER or --items ID1,ID2,... (an anonymous session)")
+    session = [s for s in (items or "").split(",") if s.strip()] if items is not None else None
+    res = Recommender(_open(collection), version).recommend(
+        user,
+        items=session,
+        k=k,
+        where=where,
+        profile=profile,
+        half_life=half_life,
+        half_life_unit=half_life_unit,
+        max_interests=interests,
+        popularity_weight=popularity_weight,
+        quality=quality,
+        mmr_lambda=mmr,
+        dedupe=dedupe,
+        scoring=scoring,
+        explain=explain,
+    )
+    if as_json:
+        print_json(res.to_dict())
+        return
+    if res.message:
+        err_console.print(f"[yellow]note:[/] {res.message}", highlight=False)
+    who = f"user {user}" if user is not None else f"session of {len(session or [])} item(s)"
+    table = Table(
+        title=f"{collection}: {k} for {who} (history {res.history_size}, profile {res.profile}, "
+        f"version {res.version})"
+    )
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("id", style="cyan", no_wrap=True)
+    table.add_column("score", justify="right")
+    table.add_column("title")
+    if res.profile == "multi":
+        table.add_column("interest", justify="right")
+    if explain:
+        table.add_column("because you liked", style="dim")
+    for n, r in enumerate(res.items, 1):
+        row = [str(n), r.id, f"{r.score:.3f}", _title(r.metadata, r.text)]
+        if res.profile == "multi":
+            row.append(str(r.interest if r.interest is not None else ""))
+        if explain:
+            row.append("; ".join(f"{b['text'].split('. ')[0]} ({b['similarity']:.2f})" for b in r.because))
+        table.add_row(*row)
+    console.print(table)
+    if res.removed_duplicates:
+        console.print(f"[dim]{len(res.removed_duplicates)} near-duplicate(s) removed[/]")
+
+
+def print_recs_report(report: Any) -> None:
+    """The evaluation as a Rich table: full ranking and sampled protocol side by side."""
+    k = report.k
+    table = Table(
+        title=f"{report.collection}: leave-last-out, {report.users:,} users, {report.items:,} items "
+        f"(sampled: {report.negatives} negatives, seed {report.seed})"
+    )
+    table.add_column("method")
+    for col in (f"HR@{k}", f"NDCG@{k}", f"Recall@{2 * k}", f"cov@{k}"):
+        table.add_column(f"full {col}", justify="right")
+    table.add_column(f"sampled HR@{k}", justify="right")
+    table.add_column(f"sampled NDCG@{k}", justify="right")
+    table.add_column("s", justify="right", style="dim")
+    for r in report.results:
+        f, s = r.full, r.sampled
+        table.add_row(
+            r.method,
+            f"{f[f'HR@{k}']:.4f}",
+            f"{f[f'NDCG@{k}']:.4f}",
+            f"{f[f'Recall@{2 * k}']:.4f}",
+            f"{f[f'coverage@{k}']:.3f}",
+            f"{s[f'HR@{k}']:.4f}",
+            f"{s[f'NDCG@{k}']:.4f}",
+            f"{r.seconds:.1f}",
+        )
+    console.print(table)
+    for c in report.checks:
+        mark = "[green]PASS[/]" if c["passed"] else "[red]FAIL[/]"
+        console.print(
+            f"{mark} {c['check']}: {c['value']:.4f} vs {c['popularity']:.4f} (lift {c['lift']:+.0%})",
+            highlight=False,
+        )
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/]", highlight=False)
+
+
+@app.command("evaluate-recs")
+def evaluate_recs(
+    collection: CollectionArg,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="Cut-off (Recall uses 2k).")] = 10,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+    versions: Annotated[
+        str | None,
+        typer.Option("--versions", help="Comma-separated text versions (default: all dense text ones)."),
+    ] = None,
+    profiles: Annotated[
+        str, typer.Option(help="Comma-separated profiles: mean,recency,multi.")
+    ] = "mean,recency,multi",
+    tfidf: Annotated[bool, typer.Option(help="Also evaluate tf-idf content vectors (cheap).")] = True,
+    negatives: Annotated[int, typer.Option(min=1, help="Sampled protocol: negatives per user.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed for the sampled negatives.")] = 42,
+) -> None:
+    """Offline evaluation on the stored interactions: leave-last-out by time, full and sampled ranking."""
+    from embedscope.evaluate.recs import evaluate_recommenders
+
+    with console.status("evaluating") as status:
+        report = evaluate_recommenders(
+            _open(collection),
+            k=k,
+            negatives=negatives,
+            seed=seed,
+            tfidf=tfidf,
+            content_versions=[v.strip() for v in versions.split(",") if v.strip()] if versions else None,
+            profiles=[p.strip() for p in profiles.split(",") if p.strip()],
+            progress=lambda name: status.update(f"evaluating {name}"),
+        )
+    print_recs_report(report)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.to_dict(), indent=2))
+        console.print(f"wrote {json_out}")
+
+
+@app.command("demo-movielens")
+def demo_movielens(
+    data: Annotated[Path, typer.Option("--data", help="MovieLens 100K folder (u.item, u.data, u.genre).")] = (
+        DEFAULT_MOVIELENS
+    ),
+    collection: Annotated[str, typer.Option("--collection", "-c")] = "movielens",
+    encoder: Annotated[
+        str, typer.Option("--encoder", "-e", help="Text encoder for titles + genres.")
+    ] = "minilm",
+    evaluate: Annotated[bool, typer.Option(help="Run evaluate-recs at the end.")] = True,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the evaluation JSON here.")] = None,
+) -> None:
+    """One command: movies from u.item, ratings from u.data, text + item2vec + ALS embeddings, evaluation."""
+    from embedscope.api import Collection
+    from embedscope.recommend.behavioural import embed_behaviour
+    from embedscope.recommend.interactions import load_interactions
+    from embedscope.sources_movielens import read_movielens_items
+
+    col = Collection.create(collection)
+    counts = col.ingest(
+        read_movielens_items(data),
+        id_field="id",
+        text="text",
+        metadata=["title", "year", "genres", "release_date"],
+    )
+    console.print(f"{collection}: items {counts}")
+    report = load_interactions(col, Path(data) / "u.data", fmt="movielens")
+    for line in report.lines():
+        console.print(line, highlight=False)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task(f"encoding with {encoder}", total=len(col))
+        col.embed(
+            encoder, activate=True, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    for method in ("item2vec", "als"):
+        with console.status(f"training {method}"):
+            info = embed_behaviour(col, method)
+        console.print(f"version {info.name}: {info.count:,} items, {info.stats['encode_seconds']} s")
+    if evaluate:
+        evaluate_recs(collection, json_out=json_out)
+    console.print(
+        f"try: embedscope recommend {collection} --user 196 --explain; "
+        f"embedscope recommend {collection} --user 196 --version item2vec --profile recency"
+    )
