@@ -1,11 +1,11 @@
 """The public Python API. The CLI, the HTTP server and the web page are thin layers over it.
 
-    from embedscope import Collection
-    books = Collection.create("books")
-    books.ingest("books.csv", id_field="isbn13", template="{title}. {description}")
-    books.embed("minilm")
-    books.search("atmospheric, female lead, worldbuilding, funny", k=10, where="published_year >= 2000")
-    books.similar("9780002005883")
+from embedscope import Collection
+books = Collection.create("books")
+books.ingest("books.csv", id_field="isbn13", template="{title}. {description}")
+books.embed("minilm")
+books.search("atmospheric, female lead, worldbuilding, funny", k=10, where="published_year >= 2000")
+books.similar("9780002005883")
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
 from embedscope.index import VectorIndex, create_index
 from embedscope.sources import TextSpec, read_table, rows_to_items
-from embedscope.store.base import Item, VersionData, VersionInfo, fingerprint
+from embedscope.store.base import Item, Store, VersionData, VersionInfo, fingerprint
 from embedscope.store.embedded import EmbeddedStore, now
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -69,7 +69,7 @@ def _check_name(name: str, what: str = "collection") -> str:
 class Collection:
     """Items with metadata plus any number of embedding versions, one of them active."""
 
-    def __init__(self, name: str, store: EmbeddedStore) -> None:
+    def __init__(self, name: str, store: Store) -> None:
         self.name = name
         self.store = store
         self._versions: dict[str, tuple[str, LoadedVersion]] = {}
@@ -214,7 +214,11 @@ class Collection:
         if old is not None and old.encoder == enc.config() and not refit:
             data, enc, _ = self.store.read_version(version)
             current = {i.id: i.hash for i in items}
-            old_rows = {i: r for r, (i, h) in enumerate(zip(data.ids, data.hashes, strict=True)) if current.get(i) == h}
+            old_rows = {
+                i: r
+                for r, (i, h) in enumerate(zip(data.ids, data.hashes, strict=True))
+                if current.get(i) == h
+            }
             old_vectors = data.vectors
         elif enc.requires_fit:
             enc.fit([i.text for i in items])
@@ -232,30 +236,52 @@ class Collection:
             vectors = new_vectors
         del reuse
         encode_s = time.perf_counter() - started
-        kind = index or (old.index["kind"] if old else None) or self.store.get_setting("default_index") or (
-            "exact" if enc.sparse else "hnsw"
+        kind = (
+            index
+            or (old.index["kind"] if old else None)
+            or self.store.get_setting("default_index")
+            or ("exact" if enc.sparse else "hnsw")
         )
         if kind == "hnsw" and sp.issparse(vectors):
             raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
-        idx = create_index(kind, **(index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})))
+        idx = create_index(
+            kind,
+            **(index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})),
+        )
         t0 = time.perf_counter()
         idx.build(vectors)
         index_s = time.perf_counter() - t0
         hashes = [i.hash for i in items]
         stamp = now()
-        nbytes = (vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes) if sp.issparse(vectors) else vectors.nbytes
+        nbytes = (
+            (vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes)
+            if sp.issparse(vectors)
+            else vectors.nbytes
+        )
         info = VersionInfo(
-            name=version, encoder=enc.config(), dim=int(vectors.shape[1]), count=len(items),
+            name=version,
+            encoder=enc.config(),
+            dim=int(vectors.shape[1]),
+            count=len(items),
             fingerprint=fingerprint(zip(row_ids, hashes, strict=True)),
-            index={"kind": kind, "params": idx.params}, sparse=bool(sp.issparse(vectors)), metric=enc.metric,
-            created_at=old.created_at if old else stamp, updated_at=stamp,
+            index={"kind": kind, "params": idx.params},
+            sparse=bool(sp.issparse(vectors)),
+            metric=enc.metric,
+            created_at=old.created_at if old else stamp,
+            updated_at=stamp,
             stats={
-                "encoded": len(todo), "reused": len(old_rows), "encode_seconds": round(encode_s, 3),
+                "encoded": len(todo),
+                "reused": len(old_rows),
+                "encode_seconds": round(encode_s, 3),
                 "items_per_second": round(len(todo) / encode_s, 1) if todo and encode_s > 0 else None,
-                "index_seconds": round(index_s, 3), "vector_bytes": int(nbytes), "index_bytes": int(idx.nbytes()),
+                "index_seconds": round(index_s, 3),
+                "vector_bytes": int(nbytes),
+                "index_bytes": int(idx.nbytes()),
             },
         )
-        self.store.write_version(info, VersionData(row_ids, hashes, vectors), enc, None if kind == "exact" else idx)
+        self.store.write_version(
+            info, VersionData(row_ids, hashes, vectors), enc, None if kind == "exact" else idx
+        )
         if activate:
             self.activate(version)
         self._versions.pop(version, None)
@@ -319,8 +345,14 @@ class Collection:
         return ok
 
     def search_vectors(
-        self, queries: np.ndarray | sp.csr_matrix, k: int = 10, *, version: str | None = None,
-        where: str | None = None, exclude: Sequence[str] = (), exact: bool = False,
+        self,
+        queries: np.ndarray | sp.csr_matrix,
+        k: int = 10,
+        *,
+        version: str | None = None,
+        where: str | None = None,
+        exclude: Sequence[str] = (),
+        exact: bool = False,
     ) -> list[list[Hit]]:
         """Nearest items for query vectors already in the version's space."""
         v = self.load_version(version)
@@ -358,7 +390,12 @@ class Collection:
         return q
 
     def search(
-        self, query: str, k: int = 10, *, where: str | None = None, version: str | None = None,
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        where: str | None = None,
+        version: str | None = None,
         exact: bool = False,
     ) -> list[Hit]:
         """Semantic search: encode the query with the version's encoder, then nearest items."""
@@ -369,7 +406,12 @@ class Collection:
         return self._search_loaded(v, self.encode_query(query, v.info.name), k, allowed, exact)[0]
 
     def similar(
-        self, item_id: str, k: int = 10, *, where: str | None = None, version: str | None = None,
+        self,
+        item_id: str,
+        k: int = 10,
+        *,
+        where: str | None = None,
+        version: str | None = None,
     ) -> list[Hit]:
         """More like this: items nearest to an item's own vector, the item itself excluded."""
         v = self.load_version(version)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pandas as pd
-
 from embedscope.api import Collection
 from embedscope.cli.app import console
 from embedscope.errors import EmbedscopeError
@@ -16,9 +14,21 @@ BOOK_QUERIES = [
     "a cozy mystery in a small english village",
     "hard science fiction about first contact with aliens",
 ]
-WIKI_QUERIES = ["political philosophy and self-governed societies", "ancient greek mathematics", "a famous painter"]
-BOOK_METADATA = ["title", "authors", "categories", "published_year", "average_rating", "num_pages",
-                 "ratings_count", "thumbnail"]
+WIKI_QUERIES = [
+    "political philosophy and self-governed societies",
+    "ancient greek mathematics",
+    "a famous painter",
+]
+BOOK_METADATA = [
+    "title",
+    "authors",
+    "categories",
+    "published_year",
+    "average_rating",
+    "num_pages",
+    "ratings_count",
+    "thumbnail",
+]
 
 
 def default_books_path() -> Path | None:
@@ -50,8 +60,11 @@ def run_demo(data: str | None, collection: str, encoder: str, limit: int | None)
         needed = {"isbn13", "title", "description"}
         if not needed <= set(frame.columns):
             raise EmbedscopeError(f"{path.name}: a books file needs columns {', '.join(sorted(needed))}")
-        spec = {"id_field": "isbn13", "template": "{title}. {description}",
-                "metadata": [c for c in BOOK_METADATA if c in frame.columns]}
+        spec = {
+            "id_field": "isbn13",
+            "template": "{title}. {description}",
+            "metadata": [c for c in BOOK_METADATA if c in frame.columns],
+        }
         queries = BOOK_QUERIES
         console.print(f"corpus: [bold]{len(frame)}[/] books from {path}")
     else:
@@ -59,7 +72,8 @@ def run_demo(data: str | None, collection: str, encoder: str, limit: int | None)
         spec = {"id_field": "id", "template": "{title}. {text}", "metadata": ["title"]}
         queries = WIKI_QUERIES
         console.print(
-            "[yellow]no books file found[/] (looked for ../shared/data/books/books.csv; pass --data PATH_OR_URL): "
+            "[yellow]no books file found[/] (looked for ../shared/data/books/books.csv; "
+            "pass --data PATH_OR_URL): "
             f"using the {len(frame)} English Wikipedia articles that ship inside gensim's test data instead"
         )
     if limit:
@@ -80,8 +94,8 @@ def run_demo(data: str | None, collection: str, encoder: str, limit: int | None)
         print_hits(col.search(q, k=5), f"{q!r}")
     console.print(
         "\nThe collection is stored; try:\n"
-        f"  embedscope search {collection} \"{queries[0]}\" -k 10\n"
-        f"  embedscope search {collection} \"{queries[1]}\" --where \"published_year >= 2000\"\n"
+        f'  embedscope search {collection} "{queries[0]}" -k 10\n'
+        f'  embedscope search {collection} "{queries[1]}" --where "published_year >= 2000"\n'
         f"  embedscope similar {collection} {col.search(queries[0], k=1)[0].id}\n"
         f"  embedscope info {collection}\n"
         f"  embedscope serve {collection}   # web page at http://127.0.0.1:8000/"

@@ -41,7 +41,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise EmbedscopeError(f"{path.name}: line {lineno} is not valid JSON ({exc.msg})") from None
+                    raise EmbedscopeError(
+                        f"{path.name}: line {lineno} is not valid JSON ({exc.msg})"
+                    ) from None
                 if not isinstance(obj, dict):
                     raise EmbedscopeError(f"{path.name}: line {lineno} is not a JSON object")
                 records.append(obj)
@@ -128,16 +130,24 @@ def rows_to_items(
     if frame.empty:
         raise EmbedscopeError(f"{source}: no rows to ingest")
     if id_field not in columns:
-        raise EmbedscopeError(f"{source}: id field '{id_field}' not found; columns: {', '.join(map(str, columns))}")
+        raise EmbedscopeError(
+            f"{source}: id field '{id_field}' not found; columns: {', '.join(map(str, columns))}"
+        )
     missing = [f for f in text.fields() if f not in columns]
     if not text.fields():
-        raise EmbedscopeError("give the text field (--text FIELD) or a template (--template '{title}. {description}')")
+        raise EmbedscopeError(
+            "give the text field (--text FIELD) or a template (--template '{title}. {description}')"
+        )
     if missing:
-        raise EmbedscopeError(f"{source}: text field(s) {', '.join(missing)} not found; columns: {', '.join(columns)}")
+        raise EmbedscopeError(
+            f"{source}: text field(s) {', '.join(missing)} not found; columns: {', '.join(columns)}"
+        )
     meta_fields = list(metadata) if metadata is not None else [c for c in columns if c != id_field]
     bad_meta = [f for f in meta_fields if f not in columns]
     if bad_meta:
-        raise EmbedscopeError(f"{source}: metadata field(s) {', '.join(bad_meta)} not found; columns: {', '.join(columns)}")
+        raise EmbedscopeError(
+            f"{source}: metadata field(s) {', '.join(bad_meta)} not found; columns: {', '.join(columns)}"
+        )
     ids = frame[id_field]
     if ids.isna().any():
         row = int(ids.isna().to_numpy().nonzero()[0][0]) + 1
@@ -296,10 +306,17 @@ def fetch_url(url: str, cache_dir: Path | None = None, progress: bool = True) ->
             if resp.status_code != 200:
                 raise EmbedscopeError(f"download failed: {url} answered HTTP {resp.status_code}")
             total = int(resp.headers.get("content-length") or 0) or None
-            with os.fdopen(fd, "wb") as out, Progress(
-                "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                disable=not progress, transient=True,
-            ) as bar:
+            with (
+                os.fdopen(fd, "wb") as out,
+                Progress(
+                    "[progress.description]{task.description}",
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    disable=not progress,
+                    transient=True,
+                ) as bar,
+            ):
                 task = bar.add_task(f"downloading {name}", total=total)
                 for chunk in resp.iter_bytes():
                     out.write(chunk)

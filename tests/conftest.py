@@ -38,7 +38,11 @@ def books_300(books_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactor
 
     root = tmp_path_factory.mktemp("books300")
     col = Collection.create("books300", root=root)
-    col.ingest(books_frame.head(300), id_field="isbn13", template="{title}. {description}",
-               metadata=["title", "authors", "categories", "published_year", "average_rating"])
+    col.ingest(
+        books_frame.head(300),
+        id_field="isbn13",
+        template="{title}. {description}",
+        metadata=["title", "authors", "categories", "published_year", "average_rating"],
+    )
     col.embed("minilm")
     return col

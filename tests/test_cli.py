@@ -30,15 +30,39 @@ def cli_home(tmp_path_factory: pytest.TempPathFactory, books_frame: pd.DataFrame
     home = tmp_path_factory.mktemp("clihome")
     csv = home / "books.csv"
     books_frame.head(120).to_csv(csv, index=False)
-    run(["ingest", str(csv), "--collection", "books", "--id-field", "isbn13",
-         "--template", "{title}. {description}", "--metadata", "title,authors,published_year"], home)
+    run(
+        [
+            "ingest",
+            str(csv),
+            "--collection",
+            "books",
+            "--id-field",
+            "isbn13",
+            "--template",
+            "{title}. {description}",
+            "--metadata",
+            "title,authors,published_year",
+        ],
+        home,
+    )
     run(["embed", "books", "--encoder", "minilm"], home)
     return home
 
 
 def test_search_json_and_filter(cli_home: Path) -> None:
-    out = run(["search", "books", "a story of war and soldiers", "-k", "4", "--where", "published_year < 2000",
-               "--json"], cli_home)
+    out = run(
+        [
+            "search",
+            "books",
+            "a story of war and soldiers",
+            "-k",
+            "4",
+            "--where",
+            "published_year < 2000",
+            "--json",
+        ],
+        cli_home,
+    )
     hits = json.loads(out.stdout)
     assert len(hits) == 4
     assert all(h["metadata"]["published_year"] < 2000 for h in hits)
@@ -105,8 +129,11 @@ def test_demo_from_url_downloads_once(tmp_path: Path, books_frame: pd.DataFrame)
         (served / "books.csv").unlink()  # a second run must use the cache, not the server
         again = run(["demo", "--data", url, "--collection", "web"], env_home)
         assert "0 encoded, 40 reused" in again.stdout
-        missing = run(["demo", "--data", url.replace("books.csv", "nope.csv"), "--collection", "x"], env_home,
-                      check=False)
+        missing = run(
+            ["demo", "--data", url.replace("books.csv", "nope.csv"), "--collection", "x"],
+            env_home,
+            check=False,
+        )
         assert missing.returncode == 2 and "HTTP 404" in missing.stderr
     finally:
         server.shutdown()

@@ -47,7 +47,9 @@ def test_kill_during_ingest_and_embed(tmp_path: Path, books_frame: pd.DataFrame)
         new = books_frame.iloc[40 + attempt * 20 : 100 + attempt * 20]
         csv = tmp_path / f"new{attempt}.csv"
         new.to_csv(csv, index=False)
-        child = subprocess.Popen([sys.executable, str(script), str(root), str(csv)], stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, str(script), str(root), str(csv)], stdout=subprocess.PIPE, text=True
+        )
         time.sleep(float(rng.uniform(1.5, 9.0)))
         os.kill(child.pid, signal.SIGKILL)
         child.wait()

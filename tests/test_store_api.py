@@ -14,13 +14,17 @@ META = ["title", "authors", "categories", "published_year", "average_rating"]
 
 def test_ingest_keeps_types_and_counts(home, books_frame: pd.DataFrame) -> None:
     col = Collection.create("b")
-    counts = col.ingest(books_frame.head(50), id_field="isbn13", template="{title}. {description}", metadata=META)
+    counts = col.ingest(
+        books_frame.head(50), id_field="isbn13", template="{title}. {description}", metadata=META
+    )
     assert counts == {"added": 50, "updated": 0, "unchanged": 0, "deleted": 0}
     item = col.get(str(books_frame.isbn13[0]))
     assert item.text.startswith(str(books_frame.title[0]))
     assert isinstance(item.metadata["published_year"], int)
     assert isinstance(item.metadata["average_rating"], float)
-    again = col.ingest(books_frame.head(50), id_field="isbn13", template="{title}. {description}", metadata=META)
+    again = col.ingest(
+        books_frame.head(50), id_field="isbn13", template="{title}. {description}", metadata=META
+    )
     assert again["unchanged"] == 50 and again["added"] == 0
 
 
@@ -66,8 +70,9 @@ def test_incremental_update_reencodes_only_changes(home, books_frame: pd.DataFra
     frame.loc[3, "description"] = "A wizard school where dragons teach alchemy to orphans."
     changed_id = str(frame.isbn13[3])
     removed_id = str(frame.isbn13[59])
-    col.ingest(frame.head(59), id_field="isbn13", template="{title}. {description}", metadata=["title"],
-               replace=True)
+    col.ingest(
+        frame.head(59), id_field="isbn13", template="{title}. {description}", metadata=["title"], replace=True
+    )
     assert col.info()["versions"][0]["stale"]
     second = col.embed("minilm")
     assert second.stats == {**second.stats, "encoded": 1, "reused": 58}

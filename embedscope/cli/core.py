@@ -15,16 +15,27 @@ CollectionArg = Annotated[str, typer.Argument(help="Collection name (see `embeds
 K = Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="Number of results.")]
 Where = Annotated[
     str | None,
-    typer.Option("--where", "-w", help="Metadata filter, e.g. \"published_year >= 2000 and categories contains 'Fiction'\"."),
+    typer.Option(
+        "--where",
+        "-w",
+        help="Metadata filter, e.g. \"published_year >= 2000 and categories contains 'Fiction'\".",
+    ),
 ]
-VersionOpt = Annotated[str | None, typer.Option("--version", "-v", help="Embedding version (default: the active one).")]
+VersionOpt = Annotated[
+    str | None, typer.Option("--version", "-v", help="Embedding version (default: the active one).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def progress_bar(description: str) -> Progress:
     return Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
     )
 
 
@@ -50,7 +61,9 @@ def print_hits(hits: list[Any], title: str) -> None:
     table.add_column("details", style="dim", overflow="fold")
     for n, h in enumerate(hits, 1):
         meta = h.metadata
-        extra = [f"{k}={meta[k]}" for k in ("authors", "published_year", "categories") if meta.get(k) is not None]
+        extra = [
+            f"{k}={meta[k]}" for k in ("authors", "published_year", "categories") if meta.get(k) is not None
+        ]
         table.add_row(str(n), h.id, f"{h.score:.3f}", _display_title(meta, h.text), ", ".join(extra)[:80])
     console.print(table)
 
@@ -62,12 +75,16 @@ def ingest(
     id_field: Annotated[str, typer.Option("--id-field", help="Field holding each item's unique id.")] = "id",
     text: Annotated[str | None, typer.Option("--text", help="Field holding the text to embed.")] = None,
     template: Annotated[
-        str | None, typer.Option("--template", help="Text built from several fields, e.g. '{title}. {description}'.")
+        str | None,
+        typer.Option("--template", help="Text built from several fields, e.g. '{title}. {description}'."),
     ] = None,
     metadata: Annotated[
-        str | None, typer.Option("--metadata", help="Comma-separated fields to keep as metadata (default: all).")
+        str | None,
+        typer.Option("--metadata", help="Comma-separated fields to keep as metadata (default: all)."),
     ] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="csv | jsonl | parquet (default: from suffix).")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv | jsonl | parquet (default: from suffix).")
+    ] = None,
     encoding: Annotated[str, typer.Option(help="Text encoding of CSV files.")] = "utf-8",
     replace: Annotated[bool, typer.Option(help="Delete items that are not in the file.")] = False,
 ) -> None:
@@ -76,8 +93,16 @@ def ingest(
 
     fields = [f.strip() for f in metadata.split(",") if f.strip()] if metadata else None
     col = Collection.create(collection)
-    counts = col.ingest(items, id_field=id_field, text=text or (None if template else "text"), template=template,
-                        metadata=fields, fmt=fmt, encoding=encoding, replace=replace)
+    counts = col.ingest(
+        items,
+        id_field=id_field,
+        text=text or (None if template else "text"),
+        template=template,
+        metadata=fields,
+        fmt=fmt,
+        encoding=encoding,
+        replace=replace,
+    )
     console.print(
         f"[green]{collection}[/]: {counts['added']} added, {counts['updated']} updated, "
         f"{counts['unchanged']} unchanged, {counts['deleted']} deleted; {len(col)} items. "
@@ -88,11 +113,15 @@ def ingest(
 @app.command()
 def embed(
     collection: CollectionArg,
-    encoder: Annotated[str, typer.Option("--encoder", "-e", help="Encoder name (see `embedscope encoders`).")] = "minilm",
+    encoder: Annotated[
+        str, typer.Option("--encoder", "-e", help="Encoder name (see `embedscope encoders`).")
+    ] = "minilm",
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Encoder parameter key=value (repeatable).")
     ] = None,
-    version: Annotated[str | None, typer.Option("--version", "-v", help="Version name (default: encoder name).")] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", "-v", help="Version name (default: encoder name).")
+    ] = None,
     index: Annotated[str | None, typer.Option("--index", help="hnsw (approximate) or exact.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 64,
     refit: Annotated[bool, typer.Option(help="Refit learning encoders and re-encode everything.")] = False,
@@ -104,9 +133,16 @@ def embed(
     col = _open(collection)
     with progress_bar("encoding") as bar:
         task = bar.add_task(f"encoding {collection} with {encoder}", total=len(col))
-        info = col.embed(encoder, parse_params(param), version=version, index=index, batch_size=batch_size,
-                         refit=refit, activate=activate,
-                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+        info = col.embed(
+            encoder,
+            parse_params(param),
+            version=version,
+            index=index,
+            batch_size=batch_size,
+            refit=refit,
+            activate=activate,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
         bar.update(task, completed=len(col), total=len(col))
     s = info.stats
     console.print(
@@ -161,16 +197,25 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(data)
         return
-    console.print(f"[bold]{data['name']}[/] at {data['path']}: {data['items']} items, id field "
-                  f"'{data['id_field']}', text {data['text']}")
+    console.print(
+        f"[bold]{data['name']}[/] at {data['path']}: {data['items']} items, id field "
+        f"'{data['id_field']}', text {data['text']}"
+    )
     console.print("metadata: " + ", ".join(f"{k} ({v})" for k, v in data["metadata_fields"].items()))
     table = Table(title="embedding versions")
     for col in ("version", "encoder", "dim", "items", "index", "updated", "state"):
         table.add_column(col)
     for v in data["versions"]:
         state = ("active" if v["active"] else "") + (" stale: run embed again" if v["stale"] else "")
-        table.add_row(v["name"], f"{v['encoder']['name']} {v['encoder']['params']}"[:60], str(v["dim"]),
-                      str(v["count"]), v["index"]["kind"], v["updated_at"], state.strip())
+        table.add_row(
+            v["name"],
+            f"{v['encoder']['name']} {v['encoder']['params']}"[:60],
+            str(v["dim"]),
+            str(v["count"]),
+            v["index"]["kind"],
+            v["updated_at"],
+            state.strip(),
+        )
     console.print(table)
 
 
@@ -187,7 +232,9 @@ def collections(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def activate(collection: CollectionArg, version: Annotated[str, typer.Argument(help="Version to activate.")]) -> None:
+def activate(
+    collection: CollectionArg, version: Annotated[str, typer.Argument(help="Version to activate.")]
+) -> None:
     """Make an embedding version the one searches use by default."""
     _open(collection).activate(version)
     console.print(f"{collection}: active version is now [bold]{version}[/]")
@@ -201,7 +248,9 @@ def delete_version(collection: CollectionArg, version: Annotated[str, typer.Argu
 
 
 @app.command("delete-items")
-def delete_items(collection: CollectionArg, ids: Annotated[list[str], typer.Argument(help="Item ids.")]) -> None:
+def delete_items(
+    collection: CollectionArg, ids: Annotated[list[str], typer.Argument(help="Item ids.")]
+) -> None:
     """Delete items; the next `embed` drops their vectors."""
     n = _open(collection).delete(ids)
     console.print(f"{collection}: deleted {n} of {len(ids)} item(s)")
@@ -210,7 +259,8 @@ def delete_items(collection: CollectionArg, ids: Annotated[list[str], typer.Argu
 @app.command()
 def demo(
     data: Annotated[
-        str | None, typer.Option("--data", help="Books CSV path or URL (default: ../shared/data/books/books.csv).")
+        str | None,
+        typer.Option("--data", help="Books CSV path or URL (default: ../shared/data/books/books.csv)."),
     ] = None,
     collection: Annotated[str, typer.Option("--collection", "-c")] = "books",
     encoder: Annotated[str, typer.Option("--encoder", "-e")] = "minilm",

@@ -95,6 +95,7 @@ class Encoder(ABC):
 
     def _load_state(self, directory: Path) -> None:
         """Read learned state written by `save`; encoders that learn override this."""
+        return None
 
     @classmethod
     def load(cls, directory: Path) -> Encoder:

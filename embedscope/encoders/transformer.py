@@ -40,7 +40,9 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_sentence_transformer(model: str, max_seq_length: int, precision: str = "fp32", device: str = "cpu") -> Any:
+def load_sentence_transformer(
+    model: str, max_seq_length: int, precision: str = "fp32", device: str = "cpu"
+) -> Any:
     """Load once per process; loading costs ~1 s and the model is read-only afterwards."""
     key = (model, max_seq_length, precision, device)
     if key not in _MODEL_CACHE:
@@ -89,14 +91,18 @@ class TransformerEncoder(Encoder):
         if self.params["pooling"] not in ("mean", "cls"):
             raise EmbedscopeError(f"pooling must be 'mean' or 'cls', not {self.params['pooling']!r}")
         if self.params["precision"] not in PRECISIONS:
-            raise EmbedscopeError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.params['precision']!r}")
+            raise EmbedscopeError(
+                f"precision must be one of {', '.join(PRECISIONS)}, not {self.params['precision']!r}"
+            )
         self._model: Any = None
 
     @property
     def model(self) -> Any:
         if self._model is None:
             self._model = load_sentence_transformer(
-                self.params["model"], int(self.params["max_seq_length"]), self.params["precision"],
+                self.params["model"],
+                int(self.params["max_seq_length"]),
+                self.params["precision"],
                 resolve_device(self.params["device"]),
             )
         return self._model
@@ -112,7 +118,9 @@ class TransformerEncoder(Encoder):
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return nullcontext()
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
         import torch
 
         texts = list(texts)
@@ -120,12 +128,20 @@ class TransformerEncoder(Encoder):
             return np.zeros((0, self.dim), dtype=np.float32)
         with torch.inference_mode(), self._autocast():
             if self.params["pooling"] == "mean":
-                out = self.model.encode(
-                    texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show_progress
-                ).float().cpu().numpy()
+                out = (
+                    self.model.encode(
+                        texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show_progress
+                    )
+                    .float()
+                    .cpu()
+                    .numpy()
+                )
             else:
                 tokens = self.model.encode(
-                    texts, batch_size=batch_size, output_value="token_embeddings", show_progress_bar=show_progress
+                    texts,
+                    batch_size=batch_size,
+                    output_value="token_embeddings",
+                    show_progress_bar=show_progress,
                 )
                 out = np.stack([t[0].float().cpu().numpy() for t in tokens])
         out = np.asarray(out, dtype=np.float32)

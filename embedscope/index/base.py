@@ -73,7 +73,9 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, vals
 
 
-def search_rows(queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def search_rows(
+    queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k over a subset of rows (a selective filter), mapped back to full row numbers."""
     if len(rows) == 0:
         return top_k(np.zeros((len(queries), 0), np.float32), k)

@@ -19,10 +19,20 @@ _FILE = "hnsw.usearch"
 class HNSWIndex(VectorIndex):
     kind = "hnsw"
 
-    def __init__(self, connectivity: int = 16, expansion_add: int = 128, expansion_search: int = 64,
-                 threads: int = 0, **params: object) -> None:
-        super().__init__(connectivity=connectivity, expansion_add=expansion_add,
-                         expansion_search=expansion_search, **params)
+    def __init__(
+        self,
+        connectivity: int = 16,
+        expansion_add: int = 128,
+        expansion_search: int = 64,
+        threads: int = 0,
+        **params: object,
+    ) -> None:
+        super().__init__(
+            connectivity=connectivity,
+            expansion_add=expansion_add,
+            expansion_search=expansion_search,
+            **params,
+        )
         self.threads = threads
         self._index = None
         #: the same rows as float32, for exact re-scoring of selective filters
@@ -55,7 +65,11 @@ class HNSWIndex(VectorIndex):
         self.vectors = vectors
 
     def search(
-        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        allowed: np.ndarray | None = None,
         expansion_search: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         assert self._index is not None

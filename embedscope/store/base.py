@@ -96,6 +96,10 @@ class Store(ABC):
     def count(self) -> int: ...
 
     @abstractmethod
+    def item_hashes(self) -> dict[str, str]:
+        """id -> content hash, in insertion order (what incremental embedding compares)."""
+
+    @abstractmethod
     def data_revision(self) -> int:
         """Increases on every item write; lets readers cache derived data."""
 
@@ -104,15 +108,27 @@ class Store(ABC):
     def list_versions(self) -> list[VersionInfo]: ...
 
     @abstractmethod
+    def get_version(self, name: str) -> VersionInfo:
+        """The version's record; NotFoundError naming the existing versions if absent."""
+
+    @abstractmethod
     def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
         """Create or replace a version atomically: readers see the old one or the new one whole."""
 
     @abstractmethod
     def read_version(self, name: str) -> tuple[VersionData, Any, Any | None]:
-        """(vectors, fitted encoder, loaded index or None)."""
+        """(vectors, fitted encoder, loaded index or None).
+
+        The index is whatever implements `embedscope.index.VectorIndex.search`: the embedded store
+        returns a memory-mapped HNSW graph; a server backend (pgvector) would return an index object
+        whose `search` runs the query in the database. Search code only calls `index.search`."""
 
     @abstractmethod
     def activate_version(self, name: str) -> None: ...
 
     @abstractmethod
     def delete_version(self, name: str) -> None: ...
+
+    def close(self) -> None:
+        """Release connections."""
+        return None

@@ -135,12 +135,16 @@ class EmbeddedStore(Store):
                     continue
                 meta = json.dumps(item.metadata, default=str, allow_nan=False)
                 if old is None:
-                    c.execute("INSERT INTO items (id, text, metadata, hash) VALUES (?,?,?,?)",
-                              (item.id, item.text, meta, h))
+                    c.execute(
+                        "INSERT INTO items (id, text, metadata, hash) VALUES (?,?,?,?)",
+                        (item.id, item.text, meta, h),
+                    )
                     counts["added"] += 1
                 else:
-                    c.execute("UPDATE items SET text=?, metadata=?, hash=? WHERE id=?",
-                              (item.text, meta, h, item.id))
+                    c.execute(
+                        "UPDATE items SET text=?, metadata=?, hash=? WHERE id=?",
+                        (item.text, meta, h, item.id),
+                    )
                     counts["updated"] += 1
             if replace_all:
                 gone = set(existing) - {i.id for i in items}
@@ -192,7 +196,9 @@ class EmbeddedStore(Store):
             if v.name == name:
                 return v
         names = ", ".join(v.name for v in self.list_versions()) or "none yet: run `embedscope embed`"
-        raise NotFoundError(f"collection '{self.path.name}' has no embedding version '{name}'; versions: {names}")
+        raise NotFoundError(
+            f"collection '{self.path.name}' has no embedding version '{name}'; versions: {names}"
+        )
 
     def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
         if len(data.ids) != data.vectors.shape[0] or len(data.hashes) != len(data.ids):
@@ -217,11 +223,15 @@ class EmbeddedStore(Store):
             record.pop("active", None)
             with self._tx() as c:
                 row = c.execute("SELECT revision FROM versions WHERE name=?", (info.name,)).fetchone()
-                c.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?)",
-                          (info.name, json.dumps(record, default=str), revision))
+                c.execute(
+                    "INSERT OR REPLACE INTO versions VALUES (?, ?, ?)",
+                    (info.name, json.dumps(record, default=str), revision),
+                )
                 if self.get_setting("active_version") is None:
-                    c.execute("INSERT OR REPLACE INTO settings VALUES ('active_version', ?)",
-                              (json.dumps(info.name),))
+                    c.execute(
+                        "INSERT OR REPLACE INTO settings VALUES ('active_version', ?)",
+                        (json.dumps(info.name),),
+                    )
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -258,6 +268,8 @@ class EmbeddedStore(Store):
             c.execute("DELETE FROM versions WHERE name=?", (name,))
             if self.get_setting("active_version") == name:
                 rest = [r for (r,) in c.execute("SELECT name FROM versions ORDER BY name")]
-                c.execute("INSERT OR REPLACE INTO settings VALUES ('active_version', ?)",
-                          (json.dumps(rest[0] if rest else None),))
+                c.execute(
+                    "INSERT OR REPLACE INTO settings VALUES ('active_version', ?)",
+                    (json.dumps(rest[0] if rest else None),),
+                )
         shutil.rmtree(d, ignore_errors=True)
