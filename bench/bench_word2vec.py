@@ -97,7 +97,7 @@ def main() -> None:
         )
         if not args.skip_torch:
             t0 = time.perf_counter()
-            ref = create_encoder("torch_word2vec", {**common, "sg": sg, "batch_size": 1024}).fit(texts)
+            ref = create_encoder("torch_word2vec", {**common, "sg": sg, "batch_size": 2048}).fit(texts)
             rows.append(
                 {
                     "model": "torch_word2vec (reference)",

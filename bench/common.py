@@ -46,7 +46,7 @@ def report(name: str, title: str, rows: list[dict[str, Any]], extra: dict[str, A
         table.add_column(c)
     for r in rows:
         table.add_row(*[str(r.get(c, "")) for c in columns])
-    Console().print(table)
+    Console(width=max(Console().width, 160)).print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
     out.write_text(

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from embedscope.encoders.base import Encoder
 from embedscope.encoders.registry import create_encoder
-from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
 from embedscope.index import VectorIndex, create_index
 from embedscope.sources import TextSpec, read_table, rows_to_items
@@ -356,6 +356,11 @@ class Collection:
     ) -> list[list[Hit]]:
         """Nearest items for query vectors already in the version's space."""
         v = self.load_version(version)
+        width = queries.shape[-1] if queries.ndim > 1 or sp.issparse(queries) else len(queries)
+        if width != v.info.dim:
+            raise ConflictError(
+                f"query vectors have dimension {width}, version '{v.info.name}' has dimension {v.info.dim}"
+            )
         return self._search_loaded(v, queries, k, self._allowed(v, where, exclude), exact)
 
     def _search_loaded(

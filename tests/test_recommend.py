@@ -4,6 +4,7 @@ and every bad input a user can give."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,8 +18,7 @@ from embedscope import Collection
 from embedscope.api import Hit
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.evaluate import recs as ev
-from embedscope.recommend import Interactions, Recommender, embed_behaviour, load_interactions
-from embedscope.recommend import ranking
+from embedscope.recommend import Interactions, Recommender, embed_behaviour, load_interactions, ranking
 from embedscope.recommend.behavioural import train_als, train_item2vec
 from embedscope.sources_movielens import read_movielens_items, read_movielens_ratings
 
@@ -70,12 +70,16 @@ def test_load_stores_durably_and_reports(ml: Collection) -> None:
     assert Interactions.of(again).history("196")["item"].tolist()[:1] != []
 
 
-def test_unknown_items_and_duplicates_are_counted(tmp_path: Path, movies: pd.DataFrame, ratings: pd.DataFrame) -> None:
+def test_unknown_items_and_duplicates_are_counted(
+    tmp_path: Path, movies: pd.DataFrame, ratings: pd.DataFrame
+) -> None:
     col = Collection.create("small", root=tmp_path)
     col.ingest(movies, id_field="id", text="text", metadata=["title", "year", "genres"])
     real = ratings.head(500).copy()
     dup = real.iloc[[0]].assign(rating=1, timestamp=real["timestamp"].iloc[0] + 10)  # a later re-rating
-    unknown = pd.DataFrame({"user": ["196", "7"], "item": ["99999", "abc"], "rating": [4, 5], "timestamp": [1, 2]})
+    unknown = pd.DataFrame(
+        {"user": ["196", "7"], "item": ["99999", "abc"], "rating": [4, 5], "timestamp": [1, 2]}
+    )
     frame = pd.concat([real, dup, unknown], ignore_index=True)
     csv = tmp_path / "inter.csv"
     frame.to_csv(csv, index=False)
@@ -84,7 +88,9 @@ def test_unknown_items_and_duplicates_are_counted(tmp_path: Path, movies: pd.Dat
     assert report.stored == 500 and set(report.unknown_examples) == {"99999", "abc"}
     assert any("dropped" in line for line in report.lines())
     stored = Interactions.of(col).frame
-    first = stored[(stored["user"] == str(real["user"].iloc[0])) & (stored["item"] == str(real["item"].iloc[0]))]
+    first = stored[
+        (stored["user"] == str(real["user"].iloc[0])) & (stored["item"] == str(real["item"].iloc[0]))
+    ]
     assert first["rating"].tolist() == [1.0]  # the latest one was kept
     kept = load_interactions(col, csv, keep_unknown=True)
     assert kept.stored == 502 and "kept" in " ".join(kept.lines())
@@ -106,6 +112,7 @@ def test_bad_interaction_files_give_one_line_errors(tmp_path: Path, movies: pd.D
 
 
 # --- evaluation protocol ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_leave_last_out_has_no_leakage(ml: Collection) -> None:
     frame = Interactions.of(ml).frame
     split = ev.leave_last_out(frame, list(ml.store.item_hashes()))
@@ -157,7 +164,9 @@ def test_seen_items_never_recommended(ml: Collection, profile: str) -> None:
 def test_filters_are_respected(ml: Collection) -> None:
     rec = Recommender(ml)
     res = rec.recommend("196", k=15, where="genres contains 'Horror' and year >= 1990", explain=False)
-    assert res.items and all("Horror" in r.metadata["genres"] and r.metadata["year"] >= 1990 for r in res.items)
+    assert res.items and all(
+        "Horror" in r.metadata["genres"] and r.metadata["year"] >= 1990 for r in res.items
+    )
     frame, _ = ml.metadata_frame()
     n_match = int((frame["genres"].str.contains("Horror") & (frame["year"] >= 1990)).sum())
     assert len(res.items) == min(15, n_match)
@@ -182,12 +191,15 @@ def test_mmr_changes_the_list_and_increases_diversity(ml: Collection) -> None:
 
 def test_dedupe_removes_same_title(ml: Collection, movies: pd.DataFrame) -> None:
     norm = movies["title"].map(ranking.normalise_title)
-    dups = movies[norm.duplicated(keep=False)]
+    dups = movies.assign(norm=norm)[norm.duplicated(keep=False)].sort_values(["norm", "id"])
     assert len(dups) >= 2, "MovieLens 100K lists some movies twice under two ids"
-    a, b = dups.sort_values("title")["id"].tolist()[:2]
-    hits = [Hit(i, 1.0 - n / 10, t, {"title": t.split(". ")[0]}) for n, (i, t) in enumerate(
-        [(a, movies.set_index("id").loc[a, "text"]), ("1", "Toy Story (1995)"), (b, movies.set_index("id").loc[b, "text"])]
-    )]
+    a, b = dups["id"].tolist()[:2]
+    assert norm[movies["id"] == a].item() == norm[movies["id"] == b].item()
+    by_id = movies.set_index("id")
+    hits = [
+        Hit(i, 1.0 - n / 10, by_id.loc[i, "text"], {"title": by_id.loc[i, "title"]})
+        for n, i in enumerate([a, "1", b])
+    ]
     kept, removed = ranking.dedupe(hits)
     assert [h.id for h in kept] == [a, "1"] and [h.id for h in removed] == [b]
     assert ranking.normalise_title("Shawshank Redemption, The (1994)") == ranking.normalise_title(
@@ -264,7 +276,9 @@ def test_unknown_user_is_a_clear_error(ml: Collection) -> None:
         Recommender(ml).recommend("nobody")
 
 
-def test_empty_history_falls_back_to_popular(tmp_path: Path, movies: pd.DataFrame, ratings: pd.DataFrame) -> None:
+def test_empty_history_falls_back_to_popular(
+    tmp_path: Path, movies: pd.DataFrame, ratings: pd.DataFrame
+) -> None:
     col = Collection.create("cold", root=tmp_path)
     col.ingest(movies, id_field="id", text="text", metadata=["title", "year", "genres"])
     ghost = pd.DataFrame({"user": ["ghost"], "item": ["not-a-movie"], "rating": [5], "timestamp": [1]})
@@ -282,28 +296,92 @@ def test_empty_history_falls_back_to_popular(tmp_path: Path, movies: pd.DataFram
         Recommender(col).recommend(items=["1", "zzz"])
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tmp_path: Path, movies: pd.DataFrame, ratings: pd.DataFrame) -> None:
     home = tmp_path / "home"
     env = {**os.environ, "EMBEDSCOPE_HOME": str(home), "COLUMNS": "200"}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "embedscope.cli", *args], capture_output=True, text=True,
-                              env=env, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "embedscope.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
 
     items_csv = tmp_path / "movies.csv"
     movies.to_csv(items_csv, index=False)
-    assert run("ingest", str(items_csv), "-c", "ml", "--id-field", "id", "--text", "text",
-               "--metadata", "title,year,genres").returncode == 0
+    assert (
+        run(
+            "ingest",
+            str(items_csv),
+            "-c",
+            "ml",
+            "--id-field",
+            "id",
+            "--text",
+            "text",
+            "--metadata",
+            "title,year,genres",
+        ).returncode
+        == 0
+    )
     out = run("interactions", "load", "ml", str(DATA / "u.data"), "--format", "movielens")
     assert out.returncode == 0 and "stored 100,000" in out.stdout
     assert run("embed-behaviour", "ml", "als", "--activate").returncode == 0
     rec = run("recommend", "ml", "--user", "196", "-k", "5", "--explain", "--json")
-    import json
-
     body = json.loads(rec.stdout)
     assert len(body["items"]) == 5 and all(r["because"] for r in body["items"])
     table = run("recommend", "ml", "--user", "196", "-k", "3", "--explain", "--profile", "multi")
     assert table.returncode == 0 and "because you liked" in table.stdout
+    odd = tmp_path / "odd.csv"
+    pd.DataFrame(
+        {
+            "uid": ["a", "a", "a", "b"],
+            "movie": ["1", "1", "nope", "50"],
+            "when": ["2020-01-01", "2021-01-01", "2020-05-05", "2020-01-02"],
+        }
+    ).to_csv(odd, index=False)
+    loaded = run(
+        "interactions",
+        "load",
+        "ml",
+        str(odd),
+        "--user-field",
+        "uid",
+        "--item-field",
+        "movie",
+        "--time-field",
+        "when",
+        "--append",
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert "1 interaction(s) reference items not in the collection (dropped)" in loaded.stdout
+    assert "1 duplicate (user, item) interaction(s) collapsed" in loaded.stdout
+    report = tmp_path / "recs.json"
+    ev_out = run("evaluate-recs", "ml", "--profiles", "recency", "--no-tfidf", "--json", str(report))
+    assert ev_out.returncode == 0, ev_out.stderr
+    saved = json.loads(report.read_text())
+    assert {"popularity", "als", "item2vec-predict/recency"} <= {r["method"] for r in saved["results"]}
+    assert saved["checks"] and all(c["passed"] for c in saved["checks"]) and "PASS" in ev_out.stdout
     bad = run("recommend", "ml", "--user", "nobody")
     assert bad.returncode == 2 and "error:" in bad.stderr and "unknown user 'nobody'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_text_version_recommendations_on_a_small_minilm_subset(tmp_path: Path, movies: pd.DataFrame) -> None:
+    """Content (MiniLM) vectors go through the same path: 120 movies only, to keep the test quick."""
+    col = Collection.create("tiny", root=tmp_path)
+    subset = movies[(movies["id"].astype(int) <= 120) | movies["id"].isin(["172", "181"])]
+    col.ingest(subset, id_field="id", text="text", metadata=["title", "year", "genres"])
+    col.embed("minilm", activate=True)
+    session = ["50", "172", "181"]  # Star Wars, The Empire Strikes Back, Return of the Jedi
+    res = Recommender(col).recommend(items=session, k=5, explain=True)
+    assert not set(session) & {r.id for r in res.items}
+    assert all(r.because and r.because[0]["id"] in session for r in res.items)
+    # sci-fi/adventure neighbours rank first for a Star Wars session
+    assert any(g in res.items[0].metadata["genres"] for g in ("Sci-Fi", "Adventure", "Action"))
+    comedy = Recommender(col).recommend(items=session, k=5, where="genres contains 'Comedy'")
+    assert comedy.items and all("Comedy" in r.metadata["genres"] for r in comedy.items)

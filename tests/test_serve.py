@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -338,3 +339,31 @@ def test_page_docs_and_health(client: TestClient) -> None:
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["writes_enabled"] is True
     assert health["collections"][0]["versions"] == ["bm25", "minilm"]
+
+
+def test_concurrent_queries_are_encoded_together_and_match(col: Collection) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from embedscope.serve.batching import QueryBatcher
+
+    enc = col.encoder("minilm")
+    sizes: list[int] = []
+    gate = threading.Event()
+
+    def slow_first(texts):  # noqa: ANN001, ANN202 - hold the first batch so the others queue up
+        gate.wait(5)
+        return enc.encode_queries(texts)
+
+    batcher = QueryBatcher(slow_first, observe=sizes.append)
+    queries = [f"{w} adventure at sea" for w in ("funny", "dark", "cozy", "epic", "quiet", "tense")]
+    with ThreadPoolExecutor(len(queries)) as pool:
+        futures = [pool.submit(batcher.encode, q) for q in queries]
+        time.sleep(0.3)
+        gate.set()
+        got = [f.result() for f in futures]
+    batcher.close()
+    assert sum(sizes) == len(queries) and max(sizes) > 1  # some queries shared one encoder call
+    alone = enc.encode_queries(queries)
+    for row, q in zip(got, alone, strict=True):
+        assert row.shape == (1, alone.shape[1])
+        assert float(row[0] @ q) > 0.999  # padding in a batch does not change the embedding

@@ -153,3 +153,10 @@ def test_index_persisted_not_rebuilt(books_300: Collection) -> None:
     assert isinstance(loaded.index, HNSWIndex) and loaded.index.size == len(books_300)
     revision = reopened.store._revision_dir(loaded.info.name)
     assert (revision / "index" / "hnsw.usearch").stat().st_size > 0
+
+
+def test_wrong_dimension_is_a_clear_error(books_300: Collection) -> None:
+    from embedscope.errors import ConflictError
+
+    with pytest.raises(ConflictError, match="dimension 128, version 'minilm' has dimension 384"):
+        books_300.search_vectors(np.ones((1, 128), dtype=np.float32))

@@ -220,7 +220,7 @@ def recommend(
         if res.profile == "multi":
             row.append(str(r.interest if r.interest is not None else ""))
         if explain:
-            row.append("; ".join(f"{b['text'].split('. ')[0]} ({b['similarity']:.2f})" for b in r.because))
+            row.append("; ".join(f"{b['title']} ({b['similarity']:.2f})" for b in r.because))
         table.add_row(*row)
     console.print(table)
     if res.removed_duplicates:
@@ -231,15 +231,12 @@ def print_recs_report(report: Any) -> None:
     """The evaluation as a Rich table: full ranking and sampled protocol side by side."""
     k = report.k
     table = Table(
-        title=f"{report.collection}: leave-last-out, {report.users:,} users, {report.items:,} items "
-        f"(sampled: {report.negatives} negatives, seed {report.seed})"
+        title=f"{report.collection}: leave-last-out by time, {report.users:,} users, {report.items:,} items; "
+        f"full ranking over all unseen items | sampled: {report.negatives} negatives, seed {report.seed}"
     )
-    table.add_column("method")
-    for col in (f"HR@{k}", f"NDCG@{k}", f"Recall@{2 * k}", f"cov@{k}"):
-        table.add_column(f"full {col}", justify="right")
-    table.add_column(f"sampled HR@{k}", justify="right")
-    table.add_column(f"sampled NDCG@{k}", justify="right")
-    table.add_column("s", justify="right", style="dim")
+    table.add_column("method", overflow="fold")
+    for col in (f"HR@{k}", f"NDCG@{k}", f"R@{2 * k}", f"cov@{k}", f"sHR@{k}", f"sNDCG@{k}", "s"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in report.results:
         f, s = r.full, r.sampled
         table.add_row(
@@ -253,6 +250,10 @@ def print_recs_report(report: Any) -> None:
             f"{r.seconds:.1f}",
         )
     console.print(table)
+    console.print(
+        f"[dim]full ranking: HR, NDCG, R = Recall, cov = catalogue coverage of the top {k}; "
+        "sHR/sNDCG = sampled protocol; s = seconds[/]"
+    )
     for c in report.checks:
         mark = "[green]PASS[/]" if c["passed"] else "[red]FAIL[/]"
         console.print(

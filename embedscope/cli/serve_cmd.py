@@ -32,21 +32,35 @@ def serve(
         Path | None, typer.Option(help="Write the JSON-lines query log (rotated) into this folder.")
     ] = None,
     cache_size: Annotated[int, typer.Option(min=0, help="Query-embedding LRU cache entries.")] = 1024,
+    torch_threads: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Intra-op threads per query encoding (0 = PyTorch's default). Concurrent requests already "
+            "use the cores; more threads per query only contend (docs/serve.md has the numbers).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve collections over HTTP: API (OpenAPI at /docs), Prometheus /metrics, web page at /."""
     import uvicorn
 
     from embedscope.api import Collection, default_root
+    from embedscope.errors import EmbedscopeError
     from embedscope.serve import create_app
 
+    if torch_threads:
+        set_torch_threads(torch_threads)
     token = os.environ.get(token_env) if token_env else None
     if token is not None and len(token) < 16:
         fail(f"the token in ${token_env} is shorter than 16 characters; use a long random one")
     chosen = names or Collection.list()
     if not chosen:
         fail(f"no collections under {default_root()}; create one with `embedscope ingest` or `demo`")
-    with console.status(f"loading {', '.join(chosen)} (versions, encoders, indexes)"):
-        application = create_app(chosen, token=token, log_dir=log_dir, cache_size=cache_size)
+    try:
+        with console.status(f"loading {', '.join(chosen)} (versions, encoders, indexes)"):
+            application = create_app(chosen, token=token, log_dir=log_dir, cache_size=cache_size)
+    except EmbedscopeError as exc:
+        fail(str(exc))
     writes = f"enabled (token from ${token_env})" if token else f"disabled (set ${token_env} to enable)"
     console.print(
         f"serving [bold]{', '.join(chosen)}[/] at [link]http://{host}:{port}/[/]  "
@@ -55,3 +69,12 @@ def serve(
         highlight=False,
     )
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+
+
+def set_torch_threads(n: int) -> None:
+    """Only if torch is installed: encoders without it (BM25, TF-IDF) serve without importing it."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(n)

@@ -11,7 +11,7 @@ the equations so it can be read next to them and compared against gensim's optim
 - loss per positive pair: -log sigma(u_o . v) - sum over k negatives of log sigma(-u_neg . v),
   negatives drawn from the unigram distribution raised to 0.75;
 - frequent-word subsampling (keep probability (sqrt(f/s) + 1) * s/f, as in word2vec.c);
-- plain SGD on sparse gradients with the learning rate decayed linearly from alpha to ~0.
+- plain SGD with the learning rate decayed linearly from alpha to ~0.
 
 The one departure: updates are applied per mini-batch of pairs (summed loss) instead of one pair at
 a time, so it runs at numpy speed on a CPU. Its vectors are exposed as gensim KeyedVectors, so the
@@ -42,8 +42,11 @@ def build_model(vocab_size: int, dim: int, seed: int) -> Any:
         def __init__(self) -> None:
             super().__init__()
             torch.manual_seed(seed)
-            self.inp = nn.Embedding(vocab_size, dim, sparse=True)
-            self.out = nn.Embedding(vocab_size, dim, sparse=True)
+            # sparse gradients only pay off for big vocabularies: below ~50k words a dense
+            # gradient + dense SGD step measured ~2x faster (same result: untouched rows get 0)
+            sparse = vocab_size > 50_000
+            self.inp = nn.Embedding(vocab_size, dim, sparse=sparse)
+            self.out = nn.Embedding(vocab_size, dim, sparse=sparse)
             nn.init.uniform_(self.inp.weight, -0.5 / dim, 0.5 / dim)
             nn.init.zeros_(self.out.weight)
 

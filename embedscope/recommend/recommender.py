@@ -38,7 +38,7 @@ class Recommendation:
     score: float
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
-    #: history items nearest to this one: [{"id", "text", "similarity"}], best first
+    #: history items nearest to this one: [{"id", "title", "text", "similarity"}], best first
     because: list[dict[str, Any]] = field(default_factory=list)
     interest: int | None = None  # which interest (cluster) produced it, for the multi profile
 
@@ -324,7 +324,12 @@ def _because(
     best = cand[np.argsort(-sims[cand], kind="stable")[:top]]
     items = coll.store.get_items([hids[b] for b in best])
     return [
-        {"id": hids[b], "text": it.text if it else "", "similarity": round(float(sims[b]), 4)}
+        {
+            "id": hids[b],
+            "title": str((it.metadata or {}).get("title") or it.text[:80]) if it else "",
+            "text": it.text if it else "",
+            "similarity": round(float(sims[b]), 4),
+        }
         for b, it in zip(best, items, strict=True)
     ]
 

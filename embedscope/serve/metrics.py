@@ -86,6 +86,12 @@ class Metrics:
             buckets=_BUCKETS,
             registry=r,
         )
+        self.batch = Histogram(
+            "embedscope_encode_batch_size",
+            "Queries encoded together by the micro-batcher",
+            buckets=(1, 2, 4, 8, 16, 32),
+            registry=r,
+        )
         hits = Gauge("embedscope_query_cache_hits", "Query-embedding cache hits", registry=r)
         hits.set_function(lambda: cache.hits)
         misses = Gauge("embedscope_query_cache_misses", "Query-embedding cache misses", registry=r)

@@ -166,7 +166,10 @@ function moreLike(id, title) {
   if (title) p.set("t", title);
   setState(p);
   run();
-  $("#results").focus();
+  // keyboard and screen-reader users land on the "More like ..." heading, not at the old scroll spot
+  $("#context").hidden = false;
+  $("#context").focus();
+  $("#context").scrollIntoView({ block: "start" });
 }
 
 async function run() {

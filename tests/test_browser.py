@@ -1,0 +1,185 @@
+"""The web page in a real browser (Selenium + Debian's chromium/chromedriver): search, more like this,
+switching encoders, filters, phone width. Screenshots go to artifacts/ (gitignored) for a human look.
+
+Needs: `apt-get install chromium chromium-driver` and `pip install selenium`; skipped otherwise."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from embedscope import Collection
+
+REPO = Path(__file__).resolve().parents[1]
+BOOKS = REPO.parent / "shared" / "data" / "books" / "books.csv"
+ARTIFACTS = REPO / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:  # pragma: no cover - depends on the machine
+    webdriver = None
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(webdriver is None, reason="selenium is not installed (pip install selenium)"),
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="chromium/chromedriver not found (apt-get install chromium chromium-driver)",
+    ),
+    pytest.mark.skipif(not BOOKS.exists(), reason=f"shared books data not found at {BOOKS}"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, serving 200 real books in two versions."""
+    import uvicorn
+
+    from embedscope.serve import create_app
+
+    root = tmp_path_factory.mktemp("browser")
+    col = Collection.create("books", root)
+    meta = ["title", "authors", "categories", "published_year", "average_rating", "thumbnail"]
+    frame = pd.read_csv(BOOKS).head(200)
+    col.ingest(frame, id_field="isbn13", template="{title}. {description}", metadata=meta)
+    col.embed("bm25", index="exact")
+    col.embed("minilm", {"max_seq_length": 64}, activate=True)  # short: keeps the test's encoding cheap
+    col.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(["books"], root=root)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started:
+        assert time.time() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture()
+def browser() -> Iterator[object]:
+    opts = webdriver.ChromeOptions()
+    for arg in [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+        "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+        # nothing leaves the machine: thumbnails point at the internet, the cards fall back to initials
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    ]:
+        opts.add_argument(arg)
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    opts.add_argument(f"--user-data-dir={profile}")
+    opts.binary_location = CHROMIUM
+    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _wait(driver, cond, timeout: float = 30):  # noqa: ANN001, ANN202
+    return WebDriverWait(driver, timeout).until(cond)
+
+
+def _cards(driver) -> list:  # noqa: ANN001
+    return driver.find_elements(By.CSS_SELECTOR, "#results .card")
+
+
+def _titles(driver) -> list[str]:  # noqa: ANN001
+    return [c.find_element(By.CSS_SELECTOR, ".title").text for c in _cards(driver)]
+
+
+def _results_change(driver, before: list[str]):  # noqa: ANN001, ANN202
+    return _wait(driver, lambda d: (t := _titles(d)) and t != before and t)
+
+
+def test_search_more_like_this_and_switch_encoder(server: str, browser) -> None:  # noqa: ANN001
+    ARTIFACTS.mkdir(exist_ok=True)
+    d = browser
+    d.get(server + "/")
+    _wait(d, lambda d: d.execute_script("return document.body.dataset.ready"))
+    box = d.find_element(By.ID, "q")
+    assert "worldbuilding" in box.get_attribute("placeholder")
+    assert d.find_element(By.CSS_SELECTOR, "label[for=q]").text  # the box has a visible label
+    # type a vibe and press Enter
+    box.send_keys("a detective solves murders in an english village", Keys.ENTER)
+    titles = _wait(d, lambda d: _titles(d))
+    assert len(titles) == 12
+    status = d.find_element(By.ID, "status").text
+    assert "minilm" in status and "ms" in status
+    first = _cards(d)[0]
+    assert first.find_element(By.CSS_SELECTOR, ".byline").text  # authors · year shown
+    assert "q=a+detective" in d.current_url  # state in the URL: shareable, back button works
+    d.save_screenshot(str(ARTIFACTS / "browser-search.png"))
+
+    # more like this: the clicked book is excluded, the heading names it
+    clicked = titles[0]
+    first.find_element(By.CSS_SELECTOR, ".more-like").click()
+    similar = _results_change(d, titles)
+    assert "like=" in d.current_url
+    assert clicked in d.find_element(By.ID, "context").text
+    assert clicked not in similar[:1]
+    d.save_screenshot(str(ARTIFACTS / "browser-more-like-this.png"))
+
+    # back to the search, then switch the encoder to BM25 with the keyboard-focusable radio
+    d.back()
+    _wait(d, lambda d: _titles(d) == titles)
+    d.find_element(By.CSS_SELECTOR, "input[name=version][value=bm25]").click()
+    bm25 = _results_change(d, titles)
+    assert "bm25" in d.find_element(By.ID, "status").text and "v=bm25" in d.current_url
+    assert bm25 != titles  # a lexical encoder ranks differently
+    d.find_element(By.CSS_SELECTOR, "input[name=version][value=hybrid]").click()
+    _wait(d, lambda d: "hybrid" in d.find_element(By.ID, "status").text)
+    d.save_screenshot(str(ARTIFACTS / "browser-hybrid.png"))
+
+    # side by side: one column per encoder
+    d.find_element(By.CSS_SELECTOR, "input[name=version][value=__compare__]").click()
+    cols = _wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, ".compare .col"))
+    assert len(cols) == 3
+    d.save_screenshot(str(ARTIFACTS / "browser-compare.png"))
+
+
+def test_filters_suggestions_and_phone_width(server: str, browser) -> None:  # noqa: ANN001
+    ARTIFACTS.mkdir(exist_ok=True)
+    d = browser
+    d.set_window_size(390, 844)  # a phone
+    d.get(server + "/")
+    _wait(d, lambda d: d.execute_script("return document.body.dataset.ready"))
+    # a suggested vibe is a real button and runs a search
+    vibe = d.find_element(By.CSS_SELECTOR, "#suggestions button")
+    assert vibe.tag_name == "button"
+    vibe.click()
+    titles = _wait(d, lambda d: _titles(d))
+    assert d.find_element(By.ID, "q").get_attribute("value") == vibe.text
+    # the year filter: open the filters, set a range, submit with Enter
+    d.find_element(By.CSS_SELECTOR, "#filters-box summary").click()
+    low = d.find_element(By.ID, "f-published_year-min")
+    low.send_keys("2004", Keys.ENTER)
+    _results_change(d, titles)
+    assert "f.published_year.min=2004" in d.current_url
+    years = [c.find_element(By.CSS_SELECTOR, ".byline").text.rsplit("·", 1)[-1].strip() for c in _cards(d)]
+    assert years and all(int(y) >= 2004 for y in years), years
+    # nothing overflows sideways at phone width
+    overflow = d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"page is {overflow}px wider than the phone screen"
+    d.save_screenshot(str(ARTIFACTS / "browser-phone.png"))
