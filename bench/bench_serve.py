@@ -188,7 +188,7 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=30.0, help="per phase")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     ap.add_argument(
-        "--torch-threads", type=int, default=1, help="passed to `embedscope serve` (0 = torch default)"
+        "--torch-threads", type=int, default=0, help="passed to `embedscope serve` (0 = torch default)"
     )
     args = ap.parse_args()
     ensure_books(args.home)

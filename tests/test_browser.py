@@ -79,8 +79,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def browser() -> Iterator[object]:
     opts = webdriver.ChromeOptions()
     for arg in [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-        "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
         # nothing leaves the machine: thumbnails point at the internet, the cards fall back to initials
         "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
     ]:
@@ -106,7 +113,10 @@ def _cards(driver) -> list:  # noqa: ANN001
 
 
 def _titles(driver) -> list[str]:  # noqa: ANN001
-    return [c.find_element(By.CSS_SELECTOR, ".title").text for c in _cards(driver)]
+    # read in one script call: the cards may be replaced between two WebDriver calls
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#results .card .title')].map(e => e.textContent)"
+    )
 
 
 def _results_change(driver, before: list[str]):  # noqa: ANN001, ANN202
@@ -168,16 +178,20 @@ def test_filters_suggestions_and_phone_width(server: str, browser) -> None:  # n
     # a suggested vibe is a real button and runs a search
     vibe = d.find_element(By.CSS_SELECTOR, "#suggestions button")
     assert vibe.tag_name == "button"
+    vibe_text = vibe.text
     vibe.click()
     titles = _wait(d, lambda d: _titles(d))
-    assert d.find_element(By.ID, "q").get_attribute("value") == vibe.text
+    assert d.find_element(By.ID, "q").get_attribute("value") == vibe_text
     # the year filter: open the filters, set a range, submit with Enter
     d.find_element(By.CSS_SELECTOR, "#filters-box summary").click()
     low = d.find_element(By.ID, "f-published_year-min")
     low.send_keys("2004", Keys.ENTER)
     _results_change(d, titles)
     assert "f.published_year.min=2004" in d.current_url
-    years = [c.find_element(By.CSS_SELECTOR, ".byline").text.rsplit("·", 1)[-1].strip() for c in _cards(d)]
+    bylines = d.execute_script(
+        "return [...document.querySelectorAll('#results .byline')].map(e => e.textContent)"
+    )
+    years = [b.rsplit("·", 1)[-1].strip() for b in bylines]
     assert years and all(int(y) >= 2004 for y in years), years
     # nothing overflows sideways at phone width
     overflow = d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")

@@ -63,7 +63,7 @@ def test_word2vec_is_deterministic_and_round_trips(lee: list[str], w2v: Encoder,
 
 def test_sif_pooling_removes_the_common_component(lee: list[str]) -> None:
     sif = create_encoder("word2vec", {"epochs": 10, "pooling": "sif"}).fit(lee)
-    mean = create_encoder("word2vec", {"epochs": 10}).fit(lee)
+    mean = create_encoder("word2vec", {"epochs": 10, "pooling": "mean"}).fit(lee)
     xs, xm = sif.encode(lee), mean.encode(lee)
     np.testing.assert_allclose(np.linalg.norm(xs, axis=1), 1.0, atol=1e-5)
     # mean pooling of a small-corpus word2vec puts every text in one narrow cone; SIF spreads them
@@ -101,3 +101,11 @@ def test_torch_word2vec_loss_falls_and_related_words_are_closer(
     loaded = Encoder.load(tmp_path / "t")
     np.testing.assert_array_equal(loaded.encode(lee[:5]), enc.encode(lee[:5]))
     assert loaded.loss_history == pytest.approx(losses)
+
+
+def test_word2vec_auto_epochs_scale_with_corpus_size(lee: list[str]) -> None:
+    from embedscope.encoders.word2vec import auto_epochs
+
+    assert auto_epochs(130_000) == 39 and auto_epochs(10_000_000) == 5 and auto_epochs(10) == 50
+    enc = create_encoder("word2vec").fit(lee[:50])
+    assert enc.epochs_used == 50 and enc.config()["params"]["epochs"] is None

@@ -276,3 +276,23 @@ def test_scifact_minilm_and_hybrid_reproduce(monkeypatch: pytest.MonkeyPatch) ->
     assert abs(report.result("minilm").metrics["Recall@100"] - 0.925) <= 0.015
     hybrid = report.result("hybrid").metrics["nDCG@10"]
     assert hybrid > max(minilm, report.result("bm25").metrics["nDCG@10"])
+
+
+def test_encoder_params_get_their_own_cached_version(tmp_path: Path, home: Path) -> None:
+    from embedscope.api import Collection
+    from embedscope.evaluate.ir import parse_encoder_params
+
+    folder = write_beir(tmp_path / "tiny")
+    params = parse_encoder_params(["bm25.k1=1.2", "bm25.stopwords=null"])
+    assert params == {"bm25": {"k1": 1.2, "stopwords": None}}
+    report = evaluate_beir(folder, "bm25", params=params)
+    assert report.result("bm25").params == params["bm25"]
+    versions = {v.name: v for v in Collection.open("beir-tiny").versions()}
+    (name,) = versions
+    assert name.startswith("bm25-") and versions[name].encoder["params"]["k1"] == 1.2
+    with pytest.raises(EmbedscopeError, match="no parameter 'nope'"):
+        evaluate_beir(folder, "bm25", params={"bm25": {"nope": 1}})
+    with pytest.raises(EmbedscopeError, match="not evaluated: tfidf"):
+        evaluate_beir(folder, "bm25", params={"tfidf": {"min_df": 1}})
+    with pytest.raises(EmbedscopeError, match="encoder.key=value"):
+        parse_encoder_params(["k1=1.2"])

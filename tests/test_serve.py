@@ -204,6 +204,7 @@ BAD_INPUTS = [
     ("get", S, {"params": {"query": "x", "where": "((("}}, 400, "malformed"),
     ("get", S, {"params": {"query": "x", "where": "pages > 3"}}, 400, "unknown field"),
     ("get", S, {"params": {"query": "x", "where": "__import__('os')"}}, 400, "filter"),
+    ("get", S, {"params": {"query": "x", "where": "pages > 3", "encoder": "hybrid"}}, 400, "unknown field"),
     ("get", S, {"params": {"query": "x", "version": "v9"}}, 404, "v9"),
     ("get", S, {"params": {"query": "x", "encoder": "lda"}}, 404, "lda"),
     ("get", S, {"params": {"query": "x", "encoder": "bm25", "version": "bm25"}}, 400, "either"),

@@ -71,16 +71,21 @@ def evaluate(
     k: Annotated[
         int, typer.Option("-k", "--k", min=1, max=1000, help="Documents retrieved per query.")
     ] = 100,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Encoder parameter, repeatable: word2vec.epochs=20, bm25.k1=1.2."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Retrieval quality of encoders on a BEIR data set: nDCG@10, Recall@100, MRR@10, MAP@100
     (trec_eval), fit time, throughput, index size, query latency. Corpus vectors are cached in the
     collection beir-<dataset>, so a rerun encodes nothing."""
-    from embedscope.evaluate.ir import dataset_name, evaluate_beir, write_outputs
+    from embedscope.evaluate.ir import dataset_name, evaluate_beir, parse_encoder_params, write_outputs
 
+    params = parse_encoder_params(param)
     bars = _Bars()
     with bars.progress:
-        report = evaluate_beir(dataset, encoders, split=split, k=k, progress=bars)
+        report = evaluate_beir(dataset, encoders, split=split, k=k, params=params, progress=bars)
     paths = write_outputs(report, out or Path(f"eval-{dataset_name(dataset)}"))
     for w in report.warnings + report.notes:
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
@@ -105,8 +110,9 @@ def evaluate(
     ):
         table.add_column(col, justify="left" if col == "encoder" else "right")
     for r in report.results:
+        label = r.encoder + (" " + ",".join(f"{k}={v}" for k, v in r.params.items()) if r.params else "")
         table.add_row(
-            r.encoder,
+            label,
             *(_fmt(r.metrics[m]) for m in ("nDCG@10", "Recall@100", "MRR@10", "MAP@100")),
             _fmt(r.fit_seconds, 2),
             _fmt(r.docs_per_second, 0),

@@ -36,10 +36,11 @@ def serve(
         int,
         typer.Option(
             min=0,
-            help="Intra-op threads per query encoding (0 = PyTorch's default). Concurrent requests already "
-            "use the cores; more threads per query only contend (docs/serve.md has the numbers).",
+            help="PyTorch intra-op threads for query encoding (0 = PyTorch's default, one per core). "
+            "Concurrent queries are micro-batched into one encoder call, so the default is best unless "
+            "other processes compete for the cores (docs/serve.md).",
         ),
-    ] = 1,
+    ] = 0,
 ) -> None:
     """Serve collections over HTTP: API (OpenAPI at /docs), Prometheus /metrics, web page at /."""
     import uvicorn

@@ -208,6 +208,7 @@ def compare_runs(
 class EncoderResult:
     encoder: str
     metrics: dict[str, float]
+    params: dict[str, Any] = field(default_factory=dict)  # non-default encoder parameters
     fit_seconds: float | None = None
     docs_per_second: float | None = None
     encoded: int = 0  # documents encoded by this run (0 = all vectors came from the cache)
@@ -326,8 +327,35 @@ def corpus_collection(ds: BeirDataset, name: str, root: str | Path | None = None
     return col, notes
 
 
+def version_name(encoder: str, params: dict[str, Any] | None) -> str:
+    """Default parameters -> the encoder's name; others -> name + a short hash of them, so that
+    several configurations of one encoder stay cached side by side."""
+    if not params:
+        return encoder
+    import hashlib
+
+    digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{encoder}-{digest}"
+
+
+def parse_encoder_params(pairs: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    """['word2vec.epochs=20', 'bm25.k1=1.2'] -> {'word2vec': {'epochs': 20}, 'bm25': {'k1': 1.2}}."""
+    from embedscope.encoders.registry import parse_params
+
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs or []:
+        head, sep, value = pair.partition("=")
+        if not sep or "." not in head:
+            raise EmbedscopeError(
+                f"--param '{pair}' must look like encoder.key=value, e.g. word2vec.epochs=20"
+            )
+        enc, key = head.split(".", 1)
+        out.setdefault(enc.strip(), {}).update(parse_params([f"{key}={value}"]))
+    return out
+
+
 def _embed(
-    col: Any, encoder: str, progress: ProgressFn | None
+    col: Any, encoder: str, progress: ProgressFn | None, params: dict[str, Any] | None = None
 ) -> tuple[Any, float | None, float | None, bool]:
     """Embed (or reuse) the corpus with one encoder; returns (version info, fit s, docs/s, cached)."""
 
@@ -338,41 +366,42 @@ def _embed(
     from embedscope.encoders.registry import create_encoder
     from embedscope.store.base import fingerprint
 
+    version = version_name(encoder, params)
     timings = col.store.get_setting(_TIMINGS_KEY, {}) or {}
-    current = {v.name: v for v in col.versions()}.get(encoder)
+    current = {v.name: v for v in col.versions()}.get(version)
     if (
         current is not None
-        and current.encoder == create_encoder(encoder).config()
+        and current.encoder == create_encoder(encoder, params).config()
         and current.fingerprint == fingerprint(col.store.item_hashes().items())
         and current.index.get("kind") == "exact"
     ):
         # up to date: skip embed() altogether (it would re-encode nothing but rewrite the files)
-        old = timings.get(encoder, {})
+        old = timings.get(version, {})
         return current, old.get("fit_seconds"), old.get("docs_per_second"), True
     # embed() reuses a fitted encoder for changed items; a learner evaluated on a changed corpus
     # must be refitted on it (BM25's idf, TF-IDF's vocabulary, word2vec's words would be stale)
-    refit = current is not None and create_encoder(encoder).requires_fit
+    refit = current is not None and create_encoder(encoder, params).requires_fit
     with _timed_fit(encoder) as fit_times:
-        info = col.embed(encoder, version=encoder, index="exact", refit=refit, progress=report)
+        info = col.embed(encoder, params, version=version, index="exact", refit=refit, progress=report)
     encoded = int(info.stats.get("encoded", 0))
     if encoded == 0:
         # nothing was encoded: show the timings measured when the vectors were made
-        old = timings.get(encoder, {})
+        old = timings.get(version, {})
         return info, old.get("fit_seconds"), old.get("docs_per_second"), True
     fit_s = round(sum(fit_times), 3) if fit_times else 0.0
     encode_s = max(float(info.stats.get("encode_seconds", 0.0)) - fit_s, 1e-9)
     rate = round(encoded / encode_s, 1)
-    timings[encoder] = {"fit_seconds": fit_s, "docs_per_second": rate, "config": info.encoder}
+    timings[version] = {"fit_seconds": fit_s, "docs_per_second": rate, "config": info.encoder}
     col.store.set_setting(_TIMINGS_KEY, timings)
     return info, fit_s, rate, False
 
 
 def _retrieve(
-    col: Any, encoder: str, queries: dict[str, str], k: int, progress: ProgressFn | None
+    col: Any, version: str, queries: dict[str, str], k: int, progress: ProgressFn | None
 ) -> tuple[Run, list[float], int, int]:
     """Top-k exact search per query, one query at a time so the latency is per query
     (encode the query + search). Returns the run, latencies (ms), index bytes, queries without terms."""
-    lv = col.load_version(encoder)
+    lv = col.load_version(version)
     enc, index, ids = lv.encoder, lv.index, lv.data.ids
     sparse = bool(lv.info.sparse)
     run: Run = {}
@@ -394,7 +423,7 @@ def _retrieve(
             hits[ids[r]] = float(s)
         run[qid] = hits
         if progress and (n % 25 == 0 or n == len(queries)):
-            progress(f"{encoder} queries", n, len(queries))
+            progress(f"{version} queries", n, len(queries))
     return run, latencies, int(index.nbytes()), empty
 
 
@@ -419,11 +448,24 @@ def evaluate_beir(
     split: str = "test",
     k: int = 100,
     root: str | Path | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
     progress: ProgressFn | None = None,
 ) -> EvalReport:
-    """Fit (where the encoder learns), encode and retrieve for each encoder; score with trec_eval."""
+    """Fit (where the encoder learns), encode and retrieve for each encoder; score with trec_eval.
+
+    `params` maps an encoder name to non-default parameters, e.g. {"word2vec": {"epochs": 20}}."""
+    from embedscope.encoders.registry import create_encoder
+
     started = time.perf_counter()
     names = parse_encoders(encoders)
+    params = params or {}
+    stray = sorted(set(params) - set(names) - {p for n in names for p in FUSED.get(n, ())})
+    if stray:
+        raise EmbedscopeError(f"parameters given for encoder(s) not evaluated: {', '.join(stray)}")
+    for enc_name, enc_params in params.items():
+        if enc_name in FUSED:
+            raise EmbedscopeError(f"'{enc_name}' fuses other runs and takes no parameters")
+        create_encoder(enc_name, enc_params)  # unknown or invalid parameters fail before any work
     if k < 1:
         raise EmbedscopeError("k must be at least 1")
     ds = load_beir(directory, split)
@@ -435,11 +477,12 @@ def evaluate_beir(
     results: dict[str, EncoderResult] = {}
     latencies: dict[str, list[float]] = {}
     for name in needed:
-        info, fit_s, rate, cached = _embed(col, name, progress)
-        run, lat, nbytes, empty = _retrieve(col, name, queries, k, progress)
+        info, fit_s, rate, cached = _embed(col, name, progress, params.get(name))
+        run, lat, nbytes, empty = _retrieve(col, info.name, queries, k, progress)
         latencies[name] = lat
         results[name] = EncoderResult(
             encoder=name,
+            params=params.get(name) or {},
             metrics=score_run(ds.qrels, run),
             fit_seconds=fit_s,
             docs_per_second=rate,

@@ -286,10 +286,18 @@ class _Query:
         self.stages["encode"] += time.perf_counter() - t0
         return q
 
-    def rows(self, v: LoadedVersion, q: Any, k: int, where: str | None) -> tuple[np.ndarray, np.ndarray]:
+    def mask(self, v: LoadedVersion, where: str | None) -> np.ndarray | None:
+        """Rows allowed by the filter; computed before encoding, so a bad filter costs no encoding."""
         t0 = time.perf_counter()
         with self.served.lock:
             allowed = self.served.reader._allowed(v, where)  # noqa: SLF001 - same package, staged on purpose
+        self.stages["search"] += time.perf_counter() - t0
+        return allowed
+
+    def rows(
+        self, v: LoadedVersion, q: Any, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
         rows, scores = v.index.search(q, min(k, max(v.index.size, 1)), allowed=allowed)
         self.stages["search"] += time.perf_counter() - t0
         return rows[0], scores[0]
@@ -318,8 +326,9 @@ def run_search(
         hits, label, enc_name = _hybrid_search(run, served, query, req.k, req.where, display)
     else:
         v = run.load(_resolve_version(served, req.version, req.encoder))
+        allowed = run.mask(v, req.where)
         q = run.encode(v, query)
-        rows, scores = run.rows(v, q, req.k, req.where)
+        rows, scores = run.rows(v, q, req.k, allowed)
         hits = run.hits(v, rows, scores, display)
         label, enc_name = v.info.name, str(v.info.encoder.get("name"))
     took = time.perf_counter() - started
@@ -362,11 +371,12 @@ def _hybrid_search(
     for name in parts:
         v = run.load(name)
         loaded.append(v)
+        allowed = run.mask(v, where)  # a bad filter is an error, not a skipped run
         try:
             q = run.encode(v, query)
         except EmbedscopeError:
             continue  # e.g. only unknown words for BM25: the dense run alone decides
-        rows, scores = run.rows(v, q, max(k, FUSION_DEPTH), where)
+        rows, scores = run.rows(v, q, max(k, FUSION_DEPTH), allowed)
         runs.append({v.data.ids[r]: float(s) for r, s in zip(rows, scores, strict=True) if r >= 0})
     t0 = time.perf_counter()
     fused = list(reciprocal_rank_fusion(runs, k=60).items())[:k]
