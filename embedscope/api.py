@@ -208,7 +208,6 @@ class Collection:
         if not items:
             raise EmbedscopeError(f"collection '{self.name}' is empty; ingest items first")
         old = {v.name: v for v in self.versions()}.get(version)
-        reuse: dict[str, np.ndarray] = {}
         old_rows: dict[str, int] = {}
         started = time.perf_counter()
         if old is not None and old.encoder == enc.config() and not refit:
@@ -222,8 +221,9 @@ class Collection:
             old_vectors = data.vectors
         elif enc.requires_fit:
             enc.fit([i.text for i in items])
+        fit_s = time.perf_counter() - started
         todo = [i for i in items if i.id not in old_rows]
-        new_vectors = self._encode(enc, [i.text for i in todo], batch_size, progress)
+        new_vectors = self._encode(enc, [i.text for i in todo], batch_size, progress) if todo else None
         row_ids = [i.id for i in items]
         if old_rows:
             # assemble rows in item order: reused rows from the old matrix, the rest freshly encoded
@@ -234,8 +234,7 @@ class Collection:
             vectors = _gather(old_vectors, new_vectors, parts)
         else:
             vectors = new_vectors
-        del reuse
-        encode_s = time.perf_counter() - started
+        encode_s = time.perf_counter() - started - fit_s
         kind = (
             index
             or (old.index["kind"] if old else None)
@@ -272,6 +271,7 @@ class Collection:
             stats={
                 "encoded": len(todo),
                 "reused": len(old_rows),
+                "fit_seconds": round(fit_s, 3),
                 "encode_seconds": round(encode_s, 3),
                 "items_per_second": round(len(todo) / encode_s, 1) if todo and encode_s > 0 else None,
                 "index_seconds": round(index_s, 3),
@@ -308,8 +308,9 @@ class Collection:
         """The version's vectors, fitted encoder and index, cached until the version changes."""
         name = version or self.active_version
         info = self.store.get_version(name)
+        revision = self.store.version_revision(name)
         cached = self._versions.get(name)
-        if cached and cached[0] == info.updated_at + info.fingerprint:
+        if cached and cached[0] == revision:
             return cached[1]
         data, enc, idx = self.store.read_version(name)
         if idx is None:
@@ -317,7 +318,7 @@ class Collection:
         elif hasattr(idx, "attach_vectors"):
             idx.attach_vectors(np.asarray(data.vectors))
         loaded = LoadedVersion(info, data, enc, idx, {i: r for r, i in enumerate(data.ids)})
-        self._versions[name] = (info.updated_at + info.fingerprint, loaded)
+        self._versions[name] = (revision, loaded)
         return loaded
 
     def encoder(self, version: str | None = None) -> Encoder:
@@ -328,7 +329,9 @@ class Collection:
         return v.data.ids, v.data.vectors
 
     # --- search -----------------------------------------------------------------------------------
-    def _allowed(self, v: LoadedVersion, where: str | None, exclude: Sequence[str] = ()) -> np.ndarray | None:
+    def allowed_rows(
+        self, v: LoadedVersion, where: str | None, exclude: Sequence[str] = ()
+    ) -> np.ndarray | None:
         """Row mask: rows of items that still exist, match the filter and are not excluded."""
         frame, pos = self.metadata_frame()
         live_changed = len(pos) != len(v.data.ids)  # items added or deleted since embedding
@@ -361,7 +364,7 @@ class Collection:
             raise ConflictError(
                 f"query vectors have dimension {width}, version '{v.info.name}' has dimension {v.info.dim}"
             )
-        return self._search_loaded(v, queries, k, self._allowed(v, where, exclude), exact)
+        return self._search_loaded(v, queries, k, self.allowed_rows(v, where, exclude), exact)
 
     def _search_loaded(
         self, v: LoadedVersion, queries: Any, k: int, allowed: np.ndarray | None, exact: bool = False
@@ -370,9 +373,10 @@ class Collection:
         if exact and index.kind != "exact":
             index = create_index("exact").build(v.data.vectors)
         rows, scores = index.search(queries, k, allowed=allowed)
-        return [self._hits(v, r, s) for r, s in zip(rows, scores, strict=True)]
+        return [self.hits_for_rows(v, r, s) for r, s in zip(rows, scores, strict=True)]
 
-    def _hits(self, v: LoadedVersion, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+    def hits_for_rows(self, v: LoadedVersion, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        """Turn index rows and scores into Hits; rows of deleted items are skipped."""
         ids = [v.data.ids[r] for r in rows if r >= 0]
         items = self.store.get_items(ids)
         return [
@@ -407,7 +411,7 @@ class Collection:
         if k < 1:
             raise EmbedscopeError("k must be at least 1")
         v = self.load_version(version)
-        allowed = self._allowed(v, where)  # a bad filter fails before the query is encoded
+        allowed = self.allowed_rows(v, where)  # a bad filter fails before the query is encoded
         return self._search_loaded(v, self.encode_query(query, v.info.name), k, allowed, exact)[0]
 
     def similar(
@@ -454,10 +458,11 @@ class Collection:
 def _gather(old: Any, new: Any, parts: list[tuple[str, int]]) -> Any:
     """Stack rows taken from the old and the new matrix, in the given order."""
     if sp.issparse(old) or sp.issparse(new):
-        old_c, new_c = sp.csr_matrix(old), sp.csr_matrix(new)
+        old_c = sp.csr_matrix(old)
+        new_c = sp.csr_matrix(new) if new is not None else None
         blocks = [old_c[r] if src == "old" else new_c[r] for src, r in parts]
         return sp.vstack(blocks).tocsr() if blocks else old_c[:0]
-    old_a, new_a = np.asarray(old), np.asarray(new)
+    old_a, new_a = np.asarray(old), (np.asarray(new) if new is not None else None)
     out = np.empty((len(parts), old_a.shape[1]), dtype=np.float32)
     for n, (src, r) in enumerate(parts):
         out[n] = old_a[r] if src == "old" else new_a[r]

@@ -268,7 +268,6 @@ def embed_behaviour(
     collection.store.write_version(
         info, VersionData(ids, hashes, vectors), enc, None if index == "exact" else idx
     )
-    collection._versions.pop(version, None)
     if activate:
         collection.activate(version)
     return {v.name: v for v in collection.versions()}[version]

@@ -287,11 +287,11 @@ def _predict(
     from embedscope.index.base import top_k
 
     scores = queries @ context.T
-    allowed = coll._allowed(v, where, seen)
+    allowed = coll.allowed_rows(v, where, seen)
     if allowed is not None:
         scores[:, ~allowed] = -np.inf
     rows, vals = top_k(scores, k)
-    return [coll._hits(v, r, s) for r, s in zip(rows, vals, strict=True)]
+    return [coll.hits_for_rows(v, r, s) for r, s in zip(rows, vals, strict=True)]
 
 
 def _merge_round_robin(runs: list[list[Hit]]) -> tuple[list[Hit], dict[str, int]]:

@@ -290,7 +290,7 @@ class _Query:
         """Rows allowed by the filter; computed before encoding, so a bad filter costs no encoding."""
         t0 = time.perf_counter()
         with self.served.lock:
-            allowed = self.served.reader._allowed(v, where)  # noqa: SLF001 - same package, staged on purpose
+            allowed = self.served.reader.allowed_rows(v, where)
         self.stages["search"] += time.perf_counter() - t0
         return allowed
 
@@ -307,7 +307,7 @@ class _Query:
     ) -> list[m.HitOut]:
         t0 = time.perf_counter()
         with self.served.lock:
-            hits = self.served.reader._hits(v, rows, scores)  # noqa: SLF001
+            hits = self.served.reader.hits_for_rows(v, rows, scores)
         out = [_hit_out(h, display) for h in hits]
         self.stages["rank"] += time.perf_counter() - t0
         return out

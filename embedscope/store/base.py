@@ -124,6 +124,10 @@ class Store(ABC):
         whose `search` runs the query in the database. Search code only calls `index.search`."""
 
     @abstractmethod
+    def version_revision(self, name: str) -> str:
+        """An id that changes whenever the version is rewritten (readers key caches on it)."""
+
+    @abstractmethod
     def activate_version(self, name: str) -> None: ...
 
     @abstractmethod

@@ -244,6 +244,9 @@ class EmbeddedStore(Store):
             self.get_version(name)  # raises a helpful NotFoundError
         return self._versions_dir() / row[0]
 
+    def version_revision(self, name: str) -> str:
+        return self._revision_dir(name).name
+
     def read_version(self, name: str) -> tuple[VersionData, Any, Any | None]:
         from embedscope.encoders.base import Encoder
         from embedscope.index import load_index
