@@ -14,8 +14,7 @@ import json
 import re
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,37 +273,6 @@ def parse_encoders(spec: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-@contextmanager
-def _timed_fit(encoder: str) -> Iterator[list[float]]:
-    """Time the encoder's `fit` inside `Collection.embed`.
-
-    `Collection.embed` fits internally and reports fit + encode as one number; wrapping the
-    class's `fit` for the duration of one call separates the two without duplicating embed's
-    incremental logic. The original attribute is restored even on error."""
-    from embedscope.encoders.registry import encoder_class
-
-    cls = encoder_class(encoder)
-    own = cls.__dict__.get("fit")
-    original = cls.fit
-    times: list[float] = []
-
-    def fit(self: Any, texts: Sequence[str]) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return original(self, texts)
-        finally:
-            times.append(time.perf_counter() - t0)
-
-    cls.fit = fit  # type: ignore[method-assign]
-    try:
-        yield times
-    finally:
-        if own is None:
-            del cls.fit
-        else:
-            cls.fit = own  # type: ignore[method-assign]
-
-
 def corpus_collection(ds: BeirDataset, name: str, root: str | Path | None = None) -> tuple[Any, list[str]]:
     """The corpus as a Collection (doc text = title + " " + text); replace=True keeps it equal to the
     data set. Documents with neither title nor text cannot be embedded: they are left out and
@@ -381,15 +349,14 @@ def _embed(
     # embed() reuses a fitted encoder for changed items; a learner evaluated on a changed corpus
     # must be refitted on it (BM25's idf, TF-IDF's vocabulary, word2vec's words would be stale)
     refit = current is not None and create_encoder(encoder, params).requires_fit
-    with _timed_fit(encoder) as fit_times:
-        info = col.embed(encoder, params, version=version, index="exact", refit=refit, progress=report)
+    info = col.embed(encoder, params, version=version, index="exact", refit=refit, progress=report)
     encoded = int(info.stats.get("encoded", 0))
     if encoded == 0:
         # nothing was encoded: show the timings measured when the vectors were made
         old = timings.get(version, {})
         return info, old.get("fit_seconds"), old.get("docs_per_second"), True
-    fit_s = round(sum(fit_times), 3) if fit_times else 0.0
-    encode_s = max(float(info.stats.get("encode_seconds", 0.0)) - fit_s, 1e-9)
+    fit_s = float(info.stats.get("fit_seconds", 0.0))
+    encode_s = max(float(info.stats.get("encode_seconds", 0.0)), 1e-9)
     rate = round(encoded / encode_s, 1)
     timings[version] = {"fit_seconds": fit_s, "docs_per_second": rate, "config": info.encoder}
     col.store.set_setting(_TIMINGS_KEY, timings)
