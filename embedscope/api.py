@@ -33,6 +33,7 @@ from embedscope.store.embedded import EmbeddedStore, now
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ProgressFn = Callable[[int, int], None]
+HYBRID = "hybrid"  # not a stored version: a sparse and a dense version fused at search time
 
 
 def default_root() -> Path:
@@ -202,6 +203,8 @@ class Collection:
 
         If the version exists with the same encoder configuration, only new and changed items are
         encoded (the fitted encoder is reused unless `refit`); deleted items are dropped."""
+        if encoder == HYBRID:
+            return self._embed_hybrid(params, batch_size=batch_size, refit=refit, progress=progress)
         version = _check_name(version or encoder, "version")
         enc = create_encoder(encoder, params)
         items = list(self.store.iter_items())
@@ -286,6 +289,66 @@ class Collection:
             self.activate(version)
         self._versions.pop(version, None)
         return {v.name: v for v in self.versions()}[version]
+
+    def _embed_hybrid(self, params: dict[str, Any] | None, **kwargs: Any) -> VersionInfo:
+        """Hybrid = a sparse and a dense version fused at search time: embed both components as
+        versions of their own (named after their encoders) and remember the fusion settings."""
+        enc = create_encoder(HYBRID, params)  # validates the parameters
+        p = enc.params
+        self.embed(p["sparse"], p["sparse_params"], version=p["sparse"], **kwargs)
+        dense = self.embed(p["dense"], p["dense_params"], version=p["dense"], **kwargs)
+        self.store.set_setting(HYBRID, {k: p[k] for k in ("sparse", "dense", "fusion", "rrf_k", "alpha")})
+        return dense
+
+    def hybrid_parts(self) -> dict[str, Any]:
+        """The fusion settings: as stored by `embed("hybrid")`, else BM25 (or any sparse version)
+        with the active dense version (or any dense one), fused by RRF."""
+        stored = self.store.get_setting(HYBRID)
+        if stored:
+            return stored
+        versions = self.versions()
+        sparse = [v.name for v in versions if v.sparse]
+        dense = [v.name for v in versions if not v.sparse and v.metric != "fusion"]
+        if not sparse or not dense:
+            raise NotFoundError(
+                f"hybrid search needs a sparse version (e.g. bm25) and a dense one (e.g. minilm) in "
+                f"'{self.name}'; run `embedscope embed {self.name} --encoder hybrid`"
+            )
+        active = self.store.get_setting("active_version")
+        bm25 = [v.name for v in versions if v.encoder.get("name") == "bm25"]
+        return {
+            "sparse": bm25[0] if bm25 else sparse[0],
+            "dense": active if active in dense else dense[0],
+            "fusion": "rrf",
+            "rrf_k": 60,
+            "alpha": 0.5,
+        }
+
+    def _hybrid_search(self, query: str, k: int, where: str | None, depth: int = 100) -> list[Hit]:
+        from embedscope.encoders.hybrid import reciprocal_rank_fusion, weighted_fusion
+
+        cfg = self.hybrid_parts()
+        runs = []
+        for name in (cfg["sparse"], cfg["dense"]):
+            v = self.load_version(name)
+            allowed = self.allowed_rows(v, where)
+            try:
+                q = self.encode_query(query, name)
+            except EmbedscopeError:
+                if name == cfg["dense"] or not query.strip():
+                    raise
+                continue  # only unknown words for the sparse side: the dense run decides alone
+            rows, scores = v.index.search(q, max(k, depth), allowed=allowed)
+            runs.append({v.data.ids[r]: float(s) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0})
+        if cfg["fusion"] == "weighted":
+            fused = weighted_fusion(runs, float(cfg["alpha"]) if len(runs) == 2 else 1.0)
+        else:
+            fused = reciprocal_rank_fusion(runs, k=int(cfg["rrf_k"]))
+        top = list(fused.items())[:k]
+        items = self.store.get_items([i for i, _ in top])
+        return [
+            Hit(i.id, s, i.text, i.metadata) for i, (_, s) in zip(items, top, strict=True) if i is not None
+        ]
 
     @staticmethod
     def _encode(enc: Encoder, texts: list[str], batch_size: int, progress: ProgressFn | None) -> Any:
@@ -407,9 +470,13 @@ class Collection:
         version: str | None = None,
         exact: bool = False,
     ) -> list[Hit]:
-        """Semantic search: encode the query with the version's encoder, then nearest items."""
+        """Semantic search: encode the query with the version's encoder, then nearest items.
+
+        `version="hybrid"` fuses a sparse and a dense version (see `hybrid_parts`)."""
         if k < 1:
             raise EmbedscopeError("k must be at least 1")
+        if version == HYBRID and HYBRID not in {v.name for v in self.versions()}:
+            return self._hybrid_search(query, k, where)
         v = self.load_version(version)
         allowed = self.allowed_rows(v, where)  # a bad filter fails before the query is encoded
         return self._search_loaded(v, self.encode_query(query, v.info.name), k, allowed, exact)[0]

@@ -160,3 +160,17 @@ def test_wrong_dimension_is_a_clear_error(books_300: Collection) -> None:
 
     with pytest.raises(ConflictError, match="dimension 128, version 'minilm' has dimension 384"):
         books_300.search_vectors(np.ones((1, 128), dtype=np.float32))
+
+
+def test_hybrid_is_rrf_of_its_two_versions(home, books_frame: pd.DataFrame) -> None:
+    from embedscope.encoders.hybrid import reciprocal_rank_fusion
+
+    col = Collection.create("hy")
+    col.ingest(books_frame.head(80), id_field="isbn13", template="{title}. {description}", metadata=["title"])
+    col.embed("hybrid", {"dense_params": {"max_seq_length": 128}})
+    assert {v.name for v in col.versions()} == {"bm25", "minilm"}
+    query = "a detective solving a murder"
+    hits = col.search(query, k=5, version="hybrid")
+    runs = [{h.id: h.score for h in col.search(query, k=80, version=name)} for name in ("bm25", "minilm")]
+    expected = list(reciprocal_rank_fusion(runs))[:5]
+    assert [h.id for h in hits] == expected

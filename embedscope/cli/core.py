@@ -144,6 +144,12 @@ def embed(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
         bar.update(task, completed=len(col), total=len(col))
+    if encoder == "hybrid":
+        parts = col.hybrid_parts()
+        console.print(
+            f"hybrid = {parts['sparse']} + {parts['dense']} fused by {parts['fusion']} at search time: "
+            f"`embedscope search {collection} QUERY --version hybrid`"
+        )
     s = info.stats
     console.print(
         f"version [bold]{info.name}[/] ({info.encoder['name']}, dim {info.dim}, {info.index['kind']} index): "
