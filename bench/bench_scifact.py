@@ -51,8 +51,8 @@ def bf16_check(data: Path, n: int = 200) -> dict[str, float]:
 
 def main() -> None:
     from rich.console import Console
-    from rich.table import Table
 
+    from embedscope.cli.evaluate_cmd import metrics_table
     from embedscope.evaluate.ir import DEFAULT_ENCODERS, evaluate_beir, write_outputs
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -72,35 +72,8 @@ def main() -> None:
         chart = ROOT / "bench" / "results" / "scifact.png"
         chart.parent.mkdir(parents=True, exist_ok=True)
         chart.write_bytes(Path(files["chart"]).read_bytes())
-    table = Table(
-        title=f"SciFact test ({cold.queries} queries, {cold.documents} docs), cold run {cold.seconds} s"
-    )
-    for c in (
-        "encoder",
-        "nDCG@10",
-        "Recall@100",
-        "MRR@10",
-        "MAP@100",
-        "fit s",
-        "docs/s",
-        "index MB",
-        "p50 ms",
-    ):
-        table.add_column(c, justify="left" if c == "encoder" else "right")
-    for r in cold.results:
-        m = r.metrics
-        table.add_row(
-            r.encoder,
-            f"{m['nDCG@10']:.4f}",
-            f"{m['Recall@100']:.4f}",
-            f"{m['MRR@10']:.4f}",
-            f"{m['MAP@100']:.4f}",
-            f"{r.fit_seconds or 0:.2f}",
-            f"{r.docs_per_second or 0:.0f}" if r.docs_per_second else "-",
-            f"{r.index_bytes / 1e6:.1f}",
-            f"{r.latency_ms_p50:.2f}",
-        )
-    console.print(table)
+    title = f"SciFact test ({cold.queries} queries, {cold.documents} docs), cold run {cold.seconds} s"
+    console.print(metrics_table(cold, title))
     cold_d = cold.to_dict()
     console.print(
         f"cold: {cold.seconds} s (target < {TARGET_S} s: {'met' if cold.seconds < TARGET_S else 'MISSED'})"

@@ -186,6 +186,14 @@ class Collection:
         self.store.delete_version(version)
         self._versions.pop(version, None)
 
+    def set_default_index(self, kind: str) -> None:
+        """The index new versions get unless `embed(index=...)` says otherwise."""
+        from embedscope.index.base import INDEX_KINDS
+
+        if kind not in INDEX_KINDS:
+            raise EmbedscopeError(f"unknown index '{kind}'; valid: {', '.join(INDEX_KINDS)}")
+        self.store.set_setting("default_index", kind)
+
     def embed(
         self,
         encoder: str = "minilm",

@@ -87,11 +87,15 @@ def test_incremental_update_reencodes_only_changes(home, books_frame: pd.DataFra
 def test_versions_are_recorded_and_switchable(home, books_frame: pd.DataFrame) -> None:
     col = Collection.create("v")
     col.ingest(books_frame.head(30), id_field="isbn13", template="{title}. {description}", metadata=["title"])
-    col.embed("minilm", index="exact")
+    with pytest.raises(EmbedscopeError, match="unknown index 'annoy'"):
+        col.set_default_index("annoy")
+    col.set_default_index("exact")
+    col.embed("minilm")
     col.embed("minilm", {"pooling": "cls"}, version="minilm-cls")
     versions = {v.name: v for v in col.versions()}
     assert set(versions) == {"minilm", "minilm-cls"}
     assert versions["minilm"].active and not versions["minilm-cls"].active
+    assert versions["minilm"].index["kind"] == versions["minilm-cls"].index["kind"] == "exact"
     v = versions["minilm-cls"]
     assert v.encoder == {"name": "minilm", "params": {**v.encoder["params"], "pooling": "cls"}}
     assert v.dim == 384 and v.count == 30 and len(v.fingerprint) == 16 and v.created_at

@@ -87,12 +87,18 @@ def ingest(
     ] = None,
     encoding: Annotated[str, typer.Option(help="Text encoding of CSV files.")] = "utf-8",
     replace: Annotated[bool, typer.Option(help="Delete items that are not in the file.")] = False,
+    default_index: Annotated[
+        str | None,
+        typer.Option("--default-index", help="Index for this collection's new versions: hnsw or exact."),
+    ] = None,
 ) -> None:
     """Add or update items from a file (one atomic transaction; a failed ingest changes nothing)."""
     from embedscope.api import Collection
 
     fields = [f.strip() for f in metadata.split(",") if f.strip()] if metadata else None
     col = Collection.create(collection)
+    if default_index is not None:
+        col.set_default_index(default_index)
     counts = col.ingest(
         items,
         id_field=id_field,

@@ -53,6 +53,39 @@ class _Bars:
         self.progress.update(self.tasks[stage], completed=done, total=total)
 
 
+def metrics_table(report: Any, title: str | None = None) -> Table:
+    """The evaluation report as a Rich table (used by `evaluate` and bench/bench_scifact.py)."""
+    table = Table(
+        title=title
+        or f"{report.dataset} ({report.split}): {report.queries} queries, {report.documents} documents"
+    )
+    for col in (
+        "encoder",
+        "nDCG@10",
+        "Recall@100",
+        "MRR@10",
+        "MAP@100",
+        "fit s",
+        "docs/s",
+        "index",
+        "p50 ms",
+        "encoded",
+    ):
+        table.add_column(col, justify="left" if col == "encoder" else "right")
+    for r in report.results:
+        label = r.encoder + (" " + ",".join(f"{k}={v}" for k, v in r.params.items()) if r.params else "")
+        table.add_row(
+            label,
+            *(_fmt(r.metrics[m]) for m in ("nDCG@10", "Recall@100", "MRR@10", "MAP@100")),
+            _fmt(r.fit_seconds, 2),
+            _fmt(r.docs_per_second, 0),
+            _bytes(r.index_bytes),
+            _fmt(r.latency_ms_p50, 2),
+            "cached" if r.cached else str(r.encoded),
+        )
+    return table
+
+
 @app.command()
 def evaluate(
     dataset: Annotated[
@@ -93,34 +126,7 @@ def evaluate(
     if as_json:
         print_json({**data, "files": paths})
         return
-    table = Table(
-        title=f"{report.dataset} ({report.split}): {report.queries} queries, {report.documents} documents"
-    )
-    for col in (
-        "encoder",
-        "nDCG@10",
-        "Recall@100",
-        "MRR@10",
-        "MAP@100",
-        "fit s",
-        "docs/s",
-        "index",
-        "p50 ms",
-        "encoded",
-    ):
-        table.add_column(col, justify="left" if col == "encoder" else "right")
-    for r in report.results:
-        label = r.encoder + (" " + ",".join(f"{k}={v}" for k, v in r.params.items()) if r.params else "")
-        table.add_row(
-            label,
-            *(_fmt(r.metrics[m]) for m in ("nDCG@10", "Recall@100", "MRR@10", "MAP@100")),
-            _fmt(r.fit_seconds, 2),
-            _fmt(r.docs_per_second, 0),
-            _bytes(r.index_bytes),
-            _fmt(r.latency_ms_p50, 2),
-            "cached" if r.cached else str(r.encoded),
-        )
-    console.print(table)
+    console.print(metrics_table(report))
     encoded = sum(r.encoded for r in report.results if r.encoder != "hybrid")
     if encoded == 0:
         console.print("cached: 0 documents encoded")
