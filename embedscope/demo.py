@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
 from embedscope.api import Collection
@@ -92,11 +94,16 @@ def run_demo(data: str | None, collection: str, encoder: str, limit: int | None)
     )
     for q in queries:
         print_hits(col.search(q, k=5), f"{q!r}")
+    # name the command as this user can run it: plain `embedscope` only if it is on PATH
+    exe = "embedscope"
+    if not shutil.which("embedscope") and sys.argv[0].endswith("embedscope"):
+        exe = sys.argv[0]
+    where = '--where "published_year >= 2000"' if "published_year" in spec["metadata"] else ""
     console.print(
         "\nThe collection is stored; try:\n"
-        f'  embedscope search {collection} "{queries[0]}" -k 10\n'
-        f'  embedscope search {collection} "{queries[1]}" --where "published_year >= 2000"\n'
-        f"  embedscope similar {collection} {col.search(queries[0], k=1)[0].id}\n"
-        f"  embedscope info {collection}\n"
-        f"  embedscope serve {collection}   # web page at http://127.0.0.1:8000/"
+        f'  {exe} search {collection} "{queries[0]}" -k 10\n'
+        f'  {exe} search {collection} "{queries[1]}" {where}\n'
+        f"  {exe} similar {collection} {col.search(queries[0], k=1)[0].id}\n"
+        f"  {exe} info {collection}\n"
+        f"  {exe} serve {collection}   # web page at http://127.0.0.1:8000/"
     )
