@@ -314,7 +314,9 @@ class Collection:
         stored = self.store.get_setting(HYBRID)
         if stored:
             return stored
-        versions = self.versions()
+        from embedscope.encoders.registry import encoder_class
+
+        versions = [v for v in self.versions() if encoder_class(v.encoder["name"]).encodes_text]
         sparse = [v.name for v in versions if v.sparse]
         dense = [v.name for v in versions if not v.sparse and v.metric != "fusion"]
         if not sparse or not dense:
@@ -333,8 +335,6 @@ class Collection:
         }
 
     def _hybrid_search(self, query: str, k: int, where: str | None, depth: int = 100) -> list[Hit]:
-        from embedscope.encoders.hybrid import reciprocal_rank_fusion, weighted_fusion
-
         cfg = self.hybrid_parts()
         runs = []
         for name in (cfg["sparse"], cfg["dense"]):
@@ -348,11 +348,7 @@ class Collection:
                 continue  # only unknown words for the sparse side: the dense run decides alone
             rows, scores = v.index.search(q, max(k, depth), allowed=allowed)
             runs.append({v.data.ids[r]: float(s) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0})
-        if cfg["fusion"] == "weighted":
-            fused = weighted_fusion(runs, float(cfg["alpha"]) if len(runs) == 2 else 1.0)
-        else:
-            fused = reciprocal_rank_fusion(runs, k=int(cfg["rrf_k"]))
-        top = list(fused.items())[:k]
+        top = list(fuse_hybrid_runs(cfg, runs).items())[:k]
         items = self.store.get_items([i for i, _ in top])
         return [
             Hit(i.id, s, i.text, i.metadata) for i, (_, s) in zip(items, top, strict=True) if i is not None
@@ -528,6 +524,15 @@ class Collection:
             "active_version": active,
             "versions": versions,
         }
+
+
+def fuse_hybrid_runs(cfg: dict[str, Any], runs: list[dict[str, float]]) -> dict[str, float]:
+    """Fuse the sparse and dense runs as `cfg` (from `Collection.hybrid_parts`) says."""
+    from embedscope.encoders.hybrid import reciprocal_rank_fusion, weighted_fusion
+
+    if cfg["fusion"] == "weighted":
+        return weighted_fusion(runs, float(cfg["alpha"]) if len(runs) == 2 else 1.0)
+    return reciprocal_rank_fusion(runs, k=int(cfg["rrf_k"]))
 
 
 def _gather(old: Any, new: Any, parts: list[tuple[str, int]]) -> Any:

@@ -39,6 +39,8 @@ class Encoder(ABC):
     defaults: ClassVar[dict[str, Any]] = {}
     requires_fit: ClassVar[bool] = False
     sparse: ClassVar[bool] = False
+    #: False for behavioural encoders (item2vec, ALS): vectors learned from interactions, not text
+    encodes_text: ClassVar[bool] = True
     #: cosine similarity (vectors L2-normalised) or raw inner product (e.g. BM25 weights)
     metric: ClassVar[str] = "cosine"
 

@@ -37,6 +37,7 @@ class BehaviouralEncoder(Encoder):
     (config + params, so the version is reproducible) but cannot turn text into a vector."""
 
     requires_fit: ClassVar[bool] = False
+    encodes_text: ClassVar[bool] = False
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False

@@ -35,7 +35,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from embedscope.api import Collection, Hit, LoadedVersion, default_root
+from embedscope.api import Collection, Hit, LoadedVersion, default_root, fuse_hybrid_runs
 from embedscope.encoders.base import is_empty_query
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.serve import models as m
@@ -242,18 +242,13 @@ def _resolve_version(served: Served, version: str | None, encoder: str | None) -
     return active if active in matches else matches[0]
 
 
-def _hybrid_parts(served: Served) -> tuple[str, str] | None:
-    """(sparse version, dense version) for an on-the-fly hybrid search, if the collection has both."""
+def _hybrid_parts(served: Served) -> dict[str, Any] | None:
+    """The collection's hybrid settings (sparse + dense version, fusion), or None if it lacks one."""
     with served.lock:
-        versions = served.reader.versions()
-        active = served.reader.store.get_setting("active_version")
-    sparse = [v.name for v in versions if v.sparse]
-    dense = [v.name for v in versions if not v.sparse]
-    if not sparse or not dense:
-        return None
-    pick = [next((n for n in group if n == active), group[0]) for group in (sparse, dense)]
-    bm25 = [v.name for v in versions if v.encoder.get("name") == "bm25"]
-    return (bm25[0] if bm25 else pick[0]), pick[1]
+        try:
+            return served.reader.hybrid_parts()
+        except NotFoundError:
+            return None
 
 
 class _Query:
@@ -356,18 +351,18 @@ def _has_version(served: Served, name: str) -> bool:
 def _hybrid_search(
     run: _Query, served: Served, query: str, k: int, where: str | None, display: m.Display
 ) -> tuple[list[m.HitOut], str, str]:
-    """BM25 (or another sparse version) + a dense version, each FUSION_DEPTH deep, fused with
-    reciprocal rank fusion (embedscope.encoders.hybrid). A part that knows no query term is skipped."""
-    from embedscope.encoders.hybrid import reciprocal_rank_fusion
-
-    parts = _hybrid_parts(served)
-    if parts is None:
+    """The same fusion as `Collection.search(version="hybrid")`, staged and timed: the sparse and
+    dense versions from `Collection.hybrid_parts`, each FUSION_DEPTH deep, fused by
+    `fuse_hybrid_runs`. A part that knows no query term is skipped."""
+    cfg = _hybrid_parts(served)
+    if cfg is None:
         raise NotFoundError(
             f"collection '{served.name}' needs a sparse version (e.g. bm25) and a dense one (e.g. minilm) "
             "for hybrid search"
         )
     runs: list[dict[str, float]] = []
     loaded = []
+    parts = (cfg["sparse"], cfg["dense"])
     for name in parts:
         v = run.load(name)
         loaded.append(v)
@@ -379,7 +374,7 @@ def _hybrid_search(
         rows, scores = run.rows(v, q, max(k, FUSION_DEPTH), allowed)
         runs.append({v.data.ids[r]: float(s) for r, s in zip(rows, scores, strict=True) if r >= 0})
     t0 = time.perf_counter()
-    fused = list(reciprocal_rank_fusion(runs, k=60).items())[:k]
+    fused = list(fuse_hybrid_runs(cfg, runs).items())[:k]
     v = loaded[-1]
     rows = np.array([v.row_of.get(i, -1) for i, _ in fused], dtype=np.int64)
     scores = np.array([s for _, s in fused], dtype=np.float32)
