@@ -97,23 +97,6 @@ class Served:
             self.write_lock.release()
 
 
-@dataclass
-class Job:
-    id: str
-    collection: str
-    version: str
-    status: str = "queued"
-    started_at: str | None = None
-    finished_at: str | None = None
-    done: int = 0
-    total: int = 0
-    error: str | None = None
-    result: dict[str, Any] | None = None
-
-    def out(self) -> m.EmbedJob:
-        return m.EmbedJob(**self.__dict__)
-
-
 class ServerState:
     def __init__(
         self,
@@ -134,7 +117,7 @@ class ServerState:
         self._batchers_lock = threading.Lock()
         self.metrics = Metrics(self.cache)
         self.querylog = QueryLog(log_dir)
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, m.EmbedJob] = {}  # mutated by the job's thread; answers are copies
 
     def get(self, name: str) -> Served:
         served = self.collections.get(name)
@@ -802,7 +785,7 @@ def create_app(
             raise ConflictError(
                 f"collection '{name}' is busy with another write or embedding job; retry later"
             )
-        job = Job(uuid.uuid4().hex[:12], name, version)
+        job = m.EmbedJob(id=uuid.uuid4().hex[:12], collection=name, version=version)
         state.jobs[job.id] = job
 
         def work() -> None:
@@ -838,14 +821,14 @@ def create_app(
                 _after_write(served)
 
         threading.Thread(target=work, name=f"embed-{name}-{version}", daemon=True).start()
-        return job.out()
+        return job.model_copy()
 
     @app.get("/api/jobs/{job_id}", tags=["write"])
     def get_job(job_id: str) -> m.EmbedJob:
         job = state.jobs.get(job_id)
         if job is None:
             raise NotFoundError(f"no job '{job_id}'")
-        return job.out()
+        return job.model_copy()
 
     @app.post("/api/collections/{name}/versions/{version}/activate", tags=["write"], dependencies=writes)
     def activate(name: str, version: str, request: Request) -> m.CollectionSummary:

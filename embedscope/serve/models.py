@@ -234,7 +234,7 @@ class EmbedJob(BaseModel):
     id: str
     collection: str
     version: str
-    status: str = Field(description="queued | running | done | failed")
+    status: str = Field("queued", description="queued | running | done | failed")
     started_at: str | None = None
     finished_at: str | None = None
     done: int = 0
