@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import string
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,39 @@ class BeirDataset:
     warnings: list[str]
 
 
+def iter_qrels(
+    path: Path, *, columns: tuple[int, ...] = (3, 4), sep: str | None = None
+) -> Iterator[tuple[str, str, int]]:
+    """(query id, doc id, relevance) per judgement line, with line numbers in every error.
+
+    3 columns is BEIR's TSV (`query-id corpus-id score`, optional header), 4 is TREC's
+    (`qid 0 docid rel`); `columns` says which the caller accepts, `sep` None splits on whitespace."""
+    expected = " or ".join({3: "3 (BEIR)", 4: "4 (TREC)"}[c] for c in columns) if len(columns) > 1 else "3"
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                parts = line.rstrip("\r\n").split(sep)
+                if lineno == 1 and parts[0] == "query-id":
+                    continue
+                if len(parts) not in columns:
+                    raise EmbedscopeError(
+                        f"{path.name}: line {lineno} has {len(parts)} columns, expected {expected}"
+                    )
+                qid, did, rel = (
+                    (parts[0], parts[1], parts[2]) if len(parts) == 3 else (parts[0], parts[2], parts[3])
+                )
+                try:
+                    yield qid, did, int(rel)
+                except ValueError:
+                    raise EmbedscopeError(
+                        f"{path.name}: line {lineno}: relevance score '{rel}' is not an integer"
+                    ) from None
+    except UnicodeDecodeError as exc:
+        raise EmbedscopeError(f"{path.name}: not UTF-8 text (byte {exc.start} of a line)") from None
+
+
 def load_beir(directory: str | Path, split: str = "test") -> BeirDataset:
     """Load a BEIR-format data set, checking qrels against corpus and queries.
 
@@ -215,35 +248,15 @@ def load_beir(directory: str | Path, split: str = "test") -> BeirDataset:
     qrels: dict[str, dict[str, int]] = {}
     warnings = []
     unknown_docs = unknown_queries = lines = 0
-    try:
-        with open(qrels_path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                parts = line.rstrip("\n").rstrip("\r").split("\t")
-                if lineno == 1 and parts[0] == "query-id":
-                    continue
-                if not line.strip():
-                    continue
-                if len(parts) != 3:
-                    raise EmbedscopeError(
-                        f"{qrels_path.name}: line {lineno} has {len(parts)} columns, expected 3"
-                    )
-                lines += 1
-                qid, did, score = parts
-                try:
-                    rel = int(score)
-                except ValueError:
-                    raise EmbedscopeError(
-                        f"{qrels_path.name}: line {lineno}: score '{score}' is not an integer"
-                    ) from None
-                if did not in corpus:
-                    unknown_docs += 1
-                    continue
-                if qid not in queries:
-                    unknown_queries += 1
-                    continue
-                qrels.setdefault(qid, {})[did] = rel
-    except UnicodeDecodeError as exc:
-        raise EmbedscopeError(f"{qrels_path.name}: not UTF-8 text (byte {exc.start} of a line)") from None
+    for qid, did, rel in iter_qrels(qrels_path, columns=(3,), sep="\t"):
+        lines += 1
+        if did not in corpus:
+            unknown_docs += 1
+            continue
+        if qid not in queries:
+            unknown_queries += 1
+            continue
+        qrels.setdefault(qid, {})[did] = rel
     if not lines:
         raise EmbedscopeError(f"{qrels_path}: no judgements (the file is empty)")
     if unknown_docs:

@@ -107,29 +107,14 @@ def read_trec_run(path: str | Path) -> Run:
 def read_qrels(path: str | Path) -> Qrels:
     """Read judgements: BEIR TSV (`query-id corpus-id score`, optional header) or TREC qrels
     (`qid 0 docid rel`)."""
+    from embedscope.sources import iter_qrels
+
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"qrels file not found: {path}")
     qrels: Qrels = {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            parts = line.split()
-            if not parts or (lineno == 1 and parts[0] == "query-id"):
-                continue
-            if len(parts) == 3:
-                qid, did, rel = parts
-            elif len(parts) == 4:
-                qid, _, did, rel = parts
-            else:
-                raise EmbedscopeError(
-                    f"{path.name}: line {lineno} has {len(parts)} columns; expected 3 (BEIR) or 4 (TREC)"
-                )
-            try:
-                qrels.setdefault(qid, {})[did] = int(rel)
-            except ValueError:
-                raise EmbedscopeError(
-                    f"{path.name}: line {lineno}: relevance '{rel}' is not an integer"
-                ) from None
+    for qid, did, rel in iter_qrels(path):
+        qrels.setdefault(qid, {})[did] = rel
     if not qrels:
         raise EmbedscopeError(f"{path.name}: no judgements (the file is empty)")
     return qrels
