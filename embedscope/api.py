@@ -59,6 +59,8 @@ class LoadedVersion:
     encoder: Encoder
     index: VectorIndex
     row_of: dict[str, int]
+    #: (data revision, position of each row's item in the metadata frame or -1 if deleted)
+    item_positions: tuple[int, np.ndarray] | None = None
 
 
 def _check_name(name: str, what: str = "collection") -> str:
@@ -401,13 +403,17 @@ class Collection:
     ) -> np.ndarray | None:
         """Row mask: rows of items that still exist, match the filter and are not excluded."""
         frame, pos = self.metadata_frame()
-        live_changed = len(pos) != len(v.data.ids)  # items added or deleted since embedding
-        if where is None and not exclude and not live_changed:
+        rev = self.store.data_revision()
+        if v.item_positions is None or v.item_positions[0] != rev:
+            # computed once per version and data revision, not per query (a hot path)
+            v.item_positions = (rev, np.array([pos.get(i, -1) for i in v.data.ids], dtype=np.int64))
+        item_pos = v.item_positions[1]
+        ok = item_pos >= 0  # rows whose item was deleted since embedding never match
+        if where is None and not exclude and ok.all():
             return None
-        ok = np.array([i in pos for i in v.data.ids], dtype=bool)
         if where:
-            mask_items = evaluate_filter(where, frame)
-            ok &= np.array([bool(mask_items[pos[i]]) if i in pos else False for i in v.data.ids])
+            matches = evaluate_filter(where, frame)
+            ok = ok & matches[np.maximum(item_pos, 0)] if len(matches) else np.zeros_like(ok)
         for item_id in exclude:
             r = v.row_of.get(item_id)
             if r is not None:

@@ -178,3 +178,19 @@ def test_hybrid_is_rrf_of_its_two_versions(home, books_frame: pd.DataFrame) -> N
     runs = [{h.id: h.score for h in col.search(query, k=80, version=name)} for name in ("bm25", "minilm")]
     expected = list(reciprocal_rank_fusion(runs))[:5]
     assert [h.id for h in hits] == expected
+
+
+def test_deleted_items_never_fill_result_slots(home, books_frame: pd.DataFrame) -> None:
+    """One item deleted and another added (same count) before re-embedding: the deleted item's
+    row must not take a result slot."""
+    col = Collection.create("swap")
+    frame = books_frame.head(30)
+    col.ingest(frame, id_field="isbn13", template="{title}. {description}", metadata=["title"])
+    col.embed("minilm", {"max_seq_length": 64}, index="exact")
+    gone = frame.iloc[0]
+    swapped = pd.concat([frame.iloc[1:], books_frame.iloc[[30]]])
+    col.ingest(
+        swapped, id_field="isbn13", template="{title}. {description}", metadata=["title"], replace=True
+    )
+    hits = col.search(f"{gone.title}. {gone.description}", k=1)
+    assert len(hits) == 1 and hits[0].id != str(gone.isbn13)
