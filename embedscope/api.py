@@ -543,13 +543,10 @@ def fuse_hybrid_runs(cfg: dict[str, Any], runs: list[dict[str, float]]) -> dict[
 
 def _gather(old: Any, new: Any, parts: list[tuple[str, int]]) -> Any:
     """Stack rows taken from the old and the new matrix, in the given order."""
+    n_old = old.shape[0]
+    take = np.array([r if src == "old" else n_old + r for src, r in parts], dtype=np.int64)
     if sp.issparse(old) or sp.issparse(new):
-        old_c = sp.csr_matrix(old)
-        new_c = sp.csr_matrix(new) if new is not None else None
-        blocks = [old_c[r] if src == "old" else new_c[r] for src, r in parts]
-        return sp.vstack(blocks).tocsr() if blocks else old_c[:0]
-    old_a, new_a = np.asarray(old), (np.asarray(new) if new is not None else None)
-    out = np.empty((len(parts), old_a.shape[1]), dtype=np.float32)
-    for n, (src, r) in enumerate(parts):
-        out[n] = old_a[r] if src == "old" else new_a[r]
-    return out
+        stacked = sp.csr_matrix(old) if new is None else sp.vstack([sp.csr_matrix(old), sp.csr_matrix(new)])
+        return stacked.tocsr()[take]
+    stacked = np.asarray(old) if new is None else np.concatenate([np.asarray(old), np.asarray(new)])
+    return stacked[take].astype(np.float32, copy=False)

@@ -315,12 +315,12 @@ def fetch_url(url: str, cache_dir: Path | None = None, progress: bool = True) ->
         return target
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".part-")
     try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=30) as resp:
+        # the file is opened first so its descriptor is closed on every path, errors included
+        with os.fdopen(fd, "wb") as out, httpx.stream("GET", url, follow_redirects=True, timeout=30) as resp:
             if resp.status_code != 200:
                 raise EmbedscopeError(f"download failed: {url} answered HTTP {resp.status_code}")
             total = int(resp.headers.get("content-length") or 0) or None
             with (
-                os.fdopen(fd, "wb") as out,
                 Progress(
                     "[progress.description]{task.description}",
                     BarColumn(),
