@@ -59,6 +59,8 @@ class LoadedVersion:
     encoder: Encoder
     index: VectorIndex
     row_of: dict[str, int]
+    #: changes whenever the version is rewritten; key caches of anything derived from it on this
+    revision: str = ""
     #: (data revision, position of each row's item in the metadata frame or -1 if deleted)
     item_positions: tuple[int, np.ndarray] | None = None
 
@@ -386,7 +388,7 @@ class Collection:
             idx = create_index("exact").build(data.vectors)
         elif hasattr(idx, "attach_vectors"):
             idx.attach_vectors(np.asarray(data.vectors))
-        loaded = LoadedVersion(info, data, enc, idx, {i: r for r, i in enumerate(data.ids)})
+        loaded = LoadedVersion(info, data, enc, idx, {i: r for r, i in enumerate(data.ids)}, revision)
         self._versions[name] = (revision, loaded)
         return loaded
 

@@ -128,7 +128,7 @@ class ServerState:
 
     def batcher(self, collection: str, v: LoadedVersion) -> QueryBatcher:
         """The micro-batcher of a version's encoder; replaced when the version is re-embedded."""
-        key, revision = (collection, v.info.name), v.info.updated_at + v.info.fingerprint
+        key, revision = (collection, v.info.name), v.revision
         with self._batchers_lock:
             current = self._batchers.get(key)
             if current is None or current[0] != revision:
@@ -248,7 +248,7 @@ class _Query:
 
     def encode(self, v: LoadedVersion, query: str) -> Any:
         t0 = time.perf_counter()
-        key = (self.served.name, v.info.name, v.info.updated_at + v.info.fingerprint, query)
+        key = (self.served.name, v.info.name, v.revision, query)
 
         def compute() -> Any:
             q = self.state.batcher(self.served.name, v).encode(query)
