@@ -28,8 +28,9 @@ from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
 from embedscope.index import VectorIndex, create_index
 from embedscope.sources import TextSpec, read_table, rows_to_items
+from embedscope.store import locate
 from embedscope.store.base import Item, Store, VersionData, VersionInfo, fingerprint
-from embedscope.store.embedded import EmbeddedStore, now
+from embedscope.store.embedded import now
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ProgressFn = Callable[[int, int], None]
@@ -82,28 +83,34 @@ class Collection:
 
     # --- opening ----------------------------------------------------------------------------------
     @classmethod
-    def create(cls, name: str, root: str | Path | None = None, *, exist_ok: bool = True) -> Collection:
+    def create(
+        cls,
+        name: str,
+        root: str | Path | None = None,
+        *,
+        exist_ok: bool = True,
+        store: str | None = None,
+    ) -> Collection:
+        """Create (or open) a collection. `store` is a PostgreSQL URL for the PostgreSQL + pgvector
+        store; without it, $EMBEDSCOPE_STORE decides, else the embedded store (store/locate.py)."""
         _check_name(name)
         path = Path(root or default_root()) / name
-        if path.exists() and not exist_ok:
+        if locate.exists(path) and not exist_ok:
             raise EmbedscopeError(f"collection '{name}' already exists at {path}")
-        return cls(name, EmbeddedStore(path, create=True))
+        return cls(name, locate.open_store(path, create=True, url=store))
 
     @classmethod
     def open(cls, name: str, root: str | Path | None = None) -> Collection:
         _check_name(name)
-        path = Path(root or default_root()) / name
-        if not (path / EmbeddedStore.DB).exists():
+        try:
+            return cls(name, locate.open_store(Path(root or default_root()) / name))
+        except NotFoundError:
             known = ", ".join(cls.list(root)) or "none"
-            raise NotFoundError(f"collection '{name}' does not exist (collections: {known})")
-        return cls(name, EmbeddedStore(path))
+            raise NotFoundError(f"collection '{name}' does not exist (collections: {known})") from None
 
     @staticmethod
     def list(root: str | Path | None = None) -> list[str]:
-        base = Path(root or default_root())
-        if not base.exists():
-            return []
-        return sorted(p.name for p in base.iterdir() if (p / EmbeddedStore.DB).exists())
+        return locate.list_collections(Path(root or default_root()))
 
     def close(self) -> None:
         self.store.close()
@@ -258,9 +265,8 @@ class Collection:
         )
         if kind == "hnsw" and sp.issparse(vectors):
             raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
-        idx = create_index(
-            kind,
-            **(index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})),
+        idx = self.store.new_index(
+            kind, index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})
         )
         t0 = time.perf_counter()
         idx.build(vectors)
@@ -525,6 +531,7 @@ class Collection:
         return {
             "name": self.name,
             "path": str(self.store.path),
+            "store": self.store.location,
             "items": len(self),
             "id_field": self.store.get_setting("id_field"),
             "text": self.store.get_setting("text_spec"),

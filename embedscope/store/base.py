@@ -1,17 +1,22 @@
-"""The storage contract. The embedded default (SQLite + files) and a server backend implement it;
-search, recommendation and serving code only ever talk to this interface."""
+"""The storage contract. The embedded default (SQLite + files, store/embedded.py) and PostgreSQL +
+pgvector (store/postgres.py) implement it; search, recommendation and serving code only ever talk
+to this interface. tests/test_store_api.py runs the same tests against both."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from embedscope.index import VectorIndex
 
 
 @dataclass
@@ -51,13 +56,31 @@ class VersionInfo:
         return asdict(self)
 
 
-@dataclass
 class VersionData:
-    """A version's vectors, row-aligned with `ids` and `hashes`."""
+    """A version's vectors, row-aligned with `ids` and `hashes`.
 
-    ids: list[str]
-    hashes: list[str]
-    vectors: np.ndarray | sp.csr_matrix
+    A store may pass `load` instead of `vectors` to read them on first use: the PostgreSQL store
+    searches in the database, so most processes never need a version's vectors in memory."""
+
+    def __init__(
+        self,
+        ids: list[str],
+        hashes: list[str],
+        vectors: np.ndarray | sp.csr_matrix | None = None,
+        *,
+        load: Callable[[], np.ndarray | sp.csr_matrix] | None = None,
+    ) -> None:
+        if vectors is None and load is None:
+            raise ValueError("VersionData needs vectors or a function that loads them")
+        self.ids, self.hashes = ids, hashes
+        self._vectors, self._load = vectors, load
+
+    @property
+    def vectors(self) -> np.ndarray | sp.csr_matrix:
+        if self._vectors is None:
+            assert self._load is not None
+            self._vectors = self._load()
+        return self._vectors
 
 
 def fingerprint(pairs: Iterable[tuple[str, str]]) -> str:
@@ -69,6 +92,14 @@ def fingerprint(pairs: Iterable[tuple[str, str]]) -> str:
 
 class Store(ABC):
     """Items with typed metadata, and embedding versions with their vectors. All writes atomic."""
+
+    #: the local folder of the collection (its data for the embedded store, a pointer for others)
+    path: Path
+
+    @property
+    def location(self) -> str:
+        """Where the data lives, for people: a folder, or a database URL without its password."""
+        return str(self.path)
 
     # --- collection-level settings -------------------------------------------------------------
     @abstractmethod
@@ -111,6 +142,13 @@ class Store(ABC):
     def get_version(self, name: str) -> VersionInfo:
         """The version's record; NotFoundError naming the existing versions if absent."""
 
+    def new_index(self, kind: str, params: dict[str, Any]) -> VectorIndex:
+        """The (unbuilt) index a new version gets. A server backend returns its own kind, which
+        its `write_version` builds in the database."""
+        from embedscope.index import create_index
+
+        return create_index(kind, **params)
+
     @abstractmethod
     def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
         """Create or replace a version atomically: readers see the old one or the new one whole."""
@@ -120,8 +158,8 @@ class Store(ABC):
         """(vectors, fitted encoder, loaded index or None).
 
         The index is whatever implements `embedscope.index.VectorIndex.search`: the embedded store
-        returns a memory-mapped HNSW graph; a server backend (pgvector) would return an index object
-        whose `search` runs the query in the database. Search code only calls `index.search`."""
+        returns a memory-mapped HNSW graph; the PostgreSQL store returns an index object whose
+        `search` runs the query in the database. Search code only calls `index.search`."""
 
     @abstractmethod
     def version_revision(self, name: str) -> str:

@@ -1,0 +1,839 @@
+"""The PostgreSQL + pgvector store: the same contract as the embedded store, kept in a database
+the user already runs, and searched there.
+
+Why this shape (docs/design.md has the measurements):
+- Items, settings and version records live in four shared tables of the schema `embedscope`,
+  keyed by collection, with metadata as JSONB, so `--where` filters run in SQL over it.
+- Each version revision gets its own vector table (`vector`, `halfvec` or `sparsevec` column)
+  with pgvector's HNSW index. A version is written in ONE transaction: create the table, copy
+  the rows in, build the index, point the version record at it. A writer killed at any point
+  leaves nothing: the database rolls it back, and readers saw the old revision all along.
+- The fitted encoder state (a vocabulary, weights) is stored as bytes beside the version, so
+  the collection needs nothing but the database.
+- Search runs in the database (`ORDER BY embedding <#> $1 LIMIT k`) with `hnsw.ef_search` set
+  per query, and pgvector 0.8's iterative index scans for filtered queries, so a query process
+  never loads the vectors; `VersionData.vectors` is read only when asked (exact search, more-
+  like-this of an item, incremental embedding).
+- Scores are inner products, as in the embedded indexes: the encoders that want cosine already
+  L2-normalise, and pgvector recommends inner product for normalised vectors (fastest).
+- Concurrency: writers of one collection serialise on a transaction-scoped advisory lock and
+  give up with ConflictError("... is busy") after `lock_timeout`; readers never wait.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
+from embedscope.index.base import VectorIndex
+from embedscope.store.base import Item, Store, VersionData, VersionInfo
+
+if TYPE_CHECKING:
+    import psycopg
+
+SCHEMA = "embedscope"
+_SCHEMA_SQL = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.collections (
+    id serial PRIMARY KEY,
+    name text UNIQUE NOT NULL,
+    data_revision bigint NOT NULL DEFAULT 0,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.settings (
+    collection_id int NOT NULL REFERENCES {SCHEMA}.collections ON DELETE CASCADE,
+    key text NOT NULL,
+    value jsonb NOT NULL,
+    PRIMARY KEY (collection_id, key)
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.items (
+    collection_id int NOT NULL REFERENCES {SCHEMA}.collections ON DELETE CASCADE,
+    id text NOT NULL,
+    seq bigserial NOT NULL,
+    text text NOT NULL,
+    metadata jsonb NOT NULL,
+    hash text NOT NULL,
+    PRIMARY KEY (collection_id, id)
+);
+CREATE INDEX IF NOT EXISTS items_in_order ON {SCHEMA}.items (collection_id, seq);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.versions (
+    collection_id int NOT NULL REFERENCES {SCHEMA}.collections ON DELETE CASCADE,
+    name text NOT NULL,
+    info jsonb NOT NULL,
+    revision text UNIQUE NOT NULL,
+    encoder bytea NOT NULL,
+    PRIMARY KEY (collection_id, name)
+);
+"""
+_SCHEMA_LOCK = 0x656D6273  # advisory lock key while creating the schema ("embs")
+#: how long a writer waits for another writer of the same collection before ConflictError
+WRITE_WAIT_SECONDS = 30.0
+#: pgvector limits: HNSW indexes at most 2,000 `vector` / 4,000 `halfvec` dimensions; a
+#: `sparsevec` holds at most 16,000 non-zero values (HNSW: 1,000)
+_HNSW_MAX_DIM = {"vector": 2000, "halfvec": 4000}
+_SPARSE_MAX_NNZ = 16000
+_EF_SEARCH_MAX = 1000
+_OPS = {"vector": "vector_ip_ops", "halfvec": "halfvec_ip_ops", "sparsevec": "sparsevec_ip_ops"}
+
+
+def redact(url: str) -> str:
+    """The URL without its password (what may be shown or written to disk)."""
+    from urllib.parse import quote, urlencode
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = {k: str(v) for k, v in conninfo_to_dict(url).items()}
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing rather than leaked
+        return "postgresql://?"
+    parts.pop("password", None)
+    user = f"{quote(parts.pop('user'), safe='')}@" if parts.get("user") else ""
+    host = parts.pop("host", "")
+    port = f":{parts.pop('port')}" if parts.get("port") else ""
+    dbname = quote(parts.pop("dbname", ""), safe="")
+    query = f"?{urlencode(sorted(parts.items()), quote_via=quote)}" if parts else ""
+    return f"postgresql://{user}{host}{port}/{dbname}{query}"
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key per collection name."""
+    return int.from_bytes(hashlib.sha1(f"embedscope/{name}".encode()).digest()[:8], "big", signed=True)
+
+
+def _pack_encoder(encoder: Any) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        encoder.save(Path(tmp) / "encoder")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            tar.add(Path(tmp) / "encoder", arcname="encoder")
+        return buf.getvalue()
+
+
+def _unpack_encoder(blob: bytes) -> Any:
+    from embedscope.encoders.base import Encoder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+            tar.extractall(tmp, filter="data")
+        return Encoder.load(Path(tmp) / "encoder")  # encoders load their state eagerly
+
+
+def _storage(info_index: dict[str, Any], sparse: bool) -> str:
+    return "sparsevec" if sparse else str(info_index.get("params", {}).get("storage", "vector"))
+
+
+class PostgresStore(Store):
+    """One collection in a PostgreSQL database with pgvector. `path` is the local folder of the
+    collection's pointer file (and of files other modules keep beside a collection)."""
+
+    def __init__(self, url: str, name: str, path: Path, *, create: bool = False) -> None:
+        self.url, self.name, self.path = url, name, Path(path)
+        self._local = threading.local()
+        self._connections: list[psycopg.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._fields: tuple[int, list[str]] | None = None
+        conn = self._conn()
+        self._ensure_schema(conn)
+        if create:
+            with self._write(lock=False) as cur:
+                cur.execute(
+                    f"INSERT INTO {SCHEMA}.collections (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
+                    (name,),
+                )
+        row = conn.execute(f"SELECT id FROM {SCHEMA}.collections WHERE name = %s", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"collection '{name}' does not exist in {self.location}")
+        self.collection_id = int(row[0])
+        self._collect_garbage()
+
+    # --- plumbing ------------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return redact(self.url)
+
+    def _conn(self) -> psycopg.Connection:
+        """This thread's connection (psycopg connections must not run two transactions at once)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            import psycopg
+            from pgvector.psycopg import register_vector
+
+            try:
+                conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            except psycopg.OperationalError as exc:
+                raise EmbedscopeError(
+                    f"cannot connect to PostgreSQL at {self.location}: {str(exc).strip().splitlines()[-1]}"
+                ) from None
+            self._require_vector(conn)
+            register_vector(conn)
+            # a statement of a client that died (kill -9) stops within a second instead of running
+            # on, e.g. an index build holding the collection's writer lock
+            conn.execute("SELECT set_config('client_connection_check_interval', '1000', false)")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def _require_vector(self, conn: psycopg.Connection) -> None:
+        import psycopg
+
+        row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        if row is None:
+            try:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except psycopg.Error:
+                raise EmbedscopeError(
+                    f"the database {self.location} lacks the pgvector extension and this user may not "
+                    "create it: as an administrator run `CREATE EXTENSION vector;` in that database"
+                ) from None
+            row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        version = tuple(int(p) for p in str(row[0]).split(".")[:2])
+        if version < (0, 7):
+            raise EmbedscopeError(
+                f"pgvector {row[0]} in {self.location} is too old: embedscope needs 0.7 or later "
+                "(halfvec, sparsevec; 0.8 for iterative index scans): ALTER EXTENSION vector UPDATE"
+            )
+
+    def _ensure_schema(self, conn: psycopg.Connection) -> None:
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.versions",)).fetchone()
+        if exists and exists[0]:
+            return
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            conn.execute(_SCHEMA_SQL)
+
+    @contextmanager
+    def _write(self, *, lock: bool = True) -> Iterator[psycopg.Cursor]:
+        """One transaction that holds this collection's writer lock (waits, then ConflictError)."""
+        import psycopg
+
+        conn = self._conn()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                if lock:
+                    cur.execute(
+                        "SELECT set_config('lock_timeout', %s, true)", (f"{int(WRITE_WAIT_SECONDS * 1000)}",)
+                    )
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(self.name),))
+                    cur.execute("SELECT set_config('lock_timeout', '0', true)")
+                yield cur
+        except psycopg.errors.LockNotAvailable:
+            raise ConflictError(
+                f"collection '{self.name}' is busy: another process is writing it; try again when it is done"
+            ) from None
+        except (psycopg.errors.DataError, psycopg.errors.UntranslatableCharacter) as exc:
+            raise EmbedscopeError(f"PostgreSQL cannot store this input: {str(exc).splitlines()[0]}") from None
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def _collect_garbage(self) -> None:
+        """Drop vector tables no version points at: left when a process died between replacing a
+        version and dropping its old table. Tables of writers still in progress are invisible
+        here (their CREATE TABLE is uncommitted), so they are never touched."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE 'v\\_%%' "
+                f"AND substr(c.relname, 3) NOT IN (SELECT revision FROM {SCHEMA}.versions)",
+                (SCHEMA,),
+            )
+            .fetchall()
+        )
+        for (table,) in rows:
+            self._drop_table(table)
+
+    def _drop_table(self, table: str) -> None:
+        """Best effort, never waiting on a reader that still uses the table (later GC retries)."""
+        import psycopg
+        from psycopg import sql
+
+        try:
+            with self._conn().transaction():
+                self._conn().execute("SELECT set_config('lock_timeout', '200ms', true)")
+                self._conn().execute(
+                    sql.SQL("DROP TABLE IF EXISTS {}.{}").format(
+                        sql.Identifier(SCHEMA), sql.Identifier(table)
+                    )
+                )
+        except psycopg.errors.LockNotAvailable:
+            pass
+
+    # --- settings -------------------------------------------------------------------------------
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT value FROM {SCHEMA}.settings WHERE collection_id = %s AND key = %s",
+                (self.collection_id, key),
+            )
+            .fetchone()
+        )
+        return row[0] if row else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self._write() as cur:
+            self._put_setting(cur, key, value)
+
+    def _put_setting(self, cur: psycopg.Cursor, key: str, value: Any) -> None:
+        cur.execute(
+            f"INSERT INTO {SCHEMA}.settings VALUES (%s, %s, %s::jsonb) "
+            "ON CONFLICT (collection_id, key) DO UPDATE SET value = EXCLUDED.value",
+            (self.collection_id, key, json.dumps(value, default=str)),
+        )
+
+    def data_revision(self) -> int:
+        row = (
+            self._conn()
+            .execute(f"SELECT data_revision FROM {SCHEMA}.collections WHERE id = %s", (self.collection_id,))
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    def _bump_revision(self, cur: psycopg.Cursor) -> None:
+        cur.execute(
+            f"UPDATE {SCHEMA}.collections SET data_revision = data_revision + 1 WHERE id = %s",
+            (self.collection_id,),
+        )
+
+    # --- items -----------------------------------------------------------------------------------
+    def upsert_items(self, items: Sequence[Item], *, replace_all: bool = False) -> dict[str, int]:
+        counts = {"added": 0, "updated": 0, "unchanged": 0, "deleted": 0}
+        cid = self.collection_id
+        with self._write() as cur:
+            # read under the writer lock, so the diff is against what this transaction replaces
+            existing = dict(
+                cur.execute(f"SELECT id, hash FROM {SCHEMA}.items WHERE collection_id = %s", (cid,))
+            )
+            added, updated = [], []
+            for item in items:
+                h = item.hash
+                old = existing.get(item.id)
+                if old == h:
+                    counts["unchanged"] += 1
+                    continue
+                meta = json.dumps(item.metadata, default=str, allow_nan=False)
+                (added if old is None else updated).append((item, meta, h))
+            if added:
+                with cur.copy(
+                    f"COPY {SCHEMA}.items (collection_id, id, text, metadata, hash) FROM STDIN"
+                ) as copy:
+                    for item, meta, h in added:
+                        copy.write_row((cid, item.id, item.text, meta, h))
+            if updated:
+                cur.executemany(
+                    f"UPDATE {SCHEMA}.items SET text = %s, metadata = %s::jsonb, hash = %s "
+                    "WHERE collection_id = %s AND id = %s",
+                    [(item.text, meta, h, cid, item.id) for item, meta, h in updated],
+                )
+            counts["added"], counts["updated"] = len(added), len(updated)
+            if replace_all:
+                gone = sorted(set(existing) - {i.id for i in items})
+                if gone:
+                    cur.execute(
+                        f"DELETE FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)", (cid, gone)
+                    )
+                counts["deleted"] = len(gone)
+            if counts["added"] or counts["updated"] or counts["deleted"]:
+                self._bump_revision(cur)
+        return counts
+
+    def delete_items(self, ids: Sequence[str]) -> int:
+        with self._write() as cur:
+            cur.execute(
+                f"DELETE FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)",
+                (self.collection_id, list(ids)),
+            )
+            n = cur.rowcount
+            if n:
+                self._bump_revision(cur)
+        return n
+
+    def get_items(self, ids: Sequence[str]) -> list[Item | None]:
+        ids = list(ids)
+        rows = self._conn().execute(
+            f"SELECT id, text, metadata FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)",
+            (self.collection_id, ids),
+        )
+        found = {i: Item(i, text, meta) for i, text, meta in rows}
+        return [found.get(i) for i in ids]
+
+    def iter_items(self) -> Iterable[Item]:
+        rows = self._conn().execute(
+            f"SELECT id, text, metadata FROM {SCHEMA}.items WHERE collection_id = %s ORDER BY seq",
+            (self.collection_id,),
+        )
+        for i, text, meta in rows:
+            yield Item(i, text, meta)
+
+    def item_hashes(self) -> dict[str, str]:
+        rows = self._conn().execute(
+            f"SELECT id, hash FROM {SCHEMA}.items WHERE collection_id = %s ORDER BY seq",
+            (self.collection_id,),
+        )
+        return dict(rows)
+
+    def count(self) -> int:
+        row = (
+            self._conn()
+            .execute(f"SELECT count(*) FROM {SCHEMA}.items WHERE collection_id = %s", (self.collection_id,))
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    def metadata_fields(self) -> list[str]:
+        """The metadata keys of the items (what a filter may name), cached per data revision."""
+        rev = self.data_revision()
+        if self._fields is None or self._fields[0] != rev:
+            rows = self._conn().execute(
+                f"SELECT DISTINCT jsonb_object_keys(metadata) FROM {SCHEMA}.items WHERE collection_id = %s",
+                (self.collection_id,),
+            )
+            self._fields = (rev, sorted(r[0] for r in rows))
+        return self._fields[1]
+
+    def filter_ids(self, where: str) -> list[str]:
+        """Ids of the items that match a `--where` filter, decided in SQL."""
+        from embedscope.filters import filter_sql
+
+        clause, params = filter_sql(where, "metadata", self.metadata_fields())
+        rows = self._conn().execute(
+            f"SELECT id FROM {SCHEMA}.items WHERE collection_id = %s AND {clause} ORDER BY seq",
+            [self.collection_id, *params],
+        )
+        return [r[0] for r in rows]
+
+    # --- versions --------------------------------------------------------------------------------
+    def list_versions(self) -> list[VersionInfo]:
+        active = self.get_setting("active_version")
+        out = []
+        rows = self._conn().execute(
+            f"SELECT name, info FROM {SCHEMA}.versions WHERE collection_id = %s ORDER BY name",
+            (self.collection_id,),
+        )
+        for name, info in rows:
+            v = VersionInfo(**info)
+            v.active = name == active
+            out.append(v)
+        return out
+
+    def get_version(self, name: str) -> VersionInfo:
+        for v in self.list_versions():
+            if v.name == name:
+                return v
+        names = ", ".join(v.name for v in self.list_versions()) or "none yet: run `embedscope embed`"
+        raise NotFoundError(f"collection '{self.name}' has no embedding version '{name}'; versions: {names}")
+
+    def new_index(self, kind: str, params: dict[str, Any]) -> VectorIndex:
+        return PgVectorIndex(kind, **params)
+
+    def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
+        from psycopg import sql
+
+        vectors = data.vectors
+        if len(data.ids) != vectors.shape[0] or len(data.hashes) != len(data.ids):
+            raise EmbedscopeError(
+                f"version '{info.name}': {vectors.shape[0]} vectors for {len(data.ids)} ids"
+            )
+        plan = PgVectorIndex(info.index["kind"], **info.index.get("params", {}))
+        plan.build(vectors)  # validates the dimension and sparsity against pgvector's limits
+        storage = _storage(info.index, sp.issparse(vectors))
+        blob = _pack_encoder(encoder)
+        revision = uuid.uuid4().hex
+        table = sql.Identifier(f"v_{revision}")
+        with self._write() as cur:
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE {}.{} (row int4 PRIMARY KEY, item_id text NOT NULL, hash text NOT NULL, "
+                    "embedding {}({}) NOT NULL)"
+                ).format(sql.Identifier(SCHEMA), table, sql.SQL(storage), sql.Literal(int(vectors.shape[1])))
+            )
+            _copy_vectors(cur, sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), table), data, storage)
+            if plan.kind == "hnsw":
+                t0 = time.perf_counter()
+                cur.execute(
+                    sql.SQL(
+                        "CREATE INDEX ON {}.{} USING hnsw (embedding {}) WITH (m = {}, ef_construction = {})"
+                    ).format(
+                        sql.Identifier(SCHEMA),
+                        table,
+                        sql.SQL(_OPS[storage]),
+                        sql.Literal(int(plan.params["m"])),
+                        sql.Literal(int(plan.params["ef_construction"])),
+                    )
+                )
+                info.stats["index_seconds"] = round(time.perf_counter() - t0, 3)
+            cur.execute(
+                "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index "
+                "WHERE indrelid = %s::regclass AND NOT indisprimary",
+                (f"{SCHEMA}.v_{revision}",),
+            )
+            info.stats["index_bytes"] = int(cur.fetchone()[0])
+            info.updated_at = _now()
+            record = info.to_dict()
+            record.pop("active", None)
+            cur.execute(
+                f"SELECT revision FROM {SCHEMA}.versions WHERE collection_id = %s AND name = %s",
+                (self.collection_id, info.name),
+            )
+            old = cur.fetchone()
+            cur.execute(
+                f"INSERT INTO {SCHEMA}.versions VALUES (%s, %s, %s::jsonb, %s, %s) "
+                "ON CONFLICT (collection_id, name) DO UPDATE SET info = EXCLUDED.info, "
+                "revision = EXCLUDED.revision, encoder = EXCLUDED.encoder",
+                (self.collection_id, info.name, json.dumps(record, default=str), revision, blob),
+            )
+            if self.get_setting("active_version") is None:
+                self._put_setting(cur, "active_version", info.name)
+        if old:  # after the commit: readers now see the new revision
+            self._drop_table(f"v_{old[0]}")
+
+    def _version_row(self, name: str) -> tuple[dict[str, Any], str]:
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT info, revision FROM {SCHEMA}.versions WHERE collection_id = %s AND name = %s",
+                (self.collection_id, name),
+            )
+            .fetchone()
+        )
+        if row is None:
+            self.get_version(name)  # raises a helpful NotFoundError
+        return row[0], row[1]
+
+    def version_revision(self, name: str) -> str:
+        return self._version_row(name)[1]
+
+    def read_version(self, name: str) -> tuple[VersionData, Any, Any | None]:
+        import psycopg
+
+        conn = self._conn()
+        # one snapshot for the record, the encoder and the rows: a concurrent rewrite is either
+        # entirely before or entirely after this read
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            row = conn.execute(
+                f"SELECT info, revision, encoder FROM {SCHEMA}.versions "
+                "WHERE collection_id = %s AND name = %s",
+                (self.collection_id, name),
+            ).fetchone()
+            if row is None:
+                self.get_version(name)
+            info, revision, blob = row
+            try:
+                ids, hashes = conn.execute(
+                    "SELECT coalesce(array_agg(item_id ORDER BY row), '{}'), "
+                    "coalesce(array_agg(hash ORDER BY row), '{}') "
+                    f'FROM {SCHEMA}."v_{revision}"'
+                ).fetchone()
+            except psycopg.errors.UndefinedTable:
+                raise ConflictError(f"version '{name}' was rewritten while it was read; try again") from None
+        encoder = _unpack_encoder(blob)
+        storage = _storage(info["index"], info["sparse"])
+        index = PgVectorIndex(info["index"]["kind"], **info["index"].get("params", {}))
+        index.attach(self, f"v_{revision}", storage, size=len(ids), dim=int(info["dim"]))
+        data = VersionData(
+            list(ids),
+            list(hashes),
+            load=lambda: self._read_vectors(name, revision, storage, int(info["dim"])),
+        )
+        return data, encoder, index
+
+    def _read_vectors(self, name: str, revision: str, storage: str, dim: int) -> np.ndarray | sp.csr_matrix:
+        import psycopg
+
+        table = f'{SCHEMA}."v_{revision}"'
+        try:
+            if storage == "sparsevec":
+                rows = self._conn().execute(f"SELECT embedding FROM {table} ORDER BY row").fetchall()
+                return _sparse_rows([r[0] for r in rows], dim)
+            with self._conn().cursor() as cur:
+                with cur.copy(
+                    f"COPY (SELECT embedding FROM {table} ORDER BY row) TO STDOUT (FORMAT BINARY)"
+                ) as copy:
+                    raw = b"".join(bytes(chunk) for chunk in copy)
+        except psycopg.errors.UndefinedTable:
+            raise ConflictError(f"version '{name}' was rewritten since it was opened; try again") from None
+        return _parse_binary_copy(raw, storage, dim)
+
+    def activate_version(self, name: str) -> None:
+        self.get_version(name)
+        self.set_setting("active_version", name)
+
+    def delete_version(self, name: str) -> None:
+        with self._write() as cur:
+            cur.execute(
+                f"DELETE FROM {SCHEMA}.versions WHERE collection_id = %s AND name = %s RETURNING revision",
+                (self.collection_id, name),
+            )
+            row = cur.fetchone()
+            if row is None:
+                self.get_version(name)
+            if self.get_setting("active_version") == name:
+                cur.execute(
+                    f"SELECT name FROM {SCHEMA}.versions WHERE collection_id = %s ORDER BY name LIMIT 1",
+                    (self.collection_id,),
+                )
+                rest = cur.fetchone()
+                self._put_setting(cur, "active_version", rest[0] if rest else None)
+        self._drop_table(f"v_{row[0]}")
+
+    def delete_collection(self) -> None:
+        """Remove the collection, its items and versions from the database."""
+        with self._write() as cur:
+            cur.execute(
+                f"SELECT revision FROM {SCHEMA}.versions WHERE collection_id = %s", (self.collection_id,)
+            )
+            revisions = [r[0] for r in cur.fetchall()]
+            cur.execute(f"DELETE FROM {SCHEMA}.collections WHERE id = %s", (self.collection_id,))
+        for revision in revisions:
+            self._drop_table(f"v_{revision}")
+
+
+def list_collections(url: str) -> list[str]:
+    """Names of the collections in the database (none if embedscope never wrote there)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            if not conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.collections",)).fetchone()[0]:
+                return []
+            return [r[0] for r in conn.execute(f"SELECT name FROM {SCHEMA}.collections ORDER BY name")]
+    except psycopg.OperationalError as exc:
+        raise EmbedscopeError(
+            f"cannot connect to PostgreSQL at {redact(url)}: {str(exc).strip().splitlines()[-1]}"
+        ) from None
+
+
+def _now() -> str:
+    from embedscope.store.embedded import now
+
+    return now()
+
+
+def _copy_vectors(cur: psycopg.Cursor, table: Any, data: VersionData, storage: str) -> None:
+    """COPY rows in binary (the fastest way into PostgreSQL), one pgvector value per row."""
+    from pgvector import HalfVector, SparseVector, Vector
+    from psycopg import sql
+
+    vectors = data.vectors
+    with cur.copy(
+        sql.SQL("COPY {} (row, item_id, hash, embedding) FROM STDIN (FORMAT BINARY)").format(table)
+    ) as copy:
+        copy.set_types(["int4", "text", "text", storage])
+        if storage == "sparsevec":
+            csr = vectors.tocsr()
+            for n, (item_id, h) in enumerate(zip(data.ids, data.hashes, strict=True)):
+                lo, hi = csr.indptr[n], csr.indptr[n + 1]
+                if hi - lo > _SPARSE_MAX_NNZ:
+                    raise EmbedscopeError(
+                        f"item '{item_id}' has {hi - lo} non-zero weights; pgvector's sparsevec holds at "
+                        f"most {_SPARSE_MAX_NNZ:,}: keep this version in the embedded store"
+                    )
+                row = SparseVector(
+                    dict(zip(csr.indices[lo:hi].tolist(), csr.data[lo:hi].tolist(), strict=True)),
+                    csr.shape[1],
+                )
+                copy.write_row((n, item_id, h, row))
+            return
+        wrap = HalfVector if storage == "halfvec" else Vector
+        dense = np.asarray(vectors, dtype=np.float32)
+        for n, (item_id, h) in enumerate(zip(data.ids, data.hashes, strict=True)):
+            copy.write_row((n, item_id, h, wrap(dense[n])))
+
+
+def _parse_binary_copy(raw: bytes, storage: str, dim: int) -> np.ndarray:
+    """Dense vectors from a binary COPY of one vector column, decoded with NumPy in one pass.
+
+    Hand-written because decoding a million rows one Python object at a time takes minutes and
+    this takes a second: every row has the same size (2-byte field count, 4-byte length, 2-byte
+    dim, 2 unused bytes, then `dim` big-endian floats), after a 19-byte header and before a
+    2-byte trailer."""
+    width = 2 if storage == "halfvec" else 4
+    row_bytes = 2 + 4 + 4 + width * dim
+    body = np.frombuffer(raw, dtype=np.uint8, offset=19, count=len(raw) - 21)
+    if body.size % row_bytes:
+        raise EmbedscopeError(f"unexpected binary COPY layout for {storage}({dim})")
+    rows = body.reshape(-1, row_bytes)[:, 10:]
+    return np.ascontiguousarray(rows).view(">f2" if width == 2 else ">f4").astype(np.float32)
+
+
+def _sparse_rows(rows: list[Any], dim: int) -> sp.csr_matrix:
+    indptr, indices, values = [0], [], []
+    for vec in rows:
+        indices.extend(vec.indices())
+        values.extend(vec.values())
+        indptr.append(len(indices))
+    return sp.csr_matrix(
+        (np.asarray(values, np.float32), np.asarray(indices, np.int32), np.asarray(indptr, np.int64)),
+        shape=(len(rows), dim),
+    )
+
+
+class PgVectorIndex(VectorIndex):
+    """A version's index inside PostgreSQL: pgvector HNSW (`kind="hnsw"`) or none (`"exact"`,
+    a sequential scan), over a `vector` or `halfvec` column (`storage`), or `sparsevec` for
+    sparse encoders. `search` runs the query in the database; `where` is applied there in SQL."""
+
+    defaults = {
+        "hnsw": {"m": 16, "ef_construction": 128, "ef_search": 64, "storage": "vector"},
+        "exact": {"storage": "vector"},
+    }
+
+    def __init__(self, kind: str = "hnsw", **params: Any) -> None:
+        if kind not in self.defaults:
+            raise EmbedscopeError(f"unknown index '{kind}' for the PostgreSQL store; valid: hnsw, exact")
+        unknown = sorted(set(params) - set(self.defaults[kind]))
+        if unknown:
+            valid = ", ".join(f"{k}={v!r}" for k, v in self.defaults[kind].items())
+            raise EmbedscopeError(
+                f"pgvector {kind} index has no parameter {', '.join(unknown)}; valid: {valid}"
+            )
+        super().__init__(**{**self.defaults[kind], **params})
+        if self.params["storage"] not in _HNSW_MAX_DIM:
+            raise EmbedscopeError(f"storage must be vector or halfvec, not {self.params['storage']!r}")
+        self.kind = kind  # type: ignore[misc]  # one class serves both kinds
+        self._store: PostgresStore | None = None
+        self._table = ""
+        self._storage = self.params["storage"]
+
+    def build(self, vectors: np.ndarray | sp.csr_matrix) -> PgVectorIndex:
+        """Check the vectors fit pgvector; the index itself is built by the store, in the database."""
+        self.size, self.dim = vectors.shape
+        if sp.issparse(vectors):
+            if self.kind == "hnsw":
+                raise EmbedscopeError("sparse vectors: use --index exact")
+            return self
+        limit = _HNSW_MAX_DIM[self._storage]
+        if self.kind == "hnsw" and self.dim > limit:
+            raise EmbedscopeError(
+                f"pgvector's HNSW indexes at most {limit:,} dimensions of {self._storage}; this version has "
+                f"{self.dim:,}: use storage=halfvec (up to 4,000) or --index exact"
+            )
+        return self
+
+    def attach(self, store: PostgresStore, table: str, storage: str, *, size: int, dim: int) -> None:
+        self._store, self._table, self._storage = store, table, storage
+        self.size, self.dim = size, dim
+
+    def _query_value(self, row: Any) -> Any:
+        from pgvector import HalfVector, SparseVector, Vector
+
+        if self._storage == "sparsevec":
+            return SparseVector(sp.csr_matrix(row))
+        dense = np.asarray(row, dtype=np.float32).ravel()
+        return HalfVector(dense) if self._storage == "halfvec" else Vector(dense)
+
+    def search(
+        self,
+        queries: np.ndarray | sp.csr_matrix,
+        k: int,
+        *,
+        allowed: np.ndarray | None = None,
+        where: str | None = None,
+        ef_search: int | None = None,
+        iterative: bool | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows per query, computed by PostgreSQL. `allowed` (a row mask) and `where` (a
+        filter expression) both restrict the rows; filtered HNSW queries use iterative index scans
+        (pgvector 0.8, `relaxed_order`) so they still find k rows, unless `iterative=False`."""
+        import psycopg
+        from psycopg import sql
+
+        if self._store is None:
+            raise EmbedscopeError(
+                "this pgvector index is not attached to a store (read it with read_version)"
+            )
+        queries = queries if sp.issparse(queries) else np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        n_queries = queries.shape[0]
+        out_rows = np.full((n_queries, k), -1, dtype=np.int64)
+        out_vals = np.full((n_queries, k), -np.inf, dtype=np.float32)
+        conditions, params = [], []
+        join = sql.SQL("")
+        if where:
+            from embedscope.filters import filter_sql
+
+            clause, where_params = filter_sql(where, "i.metadata", self._store.metadata_fields())
+            join = sql.SQL("JOIN {}.items i ON i.collection_id = %s AND i.id = v.item_id").format(
+                sql.Identifier(SCHEMA)
+            )
+            conditions.append(clause)
+            params = [self._store.collection_id, *where_params]
+        if allowed is not None and not allowed.all():
+            if not allowed.any():
+                return out_rows, out_vals
+            # the smaller of the two lists: rows allowed, or rows excluded
+            if allowed.sum() <= len(allowed) / 2:
+                conditions.append("v.row = ANY(%s::int4[])")
+                params.append(np.flatnonzero(allowed).tolist())
+            else:
+                conditions.append("v.row <> ALL(%s::int4[])")
+                params.append(np.flatnonzero(~allowed).tolist())
+        filtered = bool(conditions)
+        ef = min(int(ef_search or self.params.get("ef_search", 40)), _EF_SEARCH_MAX)
+        iterate = (filtered or k > ef) if iterative is None else iterative
+        query = sql.SQL(
+            "SELECT v.row, v.embedding <#> %s AS distance FROM {}.{} v {} {} ORDER BY 2 LIMIT %s"
+        ).format(
+            sql.Identifier(SCHEMA),
+            sql.Identifier(self._table),
+            join,
+            sql.SQL("WHERE " + " AND ".join(conditions)) if conditions else sql.SQL(""),
+        )
+        conn = self._store._conn()
+        try:
+            for qi in range(n_queries):
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute(
+                        "SELECT set_config('hnsw.ef_search', %s, true), "
+                        "set_config('hnsw.iterative_scan', %s, true)",
+                        (str(max(ef, min(k, _EF_SEARCH_MAX))), "relaxed_order" if iterate else "off"),
+                    )
+                    cur.execute(query, [self._query_value(queries[qi]), *params, k])
+                    found = cur.fetchall()
+                # relaxed_order may return rows slightly out of order: sort by the exact distance
+                found.sort(key=lambda r: r[1])
+                for j, (row, distance) in enumerate(found[:k]):
+                    out_rows[qi, j], out_vals[qi, j] = row, -distance
+        except psycopg.errors.UndefinedTable:
+            raise ConflictError("the version was rewritten since it was opened; search again") from None
+        return out_rows, out_vals
+
+    def _save(self, directory: Path) -> None:
+        pass  # the index lives in the database, written by PostgresStore.write_version
+
+    def _load(self, directory: Path) -> None:
+        pass
+
+    def nbytes(self) -> int:
+        if self._store is None:
+            return 0
+        row = (
+            self._store._conn()
+            .execute(
+                "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index "
+                "WHERE indrelid = %s::regclass AND NOT indisprimary",
+                (f'{SCHEMA}."{self._table}"',),
+            )
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
