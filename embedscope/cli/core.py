@@ -91,12 +91,20 @@ def ingest(
         str | None,
         typer.Option("--default-index", help="Index for this collection's new versions: hnsw or exact."),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Create the collection in PostgreSQL + pgvector: postgresql://USER@HOST:PORT/DB "
+            "(default: $EMBEDSCOPE_STORE, else the embedded store). Later commands find it by name.",
+        ),
+    ] = None,
 ) -> None:
     """Add or update items from a file (one atomic transaction; a failed ingest changes nothing)."""
     from embedscope.api import Collection
 
     fields = [f.strip() for f in metadata.split(",") if f.strip()] if metadata else None
-    col = Collection.create(collection)
+    col = Collection.create(collection, store=store)
     if default_index is not None:
         col.set_default_index(default_index)
     counts = col.ingest(
@@ -129,6 +137,15 @@ def embed(
         str | None, typer.Option("--version", "-v", help="Version name (default: encoder name).")
     ] = None,
     index: Annotated[str | None, typer.Option("--index", help="hnsw (approximate) or exact.")] = None,
+    index_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--index-param",
+            "-i",
+            help="Index parameter key=value (repeatable). Embedded HNSW: connectivity, expansion_add, "
+            "expansion_search; PostgreSQL: m, ef_construction, ef_search, storage=vector|halfvec.",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 64,
     refit: Annotated[bool, typer.Option(help="Refit learning encoders and re-encode everything.")] = False,
     activate: Annotated[bool, typer.Option(help="Make this the active version.")] = False,
@@ -144,6 +161,7 @@ def embed(
             parse_params(param),
             version=version,
             index=index,
+            index_params=parse_params(index_param) or None,
             batch_size=batch_size,
             refit=refit,
             activate=activate,
@@ -210,7 +228,7 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
         print_json(data)
         return
     console.print(
-        f"[bold]{data['name']}[/] at {data['path']}: {data['items']} items, id field "
+        f"[bold]{data['name']}[/] at {data['store']}: {data['items']} items, id field "
         f"'{data['id_field']}', text {data['text']}"
     )
     console.print("metadata: " + ", ".join(f"{k} ({v})" for k, v in data["metadata_fields"].items()))
@@ -233,7 +251,8 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def collections(as_json: JsonOpt = False) -> None:
-    """List collections under $EMBEDSCOPE_HOME (default ~/.embedscope)."""
+    """List collections under $EMBEDSCOPE_HOME (default ~/.embedscope), and in $EMBEDSCOPE_STORE's
+    database when it is set."""
     from embedscope.api import Collection, default_root
 
     names = Collection.list()

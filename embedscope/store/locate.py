@@ -46,6 +46,8 @@ def open_store(path: Path, *, create: bool = False, url: str | None = None) -> S
     open where they are; a new one (create=True) goes to `url`, else $EMBEDSCOPE_STORE, else the
     embedded store."""
     name = path.name
+    if url:
+        check_url(url)
     if (path / EmbeddedStore.DB).exists():
         if url:
             raise EmbedscopeError(
@@ -62,7 +64,7 @@ def open_store(path: Path, *, create: bool = False, url: str | None = None) -> S
                 f"collection '{name}' already lives in {redact(pointed)}, not {redact(url)}"
             )
         return PostgresStore(url or pointed, name, path)
-    target = check_url(url) if url else env_url()
+    target = url or env_url()
     if target is None:
         if not create:
             raise NotFoundError(f"collection '{name}' does not exist at {path}")
