@@ -133,7 +133,5 @@ def books_300(request: pytest.FixtureRequest, books_300_embedded):  # noqa: ANN0
         col.store.set_setting(key, source.store.get_setting(key))
     data, encoder, _ = source.store.read_version("minilm")
     info = source.store.get_version("minilm")
-    index = col.store.new_index(info.index["kind"], {})
-    info.index = {"kind": info.index["kind"], "params": index.params}
-    col.store.write_version(info, data, encoder, index)
+    col.store.write_version(info, data, encoder, None)  # the same index parameters, in pgvector
     return col

@@ -82,7 +82,8 @@ def assert_no_leftovers(col: Collection) -> None:
         conn = col.store._conn()
         live = {f"v_{r}" for (r,) in conn.execute(f"SELECT revision FROM {SCHEMA}.versions")}
         tables = conn.execute(
-            "SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace AND relname LIKE 'v\\_%%'",
+            "SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace AND relkind = 'r' "
+            "AND relname LIKE 'v\\_%%'",
             (SCHEMA,),
         )
         assert {t for (t,) in tables} == live

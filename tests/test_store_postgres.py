@@ -183,16 +183,18 @@ def test_postgres_sparse_and_halfvec_versions(
     ids, vectors = col.vectors("bm25")
     assert vectors.shape == (60, bm25.dim) and vectors.nnz > 0
     half = col.embed(
-        "minilm", {"max_seq_length": 64}, version="half", index_params={"storage": "halfvec", "m": 8}
+        "minilm", {"max_seq_length": 64}, version="half", index_params={"dtype": "f16", "connectivity": 8}
     )
-    assert half.index["params"]["storage"] == "halfvec" and half.stats["index_bytes"] > 0
+    assert half.index["params"]["dtype"] == "f16" and half.stats["index_bytes"] > 0
     assert col.search(target.text, k=1, version="half")[0].id == target.id
     _, half_vectors = col.vectors("half")
     assert half_vectors.dtype == np.float32 and np.allclose(
         np.linalg.norm(half_vectors, axis=1), 1, atol=1e-2
     )
-    with pytest.raises(EmbedscopeError, match="no parameter connectivity"):
-        col.embed("minilm", version="bad", index_params={"connectivity": 32})
+    with pytest.raises(EmbedscopeError, match="no parameter threads"):
+        col.embed("minilm", version="bad", index_params={"threads": 2})
+    with pytest.raises(EmbedscopeError, match="8-bit storage needs the embedded store"):
+        col.embed("minilm", version="bad", index_params={"dtype": "i8"})
     with pytest.raises(EmbedscopeError, match="sparse: use --index exact"):
         col.embed("bm25", version="bm25-hnsw", index="hnsw")
 

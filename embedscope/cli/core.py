@@ -142,8 +142,8 @@ def embed(
         typer.Option(
             "--index-param",
             "-i",
-            help="Index parameter key=value (repeatable). Embedded HNSW: connectivity, expansion_add, "
-            "expansion_search; PostgreSQL: m, ef_construction, ef_search, storage=vector|halfvec.",
+            help="Index parameter key=value (repeatable): connectivity, expansion_add, "
+            "expansion_search (pgvector: m, ef_construction, ef_search), dtype=f32|f16.",
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 64,

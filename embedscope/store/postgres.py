@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -132,8 +132,12 @@ def _unpack_encoder(blob: bytes) -> Any:
         return Encoder.load(Path(tmp) / "encoder")  # encoders load their state eagerly
 
 
+#: the column type for each `dtype` index parameter (pgvector has no 8-bit vector type)
+_DTYPES = {"f32": "vector", "f16": "halfvec"}
+
+
 def _storage(info_index: dict[str, Any], sparse: bool) -> str:
-    return "sparsevec" if sparse else str(info_index.get("params", {}).get("storage", "vector"))
+    return "sparsevec" if sparse else _DTYPES[str(info_index.get("params", {}).get("dtype", "f32"))]
 
 
 class PostgresStore(Store):
@@ -477,8 +481,8 @@ class PostgresStore(Store):
                         sql.Identifier(SCHEMA),
                         table,
                         sql.SQL(_OPS[storage]),
-                        sql.Literal(int(plan.params["m"])),
-                        sql.Literal(int(plan.params["ef_construction"])),
+                        sql.Literal(int(plan.params["connectivity"])),
+                        sql.Literal(int(plan.params["expansion_add"])),
                     )
                 )
                 info.stats["index_seconds"] = round(time.perf_counter() - t0, 3)
@@ -691,12 +695,17 @@ def _sparse_rows(rows: list[Any], dim: int) -> sp.csr_matrix:
 
 class PgVectorIndex(VectorIndex):
     """A version's index inside PostgreSQL: pgvector HNSW (`kind="hnsw"`) or none (`"exact"`,
-    a sequential scan), over a `vector` or `halfvec` column (`storage`), or `sparsevec` for
-    sparse encoders. `search` runs the query in the database; `where` is applied there in SQL."""
+    a sequential scan), over a `vector` (dtype f32) or `halfvec` (dtype f16) column, or a
+    `sparsevec` one for sparse encoders. `search` runs the query in the database and applies
+    `where` there, in SQL.
 
-    defaults = {
-        "hnsw": {"m": 16, "ef_construction": 128, "ef_search": 64, "storage": "vector"},
-        "exact": {"storage": "vector"},
+    The parameters have the embedded HNSW index's names, so a version's record reads the same in
+    both stores: connectivity = pgvector's `m`, expansion_add = `ef_construction`,
+    expansion_search = `hnsw.ef_search` (set per query)."""
+
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "hnsw": {"connectivity": 16, "expansion_add": 128, "expansion_search": 64, "dtype": "f32"},
+        "exact": {"dtype": "f32"},
     }
 
     def __init__(self, kind: str = "hnsw", **params: Any) -> None:
@@ -709,12 +718,15 @@ class PgVectorIndex(VectorIndex):
                 f"pgvector {kind} index has no parameter {', '.join(unknown)}; valid: {valid}"
             )
         super().__init__(**{**self.defaults[kind], **params})
-        if self.params["storage"] not in _HNSW_MAX_DIM:
-            raise EmbedscopeError(f"storage must be vector or halfvec, not {self.params['storage']!r}")
+        if self.params["dtype"] not in _DTYPES:
+            raise EmbedscopeError(
+                f"dtype {self.params['dtype']!r}: pgvector stores f32 (vector) or f16 (halfvec); "
+                "8-bit storage needs the embedded store"
+            )
         self.kind = kind  # type: ignore[misc]  # one class serves both kinds
         self._store: PostgresStore | None = None
         self._table = ""
-        self._storage = self.params["storage"]
+        self._storage = _DTYPES[self.params["dtype"]]
 
     def build(self, vectors: np.ndarray | sp.csr_matrix) -> PgVectorIndex:
         """Check the vectors fit pgvector; the index itself is built by the store, in the database."""
@@ -726,8 +738,8 @@ class PgVectorIndex(VectorIndex):
         limit = _HNSW_MAX_DIM[self._storage]
         if self.kind == "hnsw" and self.dim > limit:
             raise EmbedscopeError(
-                f"pgvector's HNSW indexes at most {limit:,} dimensions of {self._storage}; this version has "
-                f"{self.dim:,}: use storage=halfvec (up to 4,000) or --index exact"
+                f"pgvector's HNSW indexes at most {limit:,} dimensions of {self._storage}; this version "
+                f"has {self.dim:,}: use dtype=f16 (halfvec, up to 4,000) or --index exact"
             )
         return self
 
@@ -750,7 +762,7 @@ class PgVectorIndex(VectorIndex):
         *,
         allowed: np.ndarray | None = None,
         where: str | None = None,
-        ef_search: int | None = None,
+        expansion_search: int | None = None,
         iterative: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows per query, computed by PostgreSQL. `allowed` (a row mask) and `where` (a
@@ -789,7 +801,7 @@ class PgVectorIndex(VectorIndex):
                 conditions.append("v.row <> ALL(%s::int4[])")
                 params.append(np.flatnonzero(~allowed).tolist())
         filtered = bool(conditions)
-        ef = min(int(ef_search or self.params.get("ef_search", 40)), _EF_SEARCH_MAX)
+        ef = min(int(expansion_search or self.params.get("expansion_search", 40)), _EF_SEARCH_MAX)
         iterate = (filtered or k > ef) if iterative is None else iterative
         query = sql.SQL(
             "SELECT v.row, v.embedding <#> %s AS distance FROM {}.{} v {} {} ORDER BY 2 LIMIT %s"
