@@ -138,9 +138,18 @@ class Store(ABC):
     @abstractmethod
     def list_versions(self) -> list[VersionInfo]: ...
 
-    @abstractmethod
     def get_version(self, name: str) -> VersionInfo:
         """The version's record; NotFoundError naming the existing versions if absent."""
+        from embedscope.errors import NotFoundError
+
+        versions = self.list_versions()
+        for v in versions:
+            if v.name == name:
+                return v
+        names = ", ".join(v.name for v in versions) or "none yet: run `embedscope embed`"
+        raise NotFoundError(
+            f"collection '{self.path.name}' has no embedding version '{name}'; versions: {names}"
+        )
 
     def new_index(self, kind: str, params: dict[str, Any]) -> VectorIndex:
         """The (unbuilt) index a new version gets. A server backend returns its own kind, which

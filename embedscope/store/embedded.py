@@ -191,15 +191,6 @@ class EmbeddedStore(Store):
             out.append(v)
         return out
 
-    def get_version(self, name: str) -> VersionInfo:
-        for v in self.list_versions():
-            if v.name == name:
-                return v
-        names = ", ".join(v.name for v in self.list_versions()) or "none yet: run `embedscope embed`"
-        raise NotFoundError(
-            f"collection '{self.path.name}' has no embedding version '{name}'; versions: {names}"
-        )
-
     def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
         if len(data.ids) != data.vectors.shape[0] or len(data.hashes) != len(data.ids):
             raise EmbedscopeError(

@@ -173,15 +173,9 @@ class PostgresStore(Store):
         """This thread's connection (psycopg connections must not run two transactions at once)."""
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            import psycopg
             from pgvector.psycopg import register_vector
 
-            try:
-                conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-            except psycopg.OperationalError as exc:
-                raise EmbedscopeError(
-                    f"cannot connect to PostgreSQL at {self.location}: {str(exc).strip().splitlines()[-1]}"
-                ) from None
+            conn = connect(self.url)
             self._require_vector(conn)
             register_vector(conn)
             # a statement of a client that died (kill -9) stops within a second instead of running
@@ -191,6 +185,10 @@ class PostgresStore(Store):
             with self._connections_lock:
                 self._connections.append(conn)
         return conn
+
+    def _read(self, query: str, *params: Any) -> psycopg.Cursor:
+        """One read statement on this thread's connection (autocommit: its own snapshot)."""
+        return self._conn().execute(query, params)
 
     def _require_vector(self, conn: psycopg.Connection) -> None:
         import psycopg
@@ -253,16 +251,12 @@ class PostgresStore(Store):
         """Drop vector tables no version points at: left when a process died between replacing a
         version and dropping its old table. Tables of writers still in progress are invisible
         here (their CREATE TABLE is uncommitted), so they are never touched."""
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE 'v\\_%%' "
-                f"AND substr(c.relname, 3) NOT IN (SELECT revision FROM {SCHEMA}.versions)",
-                (SCHEMA,),
-            )
-            .fetchall()
-        )
+        rows = self._read(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE 'v\\_%%' "
+            f"AND substr(c.relname, 3) NOT IN (SELECT revision FROM {SCHEMA}.versions)",
+            SCHEMA,
+        ).fetchall()
         for (table,) in rows:
             self._drop_table(table)
 
@@ -273,8 +267,8 @@ class PostgresStore(Store):
 
         try:
             with self._conn().transaction():
-                self._conn().execute("SELECT set_config('lock_timeout', '200ms', true)")
-                self._conn().execute(
+                self._read("SELECT set_config('lock_timeout', '200ms', true)")
+                self._read(
                     sql.SQL("DROP TABLE IF EXISTS {}.{}").format(
                         sql.Identifier(SCHEMA), sql.Identifier(table)
                     )
@@ -284,14 +278,11 @@ class PostgresStore(Store):
 
     # --- settings -------------------------------------------------------------------------------
     def get_setting(self, key: str, default: Any = None) -> Any:
-        row = (
-            self._conn()
-            .execute(
-                f"SELECT value FROM {SCHEMA}.settings WHERE collection_id = %s AND key = %s",
-                (self.collection_id, key),
-            )
-            .fetchone()
-        )
+        row = self._read(
+            f"SELECT value FROM {SCHEMA}.settings WHERE collection_id = %s AND key = %s",
+            self.collection_id,
+            key,
+        ).fetchone()
         return row[0] if row else default
 
     def set_setting(self, key: str, value: Any) -> None:
@@ -306,11 +297,9 @@ class PostgresStore(Store):
         )
 
     def data_revision(self) -> int:
-        row = (
-            self._conn()
-            .execute(f"SELECT data_revision FROM {SCHEMA}.collections WHERE id = %s", (self.collection_id,))
-            .fetchone()
-        )
+        row = self._read(
+            f"SELECT data_revision FROM {SCHEMA}.collections WHERE id = %s", self.collection_id
+        ).fetchone()
         return int(row[0]) if row else 0
 
     def _bump_revision(self, cur: psycopg.Cursor) -> None:
@@ -374,43 +363,42 @@ class PostgresStore(Store):
 
     def get_items(self, ids: Sequence[str]) -> list[Item | None]:
         ids = list(ids)
-        rows = self._conn().execute(
+        rows = self._read(
             f"SELECT id, text, metadata FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)",
-            (self.collection_id, ids),
+            self.collection_id,
+            ids,
         )
         found = {i: Item(i, text, meta) for i, text, meta in rows}
         return [found.get(i) for i in ids]
 
     def iter_items(self) -> Iterable[Item]:
-        rows = self._conn().execute(
+        rows = self._read(
             f"SELECT id, text, metadata FROM {SCHEMA}.items WHERE collection_id = %s ORDER BY seq",
-            (self.collection_id,),
+            self.collection_id,
         )
         for i, text, meta in rows:
             yield Item(i, text, meta)
 
     def item_hashes(self) -> dict[str, str]:
-        rows = self._conn().execute(
+        rows = self._read(
             f"SELECT id, hash FROM {SCHEMA}.items WHERE collection_id = %s ORDER BY seq",
-            (self.collection_id,),
+            self.collection_id,
         )
         return dict(rows)
 
     def count(self) -> int:
-        row = (
-            self._conn()
-            .execute(f"SELECT count(*) FROM {SCHEMA}.items WHERE collection_id = %s", (self.collection_id,))
-            .fetchone()
-        )
+        row = self._read(
+            f"SELECT count(*) FROM {SCHEMA}.items WHERE collection_id = %s", self.collection_id
+        ).fetchone()
         return int(row[0]) if row else 0
 
     def metadata_fields(self) -> list[str]:
         """The metadata keys of the items (what a filter may name), cached per data revision."""
         rev = self.data_revision()
         if self._fields is None or self._fields[0] != rev:
-            rows = self._conn().execute(
+            rows = self._read(
                 f"SELECT DISTINCT jsonb_object_keys(metadata) FROM {SCHEMA}.items WHERE collection_id = %s",
-                (self.collection_id,),
+                self.collection_id,
             )
             self._fields = (rev, sorted(r[0] for r in rows))
         return self._fields[1]
@@ -420,9 +408,10 @@ class PostgresStore(Store):
         from embedscope.filters import filter_sql
 
         clause, params = filter_sql(where, "metadata", self.metadata_fields())
-        rows = self._conn().execute(
+        rows = self._read(
             f"SELECT id FROM {SCHEMA}.items WHERE collection_id = %s AND {clause} ORDER BY seq",
-            [self.collection_id, *params],
+            self.collection_id,
+            *params,
         )
         return [r[0] for r in rows]
 
@@ -430,22 +419,15 @@ class PostgresStore(Store):
     def list_versions(self) -> list[VersionInfo]:
         active = self.get_setting("active_version")
         out = []
-        rows = self._conn().execute(
+        rows = self._read(
             f"SELECT name, info FROM {SCHEMA}.versions WHERE collection_id = %s ORDER BY name",
-            (self.collection_id,),
+            self.collection_id,
         )
         for name, info in rows:
             v = VersionInfo(**info)
             v.active = name == active
             out.append(v)
         return out
-
-    def get_version(self, name: str) -> VersionInfo:
-        for v in self.list_versions():
-            if v.name == name:
-                return v
-        names = ", ".join(v.name for v in self.list_versions()) or "none yet: run `embedscope embed`"
-        raise NotFoundError(f"collection '{self.name}' has no embedding version '{name}'; versions: {names}")
 
     def new_index(self, kind: str, params: dict[str, Any]) -> VectorIndex:
         return PgVectorIndex(kind, **params)
@@ -512,14 +494,11 @@ class PostgresStore(Store):
             self._drop_table(f"v_{old[0]}")
 
     def _version_row(self, name: str) -> tuple[dict[str, Any], str]:
-        row = (
-            self._conn()
-            .execute(
-                f"SELECT info, revision FROM {SCHEMA}.versions WHERE collection_id = %s AND name = %s",
-                (self.collection_id, name),
-            )
-            .fetchone()
-        )
+        row = self._read(
+            f"SELECT info, revision FROM {SCHEMA}.versions WHERE collection_id = %s AND name = %s",
+            self.collection_id,
+            name,
+        ).fetchone()
         if row is None:
             self.get_version(name)  # raises a helpful NotFoundError
         return row[0], row[1]
@@ -613,19 +592,23 @@ class PostgresStore(Store):
             self._drop_table(f"v_{revision}")
 
 
-def list_collections(url: str) -> list[str]:
-    """Names of the collections in the database (none if embedscope never wrote there)."""
+def connect(url: str) -> psycopg.Connection:
+    """An autocommit connection, or a one-line error naming the server (without its password)."""
     import psycopg
 
     try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-            if not conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.collections",)).fetchone()[0]:
-                return []
-            return [r[0] for r in conn.execute(f"SELECT name FROM {SCHEMA}.collections ORDER BY name")]
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        raise EmbedscopeError(
-            f"cannot connect to PostgreSQL at {redact(url)}: {str(exc).strip().splitlines()[-1]}"
-        ) from None
+        reason = str(exc).strip().splitlines()[-1].strip()
+        raise EmbedscopeError(f"cannot connect to PostgreSQL at {redact(url)}: {reason}") from None
+
+
+def list_collections(url: str) -> list[str]:
+    """Names of the collections in the database (none if embedscope never wrote there)."""
+    with connect(url) as conn:
+        if not conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.collections",)).fetchone()[0]:
+            return []
+        return [r[0] for r in conn.execute(f"SELECT name FROM {SCHEMA}.collections ORDER BY name")]
 
 
 def _now() -> str:
@@ -839,13 +822,9 @@ class PgVectorIndex(VectorIndex):
     def nbytes(self) -> int:
         if self._store is None:
             return 0
-        row = (
-            self._store._conn()
-            .execute(
-                "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index "
-                "WHERE indrelid = %s::regclass AND NOT indisprimary",
-                (f'{SCHEMA}."{self._table}"',),
-            )
-            .fetchone()
-        )
+        row = self._store._read(
+            "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index "
+            "WHERE indrelid = %s::regclass AND NOT indisprimary",
+            f'{SCHEMA}."{self._table}"',
+        ).fetchone()
         return int(row[0]) if row else 0
