@@ -87,6 +87,8 @@ class PgVectorHNSW:
         build_s = time.perf_counter() - t
         _, _, self.index = self.store.read_version("bench")
         self.table = self.index._table
+        self.explained: set[tuple[str | None, str | None]] = set()
+        print(f"  {self.name}: items {load_items_s:.1f} s, COPY + HNSW {build_s:.1f} s", flush=True)
         return {
             "build_s": round(build_s, 1),
             "hnsw_build_s": info.stats["index_seconds"],
@@ -97,6 +99,9 @@ class PgVectorHNSW:
     def search(
         self, query: np.ndarray, k: int, ef: int, where: str | None, strategy: str | None = None
     ) -> np.ndarray:
+        if where is not None and strategy != "mask" and (where, strategy) not in self.explained:
+            self.explained.add((where, strategy))  # the plan PostgreSQL chose, once per filter
+            print(f"  plan for {where!r} ({strategy}):\n    " + self.explain(query, k, ef, where, strategy))
         if where is not None and strategy == "mask":
             if where not in self.masks:  # once per filter, as Collection caches it per data revision
                 from embedscope.filters import evaluate_filter
@@ -126,7 +131,7 @@ class PgVectorHNSW:
                 "ORDER BY v.embedding <#> %s LIMIT %s",
                 [self.store.collection_id, *params, self.index._query_value(query), k],
             ).fetchall()
-        return "\n".join(r[0] for r in plan)
+        return "\n    ".join(r[0].split(" '[")[0] for r in plan)  # without the 384 numbers
 
     def sizes(self) -> dict[str, int]:
         from embedscope.store.postgres import SCHEMA

@@ -216,3 +216,16 @@ def test_postgres_collection_is_found_by_name_without_the_variable(
         Collection.create("found", store=url.replace(url.rsplit("/", 1)[1], "elsewhere"))
     with pytest.raises(EmbedscopeError, match="not a PostgreSQL URL"):
         Collection.create("other", store="mysql://x")
+
+
+def test_postgres_url_never_shows_or_stores_the_password() -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from embedscope.store.postgres import redact
+
+    url = "postgresql://bob:s3cret@db.example:5433/shop?sslmode=require&options=-c%20work_mem%3D64MB"
+    shown = redact(url)
+    assert "s3cret" not in shown
+    assert conninfo_to_dict(shown) == {
+        **{k: v for k, v in conninfo_to_dict(url).items() if k != "password"},
+    }
