@@ -44,6 +44,7 @@ from embedscope.store.base import Item, Store, VersionData, VersionInfo
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg.abc import Query
 
 SCHEMA = "embedscope"
 _SCHEMA_SQL = f"""
@@ -186,7 +187,7 @@ class PostgresStore(Store):
                 self._connections.append(conn)
         return conn
 
-    def _read(self, query: str, *params: Any) -> psycopg.Cursor:
+    def _read(self, query: Query, *params: Any) -> psycopg.Cursor:
         """One read statement on this thread's connection (autocommit: its own snapshot)."""
         return self._conn().execute(query, params)
 
