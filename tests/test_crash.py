@@ -76,17 +76,13 @@ def test_kill_during_ingest_and_embed(
 
 def assert_no_leftovers(col: Collection) -> None:
     """No half-written revision (a folder, or a vector table) survives a reopen."""
-    from embedscope.store.postgres import SCHEMA, PostgresStore
+    from embedscope.store.postgres import PostgresStore
 
     if isinstance(col.store, PostgresStore):
-        conn = col.store._conn()
-        live = {f"v_{r}" for (r,) in conn.execute(f"SELECT revision FROM {SCHEMA}.versions")}
-        tables = conn.execute(
-            "SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace AND relkind = 'r' "
-            "AND relname LIKE 'v\\_%%'",
-            (SCHEMA,),
+        revisions = [v.name for v in col.versions()]
+        assert sorted(col.store.vector_tables()) == sorted(
+            col.store._table(col.store.version_revision(name)) for name in revisions
         )
-        assert {t for (t,) in tables} == live
         return
     live = {r for (r,) in col.store._conn.execute("SELECT revision FROM versions")}
     assert {p.name for p in (col.store.path / "versions").iterdir()} == live

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,37 +139,54 @@ def test_postgres_selective_filter_still_finds_k(books_300: Collection) -> None:
     assert (rows[0] >= 0).sum() == 5
 
 
-def test_postgres_writers_serialise_and_a_waiting_one_gives_up(
-    pg_database: str,
-    tmp_path: Path,
-    books_frame: pd.DataFrame,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from embedscope.store import postgres
-
-    col = Collection.create("busy", root=tmp_path, store=pg_database)
-    col.ingest(books_frame.head(5), id_field="isbn13", text="description", metadata=["title"])
-    other = Collection.open("busy", root=tmp_path)
+def hold(lock: Any) -> tuple[threading.Thread, threading.Event]:
+    """Hold a lock context in another thread (another connection) until the event is set."""
     holding, release = threading.Event(), threading.Event()
 
-    def slow_writer() -> None:
-        with col.store._write():
+    def holder() -> None:
+        with lock():
             holding.set()
-            release.wait(10)
+            release.wait(20)
 
-    writer = threading.Thread(target=slow_writer)
-    writer.start()
-    holding.wait(10)
-    monkeypatch.setattr(postgres, "WRITE_WAIT_SECONDS", 0.3)
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holding.wait(20)
+    return thread, release
+
+
+def test_postgres_writers_serialise_and_a_waiting_one_gives_up(
+    pg_database: str, tmp_path: Path, books_frame: pd.DataFrame
+) -> None:
+    col = Collection.create("busy", root=tmp_path, store=pg_database)
+    col.ingest(books_frame.head(5), id_field="isbn13", template="{title}. {description}", metadata=["title"])
+    col.embed("bm25")
+    other = Collection.open("busy", root=tmp_path)
+    other.store.write_wait = 0.3
+    more = books_frame.iloc[5:8]
+
+    # an item write in progress: another item write waits, then is refused; readers never wait
+    thread, release = hold(col.store._write)
     try:
         with pytest.raises(ConflictError, match="collection 'busy' is busy"):
-            other.ingest(books_frame.iloc[5:8], id_field="isbn13", text="description", metadata=["title"])
-        assert len(other) == 5  # a reader never waits for the writer, and sees the old state
+            other.ingest(more, id_field="isbn13", template="{title}. {description}", metadata=["title"])
+        assert len(other) == 5 and other.search("a story", k=2, version="bm25")
     finally:
         release.set()
-        writer.join()
-    counts = other.ingest(books_frame.iloc[5:8], id_field="isbn13", text="description", metadata=["title"])
-    assert counts["added"] == 3 and len(col) == 8
+        thread.join()
+
+    # a version writer (e.g. a long embed): other version writers wait, item writes do not
+    thread, release = hold(col.store.writing)
+    try:
+        with pytest.raises(ConflictError, match="busy"):
+            other.delete_version("bm25")
+        counts = other.ingest(more, id_field="isbn13", template="{title}. {description}", metadata=["title"])
+        assert counts["added"] == 3 and len(col) == 8
+    finally:
+        release.set()
+        thread.join()
+    with col.store.writing(), col.store.writing():  # re-entrant in one thread
+        col.delete_version("bm25")
+    assert col.versions() == [] and other.store.vector_tables() == []
 
 
 def test_postgres_sparse_and_halfvec_versions(

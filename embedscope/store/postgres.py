@@ -16,8 +16,11 @@ Why this shape (docs/design.md has the measurements):
   like-this of an item, incremental embedding).
 - Scores are inner products, as in the embedded indexes: the encoders that want cosine already
   L2-normalise, and pgvector recommends inner product for normalised vectors (fastest).
-- Concurrency: writers of one collection serialise on a transaction-scoped advisory lock and
-  give up with ConflictError("... is busy") after `lock_timeout`; readers never wait.
+- Concurrency, the guarantees of `Store`: a version writer holds the collection's writer lock, a
+  session-level advisory lock (it spans the many transactions of an embed and dies with its
+  connection, so a killed process leaves no stale lock); item writes serialise on a transaction-
+  scoped advisory lock; a writer that waits longer than `write_wait` gets ConflictError("... is
+  busy"); readers take no locks and see the last committed state (MVCC).
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.versions (
 """
 _SCHEMA_LOCK = 0x656D6273  # advisory lock key while creating the schema ("embs")
 #: how long a writer waits for another writer of the same collection before ConflictError
-WRITE_WAIT_SECONDS = 30.0
+WRITE_WAIT_SECONDS = 10.0
 #: pgvector limits: HNSW indexes at most 2,000 `vector` / 4,000 `halfvec` dimensions; a
 #: `sparsevec` holds at most 16,000 non-zero values (HNSW: 1,000)
 _HNSW_MAX_DIM = {"vector": 2000, "halfvec": 4000}
@@ -110,9 +113,10 @@ def redact(url: str) -> str:
     return f"postgresql://{user}{host}{port}/{dbname}{query}"
 
 
-def _lock_key(name: str) -> int:
-    """A stable signed 64-bit advisory-lock key per collection name."""
-    return int.from_bytes(hashlib.sha1(f"embedscope/{name}".encode()).digest()[:8], "big", signed=True)
+def _lock_key(name: str, what: str) -> int:
+    """A stable signed 64-bit advisory-lock key per collection and lock ("versions", "items")."""
+    digest = hashlib.sha1(f"embedscope/{name}/{what}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _pack_encoder(encoder: Any) -> bytes:
@@ -145,25 +149,31 @@ class PostgresStore(Store):
     """One collection in a PostgreSQL database with pgvector. `path` is the local folder of the
     collection's pointer file (and of files other modules keep beside a collection)."""
 
-    def __init__(self, url: str, name: str, path: Path, *, create: bool = False) -> None:
+    def __init__(
+        self, url: str, name: str, path: Path, *, create: bool = False, write_wait: float | None = None
+    ) -> None:
         self.url, self.name, self.path = url, name, Path(path)
+        #: seconds a writer waits for another writer of this collection before ConflictError "busy"
+        self.write_wait = WRITE_WAIT_SECONDS if write_wait is None else write_wait
         self._local = threading.local()
         self._connections: list[psycopg.Connection] = []
         self._connections_lock = threading.Lock()
         self._fields: tuple[int, list[str]] | None = None
         conn = self._conn()
-        self._ensure_schema(conn)
+        missing = NotFoundError(f"collection '{name}' does not exist in {self.location}")
         if create:
-            with self._write(lock=False) as cur:
+            self._ensure_schema(conn)
+            with self._write(lock=None) as cur:
                 cur.execute(
                     f"INSERT INTO {SCHEMA}.collections (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
                     (name,),
                 )
+        elif not conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.collections",)).fetchone()[0]:
+            raise missing  # opening never writes, not even the schema
         row = conn.execute(f"SELECT id FROM {SCHEMA}.collections WHERE name = %s", (name,)).fetchone()
         if row is None:
-            raise NotFoundError(f"collection '{name}' does not exist in {self.location}")
+            raise missing
         self.collection_id = int(row[0])
-        self._collect_garbage()
 
     # --- plumbing ------------------------------------------------------------------------------
     @property
@@ -219,9 +229,33 @@ class PostgresStore(Store):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             conn.execute(_SCHEMA_SQL)
 
+    def _busy(self) -> ConflictError:
+        return ConflictError(
+            f"collection '{self.name}' is busy: another process is writing it; try again when it is done"
+        )
+
     @contextmanager
-    def _write(self, *, lock: bool = True) -> Iterator[psycopg.Cursor]:
-        """One transaction that holds this collection's writer lock (waits, then ConflictError)."""
+    def writing(self) -> Iterator[None]:
+        """The collection's version-writer lock: a session-level advisory lock on this thread's
+        connection, so it spans many transactions, is re-entrant (PostgreSQL counts a session's
+        holds) and is released by the server when the connection dies. Waits `write_wait` seconds,
+        then ConflictError "busy"."""
+        conn, key = self._conn(), _lock_key(self.name, "versions")
+        deadline = time.monotonic() + self.write_wait
+        while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise self._busy()
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            if not conn.closed:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    @contextmanager
+    def _write(self, *, lock: str | None = "items") -> Iterator[psycopg.Cursor]:
+        """One transaction; with `lock`, holding that transaction-scoped advisory lock of this
+        collection (items: so an upsert's diff is against what it replaces), waiting `write_wait`."""
         import psycopg
 
         conn = self._conn()
@@ -229,15 +263,13 @@ class PostgresStore(Store):
             with conn.transaction(), conn.cursor() as cur:
                 if lock:
                     cur.execute(
-                        "SELECT set_config('lock_timeout', %s, true)", (f"{int(WRITE_WAIT_SECONDS * 1000)}",)
+                        "SELECT set_config('lock_timeout', %s, true)", (f"{int(self.write_wait * 1000)}",)
                     )
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(self.name),))
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(self.name, lock),))
                     cur.execute("SELECT set_config('lock_timeout', '0', true)")
                 yield cur
         except psycopg.errors.LockNotAvailable:
-            raise ConflictError(
-                f"collection '{self.name}' is busy: another process is writing it; try again when it is done"
-            ) from None
+            raise self._busy() from None
         except (psycopg.errors.DataError, psycopg.errors.UntranslatableCharacter) as exc:
             raise EmbedscopeError(f"PostgreSQL cannot store this input: {str(exc).splitlines()[0]}") from None
 
@@ -250,16 +282,30 @@ class PostgresStore(Store):
 
     def _collect_garbage(self) -> None:
         """Drop vector tables no version points at: left when a process died between replacing a
-        version and dropping its old table. Tables of writers still in progress are invisible
-        here (their CREATE TABLE is uncommitted), so they are never touched."""
+        version and dropping its old table. Run by version writers, under the writer lock; tables
+        of writers still in progress are invisible here anyway (their CREATE TABLE is uncommitted)."""
+        live = {
+            self._table(r)
+            for (r,) in self._read(
+                f"SELECT revision FROM {SCHEMA}.versions WHERE collection_id = %s", self.collection_id
+            )
+        }
+        for table in set(self.vector_tables()) - live:
+            self._drop_table(table)
+
+    def _table(self, revision: str) -> str:
+        """The vector table of a revision (named after the collection, so GC stays inside it)."""
+        return f"v{self.collection_id}_{revision}"
+
+    def vector_tables(self) -> list[str]:
+        """This collection's vector tables, committed ones only (what GC and `check` look at)."""
         rows = self._read(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE 'v\\_%%' "
-            f"AND substr(c.relname, 3) NOT IN (SELECT revision FROM {SCHEMA}.versions)",
+            "WHERE n.nspname = %s AND c.relkind = 'r' AND starts_with(c.relname, %s)",
             SCHEMA,
-        ).fetchall()
-        for (table,) in rows:
-            self._drop_table(table)
+            f"v{self.collection_id}_",
+        )
+        return [r[0] for r in rows]
 
     def _drop_table(self, table: str) -> None:
         """Best effort, never waiting on a reader that still uses the table (later GC retries)."""
@@ -446,8 +492,25 @@ class PostgresStore(Store):
         storage = _storage(info.index, sp.issparse(vectors))
         blob = _pack_encoder(encoder)
         revision = uuid.uuid4().hex
-        table = sql.Identifier(f"v_{revision}")
-        with self._write() as cur:
+        table = sql.Identifier(self._table(revision))
+        with self.writing():
+            self._write_version(info, revision, table, data, storage, plan, blob)
+            self._collect_garbage()  # the replaced table (readers now see the new one), any a crash left
+
+    def _write_version(
+        self,
+        info: VersionInfo,
+        revision: str,
+        table: Any,
+        data: VersionData,
+        storage: str,
+        plan: Any,
+        blob: bytes,
+    ) -> None:
+        from psycopg import sql
+
+        vectors = data.vectors
+        with self._write(lock=None) as cur:
             cur.execute(
                 sql.SQL(
                     "CREATE TABLE {}.{} (row int4 PRIMARY KEY, item_id text NOT NULL, hash text NOT NULL, "
@@ -472,17 +535,12 @@ class PostgresStore(Store):
             cur.execute(
                 "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index "
                 "WHERE indrelid = %s::regclass AND NOT indisprimary",
-                (f"{SCHEMA}.v_{revision}",),
+                (f"{SCHEMA}.{self._table(revision)}",),
             )
             info.stats["index_bytes"] = int(cur.fetchone()[0])
             info.updated_at = _now()
             record = info.to_dict()
             record.pop("active", None)
-            cur.execute(
-                f"SELECT revision FROM {SCHEMA}.versions WHERE collection_id = %s AND name = %s",
-                (self.collection_id, info.name),
-            )
-            old = cur.fetchone()
             cur.execute(
                 f"INSERT INTO {SCHEMA}.versions VALUES (%s, %s, %s::jsonb, %s, %s) "
                 "ON CONFLICT (collection_id, name) DO UPDATE SET info = EXCLUDED.info, "
@@ -491,8 +549,6 @@ class PostgresStore(Store):
             )
             if self.get_setting("active_version") is None:
                 self._put_setting(cur, "active_version", info.name)
-        if old:  # after the commit: readers now see the new revision
-            self._drop_table(f"v_{old[0]}")
 
     def _version_row(self, name: str) -> tuple[dict[str, Any], str]:
         row = self._read(
@@ -527,14 +583,14 @@ class PostgresStore(Store):
                 ids, hashes = conn.execute(
                     "SELECT coalesce(array_agg(item_id ORDER BY row), '{}'), "
                     "coalesce(array_agg(hash ORDER BY row), '{}') "
-                    f'FROM {SCHEMA}."v_{revision}"'
+                    f'FROM {SCHEMA}."{self._table(revision)}"'
                 ).fetchone()
             except psycopg.errors.UndefinedTable:
                 raise ConflictError(f"version '{name}' was rewritten while it was read; try again") from None
         encoder = _unpack_encoder(blob)
         storage = _storage(info["index"], info["sparse"])
         index = PgVectorIndex(info["index"]["kind"], **info["index"].get("params", {}))
-        index.attach(self, f"v_{revision}", storage, size=len(ids), dim=int(info["dim"]))
+        index.attach(self, self._table(revision), storage, size=len(ids), dim=int(info["dim"]))
         data = VersionData(
             list(ids),
             list(hashes),
@@ -545,7 +601,7 @@ class PostgresStore(Store):
     def _read_vectors(self, name: str, revision: str, storage: str, dim: int) -> np.ndarray | sp.csr_matrix:
         import psycopg
 
-        table = f'{SCHEMA}."v_{revision}"'
+        table = f'{SCHEMA}."{self._table(revision)}"'
         try:
             if storage == "sparsevec":
                 rows = self._conn().execute(f"SELECT embedding FROM {table} ORDER BY row").fetchall()
@@ -564,7 +620,12 @@ class PostgresStore(Store):
         self.set_setting("active_version", name)
 
     def delete_version(self, name: str) -> None:
-        with self._write() as cur:
+        with self.writing():
+            self._delete_version(name)
+            self._collect_garbage()
+
+    def _delete_version(self, name: str) -> None:
+        with self._write(lock=None) as cur:
             cur.execute(
                 f"DELETE FROM {SCHEMA}.versions WHERE collection_id = %s AND name = %s RETURNING revision",
                 (self.collection_id, name),
@@ -579,18 +640,6 @@ class PostgresStore(Store):
                 )
                 rest = cur.fetchone()
                 self._put_setting(cur, "active_version", rest[0] if rest else None)
-        self._drop_table(f"v_{row[0]}")
-
-    def delete_collection(self) -> None:
-        """Remove the collection, its items and versions from the database."""
-        with self._write() as cur:
-            cur.execute(
-                f"SELECT revision FROM {SCHEMA}.versions WHERE collection_id = %s", (self.collection_id,)
-            )
-            revisions = [r[0] for r in cur.fetchall()]
-            cur.execute(f"DELETE FROM {SCHEMA}.collections WHERE id = %s", (self.collection_id,))
-        for revision in revisions:
-            self._drop_table(f"v_{revision}")
 
 
 def connect(url: str) -> psycopg.Connection:
