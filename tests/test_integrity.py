@@ -107,6 +107,11 @@ def test_more_like_a_deleted_item_is_not_found(small: Collection) -> None:
 
 def test_a_failed_ingest_creates_no_collection(home: Path, tmp_path: Path) -> None:
     """Defect 6: `ingest` into a new collection created it before reading the file."""
+    dup = tmp_path / "dup.csv"
+    dup.write_text("id,text\n1,a\n1,b\n")
+    proc = _cli(["ingest", str(dup), "-c", "fresh", "--text", "text"], home)
+    assert proc.returncode == 2 and "duplicate id" in proc.stderr
+    assert Collection.list() == []
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("id,text\n1,hello\n2\n")
     proc = _cli(["ingest", str(ragged), "-c", "fresh", "--text", "text"], home)
