@@ -8,14 +8,19 @@ evaluation over a frame of metadata (the embedded store), and parameterised SQL 
 column (the PostgreSQL store), where field names and values are always bound parameters, never
 text in the statement. Both follow the same rules: a missing value fails every comparison except
 `!=` and `not in`; a number literal compares the field as a number (numeric strings included).
+
+Every failure is an `EmbedscopeError` in one line (a 400 over HTTP, `error:` in the CLI): a filter is
+at most MAX_CHARS characters and MAX_DEPTH levels deep, because the evaluator and `ast` recurse and an
+attacker controls the expression; literals must be scalars (a list literal only after `in`).
 """
 
 from __future__ import annotations
 
 import ast
+import io
 import json
 import operator
-import re
+import tokenize
 from collections.abc import Collection
 from typing import Any
 
@@ -24,6 +29,8 @@ import pandas as pd
 
 from embedscope.errors import EmbedscopeError
 
+MAX_CHARS = 2000  # a filter is a line a person writes; the HTTP models use the same bound
+MAX_DEPTH = 32  # nesting of the parsed expression; `a and (b or (c ...))` needs a handful
 _CMP = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
@@ -32,27 +39,54 @@ _CMP = {
     ast.Gt: operator.gt,
     ast.GtE: operator.ge,
 }
-_WORD_OPS = re.compile(r"\b(contains|startswith)\b\s*")
+_WORD_OPS = ("contains", "startswith")
+_SCALAR = (str, int, float, bool, type(None))
+_EXAMPLE = "write e.g. \"year >= 2000 and categories contains 'Fiction'\""
 
 
 def _rewrite(expr: str) -> str:
-    # `f contains 'x'` -> `f.contains('x')` would allow attribute calls; use a marker operator
-    # instead: `f @contains 'x'` is parsed as a matmul BinOp that we recognise below.
-    return _WORD_OPS.sub(lambda m: f"@ '{m.group(1)}' @ ", expr)
+    """Rewrite the two word operators and `=` on the token stream, so string literals are never touched.
+
+    `f contains 'x'` -> `f.contains('x')` would allow attribute calls; a marker operator is used
+    instead: `f @ 'contains' @ 'x'` is parsed as a matmul BinOp that `_eval` recognises. A lone `=`
+    becomes `==` (people write `genre = 'x'`). `tokenize` is Python's own lexer, so quotes and
+    escapes inside literals are understood exactly as `ast` will understand them."""
+    out: list[tuple[int, str]] = []
+    for tok in tokenize.generate_tokens(io.StringIO(expr).readline):
+        if tok.type == tokenize.NAME and tok.string in _WORD_OPS:
+            out += [(tokenize.OP, "@"), (tokenize.STRING, repr(tok.string)), (tokenize.OP, "@")]
+        elif tok.type == tokenize.OP and tok.string == "=":
+            out.append((tokenize.OP, "=="))
+        else:
+            out.append((tok.type, tok.string))
+    return tokenize.untokenize(out)
+
+
+def _depth(tree: ast.AST) -> int:
+    """Nesting depth, walked with an explicit stack (a recursive walk is what a deep filter breaks)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def parse_filter(expr: str) -> ast.Expression:
     expr = expr.strip()
     if not expr:
         raise EmbedscopeError("empty filter")
-    if expr.count("=") and not re.search(r"[<>!=]=|==", expr):
-        expr = re.sub(r"(?<![<>!=])=(?!=)", "==", expr)  # accept `genre = 'x'`
+    if len(expr) > MAX_CHARS:
+        raise EmbedscopeError(f"filter too long: {len(expr):,} characters, the limit is {MAX_CHARS:,}")
+    shown = expr if len(expr) <= 120 else expr[:117] + "..."
     try:
         tree = ast.parse(_rewrite(expr), mode="eval")
-    except SyntaxError:
-        raise EmbedscopeError(
-            f"malformed filter {expr!r}; write e.g. \"year >= 2000 and categories contains 'Fiction'\""
-        ) from None
+    except (SyntaxError, tokenize.TokenError, ValueError):
+        raise EmbedscopeError(f"malformed filter {shown!r}; {_EXAMPLE}") from None
+    except (RecursionError, MemoryError):
+        raise EmbedscopeError(f"filter too deeply nested (the limit is {MAX_DEPTH} levels)") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise EmbedscopeError(f"filter too deeply nested (the limit is {MAX_DEPTH} levels): {shown!r}")
     return tree
 
 
@@ -60,11 +94,24 @@ def fields_in(tree: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
 
-def _literal(node: ast.AST) -> Any:
+def _literal(node: ast.AST, *, allow_list: bool = False) -> Any:
+    """A literal value: a scalar, or (after `in`) a flat list/tuple/set of scalars."""
     try:
-        return ast.literal_eval(node)
-    except ValueError:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         raise EmbedscopeError(f"filter: expected a literal value, got {ast.unparse(node)!r}") from None
+    if allow_list and isinstance(value, list | tuple | set):
+        if not all(isinstance(v, _SCALAR) for v in value):
+            raise EmbedscopeError(
+                f"filter: `in` needs a list of plain values (strings, numbers), got {ast.unparse(node)!r}"
+            )
+        return value
+    if not isinstance(value, _SCALAR):
+        raise EmbedscopeError(
+            f"filter: expected a string or a number, got {ast.unparse(node)!r}"
+            + ("" if allow_list else " (a list only after `in`)")
+        )
+    return value
 
 
 def _check_fields(tree: ast.AST, fields: Collection[str]) -> None:
@@ -129,8 +176,9 @@ def _walk(node: ast.AST, emit: Any) -> Any:
     if isinstance(node, ast.Compare):
         left, parts = node.left, []
         for op, right in zip(node.ops, node.comparators, strict=True):
+            in_list = isinstance(op, ast.In | ast.NotIn)
             if isinstance(left, ast.Name):
-                field, kind, value = left.id, type(op), _literal(right)
+                field, kind, value = left.id, type(op), _literal(right, allow_list=in_list)
             elif isinstance(right, ast.Name):  # 2000 <= year
                 field, kind, value = right.id, _FLIPPED.get(type(op), type(op)), _literal(left)
             else:
@@ -144,6 +192,8 @@ def _walk(node: ast.AST, emit: Any) -> Any:
         inner = node.left
         if isinstance(inner, ast.BinOp) and isinstance(inner.op, ast.MatMult):
             field, word, value = _field(inner.left), _literal(inner.right), str(_literal(node.right))
+            if word not in _WORD_OPS:  # a user's own `a @ 'x' @ 'y'`, not one of ours
+                raise EmbedscopeError(f"filter: unsupported expression {ast.unparse(node)!r}")
             return emit.contains(field, value) if word == "contains" else emit.startswith(field, value)
     raise EmbedscopeError(f"filter: unsupported expression {ast.unparse(node)!r}")
 
@@ -171,15 +221,16 @@ class _PandasEmitter:
 
     def compare(self, field: str, op: type, value: Any) -> pd.Series:
         col = self.frame[field]
-        if op in (ast.In, ast.NotIn):
-            out = col.isin(list(value))
-            return ~out if op is ast.NotIn else out
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            col = pd.to_numeric(col, errors="coerce")
         try:
+            if op in (ast.In, ast.NotIn):
+                out = col.isin(list(value))
+                return ~out if op is ast.NotIn else out
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                col = pd.to_numeric(col, errors="coerce")
             return _CMP[op](col, value)
-        except TypeError:
-            raise EmbedscopeError(f"filter: cannot compare field '{field}' with {value!r}") from None
+        except (TypeError, ValueError, OverflowError, ArithmeticError) as exc:
+            # pyarrow-backed columns raise ArrowTypeError etc., subclasses of these builtins
+            raise EmbedscopeError(f"filter: cannot compare field '{field}' with {value!r}") from exc
 
     def contains(self, field: str, value: str) -> pd.Series:
         return self.frame[field].astype("string").str.contains(value, case=False, regex=False)

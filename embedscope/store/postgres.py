@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
+from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError, StorageFullError
 from embedscope.index.base import VectorIndex
 from embedscope.store.base import Item, Store, VersionData, VersionInfo
 
@@ -272,6 +272,16 @@ class PostgresStore(Store):
             raise self._busy() from None
         except (psycopg.errors.DataError, psycopg.errors.UntranslatableCharacter) as exc:
             raise EmbedscopeError(f"PostgreSQL cannot store this input: {str(exc).splitlines()[0]}") from None
+        except (psycopg.errors.DiskFull, psycopg.errors.ReadOnlySqlTransaction) as exc:
+            raise StorageFullError(
+                f"{self.location} refused the write ({str(exc).splitlines()[0]}); nothing stored changed"
+            ) from None
+
+    def destroy(self) -> None:
+        with self.writing(), self._write() as cur:
+            cur.execute(f"DELETE FROM {SCHEMA}.collections WHERE id = %s", (self.collection_id,))
+        for table in self.vector_tables():
+            self._drop_table(table)
 
     def close(self) -> None:
         with self._connections_lock:
@@ -356,7 +366,9 @@ class PostgresStore(Store):
         )
 
     # --- items -----------------------------------------------------------------------------------
-    def upsert_items(self, items: Sequence[Item], *, replace_all: bool = False) -> dict[str, int]:
+    def upsert_items(
+        self, items: Sequence[Item], *, replace_all: bool = False, settings: dict[str, Any] | None = None
+    ) -> dict[str, int]:
         counts = {"added": 0, "updated": 0, "unchanged": 0, "deleted": 0}
         cid = self.collection_id
         with self._write() as cur:
@@ -395,6 +407,8 @@ class PostgresStore(Store):
                 counts["deleted"] = len(gone)
             if counts["added"] or counts["updated"] or counts["deleted"]:
                 self._bump_revision(cur)
+            for key, value in (settings or {}).items():
+                self._put_setting(cur, key, value)
         return counts
 
     def delete_items(self, ids: Sequence[str]) -> int:
@@ -614,6 +628,32 @@ class PostgresStore(Store):
         except psycopg.errors.UndefinedTable:
             raise ConflictError(f"version '{name}' was rewritten since it was opened; try again") from None
         return _parse_binary_copy(raw, storage, dim)
+
+    def inspect_version(self, name: str) -> list[str]:
+        """The version's table exists, holds one row per id of the record's dimension, and (for
+        hnsw) has its index: checked in the database, without reading any vector."""
+        info, revision = self._version_row(name)
+        table = self._table(revision)
+        if table not in self.vector_tables():
+            return [f"the vector table {SCHEMA}.{table} of version '{name}' is missing: embed it again"]
+        rows, dim = self._read(
+            f'SELECT count(*), max(vector_dims(embedding)) FROM {SCHEMA}."{table}"'
+            if not info["sparse"]
+            else f'SELECT count(*), {int(info["dim"])} FROM {SCHEMA}."{table}"'
+        ).fetchone()
+        problems = []
+        if rows != info["count"]:
+            problems.append(f"the table holds {rows} vectors, the record says {info['count']}")
+        if rows and dim != info["dim"]:
+            problems.append(f"the vectors have dimension {dim}, the record says {info['dim']}")
+        indexed = self._read(
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = %s::regclass AND a.amname = 'hnsw'",
+            f'{SCHEMA}."{table}"',
+        ).fetchone()[0]
+        if info["index"]["kind"] == "hnsw" and not indexed:
+            problems.append("the HNSW index is missing")
+        return problems
 
     def activate_version(self, name: str) -> None:
         self.get_version(name)
