@@ -135,3 +135,26 @@ def books_300(request: pytest.FixtureRequest, books_300_embedded):  # noqa: ANN0
     info = source.store.get_version("minilm")
     col.store.write_version(info, data, encoder, None)  # the same index parameters, in pgvector
     return col
+
+
+def live_revisions_only(col) -> None:  # noqa: ANN001
+    """No half-written or replaced revision (a folder, or a vector table) survives: what is stored
+    is exactly what the version records point at."""
+    from embedscope.store.postgres import PostgresStore
+
+    live = {col.store.version_revision(v.name) for v in col.versions()}
+    if isinstance(col.store, PostgresStore):
+        # replaced revisions rest a while for readers that loaded them; each is recorded as such,
+        # and garbage collection with no grace leaves exactly the live ones
+        tables, live_tables = set(col.store.vector_tables()), {col.store._table(r) for r in live}
+        assert tables - live_tables <= set(col.store.retired_tables())
+        with col.store.writing():
+            col.store._collect_garbage(grace=0)
+        assert set(col.store.vector_tables()) == live_tables
+    else:
+        assert {p.name for p in (col.store.path / "versions").iterdir()} == live
+
+
+@pytest.fixture
+def no_leftovers():  # noqa: ANN201
+    return live_revisions_only

@@ -34,7 +34,7 @@ CHILD = textwrap.dedent(
 
 @pytest.mark.slow
 def test_kill_during_ingest_and_embed(
-    tmp_path: Path, books_frame: pd.DataFrame, store_url: str | None
+    tmp_path: Path, books_frame: pd.DataFrame, store_url: str | None, no_leftovers
 ) -> None:
     root = tmp_path / "home"
     col = Collection.create("crash", root=root, store=store_url)
@@ -69,20 +69,6 @@ def test_kill_during_ingest_and_embed(
         if not col.info()["versions"][0]["stale"]:
             assert len(hits) == 3
         assert n in {len(base), 60}  # the old items or the new file's, never a mix
-        assert_no_leftovers(col)
+        no_leftovers(col)
         col.close()
     assert "killed" in outcomes
-
-
-def assert_no_leftovers(col: Collection) -> None:
-    """No half-written revision (a folder, or a vector table) survives a reopen."""
-    from embedscope.store.postgres import PostgresStore
-
-    if isinstance(col.store, PostgresStore):
-        revisions = [v.name for v in col.versions()]
-        assert sorted(col.store.vector_tables()) == sorted(
-            col.store._table(col.store.version_revision(name)) for name in revisions
-        )
-        return
-    live = {r for (r,) in col.store._conn.execute("SELECT revision FROM versions")}
-    assert {p.name for p in (col.store.path / "versions").iterdir()} == live

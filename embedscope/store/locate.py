@@ -75,7 +75,7 @@ def open_store(path: Path, *, create: bool = False, url: str | None = None) -> S
         return PostgresStore(target, name, path)  # NotFoundError if the database lacks it
     store = PostgresStore(target, name, path, create=True)
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / f".{POINTER}.tmp"
+    tmp = path / f".{POINTER}.{os.getpid()}.tmp"  # two processes may create the collection at once
     tmp.write_text(json.dumps({"backend": "postgresql", "url": redact(target)}) + "\n")
     tmp.replace(path / POINTER)
     return store

@@ -82,10 +82,18 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.versions (
     encoder bytea NOT NULL,
     PRIMARY KEY (collection_id, name)
 );
+CREATE TABLE IF NOT EXISTS {SCHEMA}.retired (
+    collection_id int NOT NULL,
+    table_name text PRIMARY KEY,
+    retired_at timestamptz NOT NULL DEFAULT now()
+);
 """
 _SCHEMA_LOCK = 0x656D6273  # advisory lock key while creating the schema ("embs")
 #: how long a writer waits for another writer of the same collection before ConflictError
 WRITE_WAIT_SECONDS = 10.0
+#: how long a replaced revision's table outlives its replacement: a reader that loaded the version
+#: just before the switch still finishes its search (as a memory-mapped embedded revision does)
+RETIRED_SECONDS = 120.0
 #: pgvector limits: HNSW indexes at most 2,000 `vector` / 4,000 `halfvec` dimensions; a
 #: `sparsevec` holds at most 16,000 non-zero values (HNSW: 1,000)
 _HNSW_MAX_DIM = {"vector": 2000, "halfvec": 4000}
@@ -222,7 +230,7 @@ class PostgresStore(Store):
             )
 
     def _ensure_schema(self, conn: psycopg.Connection) -> None:
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.versions",)).fetchone()
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.retired",)).fetchone()
         if exists and exists[0]:
             return
         with conn.transaction():
@@ -290,18 +298,42 @@ class PostgresStore(Store):
             self._connections.clear()
         self._local = threading.local()
 
-    def _collect_garbage(self) -> None:
-        """Drop vector tables no version points at: left when a process died between replacing a
-        version and dropping its old table. Run by version writers, under the writer lock; tables
-        of writers still in progress are invisible here anyway (their CREATE TABLE is uncommitted)."""
+    def _collect_garbage(self, grace: float = RETIRED_SECONDS) -> None:
+        """Drop this collection's vector tables that no version points at: replaced revisions once
+        they have been retired for `grace` seconds, and any other (a revision whose writer died
+        after its commit). Run by version writers, under the writer lock; the table of a writer
+        still in progress is invisible here anyway (its CREATE TABLE is uncommitted)."""
         live = {
             self._table(r)
             for (r,) in self._read(
                 f"SELECT revision FROM {SCHEMA}.versions WHERE collection_id = %s", self.collection_id
             )
         }
-        for table in set(self.vector_tables()) - live:
+        resting = {
+            t
+            for (t,) in self._read(
+                f"SELECT table_name FROM {SCHEMA}.retired WHERE collection_id = %s "
+                "AND retired_at > now() - make_interval(secs => %s)",
+                self.collection_id,
+                grace,
+            )
+        }
+        for table in set(self.vector_tables()) - live - resting:
             self._drop_table(table)
+
+    def retired_tables(self) -> list[str]:
+        """Replaced revisions' tables still kept for readers that loaded them (see RETIRED_SECONDS)."""
+        rows = self._read(
+            f"SELECT table_name FROM {SCHEMA}.retired WHERE collection_id = %s", self.collection_id
+        )
+        return [r[0] for r in rows]
+
+    def _retire(self, cur: psycopg.Cursor, revision: str) -> None:
+        cur.execute(
+            f"INSERT INTO {SCHEMA}.retired (collection_id, table_name) VALUES (%s, %s) "
+            "ON CONFLICT (table_name) DO NOTHING",
+            (self.collection_id, self._table(revision)),
+        )
 
     def _table(self, revision: str) -> str:
         """The vector table of a revision (named after the collection, so GC stays inside it)."""
@@ -330,6 +362,7 @@ class PostgresStore(Store):
                         sql.Identifier(SCHEMA), sql.Identifier(table)
                     )
                 )
+                self._read(f"DELETE FROM {SCHEMA}.retired WHERE table_name = %s", table)
         except psycopg.errors.LockNotAvailable:
             pass
 
@@ -509,7 +542,7 @@ class PostgresStore(Store):
         table = sql.Identifier(self._table(revision))
         with self.writing():
             self._write_version(info, revision, table, data, storage, plan, blob)
-            self._collect_garbage()  # the replaced table (readers now see the new one), any a crash left
+            self._collect_garbage()  # tables replaced long enough ago, any a crash left
 
     def _write_version(
         self,
@@ -555,6 +588,13 @@ class PostgresStore(Store):
             info.updated_at = _now()
             record = info.to_dict()
             record.pop("active", None)
+            cur.execute(
+                f"SELECT revision FROM {SCHEMA}.versions WHERE collection_id = %s AND name = %s",
+                (self.collection_id, info.name),
+            )
+            replaced = cur.fetchone()
+            if replaced:
+                self._retire(cur, replaced[0])
             cur.execute(
                 f"INSERT INTO {SCHEMA}.versions VALUES (%s, %s, %s::jsonb, %s, %s) "
                 "ON CONFLICT (collection_id, name) DO UPDATE SET info = EXCLUDED.info, "
@@ -673,6 +713,7 @@ class PostgresStore(Store):
             row = cur.fetchone()
             if row is None:
                 self.get_version(name)
+            self._retire(cur, row[0])
             if self.get_setting("active_version") == name:
                 cur.execute(
                     f"SELECT name FROM {SCHEMA}.versions WHERE collection_id = %s ORDER BY name LIMIT 1",
