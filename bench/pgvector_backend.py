@@ -42,6 +42,7 @@ SERVER_SETTINGS = {
 class PgVectorHNSW:
     """A pgvector HNSW version in the PostgreSQL store (the bench's Backend interface)."""
 
+    efs: tuple[int, ...] = (32, 64, 128)  # hnsw.ef_search
     filter_strategies: tuple[str | None, ...] = ("iterative", "post-filter", "mask")
 
     def __init__(self, dtype: str) -> None:

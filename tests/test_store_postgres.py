@@ -128,6 +128,28 @@ def test_postgres_search_filters_in_sql(books_300: Collection) -> None:
 
 
 @POSTGRES_ONLY
+def test_postgres_search_where_takes_the_filter_both_ways(
+    books_300: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Few rows pass: searched among them; many: the filter in SQL, the mask dropping what it
+    also excludes (here the query's own item, as `similar` excludes it). Both give the exact
+    filtered top-k minus the excluded item."""
+    from embedscope.index import create_index
+
+    v = books_300.load_version()
+    exact = create_index("exact").build(np.asarray(v.data.vectors))
+    expr, own = "published_year >= 2000", v.data.ids[3]
+    mask = books_300.allowed_rows(v, expr, exclude=[own])
+    query = np.asarray(v.data.vectors[3:4])
+    want, _ = exact.search(query, 10, allowed=mask)
+    for row_list_max in (len(mask), 0):  # the row-list path, then the SQL path
+        monkeypatch.setattr(v.index, "row_list_max", row_list_max)
+        rows, _ = v.index.search_where(query, 10, allowed=mask, where=expr)
+        assert 3 not in rows[0] and all(mask[r] for r in rows[0] if r >= 0)
+        assert len(set(rows[0]) & set(want[0])) >= 9
+
+
+@POSTGRES_ONLY
 def test_postgres_selective_filter_still_finds_k(books_300: Collection) -> None:
     """A filter that passes ~3% of the items: iterative scans keep looking until k rows pass."""
     v = books_300.load_version()

@@ -817,6 +817,9 @@ class PgVectorIndex(VectorIndex):
     both stores: connectivity = pgvector's `m`, expansion_add = `ef_construction`,
     expansion_search = `hnsw.ef_search` (set per query)."""
 
+    #: filters passing at most this many rows are searched among exactly those rows (`search_where`)
+    row_list_max: int = 5000
+
     defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "hnsw": {"connectivity": 16, "expansion_add": 128, "expansion_search": 64, "dtype": "f32"},
         "exact": {"dtype": "f32"},
@@ -942,6 +945,38 @@ class PgVectorIndex(VectorIndex):
                     out_rows[qi, j], out_vals[qi, j] = row, -distance
         except psycopg.errors.UndefinedTable:
             raise ConflictError("the version was rewritten since it was opened; search again") from None
+        return out_rows, out_vals
+
+    def search_where(
+        self,
+        queries: np.ndarray | sp.csr_matrix,
+        k: int,
+        *,
+        allowed: np.ndarray | None = None,
+        where: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`search` under a filter given both ways (the row mask the collection evaluated, and the
+        `where` expression). Few allowed rows: search among exactly those rows (a row list; the
+        planner scores them directly). Many: run `where` in SQL with iterative index scans, then
+        drop the few rows the mask also excludes (items deleted since embedding, rows the caller
+        excluded), fetching a little more than k so k remain. The threshold is measured:
+        docs/design.md, "The PostgreSQL + pgvector store"."""
+        if where is None or allowed is None or int(allowed.sum()) <= self.row_list_max:
+            return self.search(queries, k, allowed=allowed)
+        extra = 16
+        while True:
+            rows, scores = self.search(queries, k + extra, where=where)
+            keep = (rows >= 0) & allowed[np.maximum(rows, 0)]
+            short = keep.sum(axis=1) < k
+            full = (rows >= 0).all(axis=1)  # there may be more rows to fetch
+            if not (short & full).any() or k + extra >= self.size:
+                break
+            extra *= 4
+        out_rows = np.full((len(rows), k), -1, dtype=np.int64)
+        out_vals = np.full((len(rows), k), -np.inf, dtype=np.float32)
+        for qi in range(len(rows)):
+            kept = np.flatnonzero(keep[qi])[:k]
+            out_rows[qi, : len(kept)], out_vals[qi, : len(kept)] = rows[qi, kept], scores[qi, kept]
         return out_rows, out_vals
 
     def _save(self, directory: Path) -> None:
