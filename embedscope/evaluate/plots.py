@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def _pyplot():  # noqa: ANN202 - matplotlib's module type
+def pyplot():  # noqa: ANN202 - matplotlib's module type
+    """matplotlib.pyplot on the headless Agg backend (every PNG the project writes goes through it)."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: servers and CI have no display
@@ -21,7 +22,7 @@ def bar_chart(
     """Grouped bars: one group per metric, one bar per encoder."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     names = list(values)
     x = np.arange(len(metrics))
     width = 0.8 / max(len(names), 1)
@@ -43,7 +44,7 @@ def bar_chart(
 
 def recall_curve(points: Sequence[dict[str, float]], title: str, path: str | Path) -> Path:
     """ANN sweep: recall@k against p50 latency, one marker per expansion_search value."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     lat = [p["latency_ms_p50"] for p in points]
     rec = [p["recall"] for p in points]
