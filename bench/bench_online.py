@@ -57,7 +57,7 @@ def load_runs(
 
     if runs_dir is not None:
         return {e: read_trec_run(runs_dir / f"{e}.trec") for e in encoders}
-    report = evaluate_beir(data, encoders, k=DEPTH)
+    report = evaluate_beir(data, encoders)  # the harness's depth (100): hybrid fuses its parts' top 100
     return {r.encoder: r.run for r in report.results}
 
 
