@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from embedscope.errors import EmbedscopeError
+from embedscope.projection import item_title, resolve_version
 
 PERMUTATIONS = 1000
 MAX_SAMPLES = 1000  # per side: the kernel matrix is (2 x MAX_SAMPLES)^2 float64 = 32 MB
@@ -142,11 +143,7 @@ def compare_sets(
 # --- what is compared ------------------------------------------------------------------------------
 def dense_version(collection: Any, version: str | None) -> Any:
     """The loaded dense version whose encoder embeds the texts (hybrid: its dense part)."""
-    from embedscope.api import HYBRID
-
-    name = version or collection.active_version
-    if name == HYBRID and HYBRID not in {v.name for v in collection.versions()}:
-        name = collection.hybrid_parts()["dense"]
+    name = resolve_version(collection, version)
     v = collection.load_version(name)
     if v.info.sparse:
         raise EmbedscopeError(
@@ -277,12 +274,7 @@ def item_drift(
     fresh = [i for i in now_ids if i in new_or_changed]
     encoded = dict(zip(fresh, np.asarray(v.encoder.encode([items[i].text for i in fresh])), strict=True))
     now = np.stack([encoded[i] if i in encoded else stored[v.row_of[i]] for i in now_ids]).astype(np.float32)
-    labels = [_label(items[i]) for i in now_ids]
+    labels = [item_title(items[i].metadata, items[i].text) for i in now_ids]
     out.update(compare_sets(then, now, labels, permutations=permutations, seed=seed))
     out["encoded"] = len(encoded)
     return out
-
-
-def _label(item: Any) -> str:
-    title = item.metadata.get("title") if item.metadata else None
-    return str(title) if title else item.text[:80]
