@@ -173,22 +173,24 @@ def end_to_end(
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
-    from embedscope.evaluate.plots import pyplot
+    from embedscope.evaluate.plots import pyplot, save
 
     plt = pyplot()
     models = list(dict.fromkeys(r["click_model"] for r in results))
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), sharey=True, squeeze=False)
+    pairs = list(dict.fromkeys((r["a"], r["b"]) for r in results))
+    colour = {pair: f"C{i}" for i, pair in enumerate(pairs)}  # one colour per pair, a line style per method
     for ax, model in zip(axes[0], models, strict=True):
         for r in (r for r in results if r["click_model"] == model):
             for method, style in (("interleave", "-"), ("ab", "--")):
                 pts = r["curves"][method]
-                label = f"{r['a']} vs {r['b']} ({method})"
                 ax.plot(
                     [p["impressions"] for p in pts],
                     [p["success"] for p in pts],
                     style,
+                    color=colour[(r["a"], r["b"])],
                     marker=".",
-                    label=label,
+                    label=f"{r['a']} vs {r['b']} ({method})",
                 )
         ax.axhline(TARGET, color="grey", lw=0.8)
         ax.set_xscale("log", base=2)
@@ -197,9 +199,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"runs picking the better side at p < {ALPHA}")
     axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, 100)
 
 
 def main() -> None:

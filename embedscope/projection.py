@@ -217,7 +217,7 @@ def point_data(collection: Any, proj: Projection, color_by: str | None = None) -
 
 
 def write_png(points: dict[str, Any], path: str | Path) -> Path:
-    from embedscope.evaluate.plots import pyplot
+    from embedscope.evaluate.plots import pyplot, save
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 6))
@@ -242,12 +242,7 @@ def write_png(points: dict[str, Any], path: str | Path) -> Path:
     ax.set_yticks([])
     what = f"{points['method'].upper()} of {len(points['ids']):,} items"
     ax.set_title(f"{points['collection']} / {points['version']}: {what}", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save(fig, path, 90)
 
 
 def map_script() -> str:

@@ -16,6 +16,16 @@ def pyplot():  # noqa: ANN202 - matplotlib's module type
     return plt
 
 
+def save(fig, path: str | Path, dpi: int = 120) -> Path:  # noqa: ANN001 - a matplotlib Figure
+    """Lay out, write (creating the folder) and close a figure."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
 def bar_chart(
     values: dict[str, dict[str, float]], metrics: Sequence[str], title: str, path: str | Path
 ) -> Path:
@@ -35,11 +45,7 @@ def bar_chart(
     ax.set_ylim(0, 1.05)
     ax.set_title(title)
     ax.legend(fontsize=7, ncols=min(len(names), 4))
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path, 120)
 
 
 def recall_curve(points: Sequence[dict[str, float]], title: str, path: str | Path) -> Path:
@@ -61,11 +67,7 @@ def recall_curve(points: Sequence[dict[str, float]], title: str, path: str | Pat
     ax.set_ylabel("recall against exact search")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path, 120)
 
 
 def drift_chart(report: dict, path: str | Path) -> Path:
@@ -127,9 +129,4 @@ def drift_chart(report: dict, path: str | Path) -> Path:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.suptitle(f"drift: {report['collection']}", fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, 110)

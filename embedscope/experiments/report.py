@@ -166,7 +166,7 @@ def plot_preference(exp: Experiment, results: Sequence[ImpressionResult], path: 
     """Interleaving: cumulative (wins B - wins A) / impressions; A/B: cumulative CTR per side."""
     import numpy as np
 
-    from embedscope.evaluate.plots import pyplot
+    from embedscope.evaluate.plots import pyplot, save
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -189,9 +189,4 @@ def plot_preference(exp: Experiment, results: Sequence[ImpressionResult], path: 
     ax.set_title(f"{exp.name} ({exp.method}): {span}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, 110)
