@@ -188,6 +188,14 @@ class Collection:
     def close(self) -> None:
         self.store.close()
 
+    def folder(self, name: str) -> Path:
+        """A folder for files derived from this collection (experiment logs, projection caches),
+        beside its stored data so they move and are deleted with it; created on first use."""
+        base = getattr(self.store, "path", None) or default_root() / self.name
+        path = Path(base) / _check_name(name, "folder")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     # --- items ------------------------------------------------------------------------------------
     def ingest(
         self,
