@@ -84,6 +84,39 @@ class VersionData:
         return self._vectors
 
 
+@dataclass
+class ItemChanges:
+    """What an upsert changes, decided against the stored content hashes: new and changed items
+    as (item, metadata JSON, hash), the count left as they are, and the ids to delete."""
+
+    added: list[tuple[Item, str, str]]
+    updated: list[tuple[Item, str, str]]
+    unchanged: int
+    deleted: list[str]
+
+    @classmethod
+    def of(cls, items: Sequence[Item], existing: dict[str, str], *, replace_all: bool) -> ItemChanges:
+        added, updated, unchanged = [], [], 0
+        for item in items:
+            h = item.hash
+            old = existing.get(item.id)
+            if old == h:
+                unchanged += 1
+                continue
+            meta = json.dumps(item.metadata, default=str, allow_nan=False)
+            (added if old is None else updated).append((item, meta, h))
+        deleted = sorted(set(existing) - {i.id for i in items}) if replace_all else []
+        return cls(added, updated, unchanged, deleted)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": self.unchanged,
+            "deleted": len(self.deleted),
+        }
+
+
 def fingerprint(pairs: Iterable[tuple[str, str]]) -> str:
     h = hashlib.sha256()
     for item_id, item_hash in sorted(pairs):

@@ -43,7 +43,7 @@ import scipy.sparse as sp
 
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError, StorageFullError
 from embedscope.index.base import VectorIndex
-from embedscope.store.base import Item, Store, VersionData, VersionInfo
+from embedscope.store.base import Item, ItemChanges, Store, VersionData, VersionInfo
 
 if TYPE_CHECKING:
     import psycopg
@@ -402,42 +402,31 @@ class PostgresStore(Store):
     def upsert_items(
         self, items: Sequence[Item], *, replace_all: bool = False, settings: dict[str, Any] | None = None
     ) -> dict[str, int]:
-        counts = {"added": 0, "updated": 0, "unchanged": 0, "deleted": 0}
         cid = self.collection_id
         with self._write() as cur:
-            # read under the writer lock, so the diff is against what this transaction replaces
+            # read under the items lock, so the diff is against what this transaction replaces
             existing = dict(
                 cur.execute(f"SELECT id, hash FROM {SCHEMA}.items WHERE collection_id = %s", (cid,))
             )
-            added, updated = [], []
-            for item in items:
-                h = item.hash
-                old = existing.get(item.id)
-                if old == h:
-                    counts["unchanged"] += 1
-                    continue
-                meta = json.dumps(item.metadata, default=str, allow_nan=False)
-                (added if old is None else updated).append((item, meta, h))
-            if added:
+            changes = ItemChanges.of(items, existing, replace_all=replace_all)
+            if changes.added:
                 with cur.copy(
                     f"COPY {SCHEMA}.items (collection_id, id, text, metadata, hash) FROM STDIN"
                 ) as copy:
-                    for item, meta, h in added:
+                    for item, meta, h in changes.added:
                         copy.write_row((cid, item.id, item.text, meta, h))
-            if updated:
+            if changes.updated:
                 cur.executemany(
                     f"UPDATE {SCHEMA}.items SET text = %s, metadata = %s::jsonb, hash = %s "
                     "WHERE collection_id = %s AND id = %s",
-                    [(item.text, meta, h, cid, item.id) for item, meta, h in updated],
+                    [(item.text, meta, h, cid, item.id) for item, meta, h in changes.updated],
                 )
-            counts["added"], counts["updated"] = len(added), len(updated)
-            if replace_all:
-                gone = sorted(set(existing) - {i.id for i in items})
-                if gone:
-                    cur.execute(
-                        f"DELETE FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)", (cid, gone)
-                    )
-                counts["deleted"] = len(gone)
+            if changes.deleted:
+                cur.execute(
+                    f"DELETE FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)",
+                    (cid, changes.deleted),
+                )
+            counts = changes.counts()
             if counts["added"] or counts["updated"] or counts["deleted"]:
                 self._bump_revision(cur)
             for key, value in (settings or {}).items():
