@@ -1,4 +1,8 @@
-"""pgvector HNSW backends for the scale bench: the PostgreSQL store's own code path, measured.
+"""pgvector HNSW backends for the scale bench (bench/bench_scale.py): the PostgreSQL store's own
+code path, measured.
+
+    python bench/pgvector_backend.py --n 1000000     # bench_scale with the pgvector backends
+    python bench/pgvector_backend.py --n 100000 --backends pgvector-f32,hnsw-f32 --out scale-100k
 
 Each backend starts a throwaway PostgreSQL 18 + pgvector 0.8 server (embedscope/store/pgserver.py),
 writes the N items (JSONB metadata) and one embedding version through `PostgresStore`: one
@@ -22,6 +26,7 @@ index, and max_wal_size so the build is not interrupted by checkpoints.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -159,3 +164,20 @@ def _plain(value: Any) -> Any:
 
 
 BACKENDS = {"pgvector-f32": lambda: PgVectorHNSW("f32"), "pgvector-f16": lambda: PgVectorHNSW("f16")}
+
+
+def main() -> None:
+    """bench_scale.py's run with these backends registered (by default only these)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_scale
+
+    bench_scale.BACKENDS.update(BACKENDS)
+    if "--backends" not in sys.argv:
+        sys.argv += ["--backends", ",".join(BACKENDS)]
+    if "--out" not in sys.argv:
+        sys.argv += ["--out", "scale-pgvector"]
+    bench_scale.main()
+
+
+if __name__ == "__main__":
+    main()
