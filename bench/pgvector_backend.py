@@ -169,7 +169,12 @@ BACKENDS = {"pgvector-f32": lambda: PgVectorHNSW("f32"), "pgvector-f16": lambda:
 def main() -> None:
     """bench_scale.py's run with these backends registered (by default only these)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import bench_scale
+    try:
+        import bench_scale
+    except ModuleNotFoundError as exc:
+        if exc.name != "bench_scale":
+            raise
+        raise SystemExit("error: bench/bench_scale.py (the scale bench these backends plug into) is missing")
 
     bench_scale.BACKENDS.update(BACKENDS)
     if "--backends" not in sys.argv:
