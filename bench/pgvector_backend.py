@@ -174,7 +174,9 @@ def main() -> None:
     except ModuleNotFoundError as exc:
         if exc.name != "bench_scale":
             raise
-        raise SystemExit("error: bench/bench_scale.py (the scale bench these backends plug into) is missing")
+        raise SystemExit(
+            "error: bench/bench_scale.py (the scale bench these backends plug into) is missing"
+        ) from None
 
     bench_scale.BACKENDS.update(BACKENDS)
     if "--backends" not in sys.argv:
