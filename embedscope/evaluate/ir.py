@@ -350,7 +350,7 @@ def _embed(
     return info, fit_s, rate, False
 
 
-def _retrieve(
+def retrieve(
     col: Any, using: str, queries: dict[str, str], k: int, progress: ProgressFn | None
 ) -> tuple[Run, float, int]:
     """Top-k per query through the search pipeline, all queries in one batch (one encoder call and
@@ -405,7 +405,7 @@ def evaluate_beir(
     for name in needed:
         info, fit_s, rate, cached = _embed(col, name, progress, params.get(name))
         versions[name] = info.name
-        run, ms, empty = _retrieve(col, info.name, queries, k, progress)
+        run, ms, empty = retrieve(col, info.name, queries, k, progress)
         nbytes = int(col.load_version(info.name).index.nbytes())
         results[name] = EncoderResult(
             encoder=name,
@@ -424,7 +424,7 @@ def evaluate_beir(
         if name in FUSED:
             parts = FUSED[name]
             col.create_recipe(name, [versions[p] for p in parts], **(hybrid or {}))
-            run, ms, empty = _retrieve(col, name, queries, k, progress)
+            run, ms, empty = retrieve(col, name, queries, k, progress)
             results[name] = EncoderResult(
                 encoder=name,
                 metrics=score_run(ds.qrels, run),
