@@ -351,12 +351,18 @@ def _embed(
 
 
 def retrieve(
-    col: Any, using: str, queries: dict[str, str], k: int, progress: ProgressFn | None
+    col: Any,
+    using: str,
+    queries: dict[str, str],
+    k: int,
+    progress: ProgressFn | None = None,
+    pipeline: Any = None,
 ) -> tuple[Run, float, int]:
-    """Top-k per query through the search pipeline, all queries in one batch (one encoder call and
-    one index call per part). Returns the run, search ms per query, and the queries no part could
-    encode (only stop words or unknown words: no documents retrieved)."""
-    results = col.pipeline.search_many(list(queries.values()), k, using=using, strict=False)
+    """Top-k per query through the search pipeline (default: the collection's), all queries in one
+    batch (one encoder call and one index call per part). Returns the run, search ms per query, and
+    the queries no part could encode (only stop words or unknown words: no documents retrieved)."""
+    pipe = pipeline or col.pipeline
+    results = pipe.search_many(list(queries.values()), k, using=using, strict=False)
     run: Run = {qid: {h.id: h.score for h in r.hits} for qid, r in zip(queries, results, strict=True)}
     if progress:
         progress(f"{using} queries", len(queries), len(queries))
@@ -381,6 +387,7 @@ def evaluate_beir(
     `hybrid` overrides the hybrid recipe's settings: fusion, params, weights, depth (see
     embedscope.search.recipe.make_recipe); default: the recipe defaults."""
     from embedscope.encoders.registry import create_encoder
+    from embedscope.search.pipeline import MemoEncoder, SearchPipeline
 
     started = time.perf_counter()
     names = parse_encoders(encoders)
@@ -402,10 +409,12 @@ def evaluate_beir(
     needed = list(dict.fromkeys(p for n in names for p in (FUSED.get(n) or (n,))))
     results: dict[str, EncoderResult] = {}
     versions: dict[str, str] = {}
+    # the hybrid recipe's parts reuse the query vectors of the parts' own runs
+    pipe = SearchPipeline(col, encode=MemoEncoder())
     for name in needed:
         info, fit_s, rate, cached = _embed(col, name, progress, params.get(name))
         versions[name] = info.name
-        run, ms, empty = retrieve(col, info.name, queries, k, progress)
+        run, ms, empty = retrieve(col, info.name, queries, k, progress, pipe)
         nbytes = int(col.load_version(info.name).index.nbytes())
         results[name] = EncoderResult(
             encoder=name,
@@ -424,7 +433,7 @@ def evaluate_beir(
         if name in FUSED:
             parts = FUSED[name]
             col.create_recipe(name, [versions[p] for p in parts], **(hybrid or {}))
-            run, ms, empty = retrieve(col, name, queries, k, progress)
+            run, ms, empty = retrieve(col, name, queries, k, progress, pipe)
             results[name] = EncoderResult(
                 encoder=name,
                 metrics=score_run(ds.qrels, run),

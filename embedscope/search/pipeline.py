@@ -46,6 +46,26 @@ def encode_direct(v: LoadedVersion, texts: Sequence[str]) -> tuple[Any, bool]:
     return v.encoder.encode_queries(list(texts)), False
 
 
+class MemoEncoder:
+    """A `QueryEncoder` that remembers each query's vector per version revision and encodes only the
+    texts it has not seen, in one batch: evaluating a recipe after its parts encodes nothing again.
+    Unbounded, so for a batch job (evaluate), not a server (which has its LRU QueryCache)."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def __call__(self, v: LoadedVersion, texts: Sequence[str]) -> tuple[Any, bool]:
+        memo = self._memo.setdefault((v.info.name, v.revision), {})
+        todo = [t for t in dict.fromkeys(texts) if t not in memo]
+        if todo:
+            fresh = v.encoder.encode_queries(todo)
+            for i, text in enumerate(todo):
+                memo[text] = fresh[i : i + 1]
+        rows = [memo[t] for t in texts]
+        stacked = sp.vstack(rows).tocsr() if sp.issparse(rows[0]) else np.vstack(rows)
+        return stacked, not todo
+
+
 def lookup(
     v: LoadedVersion,
     queries: Any,
@@ -425,4 +445,4 @@ def _timed(stages: dict[str, float], stage: str) -> Iterator[None]:
         stages[stage] += time.perf_counter() - t0
 
 
-__all__ = ["Plan", "QueryEncoder", "SearchPipeline", "encode_direct", "lookup"]
+__all__ = ["MemoEncoder", "Plan", "QueryEncoder", "SearchPipeline", "encode_direct", "lookup"]
