@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -207,18 +204,8 @@ def test_legacy_hybrid_setting_is_read_as_a_recipe(sparse_pair) -> None:  # noqa
     assert "hybrid" not in sparse_pair.recipes()
 
 
-def test_hybrid_cli_create_list_delete(sparse_pair, home: Path) -> None:  # noqa: ANN001
-    env = {**os.environ, "EMBEDSCOPE_HOME": str(home), "COLUMNS": "160"}
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "embedscope.cli", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
-
+def test_hybrid_cli_create_list_delete(sparse_pair, run_cli) -> None:  # noqa: ANN001
+    cli = run_cli
     made = cli("hybrid", "create", "pair", "--parts", "bm25,tfidf", "--fusion", "convex", "--weight", "0.25",
                "--normalization", "tmm", "--name", "mix")  # fmt: skip
     assert made.returncode == 0, made.stderr

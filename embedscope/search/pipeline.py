@@ -251,6 +251,10 @@ class SearchPipeline:
         """Nearest items for query vectors already in a version's space (one result per row)."""
         _check_k(k)
         plan = self.plan(version)
+        if plan.fused:
+            raise EmbedscopeError(
+                f"'{plan.using}' is a recipe; vectors belong to one version's space: name a version"
+            )
         v = plan.parts[0]
         width = vectors.shape[-1] if vectors.ndim > 1 or sp.issparse(vectors) else len(vectors)
         if width != v.info.dim:
