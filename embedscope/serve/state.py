@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from fastapi import Request
 
 from embedscope.api import Collection, LoadedVersion
 from embedscope.errors import ConflictError, NotFoundError
-from embedscope.search.pipeline import SearchPipeline
+from embedscope.search.pipeline import QueryEncoder, SearchPipeline
 from embedscope.serve import models as m
 from embedscope.serve.batching import QueryBatcher
 from embedscope.serve.cache import QueryCache
@@ -50,12 +50,17 @@ class Served:
     name: str
     root: Path
     reader: Collection
+    #: the pipeline's query encoder (the server's cache and micro-batcher)
+    encode: InitVar[QueryEncoder | None] = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     write_lock: threading.Lock = field(default_factory=threading.Lock)
-    pipeline: SearchPipeline | None = None
+    pipeline: SearchPipeline = field(init=False)
     recommenders: dict[str | None, Any] = field(default_factory=dict)
     _writer: Collection | None = None
     _display: tuple[int, m.Display] | None = None
+
+    def __post_init__(self, encode: QueryEncoder | None) -> None:
+        self.pipeline = SearchPipeline(self.reader, encode=encode, lock=self.lock)
 
     def writer(self) -> Collection:
         if self._writer is None:  # called with write_lock held
@@ -72,10 +77,6 @@ class Served:
             yield self.writer()
         finally:
             self.write_lock.release()
-
-    def search(self) -> SearchPipeline:
-        assert self.pipeline is not None  # set by ServerState
-        return self.pipeline
 
     def fields(self) -> DisplayFields:
         with self.lock:
@@ -139,11 +140,9 @@ class ServerState:
         self.jobs: dict[str, m.EmbedJob] = {}  # mutated by the job's thread; answers are copies
         self.collections: dict[str, Served] = {}
         for name in names:
-            served = Served(name, root, Collection.open(name, root))
-            served.pipeline = SearchPipeline(
-                served.reader, encode=self._query_encoder(name), lock=served.lock
+            self.collections[name] = Served(
+                name, root, Collection.open(name, root), self._query_encoder(name)
             )
-            self.collections[name] = served
 
     def get(self, name: str) -> Served:
         served = self.collections.get(name)
@@ -152,7 +151,7 @@ class ServerState:
             raise NotFoundError(f"collection '{name}' is not served (served: {known})")
         return served
 
-    def _query_encoder(self, collection: str) -> Any:
+    def _query_encoder(self, collection: str) -> QueryEncoder:
         """The pipeline's encode hook: the query cache (keyed by the version's revision), then the
         version's micro-batcher, so concurrent requests share one encoder call."""
 

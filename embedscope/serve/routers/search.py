@@ -22,7 +22,7 @@ def resolve(served: Served, version: str | None, encoder: str | None) -> str | N
     """The version or recipe to use: named, or the one built with `encoder`, or None = active."""
     if version and encoder:
         raise EmbedscopeError("give either version or encoder, not both")
-    return served.search().name_for_encoder(encoder) if encoder else version
+    return served.pipeline.name_for_encoder(encoder) if encoder else version
 
 
 def respond(
@@ -56,7 +56,7 @@ def run_search(
     query = req.query.strip()
     record.update(collection=name, query=query, k=req.k, where=req.where)
     using = resolve(served, req.version, req.encoder)
-    result = served.search().search(query, req.k, using=using, where=req.where)
+    result = served.pipeline.search(query, req.k, using=using, where=req.where)
     record.update(version=result.using, cached=result.cached, ids=[h.id for h in result.hits])
     return respond(state, served, result, req.k, req.where, query)
 
@@ -80,7 +80,7 @@ def run_similar(
     served = state.get(name)
     record.update(collection=name, item=req.id, k=req.k, where=req.where)
     using = resolve(served, req.version, req.encoder)
-    result = served.search().similar(req.id, req.k, using=using, where=req.where)
+    result = served.pipeline.similar(req.id, req.k, using=using, where=req.where)
     record.update(version=result.using, ids=[h.id for h in result.hits])
     return respond(state, served, result, req.k, req.where, None)
 
@@ -103,7 +103,7 @@ def run_compare(
 ) -> m.CompareResponse:
     served = state.get(name)
     record.update(collection=name, query=req.query, k=req.k, where=req.where, versions=req.versions)
-    out = compare(served.reader, req.query, req.versions, k=req.k, where=req.where, pipeline=served.search())
+    out = compare(served.reader, req.query, req.versions, k=req.k, where=req.where, pipeline=served.pipeline)
     fields = served.fields()
     runs = []
     for c in out.columns:
