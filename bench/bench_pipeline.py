@@ -9,7 +9,8 @@ distinct short vibe queries (never cached: the query is encoded every time) with
 `SearchPipeline.search(query, k=10)`: encoding, candidates from every part (100 per part for a
 recipe), fusion, collapsing repeated works and items -> hits all included. Reported: p50/p99 latency,
 the p50 of each stage, and each configuration's p50 as a multiple of dense alone (the issue's target:
-hybrid within 1.3x). Writes bench/results/pipeline.json.
+hybrid within 1.3x); also the p50 of the process's CPU time per query (all its threads), which a
+busy machine disturbs less than wall time. Writes bench/results/pipeline.json.
 """
 
 from __future__ import annotations
@@ -61,19 +62,22 @@ def main() -> None:
         for q in ("warm up", "a cozy mystery"):
             pipe.search(q, 10, using=using, collapse=collapse)
     lat: dict[str, list[float]] = {name: [] for name in configs}
+    cpu: dict[str, list[float]] = {name: [] for name in configs}
     stages: dict[str, list[list[float]]] = {name: [] for name in configs}
     for _ in range(args.rounds):
         for q in queries:  # configurations interleaved per query, so background load hits all alike
             for name, (using, collapse) in configs.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 res = pipe.search(q, 10, using=using, collapse=collapse)
                 lat[name].append((time.perf_counter() - t0) * 1000)
+                cpu[name].append((time.process_time() - c0) * 1000)
                 stages[name].append([res.stages[s] * 1000 for s in ("encode", "search", "rank")])
     base = float(np.percentile(lat[f"{dense} (dense)"], 50))
+    base_cpu = float(np.percentile(cpu[f"{dense} (dense)"], 50))
     rows = []
     for name in configs:
         a, s = np.array(lat[name]), np.array(stages[name])
-        p50 = float(np.percentile(a, 50))
+        p50, cpu50 = float(np.percentile(a, 50)), float(np.percentile(cpu[name], 50))
         rows.append(
             {
                 "configuration": name,
@@ -84,6 +88,8 @@ def main() -> None:
                 "search_p50_ms": round(float(np.percentile(s[:, 1], 50)), 2),
                 "rank_p50_ms": round(float(np.percentile(s[:, 2], 50)), 2),
                 "x_dense_p50": round(p50 / base, 2),
+                "cpu_p50_ms": round(cpu50, 2),
+                "x_dense_cpu": round(cpu50 / base_cpu, 2),
             }
         )
     report(
