@@ -286,15 +286,13 @@ class SearchPipeline:
         stages = dict.fromkeys(STAGES, 0.0)
         with _timed(stages, "search"):
             masks = self._masks(plan, where, (item_id,))
+        with self.lock:  # NotFoundError for a deleted item, even where a version still has its row
+            item = self.collection.get(item_id)
         matrices: dict[int, Any] = {}
-        item = None
         with _timed(stages, "encode"):
             for i, v in enumerate(plan.parts):
                 row = v.row_of.get(item_id)
                 if row is None:  # added since the version was built: encode its text
-                    if item is None:
-                        with self.lock:
-                            item = self.collection.get(item_id)
                     matrices[i] = v.encoder.encode([item.text])
                 else:
                     q = v.data.vectors[row : row + 1]

@@ -12,7 +12,6 @@ threadpool and CPU-bound encoding/search never blocks the event loop.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,12 +25,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from embedscope.api import default_root
 from embedscope.errors import EmbedscopeError
 from embedscope.serve import models as m
-from embedscope.serve.middleware import MAX_BODY, BodyLimit, Observe
+from embedscope.serve.middleware import MAX_BODY, BodyLimit, Observe, ServerErrors
 from embedscope.serve.routers import ROUTERS
 from embedscope.serve.routers.service import STATIC
 from embedscope.serve.state import ServerState
-
-log = logging.getLogger("embedscope.serve")
 
 
 def create_app(
@@ -67,6 +64,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.embedscope = state
+    app.add_middleware(ServerErrors)  # innermost: sees what the exception handlers below do not handle
     app.add_middleware(BodyLimit, max_bytes=max_body)
     _error_handlers(app)
     # outermost, so 413s from BodyLimit are counted and logged too
@@ -78,7 +76,8 @@ def create_app(
 
 
 def _error_handlers(app: FastAPI) -> None:
-    """One JSON shape for every error, 4xx for anything the client got wrong."""
+    """One JSON shape for every error, 4xx for anything the client got wrong (unexpected errors are
+    answered by the ServerErrors middleware, which keeps the connection open)."""
 
     @app.exception_handler(EmbedscopeError)
     def _embedscope_error(request: Request, exc: EmbedscopeError) -> JSONResponse:
@@ -100,8 +99,3 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"error": f"internal error ({exc.__class__.__name__}); see the server log"}, 500)

@@ -1,7 +1,9 @@
-"""ASGI middleware: the request body limit, and metrics + the query log for every request."""
+"""ASGI middleware: the request body limit, unexpected errors as JSON 500s, and metrics + the query log
+for every request."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 if TYPE_CHECKING:
     from embedscope.serve.state import ServerState
 
+log = logging.getLogger("embedscope.serve")
 MAX_BODY = 1_000_000  # bytes; a search body is tiny, an upsert of ~1,000 records fits
 
 
@@ -62,6 +65,36 @@ class BodyLimit:
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         msg = f"request body too large: the limit is {self.max_bytes:,} bytes"
         await JSONResponse({"error": msg}, 413)(scope, receive, send)
+
+
+class ServerErrors:
+    """An unexpected exception becomes one logged traceback and a JSON 500; the connection lives on.
+
+    Starlette's own handler for `Exception` answers too, but then re-raises so that the server logs
+    the exception again and closes the keep-alive connection, resetting the client's next request.
+    Client mistakes never get here: they are EmbedscopeError (4xx) or validation errors (422)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise  # half a response is out: only closing the connection is honest now
+            body = {"error": f"internal error ({exc.__class__.__name__}); see the server log"}
+            await JSONResponse(body, 500)(scope, receive, send)
 
 
 class Observe:

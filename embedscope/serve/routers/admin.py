@@ -32,7 +32,7 @@ def upsert_items(name: str, req: m.UpsertRequest, request: Request, state: State
     return m.WriteResult(collection=name, counts=counts)
 
 
-@router.put(f"{C}/items/{{item_id}}", dependencies=WRITES)
+@router.put(f"{C}/items/{{item_id:path}}", dependencies=WRITES)
 def update_item(
     name: str, item_id: str, fields: dict[str, Any], request: Request, state: State
 ) -> m.WriteResult:
@@ -50,7 +50,7 @@ def update_item(
     return m.WriteResult(collection=name, counts=counts)
 
 
-@router.delete(f"{C}/items/{{item_id}}", dependencies=WRITES)
+@router.delete(f"{C}/items/{{item_id:path}}", dependencies=WRITES)
 def delete_item(name: str, item_id: str, request: Request, state: State) -> m.WriteResult:
     served = state.get(name)
     request.state.record.update(collection=name, action="delete", item=item_id)
@@ -119,7 +119,10 @@ def embed_version(name: str, version: str, req: m.EmbedRequest, request: Request
             job.status = "done"
         except Exception as exc:  # reported through the job, the server keeps running
             job.status, job.error = "failed", str(exc) if isinstance(exc, EmbedscopeError) else repr(exc)
-            log.exception("embedding job %s failed", job.id)
+            if isinstance(exc, EmbedscopeError):  # e.g. busy, disk full: said in one line
+                log.warning("embedding job %s failed: %s", job.id, exc)
+            else:
+                log.exception("embedding job %s failed", job.id)
         finally:
             job.finished_at = now()
             served.write_lock.release()

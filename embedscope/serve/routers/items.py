@@ -42,7 +42,7 @@ def collection_info(name: str, state: State) -> m.CollectionInfo:
     return m.CollectionInfo(**info, display=served.display())
 
 
-@router.get("/{name}/items/{item_id}")
+@router.get("/{name}/items/{item_id:path}")
 def get_item(name: str, item_id: str, request: Request, state: State) -> m.ItemOut:
     served = state.get(name)
     request.state.record.update(collection=name, item=item_id)
