@@ -384,10 +384,11 @@ def evaluate_beir(
     """Fit (where the encoder learns), encode and retrieve for each encoder; score with trec_eval.
 
     `params` maps an encoder name to non-default parameters, e.g. {"word2vec": {"epochs": 20}}.
-    `hybrid` overrides the hybrid recipe's settings: fusion, params, weights, depth (see
-    embedscope.search.recipe.make_recipe); default: the recipe defaults."""
+    `hybrid` replaces the hybrid recipe's settings: fusion, params, weights, depth (see
+    embedscope.search.recipe.make_recipe); default: embedscope.search.recipe.DEFAULT_HYBRID."""
     from embedscope.encoders.registry import create_encoder
     from embedscope.search.pipeline import MemoEncoder, SearchPipeline
+    from embedscope.search.recipe import DEFAULT_HYBRID
 
     started = time.perf_counter()
     names = parse_encoders(encoders)
@@ -432,7 +433,7 @@ def evaluate_beir(
     for name in names:
         if name in FUSED:
             parts = FUSED[name]
-            col.create_recipe(name, [versions[p] for p in parts], **(hybrid or {}))
+            col.create_recipe(name, [versions[p] for p in parts], **(hybrid or DEFAULT_HYBRID))
             run, ms, empty = retrieve(col, name, queries, k, progress, pipe)
             results[name] = EncoderResult(
                 encoder=name,

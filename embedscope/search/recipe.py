@@ -32,9 +32,18 @@ SETTING = "recipes"
 HYBRID = "hybrid"  # the name `embed --encoder hybrid` and the implicit default recipe use
 #: fuse deep enough that an item ranked low by one part can still rise (per part, before fusion)
 DEFAULT_DEPTH = 100
-#: the default fusion: RRF with k = 60 (Cormack et al. 2009), equal weights; chosen without tuning
+#: a recipe's fusion when none is named: RRF with k = 60 (Cormack et al. 2009), equal weights
 DEFAULT_FUSION = "rrf"
 DEFAULT_PARAMS: dict[str, Any] = {"k": 60}
+#: what `hybrid` (sparse part, dense part) is when nobody says otherwise: the implicit recipe,
+#: `embed --encoder hybrid` and `evaluate`'s hybrid. make_recipe keyword arguments; the one place to
+#: change the default (weights, if given, are in the order sparse, dense).
+DEFAULT_HYBRID: dict[str, Any] = {
+    "fusion": "rrf",
+    "params": {"k": 60},
+    "weights": None,
+    "depth": DEFAULT_DEPTH,
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -153,8 +162,9 @@ def hybrid_shortcut(params: Mapping[str, Any] | None) -> HybridShortcut:
             f"hybrid has no parameter {', '.join(map(repr, unknown))}; valid: "
             f"{', '.join(encoder_keys + recipe_keys)}"
         )
+    given = {k: p[k] for k in recipe_keys if k in p}
     shortcut = HybridShortcut(
-        **{k: p[k] for k in encoder_keys if k in p}, recipe={k: p[k] for k in recipe_keys if k in p}
+        **{k: p[k] for k in encoder_keys if k in p}, recipe=given or dict(DEFAULT_HYBRID)
     )
     sparse = create_encoder(shortcut.sparse, shortcut.sparse_params)
     dense = create_encoder(shortcut.dense, shortcut.dense_params)
@@ -217,7 +227,9 @@ def default_recipe(collection: Collection) -> Recipe | None:
         return None
     active = collection.store.get_setting("active_version")
     bm25 = [v.name for v in versions if v.sparse and v.encoder.get("name") == "bm25"]
-    return make_recipe(HYBRID, [(bm25 or sparse)[0], active if active in dense else dense[0]])
+    return make_recipe(
+        HYBRID, [(bm25 or sparse)[0], active if active in dense else dense[0]], **DEFAULT_HYBRID
+    )
 
 
 def all_recipes(collection: Collection) -> dict[str, Recipe]:
