@@ -242,7 +242,7 @@ class SearchPipeline:
         vectors: Any,
         k: int = 10,
         *,
-        version: str | None = None,
+        version: str | LoadedVersion | None = None,
         where: str | None = None,
         exclude: Sequence[str] = (),
         exact: bool = False,
@@ -291,6 +291,8 @@ class SearchPipeline:
         matrices: dict[int, Any] = {}
         with _timed(stages, "encode"):
             for i, v in enumerate(plan.parts):
+                if plan.weights[i] == 0:
+                    continue
                 row = v.row_of.get(item_id)
                 if row is None:  # added since the version was built: encode its text
                     matrices[i] = v.encoder.encode([item.text])
