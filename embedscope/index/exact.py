@@ -35,8 +35,7 @@ class ExactIndex(VectorIndex):
         assert self.vectors is not None
         if sp.issparse(self.vectors) and sp.issparse(queries):
             # an inverted index: rows of the transposed matrix are each term's postings, so the product
-            # touches only documents that share a term with the query (9x faster than documents @ query
-            # on the books' BM25 vectors; bench/bench_pipeline.py)
+            # touches only documents that share a term with the query, not every document row
             if self._postings is None:
                 self._postings = self.vectors.T.tocsr()
             scores = np.asarray((sp.csr_matrix(queries) @ self._postings).toarray(), dtype=np.float32)
