@@ -42,14 +42,6 @@ PALETTE = [
 OTHER = "#c7c7c7"
 
 
-def item_title(metadata: dict[str, Any] | None, text: str) -> str:
-    """What a person calls an item: its title-like field, else the start of its text."""
-    for key in ("title", "name", "full_title", "headline"):
-        if metadata and metadata.get(key):
-            return str(metadata[key])
-    return text[:80] + ("…" if len(text) > 80 else "")
-
-
 @dataclass
 class Projection:
     collection: str
@@ -66,12 +58,14 @@ class Projection:
 
 
 def resolve_version(collection: Any, version: str | None) -> str:
-    """A version name to draw: the given one, the active one, or hybrid's dense part."""
-    from embedscope.api import HYBRID
-
+    """A version name to draw: the given one, the active one, or a search recipe's (e.g. hybrid's)
+    first dense part."""
     name = version or collection.active_version
-    if name == HYBRID and HYBRID not in {v.name for v in collection.versions()}:
-        return collection.hybrid_parts()["dense"]
+    versions = {v.name: v for v in collection.versions()}
+    recipe = collection.recipes().get(name) if name not in versions else None
+    if recipe is not None:
+        dense = [p for p in recipe.parts if not versions[p].sparse]
+        return dense[0] if dense else recipe.parts[0]
     return name
 
 
@@ -166,7 +160,10 @@ def point_data(collection: Any, proj: Projection, color_by: str | None = None) -
     """What the map draws: coordinates, titles, ids and colours; items deleted since the version
     was embedded are left out. A numeric field is coloured on a scale, any other by its most
     frequent values."""
+    from embedscope.display import show
+
     frame, _ = collection.metadata_frame()
+    fields = collection.display_fields()
     if color_by is not None and color_by not in frame.columns:
         fields = ", ".join(map(str, frame.columns)) or "none"
         raise EmbedscopeError(f"--color-by: no metadata field '{color_by}' (fields: {fields})")
@@ -179,7 +176,7 @@ def point_data(collection: Any, proj: Projection, color_by: str | None = None) -
         "version": proj.version,
         "method": proj.method,
         "ids": [it.id for it in kept],
-        "titles": [item_title(it.metadata, it.text) for it in kept],
+        "titles": [show(it.text, it.metadata, fields).title for it in kept],
         "x": [round(float(a), 4) for a in xy[:, 0]],
         "y": [round(float(b), 4) for b in xy[:, 1]],
         "color_by": color_by,

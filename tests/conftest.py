@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "home"
     monkeypatch.setenv("EMBEDSCOPE_HOME", str(root))
     return root
+
+
+@pytest.fixture
+def run_cli(home: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """The CLI as a user meets it: `run_cli("search", "books", "dragons")` in a subprocess on `home`."""
+    env = {**os.environ, "EMBEDSCOPE_HOME": str(home), "COLUMNS": "160"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "embedscope.cli", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+    return run
 
 
 @pytest.fixture(scope="session")

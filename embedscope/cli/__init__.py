@@ -10,6 +10,7 @@ from embedscope.cli.app import app, err_console
 # Each module adds its commands to `app` when imported.
 _COMMAND_MODULES = [
     "core",
+    "hybrid_cmd",
     "encoders_cmd",
     "evaluate_cmd",
     "recommend_cmd",

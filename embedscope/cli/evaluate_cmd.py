@@ -68,7 +68,7 @@ def metrics_table(report: Any, title: str | None = None) -> Table:
         "fit s",
         "docs/s",
         "index",
-        "p50 ms",
+        "ms/query",
         "encoded",
     ):
         table.add_column(col, justify="left" if col == "encoder" else "right")
@@ -80,7 +80,7 @@ def metrics_table(report: Any, title: str | None = None) -> Table:
             _fmt(r.fit_seconds, 2),
             _fmt(r.docs_per_second, 0),
             _bytes(r.index_bytes),
-            _fmt(r.latency_ms_p50, 2),
+            _fmt(r.ms_per_query, 2),
             "cached" if r.cached else str(r.encoded),
         )
     return table
@@ -94,7 +94,9 @@ def evaluate(
     encoders: Annotated[
         str,
         typer.Option(
-            "--encoders", "-e", help="Comma-separated encoders; 'hybrid' fuses bm25 and minilm (RRF)."
+            "--encoders",
+            "-e",
+            help="Comma-separated encoders; 'hybrid' is the hybrid search recipe over bm25 and minilm.",
         ),
     ] = "bm25,tfidf,lsa,word2vec,minilm,static,hybrid",
     split: Annotated[str, typer.Option(help="qrels split: qrels/<split>.tsv.")] = "test",

@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from embedscope.display import show
 from embedscope.errors import EmbedscopeError
-from embedscope.projection import item_title, resolve_version
+from embedscope.projection import resolve_version
 
 PERMUTATIONS = 1000
 MAX_SAMPLES = 1000  # per side: the kernel matrix is (2 x MAX_SAMPLES)^2 float64 = 32 MB
@@ -274,7 +275,8 @@ def item_drift(
     fresh = [i for i in now_ids if i in new_or_changed]
     encoded = dict(zip(fresh, np.asarray(v.encoder.encode([items[i].text for i in fresh])), strict=True))
     now = np.stack([encoded[i] if i in encoded else stored[v.row_of[i]] for i in now_ids]).astype(np.float32)
-    labels = [item_title(items[i].metadata, items[i].text) for i in now_ids]
+    fields = collection.display_fields()
+    labels = [show(items[i].text, items[i].metadata, fields).title for i in now_ids]
     out.update(compare_sets(then, now, labels, permutations=permutations, seed=seed))
     out["encoded"] = len(encoded)
     return out

@@ -315,17 +315,10 @@ class Experiments:
 
 # --- wiring to the collection's search -------------------------------------------------------------
 def configurations(collection: Any) -> list[str]:
-    """Names an experiment side can use: the collection's versions, and `hybrid` when it resolves."""
-    from embedscope.api import HYBRID
-
+    """Names an experiment side can use: the collection's versions and its search recipes (e.g.
+    `hybrid`, stored or implicit)."""
     names = [v.name for v in collection.versions()]
-    if HYBRID not in names:
-        try:
-            collection.hybrid_parts()
-            names.append(HYBRID)
-        except EmbedscopeError:
-            pass
-    return names
+    return names + [r for r in collection.recipes() if r not in names]
 
 
 def collection_ranker(
