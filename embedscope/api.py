@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ import scipy.sparse as sp
 
 from embedscope.encoders.base import Encoder
 from embedscope.encoders.registry import create_encoder
+from embedscope.engines import create_engine
+from embedscope.engines.base import ProgressFn
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
 from embedscope.index import VectorIndex, create_index
@@ -32,7 +34,6 @@ from embedscope.store.base import Item, Store, VersionData, VersionInfo, fingerp
 from embedscope.store.embedded import EmbeddedStore, now
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-ProgressFn = Callable[[int, int], None]
 HYBRID = "hybrid"  # not a stored version: a sparse and a dense version fused at search time
 
 
@@ -210,15 +211,28 @@ class Collection:
         refit: bool = False,
         activate: bool = False,
         progress: ProgressFn | None = None,
+        engine: str = "local",
+        address: str | None = None,
     ) -> VersionInfo:
         """Encode the collection into the embedding version `version` (default: the encoder name).
 
         If the version exists with the same encoder configuration, only new and changed items are
-        encoded (the fitted encoder is reused unless `refit`); deleted items are dropped."""
+        encoded (the fitted encoder is reused unless `refit`); deleted items are dropped.
+        `engine="ray"` encodes on a Ray cluster (`address`, else a local Ray); everything else,
+        the incremental choice and the write through the store included, is the same."""
         if encoder == HYBRID:
-            return self._embed_hybrid(params, batch_size=batch_size, refit=refit, progress=progress)
+            return self._embed_hybrid(
+                params,
+                batch_size=batch_size,
+                refit=refit,
+                progress=progress,
+                engine=engine,
+                address=address,
+            )
         version = _check_name(version or encoder, "version")
         enc = create_encoder(encoder, params)
+        runner = create_engine(engine, address=address)
+        runner.check(enc)
         items = list(self.store.iter_items())
         if not items:
             raise EmbedscopeError(f"collection '{self.name}' is empty; ingest items first")
@@ -238,7 +252,11 @@ class Collection:
             enc.fit([i.text for i in items])
         fit_s = time.perf_counter() - started
         todo = [i for i in items if i.id not in old_rows]
-        new_vectors = self._encode(enc, [i.text for i in todo], batch_size, progress) if todo else None
+        new_vectors = (
+            runner.encode(enc, [i.text for i in todo], batch_size=batch_size, progress=progress)
+            if todo
+            else None
+        )
         row_ids = [i.id for i in items]
         if old_rows:
             # assemble rows in item order: reused rows from the old matrix, the rest freshly encoded
@@ -292,6 +310,7 @@ class Collection:
                 "index_seconds": round(index_s, 3),
                 "vector_bytes": int(nbytes),
                 "index_bytes": int(idx.nbytes()),
+                **({"engine": runner.stats} if todo else {}),
             },
         )
         self.store.write_version(
@@ -307,7 +326,9 @@ class Collection:
         versions of their own (named after their encoders) and remember the fusion settings."""
         enc = create_encoder(HYBRID, params)  # validates the parameters
         p = enc.params
-        self.embed(p["sparse"], p["sparse_params"], version=p["sparse"], **kwargs)
+        # the sparse half is count-based and fast in-process; only the dense half uses the engine
+        local = {**kwargs, "engine": "local", "address": None}
+        self.embed(p["sparse"], p["sparse_params"], version=p["sparse"], **local)
         dense = self.embed(p["dense"], p["dense_params"], version=p["dense"], **kwargs)
         self.store.set_setting(HYBRID, {k: p[k] for k in ("sparse", "dense", "fusion", "rrf_k", "alpha")})
         return dense
@@ -357,23 +378,6 @@ class Collection:
         return [
             Hit(i.id, s, i.text, i.metadata) for i, (_, s) in zip(items, top, strict=True) if i is not None
         ]
-
-    @staticmethod
-    def _encode(enc: Encoder, texts: list[str], batch_size: int, progress: ProgressFn | None) -> Any:
-        if not texts:
-            return enc.encode([])
-        if enc.sparse:
-            out = enc.encode(texts, batch_size=batch_size)
-            if progress:
-                progress(len(texts), len(texts))
-            return out
-        chunk = max(batch_size * 4, 256)
-        parts = []
-        for start in range(0, len(texts), chunk):
-            parts.append(enc.encode(texts[start : start + chunk], batch_size=batch_size))
-            if progress:
-                progress(min(start + chunk, len(texts)), len(texts))
-        return np.concatenate(parts).astype(np.float32)
 
     def load_version(self, version: str | None = None) -> LoadedVersion:
         """The version's vectors, fitted encoder and index, cached until the version changes."""

@@ -129,9 +129,28 @@ def embed(
         str | None, typer.Option("--version", "-v", help="Version name (default: encoder name).")
     ] = None,
     index: Annotated[str | None, typer.Option("--index", help="hnsw (approximate) or exact.")] = None,
+    index_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--index-param",
+            help="Index parameter key=value (repeatable), e.g. dtype=i8 (hnsw storage: f32, f16, i8), "
+            "connectivity=16, expansion_search=64.",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 64,
     refit: Annotated[bool, typer.Option(help="Refit learning encoders and re-encode everything.")] = False,
     activate: Annotated[bool, typer.Option(help="Make this the active version.")] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (this process) or ray (Ray Data actors: a local Ray, or the cluster at --address).",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Ray cluster to join with --engine ray, e.g. ray://head:10001."),
+    ] = None,
 ) -> None:
     """Encode the collection into an embedding version; only new or changed items are encoded."""
     from embedscope.encoders.registry import parse_params
@@ -144,10 +163,13 @@ def embed(
             parse_params(param),
             version=version,
             index=index,
+            index_params=parse_params(index_param, "--index-param") or None,
             batch_size=batch_size,
             refit=refit,
             activate=activate,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            engine=engine,
+            address=address,
         )
         bar.update(task, completed=len(col), total=len(col))
     if encoder == "hybrid":

@@ -14,6 +14,8 @@ from embedscope.errors import EmbedscopeError
 from embedscope.index.base import VectorIndex, search_rows, top_k
 
 _FILE = "hnsw.usearch"
+#: how the graph stores vectors (usearch scalar kinds): 4, 2 or 1 byte per dimension
+DTYPES = ("f32", "f16", "i8")
 
 
 class HNSWIndex(VectorIndex):
@@ -24,13 +26,17 @@ class HNSWIndex(VectorIndex):
         connectivity: int = 16,
         expansion_add: int = 128,
         expansion_search: int = 64,
+        dtype: str = "f32",
         threads: int = 0,
         **params: object,
     ) -> None:
+        if dtype not in DTYPES:
+            raise EmbedscopeError(f"hnsw dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
         super().__init__(
             connectivity=connectivity,
             expansion_add=expansion_add,
             expansion_search=expansion_search,
+            dtype=dtype,
             **params,
         )
         self.threads = threads
@@ -44,7 +50,7 @@ class HNSWIndex(VectorIndex):
         return Index(
             ndim=dim,
             metric="ip",  # vectors are normalised by the encoders that want cosine
-            dtype="f32",
+            dtype=self.params["dtype"],
             connectivity=int(self.params["connectivity"]),
             expansion_add=int(self.params["expansion_add"]),
             expansion_search=int(self.params["expansion_search"]),
