@@ -237,6 +237,23 @@ class Collection:
         if not items:
             raise EmbedscopeError(f"collection '{self.name}' is empty; ingest items first")
         old = {v.name: v for v in self.versions()}.get(version)
+        kind = (
+            index
+            or (old.index["kind"] if old else None)
+            or self.store.get_setting("default_index")
+            or ("exact" if enc.sparse else "hnsw")
+        )
+        if kind == "hnsw" and enc.sparse:
+            raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
+        idx = create_index(
+            kind,
+            **(index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})),
+        )
+        if idx.params.get("dtype") == "i8" and enc.metric != "cosine":
+            raise EmbedscopeError(
+                f"hnsw dtype i8 normalises vectors: it suits cosine encoders, not '{encoder}' "
+                f"({enc.metric}); use dtype f16 or f32"
+            )
         old_rows: dict[str, int] = {}
         started = time.perf_counter()
         if old is not None and old.encoder == enc.config() and not refit:
@@ -268,18 +285,6 @@ class Collection:
         else:
             vectors = new_vectors
         encode_s = time.perf_counter() - started - fit_s
-        kind = (
-            index
-            or (old.index["kind"] if old else None)
-            or self.store.get_setting("default_index")
-            or ("exact" if enc.sparse else "hnsw")
-        )
-        if kind == "hnsw" and sp.issparse(vectors):
-            raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
-        idx = create_index(
-            kind,
-            **(index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})),
-        )
         t0 = time.perf_counter()
         idx.build(vectors)
         index_s = time.perf_counter() - t0
