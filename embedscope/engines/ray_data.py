@@ -12,7 +12,8 @@ which puts them in row order.
   a Ray that is already initialised in this process (a notebook, a test session) is used as is.
   With an address the driver joins that cluster and ships embedscope's own code to it
   (`runtime_env` py_modules); its dependencies (torch, sentence-transformers, the packaged
-  model) must be installed on the nodes.
+  model) must be installed on the nodes, and a cluster with token authentication (Ray's
+  default) needs RAY_AUTH_MODE=token and its token in the driver's environment.
 - On a cluster with GPUs each actor takes one (`num_gpus=1`) and encodes on `cuda`; otherwise the
   CPUs are split between the actors (fractions allowed) and torch gets as many threads.
 - No all-to-all step (repartition, random_shuffle, sort) runs before the actor stage: on a small
@@ -126,8 +127,15 @@ class RayEngine(Engine):
             else:
                 ray.init(num_cpus=self.num_cpus, include_dashboard=False, **common)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
-            raise EmbedscopeError(f"cannot start {where}: {exc}") from exc
+            if not self.address:
+                raise EmbedscopeError(f"cannot start a local Ray: {exc}") from exc
+            hint = (
+                ""
+                if os.environ.get("RAY_AUTH_MODE")
+                else "; if the cluster uses token authentication (Ray's default), set RAY_AUTH_MODE=token "
+                "and RAY_AUTH_TOKEN (or ~/.ray/auth_token) to its token"
+            )
+            raise EmbedscopeError(f"cannot join the Ray cluster at {self.address}: {exc}{hint}") from exc
 
     def _pool(self, ray: Any, blocks: int) -> tuple[int, float, int]:
         """(actors, CPUs per actor, GPUs per actor) for this cluster; never more actors than
