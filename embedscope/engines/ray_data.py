@@ -125,7 +125,8 @@ class RayEngine(Engine):
                     **common,
                 )
             else:
-                ray.init(num_cpus=self.num_cpus, include_dashboard=False, **common)
+                # "local": always a new Ray of our own, never one `ray start` left running here
+                ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False, **common)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             if not self.address:
                 raise EmbedscopeError(f"cannot start a local Ray: {exc}") from exc
