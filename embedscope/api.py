@@ -29,6 +29,8 @@ import scipy.sparse as sp
 from embedscope.display import DisplayFields
 from embedscope.encoders.base import Encoder
 from embedscope.encoders.registry import create_encoder
+from embedscope.engines import create_engine
+from embedscope.engines.base import ProgressFn
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
 from embedscope.index import VectorIndex, create_index
@@ -42,7 +44,6 @@ from embedscope.store.base import Item, Store, VersionData, VersionInfo, fingerp
 from embedscope.store.embedded import now
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-ProgressFn = Callable[[int, int], None]
 HYBRID = _recipe.HYBRID  # `embed("hybrid")`: embeds a sparse and a dense version and a recipe fusing them
 
 
@@ -331,21 +332,50 @@ class Collection:
         refit: bool = False,
         activate: bool = False,
         progress: ProgressFn | None = None,
+        engine: str = "local",
+        address: str | None = None,
     ) -> VersionInfo:
         """Encode the collection into the embedding version `version` (default: the encoder name).
 
         If the version exists with the same encoder configuration, only new and changed items are
         encoded (the fitted encoder is reused unless `refit`); deleted items are dropped. The
         collection's writer lock is held throughout: a second writer waits briefly, then gets
-        ConflictError "busy", rather than both encoding and the last one silently winning."""
+        ConflictError "busy", rather than both encoding and the last one silently winning.
+        `engine="ray"` encodes on a Ray cluster (`address`, else a local Ray); everything else,
+        the incremental choice and the write through the store included, is the same."""
         if encoder == HYBRID:
-            return self._embed_hybrid(params, batch_size=batch_size, refit=refit, progress=progress)
+            return self._embed_hybrid(
+                params,
+                batch_size=batch_size,
+                refit=refit,
+                progress=progress,
+                engine=engine,
+                address=address,
+            )
         version = _check_name(version or encoder, "version")
         enc = create_encoder(encoder, params)
+        runner = create_engine(engine, address=address)
+        runner.check(enc)
         items = list(self.store.iter_items())
         if not items:
             raise EmbedscopeError(f"collection '{self.name}' is empty; ingest items first")
         old = {v.name: v for v in self.versions()}.get(version)
+        kind = (
+            index
+            or (old.index["kind"] if old else None)
+            or self.store.get_setting("default_index")
+            or ("exact" if enc.sparse else "hnsw")
+        )
+        if kind == "hnsw" and enc.sparse:
+            raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
+        idx = self.store.new_index(
+            kind, index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})
+        )
+        if idx.params.get("dtype") == "i8" and enc.metric != "cosine":
+            raise EmbedscopeError(
+                f"hnsw dtype i8 normalises vectors: it suits cosine encoders, not '{encoder}' "
+                f"({enc.metric}); use dtype f16 or f32"
+            )
         old_rows: dict[str, int] = {}
         started = time.perf_counter()
         if old is not None and old.encoder == enc.config() and not refit:
@@ -361,7 +391,11 @@ class Collection:
             enc.fit([i.text for i in items])
         fit_s = time.perf_counter() - started
         todo = [i for i in items if i.id not in old_rows]
-        new_vectors = self._encode(enc, [i.text for i in todo], batch_size, progress) if todo else None
+        new_vectors = (
+            runner.encode(enc, [i.text for i in todo], batch_size=batch_size, progress=progress)
+            if todo
+            else None
+        )
         row_ids = [i.id for i in items]
         if old_rows:
             # assemble rows in item order: reused rows from the old matrix, the rest freshly encoded
@@ -373,17 +407,6 @@ class Collection:
         else:
             vectors = new_vectors
         encode_s = time.perf_counter() - started - fit_s
-        kind = (
-            index
-            or (old.index["kind"] if old else None)
-            or self.store.get_setting("default_index")
-            or ("exact" if enc.sparse else "hnsw")
-        )
-        if kind == "hnsw" and sp.issparse(vectors):
-            raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
-        idx = self.store.new_index(
-            kind, index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})
-        )
         t0 = time.perf_counter()
         idx.build(vectors)
         index_s = time.perf_counter() - t0
@@ -414,6 +437,7 @@ class Collection:
                 "index_seconds": round(index_s, 3),
                 "vector_bytes": int(nbytes),
                 "index_bytes": int(idx.nbytes()),
+                **({"engine": runner.stats} if todo else {}),
             },
         )
         self.store.write_version(
@@ -428,7 +452,9 @@ class Collection:
         """The `embed --encoder hybrid` shortcut: embed a sparse and a dense version (named after their
         encoders) and store the recipe `hybrid` fusing them (see embedscope.search.recipe)."""
         plan = _recipe.hybrid_shortcut(params)
-        self.embed(plan.sparse, plan.sparse_params, version=plan.sparse, **kwargs)
+        # the sparse half is count-based and fast in-process; only the dense half uses the engine
+        local = {**kwargs, "engine": "local", "address": None}
+        self.embed(plan.sparse, plan.sparse_params, version=plan.sparse, **local)
         dense = self.embed(plan.dense, plan.dense_params, version=plan.dense, **kwargs)
         self.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe)
         return dense
@@ -456,23 +482,6 @@ class Collection:
     @_holding_writer_lock
     def delete_recipe(self, name: str) -> None:
         _recipe.delete_recipe(self, name)
-
-    @staticmethod
-    def _encode(enc: Encoder, texts: list[str], batch_size: int, progress: ProgressFn | None) -> Any:
-        if not texts:
-            return enc.encode([])
-        if enc.sparse:
-            out = enc.encode(texts, batch_size=batch_size)
-            if progress:
-                progress(len(texts), len(texts))
-            return out
-        chunk = max(batch_size * 4, 256)
-        parts = []
-        for start in range(0, len(texts), chunk):
-            parts.append(enc.encode(texts[start : start + chunk], batch_size=batch_size))
-            if progress:
-                progress(min(start + chunk, len(texts)), len(texts))
-        return np.concatenate(parts).astype(np.float32)
 
     def load_version(self, version: str | None = None) -> LoadedVersion:
         """The version's vectors, fitted encoder and index, cached until the version changes."""

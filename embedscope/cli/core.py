@@ -146,13 +146,25 @@ def embed(
         typer.Option(
             "--index-param",
             "-i",
-            help="Index parameter key=value (repeatable): connectivity, expansion_add, "
-            "expansion_search (pgvector: m, ef_construction, ef_search), dtype=f32|f16.",
+            help="Index parameter key=value (repeatable): connectivity, expansion_add, expansion_search, "
+            "dtype=f32|f16|i8 (hnsw storage; i8 embedded only). PostgreSQL maps them to m, "
+            "ef_construction, ef_search and vector|halfvec.",
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 64,
     refit: Annotated[bool, typer.Option(help="Refit learning encoders and re-encode everything.")] = False,
     activate: Annotated[bool, typer.Option(help="Make this the active version.")] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (this process) or ray (Ray Data actors: a local Ray, or the cluster at --address).",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Ray cluster to join with --engine ray, e.g. ray://head:10001."),
+    ] = None,
 ) -> None:
     """Encode the collection into an embedding version; only new or changed items are encoded."""
     from embedscope.encoders.registry import parse_params
@@ -165,11 +177,13 @@ def embed(
             parse_params(param),
             version=version,
             index=index,
-            index_params=parse_params(index_param) or None,
+            index_params=parse_params(index_param, "--index-param") or None,
             batch_size=batch_size,
             refit=refit,
             activate=activate,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            engine=engine,
+            address=address,
         )
         bar.update(task, completed=len(col), total=len(col))
     if encoder == "hybrid":
