@@ -27,14 +27,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from embedscope.encoders.base import Encoder, l2_normalize
-from embedscope.encoders.transformer import DEFAULT_MODEL, resolve_model_path
+from embedscope.encoders.transformer import DEFAULT_MODEL, model_cache_dir, resolve_model_path
 from embedscope.errors import EmbedscopeError
 
 _MODEL_DIR = "static_model"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("EMBEDSCOPE_CACHE", Path.home() / ".cache" / "embedscope")) / "static"
 
 
 def distill_static(model: str, pca_dims: int, sif_coefficient: float, batch_size: int = 512) -> Any:
@@ -96,7 +92,7 @@ class StaticEncoder(Encoder):
 
     def _cache_path(self) -> Path:
         key = f"{self.params['model']}|{self.params['pca_dims']}|{self.params['sif_coefficient']}"
-        return cache_dir() / hashlib.sha1(key.encode()).hexdigest()[:16]
+        return model_cache_dir("static") / hashlib.sha1(key.encode()).hexdigest()[:16]
 
     @property
     def static_model(self) -> Any:
