@@ -21,10 +21,13 @@ import hashlib
 import os
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
 from embedscope.encoders.base import Encoder, l2_normalize
 from embedscope.encoders.transformer import DEFAULT_MODEL, model_cache_dir, resolve_model_path
@@ -75,6 +78,37 @@ def distill_static(model: str, pca_dims: int, sif_coefficient: float, batch_size
     )
 
 
+def bag_of_tokens(model: Any, texts: list[str]) -> np.ndarray:
+    """Sum of the token vectors of each text (model2vec's mean, before normalising).
+
+    Hand-written instead of `StaticModel.encode` because that one tokenises on one core
+    (embedscope runs with TOKENIZERS_PARALLELISM=false, so that forked workers never deadlock) and
+    averages with a Python loop over length buckets. Here the tokenizer runs in threads (the Rust
+    tokenizer releases the GIL) and the sums are one sparse (texts x vocabulary) product.
+    Measured on books.csv: `python bench/bench_encoders.py --encoders static` (docs/design.md).
+    """
+    chunks = max(1, min(len(texts) // 256, os.cpu_count() or 1))
+    size = -(-len(texts) // chunks)
+    parts = [texts[i : i + size] for i in range(0, len(texts), size)]
+    if len(parts) == 1:
+        encodings = model.tokenizer.encode_batch_fast(parts[0], add_special_tokens=False)
+    else:
+        with ThreadPoolExecutor(len(parts)) as pool:
+            batches = pool.map(
+                lambda part: model.tokenizer.encode_batch_fast(part, add_special_tokens=False), parts
+            )
+            encodings = [e for batch in batches for e in batch]
+    ids = [e.ids for e in encodings]
+    indptr = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum([len(i) for i in ids], out=indptr[1:])
+    indices = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(indptr[-1]))
+    table = np.asarray(model.embedding, dtype=np.float32)
+    # model2vec drops unknown tokens: they get weight 0
+    weights = (indices != (-1 if model.unk_token_id is None else model.unk_token_id)).astype(np.float32)
+    counts = sp.csr_matrix((weights, indices, indptr), shape=(len(ids), table.shape[0]))
+    return np.asarray(counts @ table, dtype=np.float32)
+
+
 class StaticEncoder(Encoder):
     """model2vec static embeddings distilled locally from MiniLM: ~100x faster than the transformer."""
 
@@ -123,8 +157,7 @@ class StaticEncoder(Encoder):
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = self.static_model.encode(texts, batch_size=max(batch_size, 64), use_multiprocessing=False)
-        return l2_normalize(out)  # texts with no known token stay all-zero
+        return l2_normalize(bag_of_tokens(self.static_model, texts))  # no known token: stays all-zero
 
     def save(self, directory: Path) -> None:
         super().save(directory)
