@@ -2,8 +2,8 @@
 
     python bench/bench_encoders.py [--encoders bm25,tfidf,...] [--limit N] [--out NAME]
     python bench/bench_encoders.py --encoders static --out encoders-static   # static speed only
-Prints a table and writes bench/results/encoders.json (or NAME.json). The slow learners are subsampled so a run
-stays under ~5 minutes on 2 cores: minilm encodes a 500-book sample (throughput extrapolated),
+Prints a table and writes bench/results/encoders.json (or NAME.json). The slow learners are
+subsampled so a run stays under ~5 minutes on 2 cores: minilm encodes a 500-book sample (throughput extrapolated),
 torch_word2vec trains on 1,500 books. Model loading is excluded from encode time (one warm-up
 call). `static` is timed from its on-disk cache; the one-off
 distillation (minutes) is reported separately when the cache is cold; a second static row times
@@ -83,7 +83,7 @@ def bench(name: str, texts: list[str]) -> dict[str, Any]:
 def model2vec_encode(texts: list[str]) -> dict[str, Any]:
     """The same static model through model2vec's `StaticModel.encode` (what embedscope used before
     its threaded tokenisation + sparse product, encoders/static.py)."""
-    model = create_encoder("static").static_model
+    model = create_encoder("static").fit(texts).static_model
     model.encode(texts[:2], use_multiprocessing=False)
     t0 = time.perf_counter()
     x = model.encode(texts, use_multiprocessing=False)
