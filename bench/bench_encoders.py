@@ -3,9 +3,9 @@
     python bench/bench_encoders.py [--encoders bm25,tfidf,...] [--limit N] [--out NAME]
     python bench/bench_encoders.py --encoders static --out encoders-static   # static speed only
 Prints a table and writes bench/results/encoders.json (or NAME.json). The slow learners are
-subsampled so a run stays under ~5 minutes on 2 cores: minilm encodes a 500-book sample (throughput extrapolated),
-torch_word2vec trains on 1,500 books. Model loading is excluded from encode time (one warm-up
-call). `static` is timed from its on-disk cache; the one-off
+subsampled so a run stays under ~5 minutes on 2 cores: minilm encodes a 500-book sample
+(throughput extrapolated), torch_word2vec trains on 1,500 books. Model loading is excluded from
+encode time (one warm-up call). `static` is timed from its on-disk cache; the one-off
 distillation (minutes) is reported separately when the cache is cold; a second static row times
 the same model through model2vec's own `StaticModel.encode`.
 """
