@@ -61,6 +61,7 @@ class CorpusVocabulary:
 
         path = resolve_model_path("all-MiniLM-L6-v2")
         base = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+        base.no_padding()  # the packaged tokenizer.json pads to 128 with [PAD]
         vocab = base.get_vocab()
         words: collections.Counter[str] = collections.Counter()
         for doc in docs:
@@ -91,6 +92,7 @@ class CorpusVocabulary:
         raw = np.asarray(create_encoder("static", {"pca_dims": 384})._distilled().embedding)
         table = PCA(n_components=256, random_state=0).fit_transform(np.concatenate([raw, extra]))
         tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+        tokenizer.no_padding()
         tokenizer.add_tokens([AddedToken(w, single_word=True, normalized=True) for w in new])
         indices, _ = static.token_ids(tokenizer, docs)
         counts = np.bincount(indices, minlength=len(table)).astype(np.float64)
