@@ -95,7 +95,7 @@ def test_drift_between_precisions_is_one_command(
     with pytest.raises(SystemExit) as exc:
         main()
     assert (exc.value.code or 0) == 0
-    out = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)["versions"]
     assert out["vector"]["mean_cosine"] > 0.98 and out["neighbour_jaccard"]["mean"] > 0.6
 
 
