@@ -156,7 +156,7 @@ def ort_int8_static(st: Any, calibration: list[str], max_len: int) -> tuple[Any,
         weight_type=QuantType.QInt8,
         nodes_to_quantize=with_weight,
     )
-    build_s = time.perf_counter() - started
+    build_s = round(time.perf_counter() - started, 1)
     return onnx_query.session(target), build_s
 
 

@@ -6,7 +6,7 @@ faster through OpenVINO than sentence-transformers' fp32 `encode`, with the same
 - OpenVINO's CPU plugin runs the matrix products in bf16 on AMX (`INFERENCE_PRECISION_HINT`); on a
   CPU without bf16 it falls back to f32 by itself;
 - texts are sorted by length so a batch holds texts of similar length and carries little padding
-  (unsorted batches were 2.5x slower);
+  (batches in corpus order were ~2x slower);
 - batches of 16 go to an asynchronous queue with one stream per core (the THROUGHPUT hint), so the
   cores do not wait on each other inside one small batch.
 
@@ -39,7 +39,7 @@ import numpy as np
 from embedscope.encoders.transformer import model_cache_dir, pool, tokenize
 
 _XML = "model.xml"
-#: texts per inference request: measured best of 8/16/32 on 2 cores with two streams (docs/design.md)
+#: texts per inference request: faster than 8 or 32 on 2 cores with two streams (exploratory runs)
 REQUEST_BATCH = 16
 #: calibration texts for int8 (NNCF's default subset size)
 CALIBRATION_SIZE = 300
