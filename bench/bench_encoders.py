@@ -6,8 +6,8 @@ Prints a table and writes bench/results/encoders.json (or NAME.json). The slow l
 subsampled so a run stays under ~5 minutes on 2 cores: minilm encodes a 500-book sample
 (throughput extrapolated), torch_word2vec trains on 1,500 books. Model loading is excluded from
 encode time (one warm-up call). `static` is timed from its on-disk cache; the one-off
-distillation (minutes) is reported separately when the cache is cold; a second static row times
-the same model through model2vec's own `StaticModel.encode`.
+distillation (minutes) is reported separately when the cache is cold; its fit_s is counting the
+collection's tokens for the SIF weights.
 """
 
 from __future__ import annotations
@@ -80,28 +80,6 @@ def bench(name: str, texts: list[str]) -> dict[str, Any]:
     }
 
 
-def model2vec_encode(texts: list[str]) -> dict[str, Any]:
-    """The same static model through model2vec's `StaticModel.encode` (what embedscope used before
-    its threaded tokenisation + sparse product, encoders/static.py)."""
-    model = create_encoder("static").fit(texts).static_model
-    model.encode(texts[:2], use_multiprocessing=False)
-    t0 = time.perf_counter()
-    x = model.encode(texts, use_multiprocessing=False)
-    enc_s = time.perf_counter() - t0
-    return {
-        "encoder": "static via StaticModel.encode",
-        "fit_s": 0.0,
-        "fit_items": 0,
-        "encode_items": len(texts),
-        "encode_s": round(enc_s, 2),
-        "items_per_s": round(len(texts) / enc_s, 1),
-        "dim": width(x),
-        "sparse": False,
-        "bytes_per_item": round(nbytes(x) / len(texts), 1),
-        "bytes_all_books": int(nbytes(x)),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--encoders", default=DEFAULT)
@@ -115,8 +93,6 @@ def main() -> None:
     rows = []
     for name in args.encoders.split(","):
         rows.append(bench(name.strip(), texts))
-        if name.strip() == "static":
-            rows.append(model2vec_encode(texts))  # the library's own encode, for comparison
         r = rows[-1]
         print(
             f"{r['encoder']:15} fit {r['fit_s']:7.2f}s ({r['fit_items']:5d})  "

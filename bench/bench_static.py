@@ -94,8 +94,7 @@ class CorpusVocabulary:
         tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
         tokenizer.no_padding()
         tokenizer.add_tokens([AddedToken(w, single_word=True, normalized=True) for w in new])
-        indices, _ = static.token_ids(tokenizer, docs)
-        counts = np.bincount(indices, minlength=len(table)).astype(np.float64)
+        counts = static.token_counts(tokenizer, docs, len(table))
         weights = static.sif_weights(counts / counts.sum(), 1e-3)
         self.model = static.static_model(
             table.astype(np.float32) * weights[:, None], tokenizer, "all-MiniLM-L6-v2"
@@ -103,9 +102,8 @@ class CorpusVocabulary:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         from embedscope.encoders.base import l2_normalize
-        from embedscope.encoders.static import bag_of_tokens
 
-        return l2_normalize(bag_of_tokens(self.model, texts))
+        return l2_normalize(self.model.encode(texts, use_multiprocessing=False))
 
     encode_queries = encode
 

@@ -15,7 +15,8 @@ a = 1e-4). A BERT WordPiece vocabulary is not ordered by frequency in any one do
 estimate SIF was defined with (Arora et al. 2017, "A Simple but Tough-to-Beat Baseline for Sentence
 Embeddings", a = 1e-3). On SciFact this moved nDCG@10 from 0.364 to 0.398 (docs/design.md).
 
-The table goes to model2vec's `StaticModel` (installed, no extra needed) for storage. The
+The table goes to model2vec's `StaticModel` (installed, no extra needed) for storage and for
+tokenise-and-average inference. The
 distilled table is cached under ~/.cache/embedscope/static/ (or $EMBEDSCOPE_CACHE); the fitted,
 weighted model is copied into the encoder's save dir, so nothing is downloaded, ever.
 """
@@ -26,13 +27,11 @@ import hashlib
 import os
 import shutil
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 
 from embedscope.encoders.base import Encoder, check_corpus, l2_normalize
 from embedscope.encoders.transformer import DEFAULT_MODEL, model_cache_dir, resolve_model_path
@@ -94,42 +93,11 @@ def sif_weights(proba: np.ndarray, a: float) -> np.ndarray:
     return (a / (a + proba)).astype(np.float32)
 
 
-def token_ids(tokenizer: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """All texts' token ids as one flat array plus CSR row pointers.
-
-    The tokenizer runs in threads over slices of the texts (the Rust tokenizer releases the GIL):
-    embedscope keeps TOKENIZERS_PARALLELISM=false, so that forked workers never deadlock, which
-    leaves a single `encode_batch` on one core."""
-    slices = max(1, min(len(texts) // 256, os.cpu_count() or 1))
-    size = -(-len(texts) // slices)
-    parts = [texts[i : i + size] for i in range(0, len(texts), size)]
-    if len(parts) == 1:
-        encodings = tokenizer.encode_batch_fast(parts[0], add_special_tokens=False)
-    else:
-        with ThreadPoolExecutor(len(parts)) as pool:
-            batches = pool.map(
-                lambda part: tokenizer.encode_batch_fast(part, add_special_tokens=False), parts
-            )
-            encodings = [e for batch in batches for e in batch]
-    ids = [e.ids for e in encodings]
-    indptr = np.zeros(len(ids) + 1, dtype=np.int64)
-    np.cumsum([len(i) for i in ids], out=indptr[1:])
-    return np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(indptr[-1])), indptr
-
-
-def bag_of_tokens(model: Any, texts: list[str]) -> np.ndarray:
-    """Sum of the token vectors of each text (model2vec's mean, before normalising).
-
-    Hand-written instead of `StaticModel.encode`, which tokenises on one core here and averages
-    with a Python loop over length buckets: the tokens come from `token_ids` (threads) and the sums
-    are one sparse (texts x vocabulary) product. `python bench/bench_encoders.py --encoders static`
-    times both (docs/design.md)."""
-    indices, indptr = token_ids(model.tokenizer, texts)
-    table = np.asarray(model.embedding, dtype=np.float32)
-    # model2vec drops unknown tokens: they get weight 0
-    weights = (indices != (-1 if model.unk_token_id is None else model.unk_token_id)).astype(np.float32)
-    counts = sp.csr_matrix((weights, indices, indptr), shape=(len(texts), table.shape[0]))
-    return np.asarray(counts @ table, dtype=np.float32)
+def token_counts(tokenizer: Any, texts: list[str], vocabulary_size: int) -> np.ndarray:
+    """How often each token occurs in the texts (as the static model tokenises them)."""
+    encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64)
+    return np.bincount(ids, minlength=vocabulary_size).astype(np.float64)
 
 
 class StaticEncoder(Encoder):
@@ -192,8 +160,7 @@ class StaticEncoder(Encoder):
     def fit(self, texts: Sequence[str]) -> StaticEncoder:
         if self.params["weighting"] == "corpus":
             base = self._distilled()
-            indices, _ = token_ids(base.tokenizer, check_corpus(texts))
-            counts = np.bincount(indices, minlength=len(base.embedding)).astype(np.float64)
+            counts = token_counts(base.tokenizer, check_corpus(texts), len(base.embedding))
             weights = sif_weights(counts / max(counts.sum(), 1.0), float(self.params["sif_coefficient"]))
             vectors = np.asarray(base.embedding, dtype=np.float32) * weights[:, None]
             self._static = static_model(vectors, base.tokenizer, self.params["model"])
@@ -211,7 +178,8 @@ class StaticEncoder(Encoder):
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         self._check_fitted()
-        return l2_normalize(bag_of_tokens(self.static_model, texts))  # no known token: stays all-zero
+        out = self.static_model.encode(texts, batch_size=max(batch_size, 64), use_multiprocessing=False)
+        return l2_normalize(out)  # texts with no known token stay all-zero
 
     def save(self, directory: Path) -> None:
         super().save(directory)
