@@ -152,6 +152,13 @@ def embed(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 64,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="Transformer arithmetic: fp32 (PyTorch reference), bf16 (default; OpenVINO, ~5x faster "
+            "on CPU), int8 (OpenVINO, calibrated on this collection). Same as -p precision=...",
+        ),
+    ] = None,
     refit: Annotated[bool, typer.Option(help="Refit learning encoders and re-encode everything.")] = False,
     activate: Annotated[bool, typer.Option(help="Make this the active version.")] = False,
     engine: Annotated[
@@ -168,13 +175,18 @@ def embed(
 ) -> None:
     """Encode the collection into an embedding version; only new or changed items are encoded."""
     from embedscope.encoders.registry import parse_params
+    from embedscope.errors import EmbedscopeError
 
+    params = parse_params(param)
+    if precision is not None:
+        if params.setdefault("precision", precision) != precision:
+            raise EmbedscopeError(f"--precision {precision} contradicts -p precision={params['precision']}")
     col = _open(collection)
     with progress_bar("encoding") as bar:
         task = bar.add_task(f"encoding {collection} with {encoder}", total=len(col))
         info = col.embed(
             encoder,
-            parse_params(param),
+            params,
             version=version,
             index=index,
             index_params=parse_params(index_param, "--index-param") or None,
