@@ -10,8 +10,12 @@ books.similar("9780002005883")
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
+import shlex
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +31,7 @@ from embedscope.encoders.registry import create_encoder
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
 from embedscope.index import VectorIndex, create_index
-from embedscope.sources import TextSpec, read_table, rows_to_items
+from embedscope.sources import TextSpec, load_items
 from embedscope.store.base import Item, Store, VersionData, VersionInfo, fingerprint
 from embedscope.store.embedded import EmbeddedStore, now
 
@@ -65,6 +69,25 @@ class LoadedVersion:
     item_positions: tuple[int, np.ndarray] | None = None
 
 
+def _holding_writer_lock(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a Collection method holding its store's writer lock (re-entrant: nested calls are fine)."""
+
+    @functools.wraps(method)
+    def locked(self: Collection, *args: Any, **kwargs: Any) -> Any:
+        with self.store.writing():
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
+def _check_index_kind(kind: str) -> str:
+    from embedscope.index.base import INDEX_KINDS
+
+    if kind not in INDEX_KINDS:
+        raise EmbedscopeError(f"unknown index '{kind}'; valid: {', '.join(INDEX_KINDS)}")
+    return kind
+
+
 def _check_name(name: str, what: str = "collection") -> str:
     if not _NAME.match(name or ""):
         raise EmbedscopeError(f"invalid {what} name {name!r}: use letters, digits, '_', '-', '.' (max 64)")
@@ -98,6 +121,52 @@ class Collection:
             raise NotFoundError(f"collection '{name}' does not exist (collections: {known})")
         return cls(name, EmbeddedStore(path))
 
+    @classmethod
+    def create_from(
+        cls,
+        name: str,
+        source: str | Path | pd.DataFrame | Sequence[dict[str, Any]],
+        root: str | Path | None = None,
+        *,
+        default_index: str | None = None,
+        **ingest_args: Any,
+    ) -> tuple[Collection, dict[str, int]]:
+        """Ingest into `name`, creating it if needed (what `embedscope ingest -c NAME` does).
+
+        The input is read and validated before a new collection is created, and a new collection
+        whose first write fails anyway (a full disk) is removed again: a failed ingest never leaves
+        an empty collection behind."""
+        _check_name(name)
+        if default_index is not None:
+            _check_index_kind(default_index)
+        if (Path(root or default_root()) / name / EmbeddedStore.DB).exists():
+            col = cls.open(name, root)
+            if default_index is not None:
+                col.set_default_index(default_index)
+            return col, col.ingest(source, **ingest_args)
+        replace = ingest_args.pop("replace", False)
+        items, spec = load_items(source, **ingest_args)
+        try:
+            col = cls.create(name, root)
+        except BaseException:  # e.g. no space for the database: remove what was begun
+            shutil.rmtree(Path(root or default_root()) / name, ignore_errors=True)
+            raise
+        try:
+            if default_index is not None:
+                col.set_default_index(default_index)
+            counts = col._write_items(items, spec, ingest_args.get("id_field", "id"), replace=replace)
+        except BaseException:
+            col._discard_if_empty()
+            raise
+        return col, counts
+
+    def _discard_if_empty(self) -> None:
+        """Remove this collection if it holds nothing (a creation whose first write failed)."""
+        if len(self) == 0 and not self.versions():
+            path = self.store.path
+            self.close()
+            shutil.rmtree(path, ignore_errors=True)
+
     @staticmethod
     def list(root: str | Path | None = None) -> list[str]:
         base = Path(root or default_root())
@@ -123,21 +192,32 @@ class Collection:
     ) -> dict[str, int]:
         """Add or update items from a file, a DataFrame or records, in one atomic transaction.
 
-        `replace=True` makes the collection equal to the input (items not in it are deleted)."""
-        if isinstance(source, pd.DataFrame):
-            frame, label = source, "input"
-        elif isinstance(source, str | Path):
-            frame, label = read_table(source, fmt, encoding=encoding), Path(source).name
-        else:
-            frame, label = pd.DataFrame.from_records(list(source)), "input"
-        spec = TextSpec(field=text, template=template)
-        if not spec.fields():
-            spec = TextSpec(**self.store.get_setting("text_spec", {"field": "text"}))
-        items = rows_to_items(frame, id_field=id_field, text=spec, metadata=metadata, source=label)
-        counts = self.store.upsert_items(items, replace_all=replace)
-        self.store.set_setting("text_spec", {"field": spec.field, "template": spec.template})
-        self.store.set_setting("id_field", id_field)
-        return counts
+        `replace=True` makes the collection equal to the input (items not in it are deleted); it is
+        also the only way to change the collection's id field, since the same items under other
+        ids would be stored twice."""
+        items, spec = load_items(
+            source,
+            id_field=id_field,
+            text=text,
+            template=template,
+            metadata=metadata,
+            fmt=fmt,
+            encoding=encoding,
+            default_text=self.store.get_setting("text_spec"),
+        )
+        stored_id = self.store.get_setting("id_field")
+        if stored_id is not None and stored_id != id_field and not replace and len(self):
+            raise EmbedscopeError(
+                f"collection '{self.name}' identifies items by '{stored_id}', not '{id_field}': "
+                f"ingest with --id-field {stored_id} (or --replace to re-key every item)"
+            )
+        return self._write_items(items, spec, id_field, replace=replace)
+
+    def _write_items(
+        self, items: list[Item], spec: TextSpec, id_field: str, *, replace: bool
+    ) -> dict[str, int]:
+        settings = {"text_spec": {"field": spec.field, "template": spec.template}, "id_field": id_field}
+        return self.store.upsert_items(items, replace_all=replace, settings=settings)
 
     def upsert(self, records: Sequence[dict[str, Any]], **kwargs: Any) -> dict[str, int]:
         kwargs.setdefault("id_field", self.store.get_setting("id_field", "id"))
@@ -192,12 +272,9 @@ class Collection:
 
     def set_default_index(self, kind: str) -> None:
         """The index new versions get unless `embed(index=...)` says otherwise."""
-        from embedscope.index.base import INDEX_KINDS
+        self.store.set_setting("default_index", _check_index_kind(kind))
 
-        if kind not in INDEX_KINDS:
-            raise EmbedscopeError(f"unknown index '{kind}'; valid: {', '.join(INDEX_KINDS)}")
-        self.store.set_setting("default_index", kind)
-
+    @_holding_writer_lock
     def embed(
         self,
         encoder: str = "minilm",
@@ -214,7 +291,9 @@ class Collection:
         """Encode the collection into the embedding version `version` (default: the encoder name).
 
         If the version exists with the same encoder configuration, only new and changed items are
-        encoded (the fitted encoder is reused unless `refit`); deleted items are dropped."""
+        encoded (the fitted encoder is reused unless `refit`); deleted items are dropped. The
+        collection's writer lock is held throughout: a second writer waits briefly, then gets
+        ConflictError "busy", rather than both encoding and the last one silently winning."""
         if encoder == HYBRID:
             return self._embed_hybrid(params, batch_size=batch_size, refit=refit, progress=progress)
         version = _check_name(version or encoder, "version")
@@ -345,7 +424,7 @@ class Collection:
             v = self.load_version(name)
             allowed = self.allowed_rows(v, where)
             try:
-                q = self.encode_query(query, name)
+                q = self.encode_query(query, v)
             except EmbedscopeError:
                 if name == cfg["dense"] or not query.strip():
                     raise
@@ -378,12 +457,17 @@ class Collection:
     def load_version(self, version: str | None = None) -> LoadedVersion:
         """The version's vectors, fitted encoder and index, cached until the version changes."""
         name = version or self.active_version
-        info = self.store.get_version(name)
-        revision = self.store.version_revision(name)
-        cached = self._versions.get(name)
-        if cached and cached[0] == revision:
-            return cached[1]
-        data, enc, idx = self.store.read_version(name)
+        for _ in range(5):
+            revision = self.store.version_revision(name)
+            cached = self._versions.get(name)
+            if cached and cached[0] == revision:
+                return cached[1]
+            info = self.store.get_version(name)
+            data, enc, idx = self.store.read_version(name)
+            if self.store.version_revision(name) == revision:
+                break  # record and files are of one revision (a writer may have replaced it meanwhile)
+        else:
+            raise ConflictError(f"collection '{self.name}' is busy: version '{name}' keeps changing; retry")
         if idx is None:
             idx = create_index("exact").build(data.vectors)
         elif hasattr(idx, "attach_vectors"):
@@ -427,13 +511,13 @@ class Collection:
         queries: np.ndarray | sp.csr_matrix,
         k: int = 10,
         *,
-        version: str | None = None,
+        version: str | LoadedVersion | None = None,
         where: str | None = None,
         exclude: Sequence[str] = (),
         exact: bool = False,
     ) -> list[list[Hit]]:
         """Nearest items for query vectors already in the version's space."""
-        v = self.load_version(version)
+        v = version if isinstance(version, LoadedVersion) else self.load_version(version)
         width = queries.shape[-1] if queries.ndim > 1 or sp.issparse(queries) else len(queries)
         if width != v.info.dim:
             raise ConflictError(
@@ -460,10 +544,14 @@ class Collection:
             if i is not None
         ]
 
-    def encode_query(self, query: str, version: str | None = None) -> np.ndarray | sp.csr_matrix:
+    def encode_query(
+        self, query: str, version: str | LoadedVersion | None = None
+    ) -> np.ndarray | sp.csr_matrix:
+        """The query's vector; pass the LoadedVersion being searched, so that a version replaced
+        meanwhile by another process cannot give a query of another vocabulary (dimension)."""
         if not query or not query.strip():
             raise EmbedscopeError("empty query")
-        v = self.load_version(version)
+        v = version if isinstance(version, LoadedVersion) else self.load_version(version)
         q = v.encoder.encode_queries([query])
         empty = q.nnz == 0 if sp.issparse(q) else not np.any(q)
         if empty:
@@ -491,7 +579,7 @@ class Collection:
             return self._hybrid_search(query, k, where)
         v = self.load_version(version)
         allowed = self.allowed_rows(v, where)  # a bad filter fails before the query is encoded
-        return self._search_loaded(v, self.encode_query(query, v.info.name), k, allowed, exact)[0]
+        return self._search_loaded(v, self.encode_query(query, v), k, allowed, exact)[0]
 
     def similar(
         self,
@@ -503,13 +591,14 @@ class Collection:
     ) -> list[Hit]:
         """More like this: items nearest to an item's own vector, the item itself excluded."""
         v = self.load_version(version)
+        item = self.get(item_id)  # NotFoundError for a deleted item, even if the version still has it
         row = v.row_of.get(item_id)
         if row is None:
-            query = v.encoder.encode([self.get(item_id).text])  # added since the version was built
+            query = v.encoder.encode([item.text])  # added since the version was built
         else:
             query = v.data.vectors[row : row + 1]
             query = query if sp.issparse(query) else np.asarray(query)
-        return self.search_vectors(query, k, version=version, where=where, exclude=[item_id])[0]
+        return self.search_vectors(query, k, version=v, where=where, exclude=[item_id])[0]
 
     # --- description ------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -520,6 +609,7 @@ class Collection:
             d = v.to_dict()
             d["stale"] = v.fingerprint != current
             d["active"] = v.name == active
+            d["problems"] = self.store.inspect_version(v.name)  # cheap: `check` goes further
             versions.append(d)
         frame, _ = self.metadata_frame()
         return {
@@ -532,6 +622,98 @@ class Collection:
             "active_version": active,
             "versions": versions,
         }
+
+    def check(self) -> dict[str, Any]:
+        """Whether every version can answer: its files present and loadable, ids, vectors and index
+        of one size, the index finding the version's own vectors, the encoder producing vectors of
+        the version's dimension. Each damaged version comes with the commands that repair it.
+
+        Returns {"name", "ok", "problems" (collection-level), "versions": [{"name", "ok",
+        "problems", "repair"}]}; `embedscope check` prints it and exits 1 when not ok."""
+        versions = []
+        for v in self.versions():
+            problems = self.store.inspect_version(v.name) or self._check_loaded(v)
+            versions.append(
+                {
+                    "name": v.name,
+                    "ok": not problems,
+                    "problems": problems,
+                    "repair": self._repair_hint(v) if problems else None,
+                }
+            )
+        problems = []
+        active = self.store.get_setting("active_version")
+        if active is not None and active not in {v["name"] for v in versions}:
+            problems.append(
+                f"the active version '{active}' does not exist: `embedscope activate {self.name} VERSION`"
+            )
+        ok = not problems and all(v["ok"] for v in versions)
+        return {"name": self.name, "ok": ok, "problems": problems, "versions": versions}
+
+    def _check_loaded(self, info: VersionInfo, sample: int = 20) -> list[str]:
+        """The deep half of `check`: load the version as a search would, then ask it questions."""
+        from embedscope.encoders.registry import encoder_class
+
+        try:
+            v = self.load_version(info.name)
+        except EmbedscopeError as exc:
+            return [str(exc)]
+        problems = []
+        vectors, n = v.data.vectors, v.data.vectors.shape[0]
+        values = vectors.data if sp.issparse(vectors) else np.asarray(vectors)
+        if not np.isfinite(values).all():
+            problems.append("some vectors hold NaN or infinite values")
+        if len(v.row_of) != len(v.data.ids):
+            problems.append(f"{len(v.data.ids) - len(v.row_of)} duplicate id(s) among the vectors")
+        if v.index.size != n:
+            problems.append(f"the index holds {v.index.size} vectors, the version {n}")
+        elif n:
+            rows = np.unique(np.linspace(0, n - 1, num=min(n, sample)).astype(np.int64))
+            queries = vectors[rows] if sp.issparse(vectors) else np.asarray(vectors[rows])
+            own = (
+                np.asarray(queries.multiply(queries).sum(axis=1)).ravel()
+                if sp.issparse(queries)
+                else np.einsum("ij,ij->i", queries, queries)
+            )
+            try:
+                found_rows, scores = v.index.search(queries, 1)
+            except Exception as exc:  # check reports any failure of the index, whatever raised it
+                problems.append(f"the index cannot search: {exc.__class__.__name__}: {exc}")
+            else:
+                # itself, or a row with the same score (duplicate texts have identical vectors)
+                found = (found_rows[:, 0] == rows) | (scores[:, 0] >= own - 1e-2)
+                if found.mean() < 0.9:
+                    problems.append(
+                        f"the index does not find the version's own vectors ({int((~found).sum())} of "
+                        f"{len(rows)} sampled rows missed): it does not match the vectors"
+                    )
+        if encoder_class(info.encoder["name"]).encodes_text and v.data.ids:
+            first = self.store.get_items(v.data.ids[:1])[0]
+            try:
+                width = v.encoder.encode([first.text if first else "check"]).shape[1]
+            except Exception as exc:  # as above: the point is to say what fails
+                problems.append(f"the encoder cannot encode: {exc.__class__.__name__}: {exc}")
+            else:
+                if width != info.dim:
+                    problems.append(
+                        f"the encoder makes vectors of dimension {width}, the version has {info.dim}"
+                    )
+        return problems
+
+    def _repair_hint(self, info: VersionInfo) -> str:
+        """The commands that rebuild a version from the items, or remove it."""
+        from embedscope.encoders.registry import encoder_class
+
+        name = info.encoder["name"]
+        defaults = encoder_class(name).defaults
+        params = [
+            f" --param {shlex.quote(f'{k}={json.dumps(v)}')}"
+            for k, v in info.encoder.get("params", {}).items()
+            if defaults.get(k) != v
+        ]
+        version = f" --version {info.name}" if info.name != name else ""
+        rebuild = f"embedscope embed {self.name} --encoder {name}{version}{''.join(params)} --refit"
+        return f"rebuild it: `{rebuild}`; or remove it: `embedscope delete-version {self.name} {info.name}`"
 
 
 def fuse_hybrid_runs(cfg: dict[str, Any], runs: list[dict[str, float]]) -> dict[str, float]:

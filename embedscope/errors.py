@@ -20,3 +20,9 @@ class ConflictError(EmbedscopeError):
     """The request contradicts what is stored (e.g. a vector of the wrong dimension)."""
 
     http_status = 409
+
+
+class StorageFullError(EmbedscopeError):
+    """The disk is full (or the store is read-only): the write was refused, nothing stored changed."""
+
+    http_status = 507

@@ -1,22 +1,43 @@
 """Reading items from CSV, JSON lines and Parquet (pandas/pyarrow), turning rows into Items with a
-text field or a template over several fields, and typed metadata. Also BEIR data sets."""
+text field or a template over several fields, and typed metadata. Also BEIR data sets.
+
+What a reader promises (tests/test_sources.py checks it, partly with hypothesis):
+- an id is the string exactly as written: `007` stays `007` (the id column is read as text, never
+  as a number), and a blank id is an error naming its row;
+- a CSV row with more or fewer fields than the header is an error naming its line;
+- metadata are JSON values: numbers stay numbers, lists stay lists, timestamps become ISO 8601
+  strings, missing values (NaN, NaT, null) become null; infinite numbers and bytes are errors that
+  name the row and field (JSON has no infinity, and binary data is no metadata: leave the field out
+  with `--metadata`);
+- an item whose text is empty (every field of the template empty) is an error naming it; a text
+  longer than MAX_TEXT_CHARS is an error naming it.
+"""
 
 from __future__ import annotations
 
+import base64
+import csv
+import datetime as dt
+import decimal
 import json
 import math
 import string
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.store.base import Item
 
 FORMATS = ("csv", "jsonl", "parquet")
+#: the longest item text accepted; encoders read far less (MiniLM: 256 word pieces, about 1,000
+#: characters), and tokenising a multi-megabyte text costs hundreds of bytes of memory per character
+MAX_TEXT_CHARS = 1_000_000
 
 
 def detect_format(path: Path) -> str:
@@ -28,6 +49,63 @@ def detect_format(path: Path) -> str:
     if ".csv" in suffixes or ".tsv" in suffixes:
         return "csv"
     raise EmbedscopeError(f"cannot tell the format of '{path.name}'; pass --format csv|jsonl|parquet")
+
+
+def _id_text(value: Any) -> Any:
+    """An id as text, exactly as written: a JSON number 7 is '7', never '7.0'; missing stays None."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool | dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _check_csv_fields(path: Path, sep: str, encoding: str) -> None:
+    """Every row has as many fields as the header, or an error names the first line that does not.
+
+    pandas errors on too many fields but pads a row with too few with nulls (silent damage), so
+    the field counts are checked with the standard `csv` module, which parses quoting the same way
+    (RFC 4180) and knows on which line a record with embedded newlines starts."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long text field is not a malformed row
+    with open(path, encoding=encoding, newline="") as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        header: list[str] | None = None
+        line = 1
+        for row in reader:
+            if row:
+                if header is None:
+                    header = row
+                elif len(row) != len(header):
+                    raise EmbedscopeError(
+                        f"{path.name}: malformed CSV: line {line} has {len(row)} field(s), the header "
+                        f"has {len(header)}; quote values that contain '{sep}' or fix the row"
+                    )
+            line = reader.line_num + 1
+
+
+def _read_csv(path: Path, encoding: str, id_field: str | None) -> pd.DataFrame:
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    _check_csv_fields(path, sep, encoding)
+    read = {"sep": sep, "encoding": encoding, "on_bad_lines": "error"}
+    frame = pd.read_csv(path, dtype={id_field: str} if id_field else None, **read)
+    if id_field in frame.columns and frame[id_field].isna().any():
+        # pandas read ids such as 'NA' or 'null' as missing: read the column again, as written
+        ids = pd.read_csv(path, usecols=[id_field], dtype=str, keep_default_na=False, **read)[id_field]
+        frame[id_field] = ids.where(ids != "", None)
+    return frame
+
+
+def _read_parquet(path: Path, id_field: str | None) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    if id_field in table.column_names and not pa.types.is_string(table.schema.field(id_field).type):
+        # an integer id column read through pandas becomes float when it has a null: 7 -> '7.0'
+        column = table.column(id_field)
+        if pa.types.is_integer(column.type) or pa.types.is_large_string(column.type):
+            table = table.set_column(table.column_names.index(id_field), id_field, column.cast(pa.string()))
+    return table.to_pandas()
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -52,20 +130,26 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def read_table(path: str | Path, fmt: str | None = None, *, encoding: str = "utf-8") -> pd.DataFrame:
+def read_table(
+    path: str | Path, fmt: str | None = None, *, encoding: str = "utf-8", id_field: str | None = None
+) -> pd.DataFrame:
+    """The file as a frame; `id_field`, when given, is read as text exactly as written."""
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"file not found: {path}")
     fmt = fmt or detect_format(path)
     try:
         if fmt == "csv":
-            sep = "\t" if path.suffix.lower() == ".tsv" else ","
-            # on_bad_lines="error": a ragged row is an error, never silently dropped
-            return pd.read_csv(path, sep=sep, encoding=encoding, on_bad_lines="error", keep_default_na=True)
+            return _read_csv(path, encoding, id_field)
         if fmt == "jsonl":
-            return pd.DataFrame.from_records(read_jsonl(path))
+            records = read_jsonl(path)
+            if id_field:
+                for rec in records:
+                    if id_field in rec:
+                        rec[id_field] = _id_text(rec[id_field])
+            return pd.DataFrame.from_records(records)
         if fmt == "parquet":
-            return pd.read_parquet(path)
+            return _read_parquet(path, id_field)
     except UnicodeDecodeError as exc:
         raise EmbedscopeError(
             f"{path.name}: not {encoding} text (invalid byte at position {exc.start}); pass --encoding"
@@ -79,21 +163,41 @@ def read_table(path: str | Path, fmt: str | None = None, *, encoding: str = "utf
     raise EmbedscopeError(f"unknown format '{fmt}'; valid: {', '.join(FORMATS)}")
 
 
+class _BadValue(ValueError):
+    """A value JSON metadata cannot hold; `rows_to_items` adds the row and the field."""
+
+
 def _plain(value: Any) -> Any:
-    """NumPy/pandas scalars -> JSON-friendly Python values; NaN -> None (numbers stay numbers)."""
-    if value is None:
+    """A value as JSON: NumPy/pandas scalars -> Python values, arrays (Parquet lists) -> lists,
+    timestamps -> ISO 8601 strings, NaN/NaT/None -> None. Infinite numbers and bytes raise _BadValue."""
+    if value is None or value is pd.NaT or value is pd.NA:
         return None
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        try:
-            value = value.item()
-        except (ValueError, AttributeError):
-            pass
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
+    if isinstance(value, np.ndarray | list | tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        if isinstance(value, np.datetime64 | np.timedelta64):
+            value = pd.Timestamp(value) if isinstance(value, np.datetime64) else pd.Timedelta(value)
+            if value is pd.NaT:
+                return None
+        else:
+            value = value.item()
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise _BadValue(
+            f"holds binary data ({len(bytes(value))} bytes, e.g. {base64.b64encode(bytes(value)[:12])!r}...)"
+        )
+    if isinstance(value, decimal.Decimal):
+        value = float(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            raise _BadValue(f"is {value} (JSON has no infinity)")
+    if isinstance(value, pd.Timedelta):
+        return value.isoformat()
+    if isinstance(value, dt.datetime | dt.date | dt.time):  # pd.Timestamp is a datetime
+        return value.isoformat()
     return value
 
 
@@ -110,11 +214,14 @@ class TextSpec:
         return [self.field] if self.field else []
 
     def render(self, row: dict[str, Any]) -> str:
+        """The item's text; "" when every field it is built from is empty (so a template such as
+        '{title}. {description}' over two empty fields is empty text, not ".")."""
+        values = {f: "" if row.get(f) is None else row.get(f) for f in self.fields()}
+        if not any(str(v).strip() for v in values.values()):
+            return ""
         if self.template:
-            values = {f: "" if row.get(f) is None else row.get(f) for f in self.fields()}
             return self.template.format(**values).strip()
-        value = row.get(self.field or "")
-        return "" if value is None else str(value).strip()
+        return str(values[self.field or ""]).strip()
 
 
 def rows_to_items(
@@ -148,31 +255,85 @@ def rows_to_items(
         raise EmbedscopeError(
             f"{source}: metadata field(s) {', '.join(bad_meta)} not found; columns: {', '.join(columns)}"
         )
-    ids = frame[id_field]
-    if ids.isna().any():
-        row = int(ids.isna().to_numpy().nonzero()[0][0]) + 1
-        raise EmbedscopeError(f"{source}: row {row} has no value in id field '{id_field}'")
-    ids = ids.map(lambda v: str(_plain(v)))
+    try:
+        ids = pd.Series([_id_text(_plain(v)) for v in frame[id_field]], dtype=object)
+    except _BadValue as exc:
+        raise EmbedscopeError(f"{source}: an id in '{id_field}' {exc}; ids are text") from None
+    blank = ids.map(lambda v: v is None or not v.strip())
+    if blank.any():
+        row = int(blank.to_numpy().nonzero()[0][0]) + 1
+        raise EmbedscopeError(f"{source}: row {row} has no value (or only spaces) in id field '{id_field}'")
     dup = ids[ids.duplicated()].unique()
     if len(dup):
         raise EmbedscopeError(
             f"{source}: {len(dup)} duplicate id(s) in '{id_field}', e.g. {', '.join(map(repr, dup[:5]))}"
         )
     records = frame.to_dict(orient="records")
-    items, empty = [], []
-    for item_id, row in zip(ids, records, strict=True):
-        row = {k: _plain(v) for k, v in row.items()}
+    wanted = set(meta_fields) | set(text.fields())
+    items, empty, too_long = [], [], []
+    for n, (item_id, raw) in enumerate(zip(ids, records, strict=True), 1):
+        row = {}
+        for k, v in raw.items():
+            if k not in wanted:
+                continue
+            try:
+                row[k] = _plain(v)
+            except _BadValue as exc:
+                raise EmbedscopeError(
+                    f"{source}: row {n} (id {item_id!r}), field '{k}' {exc}; fix the value or leave the "
+                    "field out (--metadata lists the fields to keep)"
+                ) from None
         body = text.render(row)
         if not body:
             empty.append(item_id)
-            continue
-        items.append(Item(item_id, body, {f: row.get(f) for f in meta_fields}))
+        elif len(body) > MAX_TEXT_CHARS:
+            too_long.append(item_id)
+        else:
+            items.append(Item(item_id, body, {f: row.get(f) for f in meta_fields}))
     if empty:
         raise EmbedscopeError(
             f"{source}: {len(empty)} item(s) have empty text, e.g. {', '.join(map(repr, empty[:5]))}; "
             "fix them or remove them from the input"
         )
+    if too_long:
+        raise EmbedscopeError(
+            f"{source}: {len(too_long)} item(s) have a text longer than {MAX_TEXT_CHARS:,} characters, e.g. "
+            f"{', '.join(map(repr, too_long[:5]))}; split them into several items or shorten them"
+        )
     return items
+
+
+def load_items(
+    source: str | Path | pd.DataFrame | Sequence[dict[str, Any]],
+    *,
+    id_field: str = "id",
+    text: str | None = None,
+    template: str | None = None,
+    metadata: Sequence[str] | None = None,
+    fmt: str | None = None,
+    encoding: str = "utf-8",
+    default_text: dict[str, Any] | None = None,
+) -> tuple[list[Item], TextSpec]:
+    """Read and validate items from a file, a DataFrame or records, before anything is stored.
+
+    The text is `text` or `template`, else `default_text` (the collection's stored choice), else
+    the field 'text'. Returns the items and the text choice used."""
+    if isinstance(source, pd.DataFrame):
+        frame, label = source, "input"
+    elif isinstance(source, str | Path):
+        frame = read_table(source, fmt, encoding=encoding, id_field=id_field)
+        label = Path(source).name
+    else:
+        records = list(source)
+        if not all(isinstance(r, Mapping) for r in records):
+            raise EmbedscopeError("records must be objects (field -> value)")
+        keyed = [{**r, id_field: _id_text(r[id_field])} if id_field in r else r for r in records]
+        frame, label = pd.DataFrame.from_records(keyed), "input"
+    spec = TextSpec(field=text, template=template)
+    if not spec.fields():
+        spec = TextSpec(**(default_text or {"field": "text"}))
+    items = rows_to_items(frame, id_field=id_field, text=spec, metadata=metadata, source=label)
+    return items, spec
 
 
 # --- BEIR -------------------------------------------------------------------------------------

@@ -89,6 +89,13 @@ def test_similar_and_info(cli_home: Path, books_frame: pd.DataFrame) -> None:
         (["embed", "books", "--encoder", "bert9"], "unknown encoder 'bert9'"),
         (["embed", "books", "--param", "nope=1"], "has no parameter 'nope'"),
         (["similar", "books", "0000"], "no item '0000'"),
+        # issue 13: deep or ill-typed filters, list-valued and mistyped --param, a missing collection
+        (["search", "books", "x", "--where", "published_year > " + "-" * 400 + "1"], "too deeply nested"),
+        (["search", "books", "x", "--where", "authors in [[1], {2: 3}]"], "list of plain values"),
+        (["embed", "books", "--encoder", "bm25", "--param", "k1=[1, 2]"], "'k1' must be a number"),
+        (["embed", "books", "--encoder", "bm25", "--param", "stemmer=[1]"], "invalid parameter value"),
+        (["embed", "books", "--encoder", "tfidf", "--param", "lowercase=1"], "must be true or false"),
+        (["check", "nope"], "collection 'nope' does not exist"),
     ],
 )
 def test_errors_are_one_line(cli_home: Path, args: list[str], message: str) -> None:

@@ -1,4 +1,4 @@
-"""Core commands: ingest, embed, search, similar, info, collections, versions, activate, delete, demo."""
+"""Core commands: ingest, embed, search, similar, info, check, collections, activate, delete, demo."""
 
 from __future__ import annotations
 
@@ -92,15 +92,15 @@ def ingest(
         typer.Option("--default-index", help="Index for this collection's new versions: hnsw or exact."),
     ] = None,
 ) -> None:
-    """Add or update items from a file (one atomic transaction; a failed ingest changes nothing)."""
+    """Add or update items from a file (one atomic transaction; a failed ingest changes nothing, and
+    creates no collection)."""
     from embedscope.api import Collection
 
     fields = [f.strip() for f in metadata.split(",") if f.strip()] if metadata else None
-    col = Collection.create(collection)
-    if default_index is not None:
-        col.set_default_index(default_index)
-    counts = col.ingest(
+    col, counts = Collection.create_from(
+        collection,
         items,
+        default_index=default_index,
         id_field=id_field,
         text=text or (None if template else "text"),
         template=template,
@@ -204,7 +204,8 @@ def similar(
 
 @app.command()
 def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
-    """Items, metadata fields and embedding versions of a collection."""
+    """Items, metadata fields and embedding versions of a collection (with a quick health check of
+    each version's files; `embedscope check` goes further)."""
     data = _open(collection).info()
     if as_json:
         print_json(data)
@@ -219,6 +220,8 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
         table.add_column(col)
     for v in data["versions"]:
         state = ("active" if v["active"] else "") + (" stale: run embed again" if v["stale"] else "")
+        if v["problems"]:
+            state = f"[bold red]DAMAGED[/] (`embedscope check {collection}`) {state}"
         table.add_row(
             v["name"],
             f"{v['encoder']['name']} {v['encoder']['params']}"[:60],
@@ -229,6 +232,31 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
             state.strip(),
         )
     console.print(table)
+
+
+@app.command()
+def check(collection: CollectionArg, as_json: JsonOpt = False) -> None:
+    """Check that every embedding version can answer: files present and loadable, ids, vectors and
+    index of one size, the index finding the version's own vectors, the encoder matching the
+    dimension. Exits 1 if anything is wrong, printing what and the commands that repair it."""
+    report = _open(collection).check()
+    if as_json:
+        print_json(report)
+    else:
+        for problem in report["problems"]:
+            console.print(f"[bold red]problem:[/] {problem}", highlight=False)
+        for v in report["versions"]:
+            if v["ok"]:
+                console.print(f"version [bold]{v['name']}[/]: [green]ok[/]")
+                continue
+            console.print(f"version [bold]{v['name']}[/]: [bold red]damaged[/]", highlight=False)
+            for problem in v["problems"]:
+                console.print(f"  - {problem}", highlight=False, soft_wrap=True)
+            console.print(f"  repair: {v['repair']}", highlight=False, soft_wrap=True)
+        if report["ok"]:
+            console.print(f"{collection}: {len(report['versions'])} version(s), all ok")
+    if not report["ok"]:
+        raise typer.Exit(1)
 
 
 @app.command()

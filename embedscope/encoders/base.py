@@ -51,6 +51,8 @@ class Encoder(ABC):
             raise EmbedscopeError(
                 f"encoder '{self.name}' has no parameter {', '.join(map(repr, unknown))}; valid: {valid}"
             )
+        for key, value in params.items():
+            _check_param_type(self.name, key, value, self.defaults[key])
         self.params: dict[str, Any] = {**self.defaults, **params}
         self.fitted = not self.requires_fit
 
@@ -113,6 +115,23 @@ class Encoder(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+def _check_param_type(encoder: str, key: str, value: Any, default: Any) -> None:
+    """A parameter whose default is a number or a flag takes a number or a flag (or null): a list
+    or a word there is the user's mistake, said in one line, not a TypeError deep in a library.
+    Text, list and null defaults are left to each encoder (some accept several shapes)."""
+    if value is None or default is None:
+        return
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise EmbedscopeError(
+                f"encoder '{encoder}': parameter '{key}' must be true or false, got {value!r}"
+            )
+    elif isinstance(default, int | float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise EmbedscopeError(
+            f"encoder '{encoder}': parameter '{key}' must be a number (default {default!r}), got {value!r}"
+        )
 
 
 def l2_normalize(matrix: np.ndarray) -> np.ndarray:

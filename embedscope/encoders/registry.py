@@ -6,7 +6,7 @@ import importlib
 from typing import Any
 
 from embedscope.encoders.base import Encoder
-from embedscope.errors import NotFoundError
+from embedscope.errors import EmbedscopeError, NotFoundError
 
 # name -> "module:Class"; imported lazily so `embedscope --help` does not import torch.
 _BUILTIN: dict[str, str] = {
@@ -44,7 +44,16 @@ def encoder_class(name: str) -> type[Encoder]:
 
 
 def create_encoder(name: str, params: dict[str, Any] | None = None) -> Encoder:
-    return encoder_class(name)(**(params or {}))
+    cls = encoder_class(name)
+    if params is not None and not isinstance(params, dict):
+        raise EmbedscopeError(f"encoder parameters must be an object of name: value, not {params!r}")
+    try:
+        return cls(**(params or {}))
+    except (TypeError, ValueError, AttributeError) as exc:
+        # a constructor sees nothing but the user's parameters: a value of the wrong shape that the
+        # encoder's own checks let through (a list where a library wants a word) fails here
+        valid = ", ".join(f"{k}={v!r}" for k, v in cls.defaults.items()) or "none"
+        raise EmbedscopeError(f"encoder '{name}': invalid parameter value ({exc}); valid: {valid}") from None
 
 
 def describe_encoders() -> list[dict[str, Any]]:
@@ -67,8 +76,6 @@ def describe_encoders() -> list[dict[str, Any]]:
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
     """Parse CLI `--param key=value` pairs; values are read as JSON when they parse, else strings."""
     import json
-
-    from embedscope.errors import EmbedscopeError
 
     params: dict[str, Any] = {}
     for pair in pairs or []:

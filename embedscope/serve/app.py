@@ -418,6 +418,36 @@ class BodyLimit:
         await JSONResponse({"error": msg}, 413)(scope, receive, send)
 
 
+class ServerErrors:
+    """An unexpected exception becomes one logged traceback and a JSON 500; the connection lives on.
+
+    Starlette's own handler for `Exception` answers too, but then re-raises so that the server logs
+    the exception again and closes the keep-alive connection, resetting the client's next request.
+    Client mistakes never get here: they are EmbedscopeError (4xx) or validation errors (422)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise  # half a response is out: only closing the connection is honest now
+            body = {"error": f"internal error ({exc.__class__.__name__}); see the server log"}
+            await JSONResponse(body, 500)(scope, receive, send)
+
+
 class Observe:
     """Metrics and the query log for every request.
 
@@ -506,6 +536,7 @@ def create_app(
         responses={400: {"model": m.ErrorOut}, 404: {"model": m.ErrorOut}, 422: {"model": m.ErrorOut}},
     )
     app.state.embedscope = state
+    app.add_middleware(ServerErrors)  # innermost: sees what the exception handlers below do not handle
     app.add_middleware(BodyLimit, max_bytes=max_body)
     writes = [Depends(require_token)]
 
@@ -530,11 +561,6 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"error": f"internal error ({exc.__class__.__name__}); see the server log"}, 500)
 
     # --- metrics + query log ------------------------------------------------------------------------
     # outermost, so 413s from BodyLimit are counted and logged too
@@ -706,7 +732,7 @@ def create_app(
     def compare_post(name: str, req: m.CompareRequest, request: Request) -> m.CompareResponse:
         return _compare(name, req, request.state.record)
 
-    @app.get("/api/collections/{name}/items/{item_id}", tags=["read"])
+    @app.get("/api/collections/{name}/items/{item_id:path}", tags=["read"])
     def get_item(name: str, item_id: str, request: Request) -> m.ItemOut:
         served = state.get(name)
         request.state.record.update(collection=name, item=item_id)
@@ -732,7 +758,7 @@ def create_app(
         request.state.record["counts"] = counts
         return m.WriteResult(collection=name, counts=counts)
 
-    @app.put("/api/collections/{name}/items/{item_id}", tags=["write"], dependencies=writes)
+    @app.put("/api/collections/{name}/items/{item_id:path}", tags=["write"], dependencies=writes)
     def update_item(name: str, item_id: str, fields: dict[str, Any], request: Request) -> m.WriteResult:
         """Update one item: the given fields replace stored ones, fields not given are kept."""
         served = state.get(name)
@@ -747,7 +773,7 @@ def create_app(
         _after_write(served)
         return m.WriteResult(collection=name, counts=counts)
 
-    @app.delete("/api/collections/{name}/items/{item_id}", tags=["write"], dependencies=writes)
+    @app.delete("/api/collections/{name}/items/{item_id:path}", tags=["write"], dependencies=writes)
     def delete_item(name: str, item_id: str, request: Request) -> m.WriteResult:
         served = state.get(name)
         request.state.record.update(collection=name, action="delete", item=item_id)
@@ -801,6 +827,7 @@ def create_app(
                     params,
                     version=version,
                     index=req.index,
+                    refit=req.refit,
                     activate=req.activate,
                     progress=progress,
                 )
@@ -814,7 +841,10 @@ def create_app(
                 job.status = "done"
             except Exception as exc:  # reported through the job, the server keeps running
                 job.status, job.error = "failed", str(exc) if isinstance(exc, EmbedscopeError) else repr(exc)
-                log.exception("embedding job %s failed", job.id)
+                if isinstance(exc, EmbedscopeError):  # e.g. busy, disk full: said in one line
+                    log.warning("embedding job %s failed: %s", job.id, exc)
+                else:
+                    log.exception("embedding job %s failed", job.id)
             finally:
                 job.finished_at = now()
                 served.write_lock.release()

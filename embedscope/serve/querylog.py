@@ -3,7 +3,8 @@
 It feeds offline evaluation and drift checks (which queries people ask, what they got). Lines are
 written through `logging` with a RotatingFileHandler, so the file never grows without bound and
 writes from concurrent requests do not interleave. What is logged is an explicit allow-list built by
-the endpoints: never headers, so never the Authorization header or the write token.
+the endpoints: never headers, so never the Authorization header or the write token. Queries say a lot
+about the people who ask them, so the files are readable by their owner only (mode 0600).
 """
 
 from __future__ import annotations
@@ -11,12 +12,24 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 LOG_FILE = "queries.jsonl"
+MODE = 0o600
+
+
+class _OwnerOnlyFileHandler(logging.handlers.RotatingFileHandler):
+    """A RotatingFileHandler whose files are created (and, if older, fixed to) mode 0600; rotated
+    backups are renamed, so they keep it."""
+
+    def _open(self):  # noqa: ANN202 - the base class's stream type
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, MODE)
+        os.fchmod(fd, MODE)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 class QueryLog:
@@ -32,7 +45,7 @@ class QueryLog:
             d = Path(directory)
             d.mkdir(parents=True, exist_ok=True)
             self.path = d / LOG_FILE
-            handler = logging.handlers.RotatingFileHandler(
+            handler = _OwnerOnlyFileHandler(
                 self.path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
             )
             handler.setFormatter(logging.Formatter("%(message)s"))

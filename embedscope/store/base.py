@@ -7,6 +7,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -68,7 +69,32 @@ def fingerprint(pairs: Iterable[tuple[str, str]]) -> str:
 
 
 class Store(ABC):
-    """Items with typed metadata, and embedding versions with their vectors. All writes atomic."""
+    """Items with typed metadata, and embedding versions with their vectors. All writes atomic.
+
+    What every backend guarantees when several processes (CLI commands, servers, notebooks) use one
+    collection at once; `tests/test_concurrency.py` checks it with real processes:
+
+    1. **Readers never see a half state.** An item write is one transaction; a version is switched
+       to its new revision in one step, after every file of that revision is durable. A reader that
+       loses a race with a writer (the revision it was reading was replaced and cleaned up) retries
+       on the new revision; a missing file it cannot explain that way is reported as a damaged
+       version (`Collection.check` says how to repair it), never as an empty result.
+    2. **One version writer per collection.** `writing()` is the collection's writer lock, held by
+       `write_version`, `delete_version`, garbage collection and, around the whole fit-encode-write,
+       by `Collection.embed`. A second writer waits up to `write_wait` seconds, then gets
+       `ConflictError` "collection ... is busy". The lock dies with its holder (a killed process
+       never leaves a stale lock).
+    3. **Work in progress is never collected.** Garbage (revisions no record points at, left by a
+       crash) is removed only by a process holding the writer lock, so never while a writer that
+       owns it is alive.
+    4. **Item writes serialise** on the backend's own transaction lock (SQLite's write lock,
+       PostgreSQL row locks); existence checks happen inside the transaction, so two ingests of the
+       same new rows both succeed (the second finds them unchanged). A write that cannot get the
+       lock in time is `ConflictError` "busy".
+    5. **Opening and reading never write.** A full disk still answers `info`, `check` and searches;
+       a write on it fails with `StorageFullError` ("no space left on device: ...") and leaves the
+       previous state.
+    """
 
     # --- collection-level settings -------------------------------------------------------------
     @abstractmethod
@@ -79,9 +105,12 @@ class Store(ABC):
 
     # --- items -----------------------------------------------------------------------------------
     @abstractmethod
-    def upsert_items(self, items: Sequence[Item], *, replace_all: bool = False) -> dict[str, int]:
-        """Insert or update items in one transaction; `replace_all` deletes items not given.
-        Returns counts: added, updated, unchanged, deleted."""
+    def upsert_items(
+        self, items: Sequence[Item], *, replace_all: bool = False, settings: dict[str, Any] | None = None
+    ) -> dict[str, int]:
+        """Insert or update items in one transaction; `replace_all` deletes items not given;
+        `settings` are written in the same transaction. Returns counts: added, updated, unchanged,
+        deleted."""
 
     @abstractmethod
     def delete_items(self, ids: Sequence[str]) -> int: ...
@@ -110,6 +139,17 @@ class Store(ABC):
     @abstractmethod
     def get_version(self, name: str) -> VersionInfo:
         """The version's record; NotFoundError naming the existing versions if absent."""
+
+    @abstractmethod
+    def writing(self) -> AbstractContextManager[None]:
+        """The collection's writer lock (guarantee 2): re-entrant in one thread, `ConflictError`
+        "busy" after `write_wait` seconds."""
+
+    @abstractmethod
+    def inspect_version(self, name: str) -> list[str]:
+        """Cheap health check of a version's stored data, without loading the encoder: every file
+        present, ids, hashes and vectors of one length, the record's count and dimension, the index
+        of the same size. Returns the problems found, in words (empty when healthy)."""
 
     @abstractmethod
     def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:

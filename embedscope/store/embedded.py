@@ -6,25 +6,39 @@ with no server; vectors live in a plain .npy matrix that is memory-mapped, becau
 product over it is the fastest exact search on a CPU, and an HNSW graph file is memory-mapped
 beside it. A version is replaced by writing a new revision folder, fsyncing it, and switching
 the pointer in one SQLite transaction, so a crash at any point leaves the previous revision.
+
+Several processes (the guarantees are listed in `Store`): the writer lock is an `flock` on
+`.writer.lock` in the collection folder, through the `filelock` library. A lock rather than a lease:
+the kernel releases it when its holder dies, even by `kill -9`, so there is no expiry to tune and no
+stale owner to detect, and a writer that is merely slow (minutes of encoding) keeps it. Garbage
+collection only runs while holding it (it skips when a writer is active), so it can never remove a
+revision folder a live writer is still filling. Readers take no lock: revisions are immutable once
+written, and a reader that finds its revision replaced and cleaned up simply reads the new one.
+
+Opening writes nothing (no schema statement or journal-mode change on an existing collection), and
+when the disk is so full that SQLite cannot even create its shared-memory index, the collection is
+opened read-only from the committed database file, so `info`, `check` and searches still work.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import filelock
 import numpy as np
 import scipy.sparse as sp
 
-from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError, StorageFullError
 from embedscope.store.base import Item, Store, VersionData, VersionInfo
 
 _SCHEMA = """
@@ -65,31 +79,111 @@ def _fsync_tree(path: Path) -> None:
         _fsync_dir(p)
 
 
+_T = TypeVar("_T")
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+# SQLite's names for "cannot get space for the database, its journal or its shared-memory index"
+_SQLITE_FULL = {"SQLITE_FULL", "SQLITE_IOERR_SHMSIZE", "SQLITE_IOERR_WRITE", "SQLITE_READONLY"}
+
+
 class EmbeddedStore(Store):
     DB = "collection.db"
+    LOCK = ".writer.lock"
 
-    def __init__(self, path: Path, *, create: bool = False) -> None:
+    def __init__(self, path: Path, *, create: bool = False, write_wait: float = 10.0) -> None:
         self.path = Path(path)
-        if not (self.path / self.DB).exists():
+        #: seconds a writer waits for the collection's writer lock (or SQLite's) before "busy"
+        self.write_wait = write_wait
+        #: why the collection is open read-only (a full disk), or None
+        self.read_only: str | None = None
+        new = not (self.path / self.DB).exists()
+        if new:
             if not create:
                 raise NotFoundError(f"collection '{self.path.name}' does not exist at {self.path}")
-            self.path.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path / self.DB, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
+            with self._storage_errors(f"creating collection '{self.path.name}'"):
+                self.path.mkdir(parents=True, exist_ok=True)
+        self._writer_lock = filelock.FileLock(self.path / self.LOCK, fallback_to_soft=False)
+        self._conn = self._connect(new)
         self._collect_garbage()
 
     # --- plumbing ------------------------------------------------------------------------------
+    def _connect(self, new: bool) -> sqlite3.Connection:
+        db = self.path / self.DB
+        conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=self.write_wait)
+        try:  # every statement here only reads, unless the collection is new or its schema missing
+            conn.execute("PRAGMA synchronous=FULL")  # per connection: writes nothing
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                with self._storage_errors(f"creating collection '{self.path.name}'"):
+                    conn.execute("PRAGMA journal_mode=WAL")
+            tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if new or not {"settings", "items", "versions"} <= tables:
+                with self._storage_errors(f"creating collection '{self.path.name}'"):
+                    conn.executescript(_SCHEMA)
+            return conn
+        except BaseException as exc:
+            conn.close()
+            wal = db.with_name(db.name + "-wal")
+            full = isinstance(exc, sqlite3.OperationalError) and _sqlite_error(exc) in _SQLITE_FULL
+            if new or not full or (wal.exists() and wal.stat().st_size):
+                raise
+        # The disk is full: SQLite cannot create its shared-memory WAL index, which even reading
+        # needs. With no un-checkpointed WAL, the database file alone holds every committed
+        # transaction, so it can be read as an immutable file.
+        self.read_only = "the disk is full"
+        return sqlite3.connect(f"{db.as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+
+    @contextmanager
+    def _storage_errors(self, what: str) -> Iterator[None]:
+        """A full disk or a busy database as one-line errors, never a traceback."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            name = _sqlite_error(exc)
+            if name.startswith("SQLITE_BUSY") or "locked" in str(exc):
+                raise ConflictError(
+                    f"collection '{self.path.name}' is busy (another process is writing it); retry"
+                ) from None
+            if name in _SQLITE_FULL or name.startswith("SQLITE_IOERR"):
+                raise StorageFullError(self._full_message(what, str(exc))) from None
+            raise
+        except OSError as exc:
+            if exc.errno == errno.EROFS:
+                raise StorageFullError(f"read-only file system: {what} failed at {self.path}") from None
+            if exc.errno in _DISK_FULL:
+                raise StorageFullError(self._full_message(what, exc.strerror or str(exc))) from None
+            raise
+
+    def _full_message(self, what: str, why: str) -> str:
+        if self.read_only:
+            why = f"opened read-only because {self.read_only}"
+        return f"no space left on device: {what} failed ({why}) at {self.path}; nothing was changed"
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        try:
+            self._writer_lock.acquire(timeout=self.write_wait)
+        except filelock.Timeout:
+            raise ConflictError(
+                f"collection '{self.path.name}' is busy: another process is writing an embedding "
+                f"version (waited {self.write_wait:g} s); retry when it is done"
+            ) from None
+        except OSError as exc:  # the lock file cannot be created: a full or read-only file system
+            with self._storage_errors(f"locking collection '{self.path.name}' for writing"):
+                raise exc from None
+        try:
+            yield
+        finally:
+            self._writer_lock.release()
+
     @contextmanager
     def _tx(self):  # noqa: ANN202
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        with self._storage_errors(f"writing to collection '{self.path.name}'"):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     def close(self) -> None:
         self._conn.close()
@@ -98,13 +192,25 @@ class EmbeddedStore(Store):
         return self.path / "versions"
 
     def _collect_garbage(self) -> None:
-        """Remove revision folders no version points at (left by a crash mid-write)."""
-        live = {r for (r,) in self._conn.execute("SELECT revision FROM versions")}
+        """Remove revision folders no version points at (left by a crash mid-write).
+
+        Only with the writer lock, taken without waiting: while another process holds it, its
+        unfinished revision folder looks exactly like garbage, so the collection waits for a later
+        open."""
         root = self._versions_dir()
-        if root.exists():
+        if not root.exists():
+            return
+        try:
+            self._writer_lock.acquire(blocking=False)
+        except (filelock.Timeout, OSError):  # a writer is active, or the lock file cannot be made
+            return
+        try:
+            live = {r for (r,) in self._conn.execute("SELECT revision FROM versions")}
             for d in root.iterdir():
                 if d.name not in live:
                     shutil.rmtree(d, ignore_errors=True)
+        finally:
+            self._writer_lock.release()
 
     # --- settings -------------------------------------------------------------------------------
     def get_setting(self, key: str, default: Any = None) -> Any:
@@ -123,10 +229,13 @@ class EmbeddedStore(Store):
         return int(self.get_setting("data_revision", 0))
 
     # --- items -----------------------------------------------------------------------------------
-    def upsert_items(self, items: Sequence[Item], *, replace_all: bool = False) -> dict[str, int]:
-        existing = dict(self._conn.execute("SELECT id, hash FROM items"))
+    def upsert_items(
+        self, items: Sequence[Item], *, replace_all: bool = False, settings: dict[str, Any] | None = None
+    ) -> dict[str, int]:
         counts = {"added": 0, "updated": 0, "unchanged": 0, "deleted": 0}
         with self._tx() as c:
+            # read inside the write transaction: another process may have added the same ids since
+            existing = dict(c.execute("SELECT id, hash FROM items"))
             for item in items:
                 h = item.hash
                 old = existing.get(item.id)
@@ -152,6 +261,8 @@ class EmbeddedStore(Store):
                 counts["deleted"] = len(gone)
             if counts["added"] or counts["updated"] or counts["deleted"]:
                 self._bump_revision(c)
+            for key, value in (settings or {}).items():
+                c.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, json.dumps(value)))
         return counts
 
     def delete_items(self, ids: Sequence[str]) -> int:
@@ -205,19 +316,16 @@ class EmbeddedStore(Store):
             raise EmbedscopeError(
                 f"version '{info.name}': {data.vectors.shape[0]} vectors for {len(data.ids)} ids"
             )
+        with self.writing():
+            self._write_version(info, data, encoder, index)
+
+    def _write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
         revision = f"{info.name}-{uuid.uuid4().hex[:12]}"
         tmp = self._versions_dir() / revision
-        tmp.mkdir(parents=True)
+        what = f"writing version '{info.name}' of collection '{self.path.name}'"
         try:
-            if sp.issparse(data.vectors):
-                sp.save_npz(tmp / "vectors.npz", data.vectors.tocsr(), compressed=False)
-            else:
-                np.save(tmp / "vectors.npy", np.ascontiguousarray(data.vectors, dtype=np.float32))
-            (tmp / "ids.json").write_text(json.dumps({"ids": data.ids, "hashes": data.hashes}))
-            encoder.save(tmp / "encoder")
-            if index is not None:
-                index.save(tmp / "index")
-            _fsync_tree(tmp)
+            with self._storage_errors(what):
+                self._write_files(tmp, data, encoder, index)
             info.updated_at = now()
             record = info.to_dict()
             record.pop("active", None)
@@ -232,47 +340,147 @@ class EmbeddedStore(Store):
                         "INSERT OR REPLACE INTO settings VALUES ('active_version', ?)",
                         (json.dumps(info.name),),
                     )
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if not isinstance(exc, EmbedscopeError) and shutil.disk_usage(self.path).free < 1 << 20:
+                # libraries that wrap ENOSPC in their own exception (an index writer's RuntimeError)
+                raise StorageFullError(self._full_message(what, str(exc))) from exc
             raise
         if row:
             shutil.rmtree(self._versions_dir() / row[0], ignore_errors=True)
 
-    def _revision_dir(self, name: str) -> Path:
-        row = self._conn.execute("SELECT revision FROM versions WHERE name=?", (name,)).fetchone()
+    @staticmethod
+    def _write_files(tmp: Path, data: VersionData, encoder: Any, index: Any | None) -> None:
+        tmp.mkdir(parents=True)
+        if sp.issparse(data.vectors):
+            sp.save_npz(tmp / "vectors.npz", data.vectors.tocsr(), compressed=False)
+        else:
+            np.save(tmp / "vectors.npy", np.ascontiguousarray(data.vectors, dtype=np.float32))
+        (tmp / "ids.json").write_text(json.dumps({"ids": data.ids, "hashes": data.hashes}))
+        encoder.save(tmp / "encoder")
+        if index is not None:
+            index.save(tmp / "index")
+        _fsync_tree(tmp)
+
+    def _record(self, name: str) -> tuple[VersionInfo, Path]:
+        """The version's record and its revision folder, read in one statement (so they agree)."""
+        row = self._conn.execute("SELECT info, revision FROM versions WHERE name=?", (name,)).fetchone()
         if row is None:
             self.get_version(name)  # raises a helpful NotFoundError
-        return self._versions_dir() / row[0]
+        return VersionInfo(**json.loads(row[0])), self._versions_dir() / row[1]
+
+    def _revision_dir(self, name: str) -> Path:
+        return self._record(name)[1]
 
     def version_revision(self, name: str) -> str:
         return self._revision_dir(name).name
 
     def read_version(self, name: str) -> tuple[VersionData, Any, Any | None]:
-        from embedscope.encoders.base import Encoder
-        from embedscope.index import load_index
+        return self._read_consistent(name, _load_revision)
 
-        d = self._revision_dir(name)
-        if (d / "vectors.npz").exists():
-            vectors: np.ndarray | sp.csr_matrix = sp.load_npz(d / "vectors.npz").tocsr()
-        else:
-            vectors = np.load(d / "vectors.npy", mmap_mode="r")
-        meta = json.loads((d / "ids.json").read_text())
-        encoder = Encoder.load(d / "encoder")
-        index = load_index(d / "index") if (d / "index" / "index.json").exists() else None
-        return VersionData(meta["ids"], meta["hashes"], vectors), encoder, index
+    def _read_consistent(self, name: str, read: Callable[[Path, VersionInfo], _T]) -> _T:
+        """`read(revision folder, its record)`, retried while writers replace the revision under it
+        (guarantee 1: a replaced revision is deleted once no record points at it).
+
+        Damage that no writer explains (a file gone or unreadable while the record still points at
+        it) is an error that says how to find out more and repair."""
+        info, d = self._record(name)
+        for _ in range(5):
+            try:
+                return read(d, info)
+            except Exception as exc:
+                info, again = self._record(name)
+                if again != d:
+                    d = again  # replaced and cleaned up while we read: read the new revision
+                    continue
+                if isinstance(exc, EmbedscopeError) and not isinstance(exc, StorageFullError):
+                    raise
+                problem = (
+                    f"file {Path(exc.filename).name} is missing"
+                    if isinstance(exc, FileNotFoundError) and exc.filename
+                    else f"{exc.__class__.__name__}: {exc}"
+                )
+                raise EmbedscopeError(
+                    f"version '{name}' of collection '{self.path.name}' is damaged ({problem}); "
+                    f"run `embedscope check {self.path.name}` for how to repair it"
+                ) from exc
+        raise ConflictError(f"collection '{self.path.name}' is busy: version '{name}' keeps changing; retry")
+
+    def inspect_version(self, name: str) -> list[str]:
+        try:
+            return self._read_consistent(name, _inspect_revision)
+        except EmbedscopeError as exc:
+            return [str(exc)]
 
     def activate_version(self, name: str) -> None:
         self.get_version(name)
         self.set_setting("active_version", name)
 
     def delete_version(self, name: str) -> None:
-        d = self._revision_dir(name)
-        with self._tx() as c:
-            c.execute("DELETE FROM versions WHERE name=?", (name,))
-            if self.get_setting("active_version") == name:
-                rest = [r for (r,) in c.execute("SELECT name FROM versions ORDER BY name")]
-                c.execute(
-                    "INSERT OR REPLACE INTO settings VALUES ('active_version', ?)",
-                    (json.dumps(rest[0] if rest else None),),
+        with self.writing():
+            d = self._revision_dir(name)
+            with self._tx() as c:
+                c.execute("DELETE FROM versions WHERE name=?", (name,))
+                if self.get_setting("active_version") == name:
+                    rest = [r for (r,) in c.execute("SELECT name FROM versions ORDER BY name")]
+                    c.execute(
+                        "INSERT OR REPLACE INTO settings VALUES ('active_version', ?)",
+                        (json.dumps(rest[0] if rest else None),),
+                    )
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _sqlite_error(exc: sqlite3.Error) -> str:
+    return str(getattr(exc, "sqlite_errorname", "") or "")
+
+
+def _load_revision(d: Path, info: VersionInfo) -> tuple[VersionData, Any, Any | None]:
+    from embedscope.encoders.base import Encoder
+    from embedscope.index import load_index
+
+    if not d.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "revision folder missing", str(d))
+    if info.sparse:
+        vectors: np.ndarray | sp.csr_matrix = sp.load_npz(d / "vectors.npz").tocsr()
+    else:
+        vectors = np.load(d / "vectors.npy", mmap_mode="r")
+    meta = json.loads((d / "ids.json").read_text())
+    encoder = Encoder.load(d / "encoder")
+    index = load_index(d / "index") if (d / "index").exists() else None
+    return VersionData(meta["ids"], meta["hashes"], vectors), encoder, index
+
+
+def _inspect_revision(d: Path, info: VersionInfo) -> list[str]:
+    """What `inspect_version` checks, from file headers only (memory-mapped, no encoder loaded)."""
+    if not d.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "revision folder missing", str(d))
+    problems = []
+    if info.sparse:
+        with np.load(d / "vectors.npz") as z:
+            shape = tuple(int(x) for x in z["shape"])
+    else:
+        shape = np.load(d / "vectors.npy", mmap_mode="r").shape
+    meta = json.loads((d / "ids.json").read_text())
+    n_ids, n_hashes = len(meta["ids"]), len(meta["hashes"])
+    if not (n_ids == n_hashes == shape[0] == info.count):
+        problems.append(
+            f"counts disagree: {n_ids} ids, {n_hashes} hashes, {shape[0]} vectors, record says {info.count}"
+        )
+    if len(shape) != 2 or shape[1] != info.dim:
+        problems.append(f"vectors have shape {shape}, the record says dimension {info.dim}")
+    if not (d / "encoder" / "encoder.json").exists():
+        problems.append("the fitted encoder (encoder/encoder.json) is missing")
+    if info.index.get("kind") not in (None, "exact"):
+        index_meta = d / "index" / "index.json"
+        if not index_meta.exists():
+            problems.append(f"the {info.index['kind']} index is missing")
+        else:
+            idx = json.loads(index_meta.read_text())
+            if (idx.get("size"), idx.get("dim")) != (shape[0], shape[1] if len(shape) == 2 else None):
+                problems.append(
+                    f"the index holds {idx.get('size')} vectors of dimension {idx.get('dim')}, "
+                    f"the version {shape[0]} of dimension {shape[1] if len(shape) == 2 else '?'}"
                 )
-        shutil.rmtree(d, ignore_errors=True)
+            if not any(p.name != "index.json" for p in (d / "index").iterdir()):
+                problems.append(f"the {info.index['kind']} index file is missing")
+    return problems
