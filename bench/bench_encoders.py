@@ -29,22 +29,18 @@ from embedscope.encoders.registry import create_encoder  # noqa: E402
 
 BOOKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "books" / "books.csv"
 RESULTS = Path(__file__).parent / "results"
-DEFAULT = "onehot,bow,tfidf,bm25,lsa,lda,word2vec,torch_word2vec,static,minilm,hybrid"
+DEFAULT = "onehot,bow,tfidf,bm25,lsa,lda,word2vec,torch_word2vec,static,minilm"
 #: encoder -> (max texts to fit on, max texts to encode) for the slow ones
-SAMPLE = {"minilm": (None, 500), "hybrid": (500, 500), "torch_word2vec": (1500, None), "lda": (None, None)}
+SAMPLE = {"minilm": (None, 500), "torch_word2vec": (1500, None), "lda": (None, None)}
 
 
 def nbytes(x: Any) -> int:
-    if isinstance(x, tuple):
-        return sum(nbytes(p) for p in x)
     if sp.issparse(x):
         return int(x.data.nbytes + x.indices.nbytes + x.indptr.nbytes)
     return int(np.asarray(x).nbytes)
 
 
 def width(x: Any) -> str:
-    if isinstance(x, tuple):
-        return "+".join(width(p) for p in x)
     return str(x.shape[1])
 
 
@@ -72,7 +68,7 @@ def bench(name: str, texts: list[str]) -> dict[str, Any]:
         "encode_s": round(enc_s, 2),
         "items_per_s": round(len(enc_texts) / enc_s, 1),
         "dim": width(x),
-        "sparse": bool(sp.issparse(x[0] if isinstance(x, tuple) else x)),
+        "sparse": bool(sp.issparse(x)),
         "bytes_per_item": round(per_item, 1),
         "bytes_all_books": int(per_item * len(texts)),
     }

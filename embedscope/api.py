@@ -18,7 +18,7 @@ import shlex
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +26,28 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from embedscope.display import DisplayFields
 from embedscope.encoders.base import Encoder
 from embedscope.encoders.registry import create_encoder
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
 from embedscope.index import VectorIndex, create_index
+from embedscope.search import recipe as _recipe
+from embedscope.search.base import Hit
+from embedscope.search.pipeline import SearchPipeline
+from embedscope.search.rerank import WorkKey, work_key
 from embedscope.sources import TextSpec, load_items
 from embedscope.store.base import Item, Store, VersionData, VersionInfo, fingerprint
 from embedscope.store.embedded import EmbeddedStore, now
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ProgressFn = Callable[[int, int], None]
-HYBRID = "hybrid"  # not a stored version: a sparse and a dense version fused at search time
+HYBRID = _recipe.HYBRID  # `embed("hybrid")`: embeds a sparse and a dense version and a recipe fusing them
 
 
 def default_root() -> Path:
     """Where collections live: $EMBEDSCOPE_HOME, else ~/.embedscope."""
     return Path(os.environ.get("EMBEDSCOPE_HOME") or Path.home() / ".embedscope")
-
-
-@dataclass
-class Hit:
-    id: str
-    score: float
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -102,6 +96,9 @@ class Collection:
         self.store = store
         self._versions: dict[str, tuple[str, LoadedVersion]] = {}
         self._frame: tuple[int, pd.DataFrame, dict[str, int]] | None = None
+        self._display: tuple[int, DisplayFields, dict[str, WorkKey | None]] | None = None
+        #: the search path (`embedscope.search.pipeline`); the server makes its own with its cache
+        self.pipeline = SearchPipeline(self)
 
     # --- opening ----------------------------------------------------------------------------------
     @classmethod
@@ -177,6 +174,14 @@ class Collection:
     def close(self) -> None:
         self.store.close()
 
+    def folder(self, name: str) -> Path:
+        """A folder for files derived from this collection (experiment logs, projection caches),
+        beside its stored data so they move and are deleted with it; created on first use."""
+        base = getattr(self.store, "path", None) or default_root() / self.name
+        path = Path(base) / _check_name(name, "folder")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     # --- items ------------------------------------------------------------------------------------
     def ingest(
         self,
@@ -249,6 +254,34 @@ class Collection:
             frame = pd.DataFrame.from_records([i.metadata for i in items], index=[i.id for i in items])
             self._frame = (rev, frame, {i.id: n for n, i in enumerate(items)})
         return self._frame[1], self._frame[2]
+
+    def display_fields(self) -> DisplayFields:
+        """Which metadata field is the title, subtitle (authors), tags, year, image: guessed from the
+        field names unless the `display_fields` setting names them (see embedscope.display)."""
+        return self._display_state()[1]
+
+    def set_display_fields(self, fields: dict[str, Any]) -> None:
+        """Name the display fields, e.g. {"title": "name", "subtitle": "director"}."""
+        self.store.set_setting("display_fields", fields)
+        self._display = None
+
+    def work_keys(self) -> dict[str, WorkKey | None]:
+        """Item id -> the work it is an edition of (normalised title and authors), for collapsing
+        repeated works in results; computed once per data revision."""
+        return self._display_state()[2]
+
+    def _display_state(self) -> tuple[int, DisplayFields, dict[str, WorkKey | None]]:
+        rev = self.store.data_revision()
+        if self._display is None or self._display[0] != rev:
+            frame, _ = self.metadata_frame()
+            fields = DisplayFields.choose(list(frame.columns), self.store.get_setting("display_fields") or {})
+            keys: dict[str, WorkKey | None] = {}
+            if fields.title:
+                cols = [c for c in (fields.title, fields.subtitle) if c]
+                for item_id, row in zip(frame.index, frame[cols].to_dict("records"), strict=True):
+                    keys[item_id] = work_key(row, fields)
+            self._display = (rev, fields, keys)
+        return self._display
 
     # --- versions ---------------------------------------------------------------------------------
     def versions(self) -> list[VersionInfo]:
@@ -382,60 +415,37 @@ class Collection:
         return {v.name: v for v in self.versions()}[version]
 
     def _embed_hybrid(self, params: dict[str, Any] | None, **kwargs: Any) -> VersionInfo:
-        """Hybrid = a sparse and a dense version fused at search time: embed both components as
-        versions of their own (named after their encoders) and remember the fusion settings."""
-        enc = create_encoder(HYBRID, params)  # validates the parameters
-        p = enc.params
-        self.embed(p["sparse"], p["sparse_params"], version=p["sparse"], **kwargs)
-        dense = self.embed(p["dense"], p["dense_params"], version=p["dense"], **kwargs)
-        self.store.set_setting(HYBRID, {k: p[k] for k in ("sparse", "dense", "fusion", "rrf_k", "alpha")})
+        """The `embed --encoder hybrid` shortcut: embed a sparse and a dense version (named after their
+        encoders) and store the recipe `hybrid` fusing them (see embedscope.search.recipe)."""
+        plan = _recipe.hybrid_shortcut(params)
+        self.embed(plan.sparse, plan.sparse_params, version=plan.sparse, **kwargs)
+        dense = self.embed(plan.dense, plan.dense_params, version=plan.dense, **kwargs)
+        self.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe)
         return dense
 
-    def hybrid_parts(self) -> dict[str, Any]:
-        """The fusion settings: as stored by `embed("hybrid")`, else BM25 (or any sparse version)
-        with the active dense version (or any dense one), fused by RRF."""
-        stored = self.store.get_setting(HYBRID)
-        if stored:
-            return stored
-        from embedscope.encoders.registry import encoder_class
+    # --- search recipes -----------------------------------------------------------------------------
+    def recipes(self) -> dict[str, _recipe.Recipe]:
+        """Stored search recipes, plus the implicit `hybrid` when a sparse and a dense version exist."""
+        return _recipe.all_recipes(self)
 
-        versions = [v for v in self.versions() if encoder_class(v.encoder["name"]).encodes_text]
-        sparse = [v.name for v in versions if v.sparse]
-        dense = [v.name for v in versions if not v.sparse and v.metric != "fusion"]
-        if not sparse or not dense:
-            raise NotFoundError(
-                f"hybrid search needs a sparse version (e.g. bm25) and a dense one (e.g. minilm) in "
-                f"'{self.name}'; run `embedscope embed {self.name} --encoder hybrid`"
-            )
-        active = self.store.get_setting("active_version")
-        bm25 = [v.name for v in versions if v.encoder.get("name") == "bm25"]
-        return {
-            "sparse": bm25[0] if bm25 else sparse[0],
-            "dense": active if active in dense else dense[0],
-            "fusion": "rrf",
-            "rrf_k": 60,
-            "alpha": 0.5,
-        }
+    @_holding_writer_lock
+    def create_recipe(
+        self,
+        name: str,
+        parts: Sequence[str],
+        *,
+        fusion: str = _recipe.DEFAULT_FUSION,
+        params: dict[str, Any] | None = None,
+        weights: Sequence[float] | None = None,
+        depth: int = _recipe.DEFAULT_DEPTH,
+    ) -> _recipe.Recipe:
+        """Store (or replace) a named search configuration fusing versions; search it by its name."""
+        recipe = _recipe.make_recipe(name, parts, fusion=fusion, params=params, weights=weights, depth=depth)
+        return _recipe.save_recipe(self, recipe)
 
-    def _hybrid_search(self, query: str, k: int, where: str | None, depth: int = 100) -> list[Hit]:
-        cfg = self.hybrid_parts()
-        runs = []
-        for name in (cfg["sparse"], cfg["dense"]):
-            v = self.load_version(name)
-            allowed = self.allowed_rows(v, where)
-            try:
-                q = self.encode_query(query, v)
-            except EmbedscopeError:
-                if name == cfg["dense"] or not query.strip():
-                    raise
-                continue  # only unknown words for the sparse side: the dense run decides alone
-            rows, scores = v.index.search(q, max(k, depth), allowed=allowed)
-            runs.append({v.data.ids[r]: float(s) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0})
-        top = list(fuse_hybrid_runs(cfg, runs).items())[:k]
-        items = self.store.get_items([i for i, _ in top])
-        return [
-            Hit(i.id, s, i.text, i.metadata) for i, (_, s) in zip(items, top, strict=True) if i is not None
-        ]
+    @_holding_writer_lock
+    def delete_recipe(self, name: str) -> None:
+        _recipe.delete_recipe(self, name)
 
     @staticmethod
     def _encode(enc: Encoder, texts: list[str], batch_size: int, progress: ProgressFn | None) -> Any:
@@ -516,50 +526,11 @@ class Collection:
         exclude: Sequence[str] = (),
         exact: bool = False,
     ) -> list[list[Hit]]:
-        """Nearest items for query vectors already in the version's space."""
-        v = version if isinstance(version, LoadedVersion) else self.load_version(version)
-        width = queries.shape[-1] if queries.ndim > 1 or sp.issparse(queries) else len(queries)
-        if width != v.info.dim:
-            raise ConflictError(
-                f"query vectors have dimension {width}, version '{v.info.name}' has dimension {v.info.dim}"
-            )
-        return self._search_loaded(v, queries, k, self.allowed_rows(v, where, exclude), exact)
-
-    def _search_loaded(
-        self, v: LoadedVersion, queries: Any, k: int, allowed: np.ndarray | None, exact: bool = False
-    ) -> list[list[Hit]]:
-        index = v.index
-        if exact and index.kind != "exact":
-            index = create_index("exact").build(v.data.vectors)
-        rows, scores = index.search(queries, k, allowed=allowed)
-        return [self.hits_for_rows(v, r, s) for r, s in zip(rows, scores, strict=True)]
-
-    def hits_for_rows(self, v: LoadedVersion, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
-        """Turn index rows and scores into Hits; rows of deleted items are skipped."""
-        ids = [v.data.ids[r] for r in rows if r >= 0]
-        items = self.store.get_items(ids)
-        return [
-            Hit(i.id, float(s), i.text, i.metadata)
-            for i, s in zip(items, scores[: len(ids)], strict=True)
-            if i is not None
-        ]
-
-    def encode_query(
-        self, query: str, version: str | LoadedVersion | None = None
-    ) -> np.ndarray | sp.csr_matrix:
-        """The query's vector; pass the LoadedVersion being searched, so that a version replaced
-        meanwhile by another process cannot give a query of another vocabulary (dimension)."""
-        if not query or not query.strip():
-            raise EmbedscopeError("empty query")
-        v = version if isinstance(version, LoadedVersion) else self.load_version(version)
-        q = v.encoder.encode_queries([query])
-        empty = q.nnz == 0 if sp.issparse(q) else not np.any(q)
-        if empty:
-            raise EmbedscopeError(
-                f"query {query!r} has no terms known to encoder '{v.info.encoder['name']}' "
-                "(only stop words or unknown words)"
-            )
-        return q
+        """Nearest items for query vectors already in the version's space (one list per row)."""
+        results = self.pipeline.search_vectors(
+            queries, k, version=version, where=where, exclude=exclude, exact=exact
+        )
+        return [r.hits for r in results]
 
     def search(
         self,
@@ -569,17 +540,13 @@ class Collection:
         where: str | None = None,
         version: str | None = None,
         exact: bool = False,
+        collapse: bool = True,
     ) -> list[Hit]:
         """Semantic search: encode the query with the version's encoder, then nearest items.
 
-        `version="hybrid"` fuses a sparse and a dense version (see `hybrid_parts`)."""
-        if k < 1:
-            raise EmbedscopeError("k must be at least 1")
-        if version == HYBRID and HYBRID not in {v.name for v in self.versions()}:
-            return self._hybrid_search(query, k, where)
-        v = self.load_version(version)
-        allowed = self.allowed_rows(v, where)  # a bad filter fails before the query is encoded
-        return self._search_loaded(v, self.encode_query(query, v), k, allowed, exact)[0]
+        `version` may name a recipe (e.g. "hybrid", see `recipes`), which fuses several versions.
+        `collapse` keeps one edition of each work (same title and author), the best-ranked one."""
+        return self.pipeline.search(query, k, using=version, where=where, exact=exact, collapse=collapse).hits
 
     def similar(
         self,
@@ -588,17 +555,11 @@ class Collection:
         *,
         where: str | None = None,
         version: str | None = None,
+        collapse: bool = True,
     ) -> list[Hit]:
-        """More like this: items nearest to an item's own vector, the item itself excluded."""
-        v = self.load_version(version)
-        item = self.get(item_id)  # NotFoundError for a deleted item, even if the version still has it
-        row = v.row_of.get(item_id)
-        if row is None:
-            query = v.encoder.encode([item.text])  # added since the version was built
-        else:
-            query = v.data.vectors[row : row + 1]
-            query = query if sp.issparse(query) else np.asarray(query)
-        return self.search_vectors(query, k, version=v, where=where, exclude=[item_id])[0]
+        """More like this: items nearest to an item's own vector, the item itself (and, with
+        `collapse`, its other editions) excluded."""
+        return self.pipeline.similar(item_id, k, using=version, where=where, collapse=collapse).hits
 
     # --- description ------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -612,6 +573,7 @@ class Collection:
             d["problems"] = self.store.inspect_version(v.name)  # cheap: `check` goes further
             versions.append(d)
         frame, _ = self.metadata_frame()
+        stored = _recipe.stored_recipes(self)
         return {
             "name": self.name,
             "path": str(self.store.path),
@@ -621,6 +583,7 @@ class Collection:
             "metadata_fields": {c: str(frame[c].dtype) for c in frame.columns},
             "active_version": active,
             "versions": versions,
+            "recipes": [{**r.to_dict(), "stored": n in stored} for n, r in self.recipes().items()],
         }
 
     def check(self) -> dict[str, Any]:
@@ -714,15 +677,6 @@ class Collection:
         version = f" --version {info.name}" if info.name != name else ""
         rebuild = f"embedscope embed {self.name} --encoder {name}{version}{''.join(params)} --refit"
         return f"rebuild it: `{rebuild}`; or remove it: `embedscope delete-version {self.name} {info.name}`"
-
-
-def fuse_hybrid_runs(cfg: dict[str, Any], runs: list[dict[str, float]]) -> dict[str, float]:
-    """Fuse the sparse and dense runs as `cfg` (from `Collection.hybrid_parts`) says."""
-    from embedscope.encoders.hybrid import reciprocal_rank_fusion, weighted_fusion
-
-    if cfg["fusion"] == "weighted":
-        return weighted_fusion(runs, float(cfg["alpha"]) if len(runs) == 2 else 1.0)
-    return reciprocal_rank_fusion(runs, k=int(cfg["rrf_k"]))
 
 
 def _gather(old: Any, new: Any, parts: list[tuple[str, int]]) -> Any:

@@ -1,190 +1,189 @@
-"""Compare encoders side by side on one query: top-k results plus encode and search time for each.
+"""Compare search configurations side by side on one query: each one's top k, with timings.
 
-Used by `embedscope compare` and reusable by the HTTP layer (returns plain dicts). For each encoder
-the collection's own embedding version is used when one exists (the active version if it is of that
-encoder, else the first version of that encoder); otherwise the encoder is fitted and the collection
-encoded on the fly, and kept in an in-process cache keyed by the collection's content, so a second
-comparison in the same process (e.g. the server) is fast.
+Used by `embedscope compare` and the server's `/compare`. Every configuration is searched through
+the one search path (`SearchPipeline`), with the same filter, so a column here is exactly what
+`search --version NAME` answers. Configurations are named as versions or recipes, or as encoders:
+an encoder's own version is used when the collection has one (the active one preferred); otherwise
+the encoder is fitted and the collection encoded on the fly, into an in-memory version kept in a
+process cache keyed by the collection's content (a second comparison in the same process is fast).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
-from embedscope.encoders.base import Encoder, is_empty_query
-from embedscope.encoders.hybrid import reciprocal_rank_fusion
-from embedscope.encoders.registry import create_encoder, encoder_names
-from embedscope.errors import EmbedscopeError
+from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.filters import evaluate_filter
+from embedscope.search.base import SearchResult
 
-#: how deep each run goes before hybrid fusion, so items ranked low by one retriever can still rise
-FUSION_DEPTH = 100
+if TYPE_CHECKING:
+    from embedscope.api import Collection, LoadedVersion
+    from embedscope.search.pipeline import SearchPipeline
 
 
 @dataclass
-class _Space:
-    """One encoder's view of the collection: fitted encoder + document matrix + row ids."""
+class Column:
+    """One configuration's answer (or why it has none)."""
 
-    encoder: Encoder
-    ids: list[str]
-    vectors: Any
-    source: str  # "version <name>" or "on the fly"
-    fit_s: float
-
-
-_CACHE: dict[tuple[str, str, str], _Space] = {}
+    target: str  # what was asked for: a version, recipe or encoder name
+    result: SearchResult | None = None
+    error: str | None = None
+    source: str = ""  # "version minilm", "recipe hybrid(bm25+minilm)", "on the fly"
+    fit_s: float = 0.0
 
 
-def _version_for(col: Any, name: str) -> str | None:
-    versions = [v for v in col.versions() if v.encoder.get("name") == name]
-    if not versions:
-        return None
-    active = col.store.get_setting("active_version") if hasattr(col, "store") else None
-    for v in versions:
-        if v.name == active:
-            return v.name
-    by_name = [v for v in versions if v.name == name]
-    return (by_name or versions)[0].name
+@dataclass
+class Comparison:
+    collection: str
+    query: str
+    k: int
+    where: str | None
+    columns: list[Column]
+    #: Jaccard overlap of the result ids for each pair "a|b" of columns that answered
+    overlap: dict[str, float] = field(default_factory=dict)
 
 
-def _space(col: Any, name: str) -> _Space:
-    version = _version_for(col, name)
-    if version is not None:
-        ids, vectors = col.vectors(version)
-        return _Space(col.encoder(version), list(ids), vectors, f"version {version}", 0.0)
+_ON_THE_FLY: dict[tuple[str, str, str], tuple[LoadedVersion, float]] = {}
+
+
+def default_targets(col: Collection) -> list[str]:
+    """Every version that can encode a query text, then every recipe."""
+    from embedscope.encoders.registry import encoder_class
+
+    versions = [v.name for v in col.versions() if encoder_class(v.encoder["name"]).encodes_text]
+    return versions + [r for r in col.recipes() if r not in versions]
+
+
+def compare(
+    col: Collection,
+    query: str,
+    targets: Sequence[str] | None = None,
+    *,
+    k: int = 10,
+    where: str | None = None,
+    by_encoder: bool = False,
+    pipeline: SearchPipeline | None = None,
+) -> Comparison:
+    """Search `query` with each target (default: every version and recipe) and the same filter.
+
+    `by_encoder`: targets are encoder names (see the module docstring). An unknown version, recipe
+    or encoder name fails the whole comparison; a target that cannot answer this query (e.g. no
+    known word) gets an `error` and the others still answer."""
+    if not query.strip():
+        raise EmbedscopeError("empty query")
+    if k < 1:
+        raise EmbedscopeError("k must be at least 1")
+    pipe = pipeline or col.pipeline
+    with pipe.lock:
+        names = list(targets) if targets else default_targets(col)
+        versions = {v.name for v in col.versions()}
+        recipes = set(col.recipes()) - versions
+        if where:  # a bad filter is the caller's mistake, not one column's: fail before searching
+            evaluate_filter(where, col.metadata_frame()[0])
+    if not names:
+        raise NotFoundError(f"collection '{col.name}' has no versions to compare; embed it first")
+    if by_encoder:
+        from embedscope.encoders.registry import encoder_names
+
+        unknown = [e for e in names if e not in encoder_names() and e != "hybrid"]
+        if unknown:
+            raise EmbedscopeError(
+                f"unknown encoder(s) {', '.join(unknown)}; valid: {', '.join(encoder_names())}, hybrid"
+            )
+    else:
+        known = versions | recipes
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise NotFoundError(
+                f"collection '{col.name}' has no version or recipe {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(sorted(known)) or 'none'})"
+            )
+    columns = []
+    for name in names:
+        column = Column(name)
+        try:
+            using: Any = name
+            if by_encoder:
+                using, column.fit_s, column.source = _for_encoder(col, pipe, name)
+            column.result = pipe.search(query, k, using=using, where=where)
+            if not column.source:
+                r = column.result
+                column.source = f"recipe {r.encoder}" if r.using in recipes else f"version {r.using}"
+        except EmbedscopeError as exc:
+            column.error = str(exc)
+        columns.append(column)
+    return Comparison(col.name, query, k, where, columns, _overlap(columns))
+
+
+def _overlap(columns: Sequence[Column]) -> dict[str, float]:
+    answered = [c for c in columns if c.result is not None]
+    out = {}
+    for i, a in enumerate(answered):
+        for b in answered[i + 1 :]:
+            sa = {h.id for h in a.result.hits}  # type: ignore[union-attr]
+            sb = {h.id for h in b.result.hits}  # type: ignore[union-attr]
+            out[f"{a.target}|{b.target}"] = round(len(sa & sb) / max(len(sa | sb), 1), 4)
+    return out
+
+
+def _for_encoder(col: Collection, pipe: SearchPipeline, encoder: str) -> tuple[Any, float, str]:
+    """(what to search, fit seconds, source) for an encoder name: its version, else on the fly."""
+    try:
+        name = pipe.name_for_encoder(encoder)
+        return name, 0.0, ""
+    except NotFoundError:
+        if encoder == "hybrid":
+            raise
+    v, fit_s = _on_the_fly(col, encoder)
+    return v, fit_s, "on the fly"
+
+
+def _on_the_fly(col: Collection, encoder: str) -> tuple[LoadedVersion, float]:
+    """The collection encoded with `encoder` into an in-memory version (exact index), cached."""
+    from embedscope.api import LoadedVersion
+    from embedscope.encoders.registry import create_encoder
+    from embedscope.index import create_index
+    from embedscope.store.base import VersionData, VersionInfo, fingerprint
+
     items = col.items()
-    key = (str(getattr(getattr(col, "store", None), "path", col.name)), name, _content_key(items))
-    if key not in _CACHE:
-        enc = create_encoder(name)
+    content = hashlib.sha1("".join(f"{i.id}\0{i.hash}\n" for i in items).encode()).hexdigest()
+    key = (str(col.store.path), encoder, content)
+    if key not in _ON_THE_FLY:
+        enc = create_encoder(encoder)
         texts = [i.text for i in items]
         t0 = time.perf_counter()
         if enc.requires_fit:
             enc.fit(texts)
         vectors = enc.encode(texts)
-        _CACHE[key] = _Space(enc, [i.id for i in items], vectors, "on the fly", time.perf_counter() - t0)
-    return _CACHE[key]
-
-
-def _content_key(items: Sequence[Any]) -> str:
-    import hashlib
-
-    h = hashlib.sha1()
-    for i in items:
-        h.update(f"{i.id}\0{getattr(i, 'hash', i.text)}\n".encode())
-    return h.hexdigest()
-
-
-def _scores(space: _Space, query: str) -> tuple[np.ndarray, float, float]:
-    """All documents' scores for the query, the encode time and the search time (seconds)."""
-    t0 = time.perf_counter()
-    q = space.encoder.encode_queries([query])
-    t1 = time.perf_counter()
-    if is_empty_query(q):
-        raise EmbedscopeError("no known terms (only stop words or words unknown to this encoder)")
-    docs = space.vectors
-    if sp.issparse(q) or sp.issparse(docs):
-        scores = np.asarray((sp.csr_matrix(q) @ sp.csr_matrix(docs).T).todense()).ravel()
-    else:
-        scores = np.asarray(docs) @ np.asarray(q, dtype=np.float32).ravel()
-    return scores, t1 - t0, time.perf_counter() - t1
-
-
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    k = min(k, len(scores))
-    part = np.argpartition(-scores, k - 1)[:k]
-    return part[np.argsort(-scores[part], kind="stable")]
-
-
-def _title(item: Any) -> str:
-    meta = getattr(item, "metadata", {}) or {}
-    title = meta.get("title") or meta.get("name")
-    return str(title) if title else (item.text[:70] + ("…" if len(item.text) > 70 else ""))
-
-
-def compare(col: Any, query: str, encoders: Sequence[str], k: int = 5) -> dict[str, Any]:
-    """Top-k of each encoder for `query` on collection `col` (an embedscope.api.Collection).
-
-    Returns {"collection", "query", "k", "results": [{"encoder", "source", "fit_s", "encode_ms",
-    "search_ms", "hits": [{"id", "title", "score"}], "error"}]}. One encoder failing (unknown word,
-    bad name) gives that row an "error" and does not stop the others."""
-    if not query.strip():
-        raise EmbedscopeError("empty query")
-    if k < 1:
-        raise EmbedscopeError("k must be at least 1")
-    unknown = [e for e in encoders if e not in encoder_names()]
-    if unknown:
-        raise EmbedscopeError(f"unknown encoder(s) {', '.join(unknown)}; valid: {', '.join(encoder_names())}")
-    items = {i.id: i for i in col.items()}
-    results = []
-    for name in encoders:
-        row: dict[str, Any] = {
-            "encoder": name,
-            "source": None,
-            "fit_s": None,
-            "encode_ms": None,
-            "search_ms": None,
-            "hits": [],
-            "error": None,
-        }
-        try:
-            if name == "hybrid":
-                ranked, row = _hybrid(col, query, k, row)
-            else:
-                space = _space(col, name)
-                scores, enc_s, search_s = _scores(space, query)
-                top = _top(scores, k)
-                ranked = [(space.ids[j], float(scores[j])) for j in top]
-                row.update(
-                    source=space.source,
-                    fit_s=round(space.fit_s, 3),
-                    encode_ms=round(enc_s * 1000, 2),
-                    search_ms=round(search_s * 1000, 2),
-                )
-            row["hits"] = [
-                {"id": i, "title": _title(items[i]) if i in items else i, "score": round(s, 4)}
-                for i, s in ranked
-            ]
-        except EmbedscopeError as exc:
-            row["error"] = str(exc)
-        results.append(row)
-    return {"collection": getattr(col, "name", None), "query": query, "k": k, "results": results}
-
-
-def _hybrid(
-    col: Any, query: str, k: int, row: dict[str, Any]
-) -> tuple[list[tuple[str, float]], dict[str, Any]]:
-    """BM25 + MiniLM runs (FUSION_DEPTH deep) fused with reciprocal rank fusion (k=60)."""
-    from embedscope.encoders.hybrid import HybridEncoder
-
-    defaults = HybridEncoder.defaults
-    runs, sources, fit_s, enc_s, search_s = [], [], 0.0, 0.0, 0.0
-    for part in (defaults["sparse"], defaults["dense"]):
-        space = _space(col, part)
-        try:
-            scores, e, s = _scores(space, query)
-        except EmbedscopeError:
-            runs.append({})  # e.g. only unknown words for BM25: the dense run alone decides
-            continue
-        top = _top(scores, FUSION_DEPTH)
-        runs.append(
-            {space.ids[j]: float(scores[j]) for j in top if scores[j] > 0 or not space.encoder.sparse}
+        fit_s = time.perf_counter() - t0
+        if not enc.sparse:
+            vectors = np.asarray(vectors, dtype=np.float32)
+        ids, hashes = [i.id for i in items], [i.hash for i in items]
+        info = VersionInfo(
+            name=f"{encoder} (on the fly)",
+            encoder=enc.config(),
+            dim=int(vectors.shape[1]),
+            count=len(items),
+            fingerprint=fingerprint(zip(ids, hashes, strict=True)),
+            index={"kind": "exact", "params": {}},
+            sparse=enc.sparse,
+            metric=enc.metric,
+            created_at="",
+            updated_at="",
         )
-        sources.append(f"{part}: {space.source}")
-        fit_s, enc_s, search_s = fit_s + space.fit_s, enc_s + e, search_s + s
-    t0 = time.perf_counter()
-    fused = list(reciprocal_rank_fusion(runs, k=60).items())[:k]
-    search_s += time.perf_counter() - t0
-    if not fused:
-        raise EmbedscopeError("no known terms")
-    row.update(
-        source="; ".join(sources) + " (RRF)",
-        fit_s=round(fit_s, 3),
-        encode_ms=round(enc_s * 1000, 2),
-        search_ms=round(search_s * 1000, 2),
-    )
-    return fused, row
+        loaded = LoadedVersion(
+            info,
+            VersionData(ids, hashes, vectors),
+            enc,
+            create_index("exact").build(vectors),
+            {i: r for r, i in enumerate(ids)},
+            revision=f"on-the-fly-{content[:12]}",
+        )
+        _ON_THE_FLY[key] = (loaded, fit_s)
+    return _ON_THE_FLY[key]

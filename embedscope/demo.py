@@ -93,7 +93,7 @@ def run_demo(data: str | None, collection: str, encoder: str, limit: int | None)
         f"(dim {info.dim}, {info.index['kind']} index)"
     )
     for q in queries:
-        print_hits(col.search(q, k=5), f"{q!r}")
+        print_hits(col.search(q, k=5), f"{q!r}", col.display_fields())
     # name the command as this user can run it: plain `embedscope` only if it is on PATH
     exe = "embedscope"
     if not shutil.which("embedscope") and sys.argv[0].endswith("embedscope"):

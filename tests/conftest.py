@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +25,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "home"
     monkeypatch.setenv("EMBEDSCOPE_HOME", str(root))
     return root
+
+
+@pytest.fixture
+def run_cli(home: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """The CLI as a user meets it: `run_cli("search", "books", "dragons")` in a subprocess on `home`."""
+    env = {**os.environ, "EMBEDSCOPE_HOME": str(home), "COLUMNS": "160"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "embedscope.cli", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -197,3 +197,49 @@ def test_filters_suggestions_and_phone_width(server: str, browser) -> None:  # n
     overflow = d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"page is {overflow}px wider than the phone screen"
     d.save_screenshot(str(ARTIFACTS / "browser-phone.png"))
+
+
+def test_projection_page_draws_hovers_and_finds_offline(browser, tmp_path: Path) -> None:  # noqa: ANN001
+    """The page `embedscope project` writes, opened from disk: the map is drawn, hovering a point
+    shows its title, the search box highlights matching titles."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    from embedscope.projection import point_data, project, write_html
+
+    col = Collection.create("proj", tmp_path)
+    col.ingest(pd.read_csv(BOOKS).head(150), id_field="isbn13", template="{title}. {description}",
+               metadata=["title", "categories"])  # fmt: skip
+    col.embed("bm25")  # sparse: reduced by SVD, then PCA; cheap
+    points = point_data(col, project(col, "bm25", method="pca"), "categories")
+    page = write_html(points, tmp_path / "map.html")
+    d = browser
+    d.get(page.as_uri())
+    canvas = _wait(d, lambda d: d.find_element(By.CSS_SELECTOR, "#map canvas"))
+    drawn = d.execute_script(
+        "const c = document.querySelector('#map canvas'); const px = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
+        "for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++; return n"
+    )
+    assert drawn > 150  # at least a pixel per point
+    legend = d.find_element(By.CSS_SELECTOR, ".embedmap-legend").text
+    assert legend.splitlines()[0].startswith(points["legend"][0]["label"].split(" (")[0])
+    # hover the point the map drew for item 0 (offsets are from the canvas centre)
+    x, y = d.execute_script("return map._screen(0)")
+    rect = canvas.rect
+    ActionChains(d).move_to_element_with_offset(
+        canvas, x - rect["width"] / 2, y - rect["height"] / 2
+    ).perform()
+    tip = _wait(
+        d, lambda d: (t := d.find_element(By.CSS_SELECTOR, ".embedmap-tip")).is_displayed() and t.text
+    )
+    # the nearest point within 8 px: item 0's title unless another point is drawn at the same spot
+    near = [t for t, px, py in zip(points["titles"], *d.execute_script(
+        "return [points.x.map((_, i) => map._screen(i)[0]), points.x.map((_, i) => map._screen(i)[1])]"
+    ), strict=True) if (px - x) ** 2 + (py - y) ** 2 < 64]  # fmt: skip
+    assert tip in near and points["titles"][0] in near
+    word = "the"
+    expected = sum(word in t.lower() for t in points["titles"])
+    d.find_element(By.ID, "find").send_keys(word)
+    _wait(d, lambda d: d.find_element(By.ID, "found").text == f"{expected} matching")
+    ARTIFACTS.mkdir(exist_ok=True)
+    d.save_screenshot(str(ARTIFACTS / "projection-page.png"))

@@ -85,7 +85,7 @@ def test_similar_and_info(cli_home: Path, books_frame: pd.DataFrame) -> None:
     [
         (["search", "nope", "x"], "collection 'nope' does not exist"),
         (["search", "books", "x", "--where", "colour = 'red'"], "unknown field(s) colour"),
-        (["search", "books", "x", "--version", "v9"], "no embedding version 'v9'"),
+        (["search", "books", "x", "--version", "v9"], "no version or recipe 'v9'"),
         (["embed", "books", "--encoder", "bert9"], "unknown encoder 'bert9'"),
         (["embed", "books", "--param", "nope=1"], "has no parameter 'nope'"),
         (["similar", "books", "0000"], "no item '0000'"),

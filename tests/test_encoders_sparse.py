@@ -1,4 +1,4 @@
-"""Count-based, reduced and hybrid encoders on real data (books.csv)."""
+"""Count-based and reduced encoders on real data (books.csv)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 import scipy.sparse as sp
 
 from embedscope.encoders.base import Encoder, NotFittedError, is_empty_query
-from embedscope.encoders.hybrid import reciprocal_rank_fusion, weighted_fusion
 from embedscope.encoders.registry import create_encoder, describe_encoders, encoder_names
 from embedscope.errors import EmbedscopeError
 
@@ -38,9 +37,9 @@ def test_registry_lists_every_encoder_with_params() -> None:
         "word2vec",
         "torch_word2vec",
         "static",
-        "hybrid",
         "minilm",
     } <= names
+    assert "hybrid" not in names  # a search recipe (embedscope.search.recipe), not an encoder
     rows = {r["name"]: r for r in describe_encoders()}
     assert rows["bm25"]["params"]["k1"] == 1.5 and rows["bm25"]["sparse"]
     assert rows["lsa"]["params"]["n_components"] == 256 and not rows["lsa"]["sparse"]
@@ -161,22 +160,18 @@ def test_stop_word_or_unknown_query_gives_a_zero_row(name: str, small: list[str]
     assert not is_empty_query(enc.encode_queries(["wizard"])) or name == "lda"
 
 
-@pytest.mark.parametrize("name", SPARSE + ["lsa", "lda", "hybrid_small"])
+@pytest.mark.parametrize("name", SPARSE + ["lsa", "lda"])
 def test_save_load_round_trip_gives_identical_vectors(name: str, small: list[str], tmp_path) -> None:  # noqa: ANN001
-    if name == "hybrid_small":
-        enc = create_encoder("hybrid", {"dense": "lsa", "dense_params": {"n_components": 16}})
-    else:
-        enc = create_encoder(name, {"n_components": 16} if name in ("lsa", "lda") else {})
+    enc = create_encoder(name, {"n_components": 16} if name in ("lsa", "lda") else {})
     enc.fit(small)
     enc.save(tmp_path / name)
     loaded = Encoder.load(tmp_path / name)
     assert loaded.config() == enc.config()
     probe = small[:20] + ["a completely new text about dragons"]
-    a, b = enc.encode(probe), loaded.encode(probe)
-    for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,), strict=True):
-        x = x.toarray() if sp.issparse(x) else x
-        y = y.toarray() if sp.issparse(y) else y
-        np.testing.assert_array_equal(x, y)
+    x, y = enc.encode(probe), loaded.encode(probe)
+    x = x.toarray() if sp.issparse(x) else x
+    y = y.toarray() if sp.issparse(y) else y
+    np.testing.assert_array_equal(x, y)
 
 
 def test_lsa_dims_normalised_and_deterministic(small: list[str]) -> None:
@@ -217,34 +212,7 @@ def test_bad_params_give_clear_errors() -> None:
         create_encoder("bm25", {"stemmer": "klingon"})
     with pytest.raises(EmbedscopeError, match="ngram_range"):
         create_encoder("tfidf", {"ngram_range": [2, 1]})
-    with pytest.raises(EmbedscopeError, match="fusion"):
-        create_encoder("hybrid", {"fusion": "max"})
     with pytest.raises(EmbedscopeError, match="pooling"):
         create_encoder("word2vec", {"pooling": "max"})
     with pytest.raises(EmbedscopeError, match="cannot build a vocabulary"):
         create_encoder("tfidf", {"stop_words": "english"}).fit(["the of and", "and the"])
-
-
-def test_reciprocal_rank_fusion_and_weighted_fusion() -> None:
-    sparse_run = {"a": 12.0, "b": 8.0, "c": 1.0}
-    dense_run = {"b": 0.9, "d": 0.8, "a": 0.1}
-    rrf = reciprocal_rank_fusion([sparse_run, dense_run], k=60)
-    assert list(rrf)[:2] == ["b", "a"]  # b: ranks 2 and 1 beats a: ranks 1 and 3
-    assert rrf["b"] == pytest.approx(1 / 62 + 1 / 61)
-    assert rrf["d"] == pytest.approx(1 / 62)
-    w = weighted_fusion([sparse_run, dense_run], alpha=0.5)
-    assert w["a"] == pytest.approx(0.5 * 1.0 + 0.5 * 0.0)
-    assert w["b"] == pytest.approx(0.5 * (7 / 11) + 0.5 * 1.0)
-    assert list(weighted_fusion([sparse_run, dense_run], alpha=1.0))[0] == "a"
-    with pytest.raises(EmbedscopeError):
-        weighted_fusion([sparse_run], alpha=0.5)
-
-
-def test_hybrid_encode_is_a_sparse_dense_tuple_and_search_fuses(small: list[str]) -> None:
-    enc = create_encoder("hybrid", {"dense": "lsa", "dense_params": {"n_components": 32}}).fit(small)
-    s, d = enc.encode(small)
-    assert sp.isspmatrix_csr(s) and isinstance(d, np.ndarray) and d.shape == (300, 32)
-    ids = [str(i) for i in range(300)]
-    hits = enc.search([small[7][:80]], ids, s, d, k=5)[0]
-    assert hits[0][0] == "7"
-    assert is_empty_query(enc.encode_queries(["zzqxv"]))

@@ -340,3 +340,22 @@ def test_encoder_params_get_their_own_cached_version(tmp_path: Path, home: Path)
         evaluate_beir(folder, "bm25", params={"tfidf": {"min_df": 1}})
     with pytest.raises(EmbedscopeError, match="encoder.key=value"):
         parse_encoder_params(["k1=1.2"])
+
+
+@pytest.mark.slow
+def test_hybrid_is_the_collections_recipe_and_its_settings_can_be_given(tmp_path: Path, home: Path) -> None:
+    from embedscope.api import Collection
+
+    folder = write_beir(tmp_path / "tiny")
+    settings = {"fusion": "convex", "params": {"normalization": "tmm"}, "weights": [0.4, 0.6], "depth": 50}
+    report = evaluate_beir(folder, "hybrid", k=5, hybrid=settings)
+    assert [r.encoder for r in report.results] == ["hybrid", "bm25", "minilm"]
+    recipe = Collection.open("beir-tiny").recipes()["hybrid"]
+    assert (recipe.parts, recipe.fusion, recipe.part_weights, recipe.depth) == (
+        ("bm25", "minilm"),
+        "convex",
+        (0.4, 0.6),
+        50,
+    )
+    # every judged query shares words with its relevant document: the fusion keeps it first
+    assert report.result("hybrid").metrics["nDCG@10"] == pytest.approx(1.0)

@@ -57,6 +57,7 @@ def test_ann_recall_sweep_on_stored_and_temporary_index(abstracts: Collection) -
 def test_drift_identical_versions_and_changed_ones(abstracts: Collection) -> None:
     same = drift(abstracts, "lsa", "lsa_hnsw")  # same encoder config, different index
     assert same["neighbour_jaccard"]["mean"] == pytest.approx(1.0)
+    assert same["neighbour_rbo"]["mean"] == pytest.approx(1.0) and same["neighbour_rbo"]["p"] == 0.9
     assert same["vector"]["mean_cosine"] == pytest.approx(1.0, abs=1e-5)
     assert same["vector"]["centroid_l2_shift"] == pytest.approx(0.0, abs=1e-5)
     assert same["shared_items"] == 500
@@ -69,6 +70,9 @@ def test_drift_identical_versions_and_changed_ones(abstracts: Collection) -> Non
 
     fewer = drift(abstracts, "lsa", "lsa48")  # 48 vs 64 components: nearby but not identical
     assert fewer["vector"] is None and 0.3 < fewer["neighbour_jaccard"]["mean"] < 1.0
+    # RBO weighs the top neighbours most: the first neighbours of LSA-48 and LSA-64 agree more
+    # than the whole top 10 does, so RBO exceeds Jaccard on average
+    assert fewer["neighbour_jaccard"]["mean"] < fewer["neighbour_rbo"]["mean"] < 1.0
     with pytest.raises(EmbedscopeError, match="two different versions"):
         drift(abstracts, "lsa", "lsa")
 
@@ -178,6 +182,6 @@ def test_ann_recall_and_drift_cli(
     code, _, err = cli("ann-recall", "abstracts", "-v", "lsa", "--ef", "8,x")
     assert code == 2 and "--ef must be comma-separated integers" in err
     code, out, _ = cli("drift", "abstracts", "lsa", "tfidf", "--json")
-    assert code == 0 and 0 < json.loads(out)["neighbour_jaccard"]["mean"] < 1
+    assert code == 0 and 0 < json.loads(out)["versions"]["neighbour_jaccard"]["mean"] < 1
     code, _, err = cli("drift", "abstracts", "lsa", "nosuch")
     assert code == 2 and "error:" in err and "nosuch" in err

@@ -18,8 +18,9 @@ from embedscope import Collection
 from embedscope.api import Hit
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.evaluate import recs as ev
-from embedscope.recommend import Interactions, Recommender, embed_behaviour, load_interactions, ranking
+from embedscope.recommend import Interactions, Recommender, embed_behaviour, load_interactions
 from embedscope.recommend.behavioural import train_als, train_item2vec
+from embedscope.search import rerank
 from embedscope.sources_movielens import read_movielens_items, read_movielens_ratings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens-100k"
@@ -181,7 +182,7 @@ def test_mmr_changes_the_list_and_increases_diversity(ml: Collection) -> None:
     diverse = rec.recommend("196", k=10, dedupe=False, mmr_lambda=0.3, explain=False)
 
     def div(res: object) -> float:
-        return ranking.intra_list_diversity(np.asarray(v.data.vectors[[v.row_of[r.id] for r in res.items]]))
+        return rerank.intra_list_diversity(np.asarray(v.data.vectors[[v.row_of[r.id] for r in res.items]]))
 
     assert [r.id for r in plain.items] != [r.id for r in diverse.items]
     assert div(diverse) > div(plain)
@@ -190,7 +191,7 @@ def test_mmr_changes_the_list_and_increases_diversity(ml: Collection) -> None:
 
 
 def test_dedupe_removes_same_title(ml: Collection, movies: pd.DataFrame) -> None:
-    norm = movies["title"].map(ranking.normalise_title)
+    norm = movies["title"].map(rerank.normalise_title)
     dups = movies.assign(norm=norm)[norm.duplicated(keep=False)].sort_values(["norm", "id"])
     assert len(dups) >= 2, "MovieLens 100K lists some movies twice under two ids"
     a, b = dups["id"].tolist()[:2]
@@ -200,24 +201,24 @@ def test_dedupe_removes_same_title(ml: Collection, movies: pd.DataFrame) -> None
         Hit(i, 1.0 - n / 10, by_id.loc[i, "text"], {"title": by_id.loc[i, "title"]})
         for n, i in enumerate([a, "1", b])
     ]
-    kept, removed = ranking.dedupe(hits)
+    kept, removed = rerank.dedupe(hits)
     assert [h.id for h in kept] == [a, "1"] and [h.id for h in removed] == [b]
-    assert ranking.normalise_title("Shawshank Redemption, The (1994)") == ranking.normalise_title(
+    assert rerank.normalise_title("Shawshank Redemption, The (1994)") == rerank.normalise_title(
         "The Shawshank Redemption"
     )
     # in the recommender: a long list from a session holds each title once, and the duplicates were seen
     res = Recommender(ml).recommend(items=["1"], k=1500, explain=False)
-    titles = [ranking.normalise_title(r.metadata["title"]) for r in res.items]
+    titles = [rerank.normalise_title(r.metadata["title"]) for r in res.items]
     assert len(titles) == len(set(titles)) and res.removed_duplicates
     raw = Recommender(ml).recommend(items=["1"], k=1500, explain=False, dedupe=False)
-    raw_titles = [ranking.normalise_title(r.metadata["title"]) for r in raw.items]
+    raw_titles = [rerank.normalise_title(r.metadata["title"]) for r in raw.items]
     assert len(raw_titles) > len(set(raw_titles))
 
 
 def test_popularity_blend_and_wilson(ml: Collection) -> None:
-    assert ranking.wilson_lower_bound(0, 0) == 0.0
+    assert rerank.wilson_lower_bound(0, 0) == 0.0
     # more ratings with the same share -> a higher lower bound
-    assert ranking.wilson_lower_bound(9, 10) < ranking.wilson_lower_bound(90, 100) < 0.9
+    assert rerank.wilson_lower_bound(9, 10) < rerank.wilson_lower_bound(90, 100) < 0.9
     rec = Recommender(ml)
     base = rec.recommend("196", k=10, explain=False)
     counts = Interactions.of(ml).counts()

@@ -10,12 +10,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from embedscope import Collection
-from embedscope.encoders.hybrid import reciprocal_rank_fusion
 from embedscope.serve import create_app
 
 BOOKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "books" / "books.csv"
@@ -87,12 +87,17 @@ def test_filters_version_and_encoder_choice(client: TestClient, col: Collection)
 
 
 def test_hybrid_is_rrf_of_both_versions(client: TestClient, col: Collection) -> None:
+    from embedscope.search.fusion import Run, rrf
+
     q = "war and ships at sea"
-    runs = [{h.id: h.score for h in col.search(q, k=100, version=v)} for v in ("bm25", "minilm")]
-    expected = list(reciprocal_rank_fusion(runs, k=60))[:8]
+    runs = []
+    for v in ("bm25", "minilm"):
+        hits = col.search(q, k=100, version=v, collapse=False)
+        runs.append(Run([h.id for h in hits], np.array([h.score for h in hits])))
+    expected = rrf(runs, [0.5, 0.5], k=60)[0][:8]
     resp = client.get(f"{B}/search", params={"query": q, "k": 8, "encoder": "hybrid"})
-    assert ids(resp) == expected
-    assert resp.json()["version"] == "hybrid"
+    assert ids(resp) == expected == [h.id for h in col.search(q, k=8, version="hybrid", collapse=False)]
+    assert resp.json()["version"] == "hybrid" and resp.json()["encoder"] == "hybrid(bm25+minilm)"
 
 
 def test_similar_item_and_info(client: TestClient, col: Collection) -> None:

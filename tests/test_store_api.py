@@ -167,17 +167,20 @@ def test_wrong_dimension_is_a_clear_error(books_300: Collection) -> None:
 
 
 def test_hybrid_is_rrf_of_its_two_versions(home, books_frame: pd.DataFrame) -> None:
-    from embedscope.encoders.hybrid import reciprocal_rank_fusion
+    from embedscope.search.fusion import Run, rrf
 
     col = Collection.create("hy")
     col.ingest(books_frame.head(80), id_field="isbn13", template="{title}. {description}", metadata=["title"])
     col.embed("hybrid", {"dense_params": {"max_seq_length": 128}})
     assert {v.name for v in col.versions()} == {"bm25", "minilm"}
+    assert col.recipes()["hybrid"].parts == ("bm25", "minilm")  # stored by the embed shortcut
     query = "a detective solving a murder"
-    hits = col.search(query, k=5, version="hybrid")
-    runs = [{h.id: h.score for h in col.search(query, k=80, version=name)} for name in ("bm25", "minilm")]
-    expected = list(reciprocal_rank_fusion(runs))[:5]
-    assert [h.id for h in hits] == expected
+    hits = col.search(query, k=5, version="hybrid", collapse=False)
+    runs = []
+    for name in ("bm25", "minilm"):
+        part = col.search(query, k=80, version=name, collapse=False)
+        runs.append(Run([h.id for h in part], np.array([h.score for h in part])))
+    assert [h.id for h in hits] == rrf(runs, [0.5, 0.5])[0][:5]
 
 
 def test_deleted_items_never_fill_result_slots(home, books_frame: pd.DataFrame) -> None:

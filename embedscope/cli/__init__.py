@@ -8,7 +8,16 @@ import os
 from embedscope.cli.app import app, err_console
 
 # Each module adds its commands to `app` when imported.
-_COMMAND_MODULES = ["core", "encoders_cmd", "evaluate_cmd", "recommend_cmd", "serve_cmd"]
+_COMMAND_MODULES = [
+    "core",
+    "hybrid_cmd",
+    "encoders_cmd",
+    "evaluate_cmd",
+    "recommend_cmd",
+    "serve_cmd",
+    "experiment_cmd",
+    "project_cmd",
+]
 
 
 def _load_commands() -> None:

@@ -1,7 +1,8 @@
 """The Typer application and the helpers every command module shares.
 
-Command modules (`core`, `encoders_cmd`, `evaluate_cmd`, `recommend_cmd`, `serve_cmd`) each import
-`app` from here and add commands with `@app.command()`; `embedscope.cli.main` imports them all.
+Command modules (`core`, `encoders_cmd`, `evaluate_cmd`, `recommend_cmd`, `serve_cmd`, `experiment_cmd`,
+`project_cmd`) each import `app` from here and add commands with `@app.command()` (or a sub-app);
+`embedscope.cli` imports them all (its `_COMMAND_MODULES`).
 """
 
 from __future__ import annotations

@@ -22,9 +22,18 @@ Where = Annotated[
     ),
 ]
 VersionOpt = Annotated[
-    str | None, typer.Option("--version", "-v", help="Embedding version (default: the active one).")
+    str | None,
+    typer.Option(
+        "--version",
+        "-v",
+        help="Embedding version or search recipe, e.g. hybrid (default: the active version).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+CollapseOpt = Annotated[
+    bool,
+    typer.Option(help="Show one edition of each work (same normalised title and author), the best-ranked."),
+]
 
 
 def progress_bar(description: str) -> Progress:
@@ -45,14 +54,10 @@ def _open(name: str) -> Any:
     return Collection.open(name)
 
 
-def _display_title(meta: dict[str, Any], text: str) -> str:
-    for key in ("title", "name", "full_title", "headline"):
-        if meta.get(key):
-            return str(meta[key])
-    return text[:80]
+def print_hits(hits: list[Any], title: str, fields: Any) -> None:
+    """Hits as a table, each shown by embedscope.display.show with the collection's display fields."""
+    from embedscope.display import show
 
-
-def print_hits(hits: list[Any], title: str) -> None:
     table = Table(title=title, show_lines=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("id", style="cyan", no_wrap=True)
@@ -60,11 +65,9 @@ def print_hits(hits: list[Any], title: str) -> None:
     table.add_column("title")
     table.add_column("details", style="dim", overflow="fold")
     for n, h in enumerate(hits, 1):
-        meta = h.metadata
-        extra = [
-            f"{k}={meta[k]}" for k in ("authors", "published_year", "categories") if meta.get(k) is not None
-        ]
-        table.add_row(str(n), h.id, f"{h.score:.3f}", _display_title(meta, h.text), ", ".join(extra)[:80])
+        s = show(h.text, h.metadata, fields)
+        details = " · ".join(x for x in (s.subtitle, s.year, ", ".join(s.tags[:3])) if x)
+        table.add_row(str(n), h.id, f"{h.score:.3f}", s.title, details[:80])
     console.print(table)
 
 
@@ -151,10 +154,11 @@ def embed(
         )
         bar.update(task, completed=len(col), total=len(col))
     if encoder == "hybrid":
-        parts = col.hybrid_parts()
+        recipe = col.recipes()["hybrid"]
         console.print(
-            f"hybrid = {parts['sparse']} + {parts['dense']} fused by {parts['fusion']} at search time: "
-            f"`embedscope search {collection} QUERY --version hybrid`"
+            f"recipe hybrid = {' + '.join(recipe.parts)} fused by {recipe.fusion} at search time: "
+            f"`embedscope search {collection} QUERY --version hybrid` (settings: `embedscope hybrid list "
+            f"{collection}`)"
         )
     s = info.stats
     console.print(
@@ -173,14 +177,17 @@ def search(
     where: Where = None,
     version: VersionOpt = None,
     exact: Annotated[bool, typer.Option(help="Exact search instead of the ANN index.")] = False,
+    collapse: CollapseOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Semantic search: the items nearest to the query."""
-    hits = _open(collection).search(query, k, where=where, version=version, exact=exact)
+    """Semantic search: the items nearest to the query. One edition per work (same title and
+    author) unless --no-collapse; --version hybrid (or any recipe) fuses several versions."""
+    col = _open(collection)
+    hits = col.search(query, k, where=where, version=version, exact=exact, collapse=collapse)
     if as_json:
         print_json([h.to_dict() for h in hits])
     else:
-        print_hits(hits, f"{collection}: {query!r}")
+        print_hits(hits, f"{collection}: {query!r}", col.display_fields())
 
 
 @app.command()
@@ -190,16 +197,19 @@ def similar(
     k: K = 10,
     where: Where = None,
     version: VersionOpt = None,
+    collapse: CollapseOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """More like this: items nearest to an item."""
+    """More like this: items nearest to an item (itself and its other editions excluded)."""
+    from embedscope.display import show
+
     col = _open(collection)
-    hits = col.similar(item_id, k, where=where, version=version)
+    hits = col.similar(item_id, k, where=where, version=version, collapse=collapse)
     if as_json:
         print_json([h.to_dict() for h in hits])
     else:
-        item = col.get(item_id)
-        print_hits(hits, f"more like {_display_title(item.metadata, item.text)!r}")
+        item, fields = col.get(item_id), col.display_fields()
+        print_hits(hits, f"more like {show(item.text, item.metadata, fields).title!r}", fields)
 
 
 @app.command()

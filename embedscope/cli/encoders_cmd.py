@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Annotated
 
@@ -36,6 +37,10 @@ def list_encoders(
         params = ", ".join(f"{k}={json.dumps(v)}" for k, v in r["params"].items())
         table.add_row(r["name"], kind, r["description"], params or "-")
     console.print(table)
+    console.print(
+        "[dim]hybrid (sparse + dense fused at search time) is a search recipe, not an encoder: "
+        "`embedscope embed NAME --encoder hybrid` or `embedscope hybrid create NAME --parts bm25,minilm`[/]"
+    )
 
 
 def _split(value: str, n: int, option: str) -> list[str]:
@@ -113,41 +118,88 @@ def words(
 def compare_cmd(
     collection: Annotated[str, typer.Argument(help="Collection to search.")],
     query: Annotated[str, typer.Argument(help="Query text.")],
-    encoders: Annotated[str, typer.Option("--encoders", "-e", help="Comma-separated encoder names.")] = (
-        "bm25,tfidf,lsa,word2vec,minilm,hybrid"
-    ),
-    k: Annotated[int, typer.Option("-k", help="Results per encoder.")] = 5,
+    versions: Annotated[
+        str | None,
+        typer.Option(
+            "--versions", help="Comma-separated versions or recipes (default: every version and recipe)."
+        ),
+    ] = None,
+    encoders: Annotated[
+        str | None,
+        typer.Option(
+            "--encoders",
+            "-e",
+            help="Comma-separated encoder names instead: each one's version, or encoded on the fly.",
+        ),
+    ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option("--where", "-w", help="Metadata filter, applied to every column (as in `search`)."),
+    ] = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="Results per column.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Run one query through several encoders and show their top-k side by side, with timings.
+    """Run one query through several versions, recipes or encoders and show their top-k side by side.
 
-    Uses the collection's stored version of each encoder when there is one, else fits and encodes
-    the collection on the fly (slow for minilm on big collections: embed it once instead)."""
+    Each column is exactly what `embedscope search --version NAME` answers (same filter, same
+    collapsing of repeated works). With --encoders, an encoder without a version of its own is
+    fitted and encoded on the fly (slow for minilm on big collections: embed it once instead)."""
     from embedscope.api import Collection
     from embedscope.compare import compare
+    from embedscope.display import show
 
-    names = [e.strip() for e in encoders.split(",") if e.strip()]
-    if not names:
-        fail("--encoders needs at least one encoder name")
+    if versions is not None and encoders is not None:
+        fail("give --versions or --encoders, not both")
+    spec = encoders if encoders is not None else versions
+    names = [e.strip() for e in spec.split(",") if e.strip()] if spec is not None else None
+    if spec is not None and not names:
+        fail("--versions/--encoders needs at least one name")
     try:
         col = Collection.open(collection)
-        if not as_json:
-            with console.status("encoding and searching…"):
-                out = compare(col, query, names, k=k)
-        else:
-            out = compare(col, query, names, k=k)
+        with console.status("encoding and searching…") if not as_json else contextlib.nullcontext():
+            out = compare(col, query, names, k=k, where=where, by_encoder=encoders is not None)
     except EmbedscopeError as exc:
         fail(str(exc))
+    fields = col.display_fields()
+    rows = []
+    for c in out.columns:
+        r = c.result
+        rows.append(
+            {
+                "target": c.target,
+                "version": r.using if r else None,
+                "encoder": r.encoder if r else None,
+                "source": c.source or None,
+                "fit_s": round(c.fit_s, 3),
+                "encode_ms": round(r.stages["encode"] * 1000, 2) if r else None,
+                "search_ms": round((r.stages["search"] + r.stages["rank"]) * 1000, 2) if r else None,
+                "hits": [
+                    {"id": h.id, "title": show(h.text, h.metadata, fields).title, "score": round(h.score, 4)}
+                    for h in (r.hits if r else [])
+                ],
+                "error": c.error,
+            }
+        )
     if as_json:
-        print_json(out)
+        print_json(
+            {
+                "collection": out.collection,
+                "query": query,
+                "k": k,
+                "where": where,
+                "results": rows,
+                "overlap": out.overlap,
+            }
+        )
         return
-    table = Table(title=f"{query!r} in {collection}: top {k}", show_lines=True)
+    title = f"{query!r} in {collection}: top {k}" + (f" where {where}" if where else "")
+    table = Table(title=title, show_lines=True)
     table.add_column("rank", justify="right")
-    for r in out["results"]:
-        table.add_column(r["encoder"], overflow="fold")
+    for r in rows:
+        table.add_column(r["target"], overflow="fold")
     for rank in range(k):
         cells = []
-        for r in out["results"]:
+        for r in rows:
             if r["error"]:
                 cells.append(f"[red]{r['error']}[/]" if rank == 0 else "")
             elif rank < len(r["hits"]):
@@ -156,13 +208,11 @@ def compare_cmd(
             else:
                 cells.append("")
         table.add_row(str(rank + 1), *cells)
-    timing = [
-        f"{r['encoder']}: {r['source'] or '-'}; fit {r['fit_s'] or 0:.2f}s, "
-        f"encode {r['encode_ms'] or 0:.1f} ms, "
-        f"search {r['search_ms'] or 0:.1f} ms"
-        for r in out["results"]
-        if not r["error"]
-    ]
     console.print(table)
-    for line in timing:
-        console.print(f"[dim]{line}[/]", highlight=False)
+    for r in rows:
+        if not r["error"]:
+            console.print(
+                f"[dim]{r['target']}: {r['source']}; fit {r['fit_s']:.2f}s, encode {r['encode_ms']:.1f} ms, "
+                f"search {r['search_ms']:.1f} ms[/]",
+                highlight=False,
+            )

@@ -68,7 +68,7 @@ def metrics_table(report: Any, title: str | None = None) -> Table:
         "fit s",
         "docs/s",
         "index",
-        "p50 ms",
+        "ms/query",
         "encoded",
     ):
         table.add_column(col, justify="left" if col == "encoder" else "right")
@@ -80,7 +80,7 @@ def metrics_table(report: Any, title: str | None = None) -> Table:
             _fmt(r.fit_seconds, 2),
             _fmt(r.docs_per_second, 0),
             _bytes(r.index_bytes),
-            _fmt(r.latency_ms_p50, 2),
+            _fmt(r.ms_per_query, 2),
             "cached" if r.cached else str(r.encoded),
         )
     return table
@@ -112,7 +112,9 @@ def evaluate(
     encoders: Annotated[
         str,
         typer.Option(
-            "--encoders", "-e", help="Comma-separated encoders; 'hybrid' fuses bm25 and minilm (RRF)."
+            "--encoders",
+            "-e",
+            help="Comma-separated encoders; 'hybrid' is the hybrid search recipe over bm25 and minilm.",
         ),
     ] = "bm25,tfidf,lsa,word2vec,minilm,static,hybrid",
     split: Annotated[str, typer.Option(help="qrels split: qrels/<split>.tsv.")] = "test",
@@ -298,21 +300,82 @@ def word_tests_cmd(
 @app.command("drift")
 def drift_cmd(
     collection: CollectionArg,
-    version_a: Annotated[str, typer.Argument(help="Baseline version.")],
-    version_b: Annotated[str, typer.Argument(help="Version compared with it.")],
+    version_a: Annotated[str | None, typer.Argument(help="Version drift: the baseline version.")] = None,
+    version_b: Annotated[
+        str | None, typer.Argument(help="Version drift: the version compared with it.")
+    ] = None,
+    queries: Annotated[
+        bool, typer.Option("--queries", help="Query drift: windows of the server's query log (needs --log).")
+    ] = False,
+    log: Annotated[
+        Path | None,
+        typer.Option("--log", help="The query log: the folder given to `serve --log-dir`, or one file."),
+    ] = None,
+    window: Annotated[
+        str, typer.Option("--window", help="Query windows: 'day' (UTC) or a number N of queries per window.")
+    ] = "day",
+    items: Annotated[
+        bool,
+        typer.Option(
+            "--items", help="Data drift: the items as --version embedded them against the items now."
+        ),
+    ] = False,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version", "-v", help="Dense version that embeds queries and items (default: active)."
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="Neighbours per item.")] = 10,
     sample: Annotated[int | None, typer.Option(min=1, help="Report on a random sample of items.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Also draw the report as a PNG at this path.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """How much items' top-k neighbourhoods (and, where comparable, vectors) change between two versions."""
+    """What moved, in one report: between two versions (neighbour Jaccard and rank-biased overlap,
+    vectors where comparable), in the queries over time (--queries: centroid shift and MMD with a
+    permutation p-value between consecutive windows, and the queries that moved most), and in the
+    items since a version embedded them (--items). Table, --json, and a PNG with --plot."""
     from embedscope.api import Collection
-    from embedscope.evaluate.drift import drift
+    from embedscope.errors import EmbedscopeError
+    from embedscope.evaluate.drift import drift_report
+    from embedscope.evaluate.plots import drift_chart
+    from embedscope.evaluate.shift import parse_window
 
-    result = drift(Collection.open(collection), version_a, version_b, k=k, sample=sample)
+    if (version_a is None) != (version_b is None):
+        raise EmbedscopeError("version drift needs two versions: embedscope drift NAME VERSION_A VERSION_B")
+    if queries and log is None:
+        raise EmbedscopeError("--queries needs --log DIR_OR_FILE (the folder given to `serve --log-dir`)")
+    if log is not None and not queries:
+        raise EmbedscopeError("--log is read for --queries; add --queries")
+    result = drift_report(
+        Collection.open(collection),
+        versions=(version_a, version_b) if version_a and version_b else None,
+        queries_log=log if queries else None,
+        window=parse_window(window),
+        items=items,
+        version=version,
+        k=k,
+        sample=sample,
+    )
+    if plot is not None:
+        result["plot"] = str(drift_chart(result, plot))
     if as_json:
         print_json(result)
         return
-    a, b = result["a"], result["b"]
+    if "versions" in result:
+        _print_version_drift(collection, result["versions"])
+    if "queries" in result:
+        _print_query_drift(collection, result["queries"])
+    if "items" in result:
+        _print_item_drift(collection, result["items"])
+    if plot is not None:
+        console.print(f"plot: {result['plot']}")
+
+
+def _print_version_drift(collection: str, result: dict[str, Any]) -> None:
+    a, b, k = result["a"], result["b"], result["k"]
     table = Table(
         title=f"{collection}: drift {a['version']} ({a['encoder']}) -> {b['version']} ({b['encoder']})"
     )
@@ -325,9 +388,54 @@ def drift_cmd(
     )
     for key, v in result["neighbour_jaccard"].items():
         table.add_row(f"top-{k} neighbour Jaccard {key}", f"{v:.4f}")
+    rbo = result["neighbour_rbo"]
+    for key, v in rbo.items():
+        if key != "p":
+            table.add_row(f"top-{k} neighbour RBO (p={rbo['p']}) {key}", f"{v:.4f}")
     if result["vector"]:
         for key, v in result["vector"].items():
             if key != "note":
                 table.add_row(key.replace("_", " "), _fmt(v, 4))
     console.print(table)
     console.print(result["vector"]["note"] if result["vector"] else result["vector_note"])
+
+
+def _print_query_drift(collection: str, result: dict[str, Any]) -> None:
+    table = Table(
+        title=f"{collection}: query drift, {result['searches']} searches, window {result['window']}, "
+        f"embedded with {result['version']} ({result['encoder']})"
+    )
+    for c in ("window", "queries", "centroid shift", "MMD²", "p", "queries that moved most (distance)"):
+        table.add_column(c, justify="left" if c.startswith(("window", "queries that")) else "right")
+    for r in result["windows"]:
+        moved = "; ".join(f"{m['text'][:50]} ({m['distance']:.2f})" for m in r.get("movers", [])[:3])
+        table.add_row(
+            str(r["window"]),
+            str(r["queries"]),
+            _fmt(r.get("centroid_shift"), 4),
+            _fmt(r.get("mmd2"), 4),
+            _fmt(r.get("p"), 4),
+            moved or r.get("note", "(first window)"),
+        )
+    console.print(table)
+    if result["skipped_lines"]:
+        console.print(f"[yellow]note:[/] {result['skipped_lines']} unreadable log line(s) skipped")
+
+
+def _print_item_drift(collection: str, result: dict[str, Any]) -> None:
+    console.print(
+        f"{collection}: items since version {result['version']} embedded them ({result['embedded_at']}): "
+        f"{result['items_then']} then, {result['items_now']} now; added {result['added']}, "
+        f"changed {result['changed']}, deleted {result['deleted']}",
+        highlight=False,
+    )
+    if "mmd2" not in result:
+        console.print(result["note"])
+        return
+    console.print(
+        f"centroid shift {result['centroid_shift']:.4f}; MMD² {result['mmd2']:.4f}, p = {result['p']:.4g} "
+        f"({result['sizes'][0]} vs {result['sizes'][1]} items, {result['permutations']} permutations)",
+        highlight=False,
+    )
+    for m in result["movers"]:
+        console.print(f"  moved most: {m['text'][:80]} ({m['distance']:.3f})", highlight=False)

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from embedscope.cli.app import app, console, err_console, print_json
+from embedscope.display import show
 
 interactions_app = typer.Typer(
     help="Store and inspect user-item interactions (views, ratings, purchases).", no_args_is_help=True
@@ -26,10 +27,6 @@ def _open(name: str) -> Any:
     from embedscope.api import Collection
 
     return Collection.open(name)
-
-
-def _title(meta: dict[str, Any], text: str) -> str:
-    return str(meta.get("title") or meta.get("name") or text[:70])
 
 
 @interactions_app.command("load")
@@ -164,7 +161,7 @@ def recommend(
         float | None, typer.Option("--mmr", min=0.0, max=1.0, help="MMR lambda for diversity (1 = none).")
     ] = None,
     dedupe: Annotated[
-        bool, typer.Option(help="Drop items whose normalised title repeats a better one.")
+        bool, typer.Option(help="Keep one item per work (same normalised title and author).")
     ] = True,
     scoring: Annotated[
         str, typer.Option(help="auto | cosine | predict (item2vec context vectors).")
@@ -181,7 +178,8 @@ def recommend(
     if (user is None) == (items is None):
         raise EmbedscopeError("give --user USER or --items ID1,ID2,... (an anonymous session)")
     session = [s for s in (items or "").split(",") if s.strip()] if items is not None else None
-    res = Recommender(_open(collection), version).recommend(
+    col = _open(collection)
+    res = Recommender(col, version).recommend(
         user,
         items=session,
         k=k,
@@ -215,8 +213,9 @@ def recommend(
         table.add_column("interest", justify="right")
     if explain:
         table.add_column("because you liked", style="dim")
+    fields = col.display_fields()
     for n, r in enumerate(res.items, 1):
-        row = [str(n), r.id, f"{r.score:.3f}", _title(r.metadata, r.text)]
+        row = [str(n), r.id, f"{r.score:.3f}", show(r.text, r.metadata, fields).title]
         if res.profile == "multi":
             row.append(str(r.interest if r.interest is not None else ""))
         if explain:

@@ -20,7 +20,6 @@ _BUILTIN: dict[str, str] = {
     "word2vec": "embedscope.encoders.word2vec:Word2VecEncoder",
     "torch_word2vec": "embedscope.encoders.torch_word2vec:TorchWord2VecEncoder",
     "static": "embedscope.encoders.static:StaticEncoder",
-    "hybrid": "embedscope.encoders.hybrid:HybridEncoder",
     "item2vec": "embedscope.recommend.behavioural:Item2VecEncoder",
     "als": "embedscope.recommend.behavioural:ALSEncoder",
 }

@@ -1,8 +1,11 @@
 """Drift between two embedding versions of one collection (Boykis, "What are embeddings", drift
 detection): how much each item's neighbourhood changes when the encoder or its training changes.
+`drift_report` puts it together with drift over time (queries, items: see `shift.py`).
 
 - neighbour overlap: for items present in both versions, the Jaccard overlap of their top-k
   neighbour sets (self excluded, neighbours restricted to the shared items) in A and in B;
+- rank-biased overlap (RBO) of the same two neighbour lists, which, unlike Jaccard, weighs
+  agreement at the top more than at the bottom;
 - vector cosine and centroid shift: only for two dense versions of equal dimension, and only
   meaningful when both live in the same space (e.g. the same pretrained model before and after an
   upgrade or a text change); two separately trained word2vec models are arbitrarily rotated, so a
@@ -11,6 +14,8 @@ detection): how much each item's neighbourhood changes when the encoder or its t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +23,48 @@ import scipy.sparse as sp
 
 from embedscope.errors import EmbedscopeError
 from embedscope.index import create_index
+
+RBO_P = 0.9  # Webber et al.'s example persistence: the top 10 carry ~86% of the weight
+
+
+def rbo(s: Sequence[Any], t: Sequence[Any], p: float = RBO_P) -> float:
+    """Extrapolated rank-biased overlap of two rankings without repeats (Webber, Moffat & Zobel,
+    "A similarity measure for indefinite rankings", TOIS 2010, eq. 32; lists may differ in length).
+    1 = same order (or one a prefix of the other), 0 = disjoint.
+
+    Written here: the `rbo` package on PyPI pins NumPy below 2, and the formula is ten lines."""
+    if not 0 < p < 1:
+        raise EmbedscopeError("RBO persistence p must be between 0 and 1")
+    short, long_ = (s, t) if len(s) <= len(t) else (t, s)
+    if not long_:
+        return 1.0
+    if not short:
+        return 0.0
+    n_s, n_l = len(short), len(long_)
+    seen_s: set[Any] = set()
+    seen_l: set[Any] = set()
+    overlap = 0
+    total = 0.0
+    overlap_at_s = 0
+    for d in range(1, n_l + 1):
+        if d <= n_s:
+            seen_s.add(short[d - 1])
+            overlap += short[d - 1] in seen_l
+        seen_l.add(long_[d - 1])
+        overlap += long_[d - 1] in seen_s
+        if d == n_s:
+            overlap_at_s = overlap
+        total += overlap / d * p**d
+        if d > n_s:  # the short list's agreement, extrapolated past its end
+            total += overlap_at_s * (d - n_s) / (n_s * d) * p**d
+    return (1 - p) / p * total + ((overlap - overlap_at_s) / n_l + overlap_at_s / n_s) * p**n_l
+
+
+def _spread(values: np.ndarray) -> dict[str, float]:
+    return {
+        "mean": round(float(values.mean()), 4),
+        **{f"p{q}": round(float(np.percentile(values, q)), 4) for q in (10, 25, 50, 75, 90)},
+    }
 
 
 def _neighbours(vectors: Any, rows: np.ndarray, k: int, batch: int = 512) -> np.ndarray:
@@ -66,11 +113,13 @@ def drift(
         pick = np.sort(np.random.default_rng(seed).choice(len(shared), size=sample, replace=False))
     else:
         pick = np.arange(len(shared))
-    jacc = []
+    jacc, overlap = [], []
     for i in pick:
-        sa, sb = set(nb_a[i][nb_a[i] >= 0]), set(nb_b[i][nb_b[i] >= 0])
+        la, lb = nb_a[i][nb_a[i] >= 0].tolist(), nb_b[i][nb_b[i] >= 0].tolist()
+        sa, sb = set(la), set(lb)
         union = sa | sb
         jacc.append(len(sa & sb) / len(union) if union else 1.0)
+        overlap.append(rbo(la, lb))
     jacc_arr = np.array(jacc)
     out: dict[str, Any] = {
         "collection": collection.name,
@@ -92,11 +141,11 @@ def drift(
         "k": k,
         "items_compared": int(len(pick)),
         "neighbour_jaccard": {
-            "mean": round(float(jacc_arr.mean()), 4),
-            **{f"p{p}": round(float(np.percentile(jacc_arr, p)), 4) for p in (10, 25, 50, 75, 90)},
+            **_spread(jacc_arr),
             "identical_share": round(float((jacc_arr == 1.0).mean()), 4),
             "disjoint_share": round(float((jacc_arr == 0.0).mean()), 4),
         },
+        "neighbour_rbo": {"p": RBO_P, **_spread(np.array(overlap))},
         "vector": None,
     }
     dense = not (a.info.sparse or b.info.sparse)
@@ -121,4 +170,34 @@ def drift(
             f"(A: {'sparse' if a.info.sparse else 'dense'} {a.info.dim}-d, "
             f"B: {'sparse' if b.info.sparse else 'dense'} {b.info.dim}-d)"
         )
+    return out
+
+
+def drift_report(
+    collection: Any,
+    *,
+    versions: tuple[str, str] | None = None,
+    queries_log: str | Path | None = None,
+    window: str | int = "day",
+    items: bool = False,
+    version: str | None = None,
+    k: int = 10,
+    sample: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """One report of what moved: between two versions, in the queries over time (from the server's
+    query log), and in the items since `version` embedded them. Asked-for parts only."""
+    from embedscope.evaluate.shift import item_drift, query_drift
+
+    if versions is None and queries_log is None and not items:
+        raise EmbedscopeError(
+            "say what to compare: two versions, the query log (--queries), or the items (--items)"
+        )
+    out: dict[str, Any] = {"collection": collection.name}
+    if versions is not None:
+        out["versions"] = drift(collection, *versions, k=k, sample=sample, seed=seed)
+    if queries_log is not None:
+        out["queries"] = query_drift(collection, queries_log, version=version, window=window, seed=seed)
+    if items:
+        out["items"] = item_drift(collection, version=version, seed=seed)
     return out

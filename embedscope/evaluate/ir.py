@@ -6,13 +6,15 @@ nDCG@10, Recall@100, MRR@10 (RR@10) and MAP@100 (AP@100).
 
 The corpus is stored as an embedscope Collection (`beir-<dataset>`) with one embedding version per
 encoder, so `Collection.embed`'s incremental re-encoding makes a second evaluation encode nothing.
+Retrieval is the product's own search path (`SearchPipeline.search_many`: every query in one batch),
+so what is scored here is what `embedscope search` answers; `hybrid` is the collection's hybrid
+search recipe over the bm25 and minilm versions.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.sources import BeirDataset, load_beir
@@ -30,7 +31,7 @@ Qrels = dict[str, dict[str, int]]  # query id -> {doc id: relevance}
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
 METRIC_NAMES = ("nDCG@10", "Recall@100", "MRR@10", "MAP@100")
-#: encoders evaluated by fusing other encoders' runs rather than by an embedding version of their own
+#: evaluated as a search recipe fusing other encoders' versions rather than a version of its own
 FUSED = {"hybrid": ("bm25", "minilm")}
 DEFAULT_ENCODERS = ("bm25", "tfidf", "lsa", "word2vec", "minilm", "static", "hybrid")
 _TIMINGS_KEY = "eval_timings"
@@ -217,7 +218,8 @@ class EncoderResult:
     encoded: int = 0  # documents encoded by this run (0 = all vectors came from the cache)
     cached: bool = False
     index_bytes: int = 0
-    latency_ms_p50: float | None = None
+    #: search time per query (encode + candidates + fusion), all queries sent as one batch
+    ms_per_query: float | None = None
     queries_without_terms: int = 0
     run: Run = field(default_factory=dict, repr=False)
 
@@ -369,49 +371,24 @@ def _embed(
     return info, fit_s, rate, False
 
 
-def _retrieve(
-    col: Any, version: str, queries: dict[str, str], k: int, progress: ProgressFn | None
-) -> tuple[Run, list[float], int, int]:
-    """Top-k exact search per query, one query at a time so the latency is per query
-    (encode the query + search). Returns the run, latencies (ms), index bytes, queries without terms."""
-    lv = col.load_version(version)
-    enc, index, ids = lv.encoder, lv.index, lv.data.ids
-    sparse = bool(lv.info.sparse)
-    run: Run = {}
-    latencies: list[float] = []
-    empty = 0
-    for n, (qid, text) in enumerate(queries.items(), 1):
-        t0 = time.perf_counter()
-        qv = enc.encode_queries([text])
-        rows, scores = index.search(qv, k)
-        latencies.append((time.perf_counter() - t0) * 1000)
-        is_empty = qv.nnz == 0 if sp.issparse(qv) else not np.any(qv)
-        empty += bool(is_empty)
-        hits = {}
-        for r, s in zip(rows[0], scores[0], strict=True):
-            # a sparse score of 0 means no shared term: not retrieved (as in an inverted index);
-            # keeping such rows would rank arbitrary ties
-            if r < 0 or not np.isfinite(s) or (sparse and s <= 0):
-                continue
-            hits[ids[r]] = float(s)
-        run[qid] = hits
-        if progress and (n % 25 == 0 or n == len(queries)):
-            progress(f"{version} queries", n, len(queries))
-    return run, latencies, int(index.nbytes()), empty
-
-
-def fuse_runs(runs: list[Run], k: int) -> Run:
-    """Reciprocal rank fusion of several runs per query, via the hybrid encoder's implementation."""
-    from embedscope.encoders.hybrid import reciprocal_rank_fusion
-
-    out: Run = {}
-    for qid in runs[0]:
-        per_query = [r.get(qid, {}) for r in runs]
-        fused = reciprocal_rank_fusion(per_query)
-        items = fused.items() if isinstance(fused, dict) else fused
-        ranked = sorted(((str(d), float(s)) for d, s in items), key=lambda kv: -kv[1])[:k]
-        out[qid] = dict(ranked)
-    return out
+def retrieve(
+    col: Any,
+    using: str,
+    queries: dict[str, str],
+    k: int,
+    progress: ProgressFn | None = None,
+    pipeline: Any = None,
+) -> tuple[Run, float, int]:
+    """Top-k per query through the search pipeline (default: the collection's), all queries in one
+    batch (one encoder call and one index call per part). Returns the run, search ms per query, and
+    the queries no part could encode (only stop words or unknown words: no documents retrieved)."""
+    pipe = pipeline or col.pipeline
+    results = pipe.search_many(list(queries.values()), k, using=using, strict=False)
+    run: Run = {qid: {h.id: h.score for h in r.hits} for qid, r in zip(queries, results, strict=True)}
+    if progress:
+        progress(f"{using} queries", len(queries), len(queries))
+    ms = results[0].seconds * 1000 if results else 0.0  # each result carries its share of the batch
+    return run, ms, sum(1 for r in results if r.skipped_parts and not r.hits)
 
 
 def evaluate_beir(
@@ -423,11 +400,16 @@ def evaluate_beir(
     root: str | Path | None = None,
     params: dict[str, dict[str, Any]] | None = None,
     progress: ProgressFn | None = None,
+    hybrid: dict[str, Any] | None = None,
 ) -> EvalReport:
     """Fit (where the encoder learns), encode and retrieve for each encoder; score with trec_eval.
 
-    `params` maps an encoder name to non-default parameters, e.g. {"word2vec": {"epochs": 20}}."""
+    `params` maps an encoder name to non-default parameters, e.g. {"word2vec": {"epochs": 20}}.
+    `hybrid` replaces the hybrid recipe's settings: fusion, params, weights, depth (see
+    embedscope.search.recipe.make_recipe); default: embedscope.search.recipe.DEFAULT_HYBRID."""
     from embedscope.encoders.registry import create_encoder
+    from embedscope.search.pipeline import MemoEncoder, SearchPipeline
+    from embedscope.search.recipe import DEFAULT_HYBRID
 
     started = time.perf_counter()
     names = parse_encoders(encoders)
@@ -448,11 +430,14 @@ def evaluate_beir(
     # the runs each fused encoder needs are computed even if not asked for, then shown as well
     needed = list(dict.fromkeys(p for n in names for p in (FUSED.get(n) or (n,))))
     results: dict[str, EncoderResult] = {}
-    latencies: dict[str, list[float]] = {}
+    versions: dict[str, str] = {}
+    # the hybrid recipe's parts reuse the query vectors of the parts' own runs
+    pipe = SearchPipeline(col, encode=MemoEncoder())
     for name in needed:
         info, fit_s, rate, cached = _embed(col, name, progress, params.get(name))
-        run, lat, nbytes, empty = _retrieve(col, info.name, queries, k, progress)
-        latencies[name] = lat
+        versions[name] = info.name
+        run, ms, empty = retrieve(col, info.name, queries, k, progress, pipe)
+        nbytes = int(col.load_version(info.name).index.nbytes())
         results[name] = EncoderResult(
             encoder=name,
             params=params.get(name) or {},
@@ -462,18 +447,15 @@ def evaluate_beir(
             encoded=0 if cached else int(info.stats.get("encoded", 0)),
             cached=cached,
             index_bytes=nbytes,
-            latency_ms_p50=round(statistics.median(lat), 3),
+            ms_per_query=round(ms, 3),
             queries_without_terms=empty,
             run=run,
         )
     for name in names:
         if name in FUSED:
             parts = FUSED[name]
-            t0 = time.perf_counter()
-            run = fuse_runs([results[p].run for p in parts], k)
-            fuse_ms = (time.perf_counter() - t0) * 1000 / max(len(queries), 1)
-            # a fused query costs its parts' queries plus the fusion
-            lat = [sum(x) + fuse_ms for x in zip(*(latencies[p] for p in parts), strict=True)]
+            col.create_recipe(name, [versions[p] for p in parts], **(hybrid or DEFAULT_HYBRID))
+            run, ms, empty = retrieve(col, name, queries, k, progress, pipe)
             results[name] = EncoderResult(
                 encoder=name,
                 metrics=score_run(ds.qrels, run),
@@ -481,7 +463,8 @@ def evaluate_beir(
                 encoded=sum(results[p].encoded for p in parts),
                 cached=all(results[p].cached for p in parts),
                 index_bytes=sum(results[p].index_bytes for p in parts),
-                latency_ms_p50=round(statistics.median(lat), 3),
+                ms_per_query=round(ms, 3),
+                queries_without_terms=empty,
                 run=run,
             )
     order = names + [n for n in needed if n not in names]

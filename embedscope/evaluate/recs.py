@@ -186,7 +186,7 @@ def score_als_users(split: Split, params: dict[str, Any] | None = None) -> np.nd
 
 def rrf_scores(*score_mats: np.ndarray, k: int = 60) -> np.ndarray:
     """Reciprocal rank fusion of full score matrices (Cormack et al., 2009), vectorised over users
-    (embedscope.encoders.hybrid.reciprocal_rank_fusion does the same for short ranked lists)."""
+    (embedscope.search.fusion.rrf does the same for short ranked lists)."""
     out = np.zeros(score_mats[0].shape, dtype=np.float64)
     for s in score_mats:
         order = np.argsort(-s, axis=1, kind="stable")
@@ -385,7 +385,7 @@ def evaluate_recommenders(
             del s
     if behavioural:
         from embedscope.recommend.behavioural import train_als, train_item2vec_model
-        from embedscope.recommend.ranking import count_signal
+        from embedscope.search.rerank import count_signal
 
         ids, vecs, ctx = train_item2vec_model(split.train, item2vec_params)
         iv, cv = item_matrix(split, ids, vecs), item_matrix(split, ids, ctx, normalise=False)

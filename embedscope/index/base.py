@@ -38,6 +38,20 @@ class VectorIndex(ABC):
         Where fewer than k rows qualify, rows are padded with -1 and scores with -inf.
         """
 
+    def search_where(
+        self,
+        queries: np.ndarray | sp.csr_matrix,
+        k: int,
+        *,
+        allowed: np.ndarray | None = None,
+        where: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`search` under a metadata filter given both ways: `allowed`, the row mask the collection
+        evaluated from `where` (deleted and excluded rows removed too), and the `where` expression.
+        In-process indexes use the mask; an index living in a database (pgvector) overrides this to
+        run `where` there as SQL. The search pipeline asks every index through this method."""
+        return self.search(queries, k, allowed=allowed)
+
     @abstractmethod
     def _save(self, directory: Path) -> None: ...
 

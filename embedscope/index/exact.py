@@ -21,9 +21,11 @@ class ExactIndex(VectorIndex):
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
         self.vectors: np.ndarray | sp.csr_matrix | None = None
+        self._postings: sp.csr_matrix | None = None
 
     def build(self, vectors: np.ndarray | sp.csr_matrix) -> ExactIndex:
         self.vectors = vectors.tocsr() if sp.issparse(vectors) else np.ascontiguousarray(vectors, np.float32)
+        self._postings = None
         self.size, self.dim = vectors.shape
         return self
 
@@ -31,7 +33,13 @@ class ExactIndex(VectorIndex):
         self, queries: np.ndarray | sp.csr_matrix, k: int, *, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         assert self.vectors is not None
-        if sp.issparse(self.vectors) or sp.issparse(queries):
+        if sp.issparse(self.vectors) and sp.issparse(queries):
+            # an inverted index: rows of the transposed matrix are each term's postings, so the product
+            # touches only documents that share a term with the query, not every document row
+            if self._postings is None:
+                self._postings = self.vectors.T.tocsr()
+            scores = np.asarray((sp.csr_matrix(queries) @ self._postings).toarray(), dtype=np.float32)
+        elif sp.issparse(self.vectors) or sp.issparse(queries):
             scores = self.vectors @ (queries.T if sp.issparse(queries) else sp.csr_matrix(queries).T)
             scores = np.asarray(scores.T.todense(), dtype=np.float32)
         else:
@@ -56,5 +64,9 @@ class ExactIndex(VectorIndex):
         if self.vectors is None:
             return 0
         if sp.issparse(self.vectors):
-            return int(self.vectors.data.nbytes + self.vectors.indices.nbytes + self.vectors.indptr.nbytes)
+            # the postings (built on the first query) hold the same numbers once more
+            copies = 1 if self._postings is None else 2
+            return copies * int(
+                self.vectors.data.nbytes + self.vectors.indices.nbytes + self.vectors.indptr.nbytes
+            )
         return int(self.vectors.nbytes)

@@ -5,7 +5,8 @@
    the chosen embedding version (text or behavioural);
 3. candidates: nearest items to the profile (per interest for `multi`, merged round-robin), with
    the seen items excluded and the metadata filter (`where`) applied inside the index search;
-4. ranking: dedupe near-identical titles, blend with popularity/quality, MMR for diversity;
+4. ranking (embedscope.search.rerank, shared with search): one edition per work, blend with
+   popularity/quality, MMR for diversity;
 5. explanation: for each recommendation, the history items nearest to it (and its interest).
 
 A user with no usable history (no interaction with an embedded item) gets the most popular items,
@@ -25,8 +26,8 @@ import scipy.sparse as sp
 from embedscope.encoders.base import l2_normalize
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.recommend import profiles as prof
-from embedscope.recommend import ranking
 from embedscope.recommend.interactions import Interactions, path_for
+from embedscope.search import rerank
 
 if TYPE_CHECKING:
     from embedscope.api import Collection, Hit
@@ -68,13 +69,13 @@ def quality_signal(collection: Collection, source: str, inter: Interactions | No
                 f"quality '{source}' needs interactions; load them or name a numeric metadata field"
             )
         if source == "count":
-            return ranking.count_signal(inter.counts())
+            return rerank.count_signal(inter.counts())
         pc = inter.positive_counts()
         if pc.empty:
             raise EmbedscopeError("quality 'wilson' needs ratings; the stored interactions have none")
-        return dict(zip(pc.index, ranking.wilson_lower_bound(pc["pos"], pc["n"]), strict=True))
+        return dict(zip(pc.index, rerank.wilson_lower_bound(pc["pos"], pc["n"]), strict=True))
     frame, _ = collection.metadata_frame()
-    return ranking.field_signal(frame, source)
+    return rerank.field_signal(frame, source)
 
 
 def popular(
@@ -96,7 +97,7 @@ def popular(
         mask = evaluate_filter(where, frame)
         ok &= np.array([bool(mask[pos[i]]) if i in pos else False for i in counts.index])
     top = counts[ok].head(k)
-    signal = ranking.count_signal(counts)
+    signal = rerank.count_signal(counts)
     items = collection.store.get_items(list(top.index))
     return [Hit(i.id, float(signal.get(i.id, 0.0)), i.text, i.metadata) for i in items if i is not None]
 
@@ -199,8 +200,8 @@ class Recommender:
         hvec = np.asarray(v.data.vectors[[rows[n] for n in usable]], dtype=np.float32)
         htimes = times[usable] if times is not None else None
         hids = [seen[n] for n in usable]
-        rerank = dedupe or popularity_weight > 0 or mmr_lambda is not None
-        n_cand = candidates or (max(5 * k, 50) if rerank else k)
+        reranks = dedupe or popularity_weight > 0 or mmr_lambda is not None
+        n_cand = candidates or (max(5 * k, 50) if reranks else k)
 
         interests: list[prof.Interest]
         if profile == "mean":
@@ -229,13 +230,13 @@ class Recommender:
 
         removed: list[str] = []
         if dedupe:
-            kept, dropped = ranking.dedupe(hits)
+            kept, dropped = rerank.dedupe(hits, coll.display_fields())
             removed = [h.id for h in dropped]
             hits = kept
         if popularity_weight > 0:
-            hits = ranking.blend(hits, quality_signal(coll, quality, self.interactions), popularity_weight)
+            hits = rerank.blend(hits, quality_signal(coll, quality, self.interactions), popularity_weight)
         if mmr_lambda is not None:
-            hits = ranking.mmr(hits, _rows_vectors(v, hits), mmr_lambda, k)
+            hits = rerank.mmr(hits, _rows_vectors(v, hits), mmr_lambda, k)
         hits = hits[:k]
 
         out = []
@@ -291,7 +292,7 @@ def _predict(
     if allowed is not None:
         scores[:, ~allowed] = -np.inf
     rows, vals = top_k(scores, k)
-    return [coll.hits_for_rows(v, r, s) for r, s in zip(rows, vals, strict=True)]
+    return [coll.pipeline.hits_for_rows(v, r, s) for r, s in zip(rows, vals, strict=True)]
 
 
 def _merge_round_robin(runs: list[list[Hit]]) -> tuple[list[Hit], dict[str, int]]:
@@ -322,11 +323,14 @@ def _because(
     sims = hnorm @ l2_normalize(vec[None, :])[0]
     cand = np.asarray(members) if members is not None and len(members) else np.arange(len(hids))
     best = cand[np.argsort(-sims[cand], kind="stable")[:top]]
+    from embedscope.display import show
+
     items = coll.store.get_items([hids[b] for b in best])
+    fields = coll.display_fields()
     return [
         {
             "id": hids[b],
-            "title": str((it.metadata or {}).get("title") or it.text[:80]) if it else "",
+            "title": show(it.text, it.metadata, fields).title if it else "",
             "text": it.text if it else "",
             "similarity": round(float(sims[b]), 4),
         }

@@ -17,10 +17,7 @@ EncodeFn = Callable[[Sequence[str]], Any]
 
 
 def _row(out: Any, i: int) -> Any:
-    if isinstance(out, tuple):  # the hybrid encoder's (sparse, dense) pair
-        return tuple(_row(part, i) for part in out)
-    row = out[i : i + 1]
-    return row.copy()  # do not keep the whole batch alive in the query cache
+    return out[i : i + 1].copy()  # a copy: do not keep the whole batch alive in the query cache
 
 
 class QueryBatcher:

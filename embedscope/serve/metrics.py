@@ -1,14 +1,9 @@
-"""Prometheus metrics (prometheus_client) and the query-embedding LRU cache whose hit rate they show.
+"""Prometheus metrics (prometheus_client), including the hit rate of the query-embedding cache.
 
 Each app gets its own CollectorRegistry, so several apps in one process (tests) do not collide.
 """
 
 from __future__ import annotations
-
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -20,49 +15,13 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from embedscope.serve.cache import QueryCache
+
 # the *_created timestamp series double the output and no dashboard here uses them
 disable_created_metrics()
 
 # latency buckets in seconds, dense around the 1-50 ms range the search path lives in
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
-
-
-class QueryCache:
-    """Thread-safe LRU of query vectors, keyed by (collection, version revision, query text).
-
-    Hand-written (20 lines) because functools.lru_cache cannot report per-key hits to us or be keyed
-    on the version revision without wrapping; cachetools is not a dependency."""
-
-    def __init__(self, size: int = 1024) -> None:
-        self.size = size
-        self._data: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> tuple[Any, bool]:
-        """The cached value and True, or a freshly computed (and stored) value and False."""
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                self.hits += 1
-                return self._data[key], True
-            self.misses += 1
-        value = compute()  # outside the lock: encoding takes milliseconds, lookups must not wait
-        if self.size > 0:
-            with self._lock:
-                self._data[key] = value
-                self._data.move_to_end(key)
-                while len(self._data) > self.size:
-                    self._data.popitem(last=False)
-        return value, False
-
-    def hit_rate(self) -> float:
-        total = self.hits + self.misses
-        return self.hits / total if total else 0.0
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 class Metrics:

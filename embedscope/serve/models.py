@@ -36,7 +36,9 @@ class SearchRequest(_Strict):
         description="metadata filter",
         examples=["published_year >= 2000 and categories contains 'Fiction'"],
     )
-    version: str | None = Field(None, description="embedding version (default: the active one)")
+    version: str | None = Field(
+        None, description="embedding version or search recipe, e.g. hybrid (default: the active version)"
+    )
     encoder: str | None = Field(
         None, description="pick the version built with this encoder (alternative to `version`)"
     )
@@ -66,24 +68,33 @@ class RecommendRequest(_Strict):
 class CompareRequest(_Strict):
     query: str = Field(min_length=1, max_length=QUERY_MAX, pattern=r"\S")
     versions: list[str] | None = Field(
-        None, min_length=1, max_length=20, description="default: every version"
+        None,
+        min_length=1,
+        max_length=20,
+        description="versions or recipes (default: every version and recipe)",
     )
     k: int = Field(10, ge=1, le=K_MAX)
     where: str | None = Field(None, max_length=WHERE_MAX)
 
 
 class HitOut(BaseModel):
+    """A hit as a person sees it (embedscope.display.show), with the raw metadata beside it."""
+
     id: str
     score: float
     title: str = Field(description="display title (collection setting `display_fields` or a guess)")
     snippet: str = Field(description="the start of the item's text")
+    subtitle: str | None = Field(None, description="e.g. the authors")
+    year: str | None = None
+    tags: list[str] = Field([], description="e.g. the categories")
+    image: str | None = Field(None, description="thumbnail URL (http or https)")
     metadata: dict[str, Any]
 
 
 class Stages(BaseModel):
     encode_ms: float = Field(0.0, description="query -> vector (0 when answered from the query cache)")
-    search_ms: float = Field(0.0, description="filter mask + index lookup")
-    rank_ms: float = Field(0.0, description="rows -> items, scores and display fields")
+    search_ms: float = Field(0.0, description="filter mask + candidate lookup in each version's index")
+    rank_ms: float = Field(0.0, description="fusion, collapsing repeated works, items and display fields")
 
 
 class SearchResponse(BaseModel):
@@ -173,6 +184,16 @@ class VersionOut(BaseModel):
     stats: dict[str, Any] = {}
 
 
+class RecipeOut(BaseModel):
+    name: str
+    parts: list[str] = Field(description="the versions it fuses")
+    fusion: str = Field(description="rrf | convex")
+    params: dict[str, Any]
+    weights: list[float] = Field(description="one per part")
+    depth: int = Field(description="candidates per part before fusion")
+    stored: bool = Field(True, description="False: the implicit default `hybrid` (no stored recipe)")
+
+
 class CollectionInfo(BaseModel):
     name: str
     items: int
@@ -181,6 +202,7 @@ class CollectionInfo(BaseModel):
     metadata_fields: dict[str, str]
     active_version: str | None
     versions: list[VersionOut]
+    recipes: list[RecipeOut] = Field([], description="search recipes: search them by name like a version")
     display: Display
 
 

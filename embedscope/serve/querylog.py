@@ -1,6 +1,7 @@
 """The query log: one JSON line per API request with what was asked and which ids came back.
 
-It feeds offline evaluation and drift checks (which queries people ask, what they got). Lines are
+It feeds offline evaluation and drift checks (which queries people ask, what they got);
+`read_searches` reads it back for `embedscope drift --queries`. Lines are
 written through `logging` with a RotatingFileHandler, so the file never grows without bound and
 writes from concurrent requests do not interleave. What is logged is an explicit allow-list built by
 the endpoints: never headers, so never the Authorization header or the write token. Queries say a lot
@@ -17,6 +18,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from embedscope.errors import NotFoundError
 
 LOG_FILE = "queries.jsonl"
 MODE = 0o600
@@ -65,3 +68,49 @@ class QueryLog:
         for h in list(self._logger.handlers):
             h.close()
             self._logger.removeHandler(h)
+
+
+def log_files(path: str | Path) -> list[Path]:
+    """The query log's files oldest first: a folder (as given to `serve --log-dir`) holds
+    queries.jsonl and its rotated predecessors queries.jsonl.1 (newer) .. .N (oldest)."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise NotFoundError(f"query log not found: {p} (give the folder passed to `serve --log-dir`)")
+    rotated = sorted(
+        (f for f in p.glob(f"{LOG_FILE}.*") if f.suffix[1:].isdigit()), key=lambda f: -int(f.suffix[1:])
+    )
+    files = rotated + ([p / LOG_FILE] if (p / LOG_FILE).exists() else [])
+    if not files:
+        raise NotFoundError(f"no {LOG_FILE} in {p}")
+    return files
+
+
+def read_searches(path: str | Path, collection: str | None = None) -> tuple[list[dict[str, Any]], int]:
+    """(successful search requests in time order: {"ts": datetime, "query": str, ...}, lines skipped).
+
+    Lines that are not JSON (a line cut by a crash) or not a search answered 200 are skipped."""
+    out: list[dict[str, Any]] = []
+    skipped = 0
+    for f in log_files(path):
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                    ts = datetime.fromisoformat(rec["ts"])
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    skipped += 1
+                    continue
+                query = rec.get("query")
+                if (
+                    not isinstance(query, str)
+                    or not query.strip()
+                    or not str(rec.get("endpoint", "")).endswith("/search")
+                    or rec.get("status", 200) != 200
+                    or (collection is not None and rec.get("collection") != collection)
+                ):
+                    continue
+                out.append({**rec, "ts": ts if ts.tzinfo else ts.replace(tzinfo=UTC)})
+    out.sort(key=lambda r: r["ts"])
+    return out, skipped

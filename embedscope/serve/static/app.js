@@ -4,7 +4,6 @@
 
 const $ = (sel) => document.querySelector(sel);
 const COMPARE = "__compare__";
-const HYBRID = "hybrid";
 let info = null; // /api/collections/{c}
 let seq = 0; // request counter: only the latest response is drawn
 
@@ -71,8 +70,9 @@ async function loadInfo(name) {
     label: v.name,
     hint: v.encoder.name !== v.name ? v.encoder.name : (v.active ? "default" : ""),
   }));
-  if (versions.some((v) => v.sparse) && versions.some((v) => !v.sparse) && !versions.some((v) => v.name === HYBRID)) {
-    opts.push({ value: HYBRID, label: "hybrid", hint: "sparse + dense, RRF" });
+  // search recipes (e.g. hybrid = bm25 + minilm fused) are searched by name, like versions
+  for (const r of info.recipes || []) {
+    opts.push({ value: r.name, label: r.name, hint: `${r.parts.join(" + ")}, ${r.fusion}` });
   }
   if (opts.length > 1) opts.push({ value: COMPARE, label: "side by side", hint: "" });
   const current = state().get("v") || info.active_version || (opts[0] && opts[0].value);
@@ -188,7 +188,7 @@ async function run() {
   const t0 = performance.now();
   try {
     if (like) {
-      const version = v === HYBRID || v === COMPARE ? undefined : v;
+      const version = v === COMPARE ? undefined : v;
       $("#context").replaceChildren(
         "More like ", el("strong", {}, p.get("t") || like), " · ",
         el("a", { href: "#", onclick: (e) => { e.preventDefault(); history.back(); } }, "back"));
@@ -225,14 +225,8 @@ function summary(res, t0) {
     `${res.cached ? " · cached" : ""} · page ${total} ms`;
 }
 
-function field(meta, name) {
-  if (!name || meta[name] === null || meta[name] === undefined || meta[name] === "") return null;
-  return String(meta[name]);
-}
-
 function draw(hits) {
   const tpl = $("#card-template");
-  const d = info.display;
   if (!hits.length) {
     $("#results").replaceChildren(el("p", { class: "empty" }, "Nothing matched. Loosen the filters or try other words."));
     return;
@@ -241,17 +235,15 @@ function draw(hits) {
     const card = tpl.content.firstElementChild.cloneNode(true);
     card.dataset.id = h.id;
     card.querySelector(".title").textContent = h.title;
-    const by = [field(h.metadata, d.subtitle), field(h.metadata, d.year)].filter(Boolean).join(" · ");
-    card.querySelector(".byline").textContent = by;
-    const tags = field(h.metadata, d.tags);
-    if (tags) card.querySelector(".tags").replaceChildren(...tags.split(/[;,|]/).slice(0, 3).map((t) => el("span", {}, t.trim())));
+    // the server shows hits (embedscope.display.show): title, subtitle, year, tags, image, snippet
+    card.querySelector(".byline").textContent = [h.subtitle, h.year].filter(Boolean).join(" · ");
+    if (h.tags.length) card.querySelector(".tags").replaceChildren(...h.tags.slice(0, 3).map((t) => el("span", {}, t)));
     card.querySelector(".snippet").textContent = h.snippet;
     card.querySelector(".score").textContent = h.score.toFixed(3);
     const thumb = card.querySelector(".thumb");
     thumb.textContent = (h.title || "?").trim().charAt(0).toUpperCase();
-    const src = field(h.metadata, d.image);
-    if (src && /^https?:\/\//.test(src)) {
-      const img = el("img", { src, alt: "", loading: "lazy", referrerpolicy: "no-referrer" });
+    if (h.image) {
+      const img = el("img", { src: h.image, alt: "", loading: "lazy", referrerpolicy: "no-referrer" });
       img.addEventListener("load", () => thumb.replaceChildren(img));
     }
     const link = card.querySelector(".more-like");

@@ -1,9 +1,10 @@
-"""Re-ranking after candidate generation, for recommendations and search alike.
+"""The rerank stage, shared by search and recommendations: candidates in, a better-ordered list out.
 
 Every function takes a list of `Hit` (best first, `score` = similarity) and returns a new list:
+- `collapse` / `dedupe`: keep one item per work (same normalised title and a shared normalised
+  author: "The Secret Garden" by "Frances Hodgson Burnett" in three editions is one work),
 - `blend`: mix similarity with a quality/popularity signal in [0, 1] (weight w),
-- `mmr`: Maximal Marginal Relevance (Carbonell & Goldstein, 1998) for diversity (lambda),
-- `dedupe`: drop near-identical items (same normalised title).
+- `mmr`: Maximal Marginal Relevance (Carbonell & Goldstein, 1998) for diversity (lambda).
 Signals: `wilson_lower_bound` (share of positive ratings, penalised for few ratings; Evan Miller's
 "How not to sort by average rating"), `count_signal` (log-scaled interaction counts),
 `field_signal` (a numeric metadata field, min-max scaled).
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,8 @@ from embedscope.encoders.base import l2_normalize
 from embedscope.errors import EmbedscopeError
 
 if TYPE_CHECKING:
-    from embedscope.api import Hit
+    from embedscope.display import DisplayFields
+    from embedscope.search.base import Hit
 
 
 # --- signals ------------------------------------------------------------------------------------
@@ -118,23 +120,92 @@ def normalise_title(text: str) -> str:
     return " ".join(t.split())
 
 
-def title_of(hit: Hit, field: str = "title") -> str:
-    """The hit's title: a metadata field when present, else its text up to the first '. '."""
-    value = hit.metadata.get(field) if hit.metadata else None
-    return str(value) if value else hit.text.split(". ")[0]
+#: a work: (normalised title, normalised author names); no authors = matches any author
+WorkKey = tuple[str, frozenset[str]]
+_NAME_SEPARATORS = re.compile(r"[;|/]|\band\b|&")
 
 
-def dedupe(hits: Sequence[Hit], key: Callable[[Hit], str] | None = None) -> tuple[list[Hit], list[Hit]]:
-    """Keep the first (best) of hits whose key (default: normalised title) is equal.
-    Returns (kept, removed)."""
-    key = key or (lambda h: normalise_title(title_of(h)))
-    seen: set[str] = set()
-    kept, removed = [], []
-    for h in hits:
-        k = key(h)
-        (removed if k in seen else kept).append(h)
-        seen.add(k)
-    return kept, removed
+def normalise_names(value: Any) -> frozenset[str]:
+    """'Martha Hailey Dubose;Frances Hodgson Burnett' -> {'martha hailey dubose', 'frances hodgson
+    burnett'}: names split on ';', '|', '/', '&' and 'and' (not on ',', which also writes 'Tolkien, J.')."""
+    if value is None or (isinstance(value, float) and value != value):
+        return frozenset()
+    return frozenset(n for n in (normalise_title(p) for p in _NAME_SEPARATORS.split(str(value))) if n)
+
+
+def work_key(metadata: Mapping[str, Any], fields: DisplayFields) -> WorkKey | None:
+    """The work an item is an edition of, from its display title and subtitle (author) fields;
+    None when the collection has no title field (then items are never collapsed)."""
+    if not fields.title:
+        return None
+    title = metadata.get(fields.title)
+    if title is None or (isinstance(title, float) and title != title) or not str(title).strip():
+        return None
+    author = metadata.get(fields.subtitle) if fields.subtitle else None
+    return normalise_title(str(title)), normalise_names(author)
+
+
+class WorkSet:
+    """Works seen so far; `add` tells whether a key repeats one of them (same title, and the author
+    sets share a name or one of them is empty)."""
+
+    def __init__(self, keys: Sequence[WorkKey | None] = ()) -> None:
+        self._authors: dict[str, list[frozenset[str]]] = {}
+        for key in keys:
+            self.add(key)
+
+    def copy(self) -> WorkSet:
+        out = WorkSet()
+        out._authors = {title: list(authors) for title, authors in self._authors.items()}
+        return out
+
+    def add(self, key: WorkKey | None) -> bool:
+        """True if `key` is new (it is remembered), False if it repeats a work already seen."""
+        if key is None:
+            return True
+        title, authors = key
+        seen = self._authors.setdefault(title, [])
+        if any(not a or not authors or a & authors for a in seen):
+            return False
+        seen.append(authors)
+        return True
+
+
+def collapse(
+    ids: Sequence[str],
+    keys: Mapping[str, WorkKey | None],
+    limit: int | None = None,
+    *,
+    seen: WorkSet | None = None,
+) -> tuple[list[int], int]:
+    """Positions of the first (best) id of each work, up to `limit`; and how many were dropped.
+
+    `keys` maps ids to work keys (precomputed per data revision, so this is dictionary lookups);
+    `seen` starts with works that must not appear at all (e.g. the item of a more-like-this query)."""
+    works = seen or WorkSet()
+    kept: list[int] = []
+    dropped = 0
+    for pos, item_id in enumerate(ids):
+        if limit is not None and len(kept) >= limit:
+            break
+        if works.add(keys.get(item_id)):
+            kept.append(pos)
+        else:
+            dropped += 1
+    return kept, dropped
+
+
+def dedupe(hits: Sequence[Hit], fields: DisplayFields | None = None) -> tuple[list[Hit], list[Hit]]:
+    """Keep the first (best) hit of each work (see `collapse`); returns (kept, removed).
+    `fields` says which metadata fields hold the title and the author (default: guessed)."""
+    from embedscope.display import DisplayFields
+
+    if fields is None:
+        fields = DisplayFields.choose(list(dict.fromkeys(k for h in hits for k in (h.metadata or {}))))
+    keys = {h.id: work_key(h.metadata or {}, fields) for h in hits}
+    kept_pos, _ = collapse([h.id for h in hits], keys)
+    kept_set = set(kept_pos)
+    return [hits[i] for i in kept_pos], [h for i, h in enumerate(hits) if i not in kept_set]
 
 
 def intra_list_diversity(vectors: np.ndarray) -> float:

@@ -1,0 +1,139 @@
+"""CLI: `embedscope hybrid create|list|delete`: search recipes that fuse several versions."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from embedscope.cli.app import app, console, fail, print_json
+from embedscope.cli.core import CollectionArg, JsonOpt, _open
+
+if TYPE_CHECKING:
+    from embedscope.search.recipe import Recipe
+
+hybrid_app = typer.Typer(
+    help="Hybrid search recipes: named configurations fusing several versions (e.g. bm25 + minilm). "
+    "Search one with `embedscope search NAME QUERY --version RECIPE`.",
+    no_args_is_help=True,
+)
+app.add_typer(hybrid_app, name="hybrid")
+
+
+@hybrid_app.command("create")
+def create(
+    collection: CollectionArg,
+    parts: Annotated[
+        str, typer.Option("--parts", help="Comma-separated versions to fuse, e.g. bm25,minilm.")
+    ] = "bm25,minilm",
+    name: Annotated[
+        str, typer.Option("--name", help="Recipe name (search it with --version NAME).")
+    ] = "hybrid",
+    fusion: Annotated[
+        str,
+        typer.Option("--fusion", help="rrf (reciprocal rank fusion) or convex (weighted normalised scores)."),
+    ] = "rrf",
+    weight: Annotated[
+        float | None,
+        typer.Option(
+            "--weight",
+            min=0.0,
+            max=1.0,
+            help="Two parts: the weight of the FIRST part; the second gets 1 - weight "
+            "(--parts bm25,minilm --weight 0.3: bm25 0.3, minilm 0.7).",
+        ),
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option("--weights", help="One weight per part, e.g. 0.2,0.8 (normalised to sum 1).")
+    ] = None,
+    normalization: Annotated[
+        str | None,
+        typer.Option("--normalization", help="convex only: minmax, zscore or tmm (theoretical min-max)."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="Fusion parameter key=value, e.g. k=60 (rrf), missing=zero (convex)."
+        ),
+    ] = None,
+    depth: Annotated[
+        int, typer.Option("--depth", min=1, max=10_000, help="Candidates per part before fusion.")
+    ] = 100,
+) -> None:
+    """Store a search recipe (replacing one of the same name); the parts must be versions."""
+    from embedscope.encoders.registry import parse_params
+
+    if weight is not None and weights is not None:
+        fail("give --weight (two parts) or --weights (one per part), not both")
+    names = [p.strip() for p in parts.split(",") if p.strip()]
+    per_part: list[float] | None = None
+    if weight is not None:
+        if len(names) != 2:
+            fail(f"--weight needs exactly two parts (got {len(names)}); use --weights a,b,c")
+        per_part = [weight, 1.0 - weight]
+    elif weights is not None:
+        try:
+            per_part = [float(w) for w in weights.split(",")]
+        except ValueError:
+            fail(f"--weights must be numbers separated by commas, not {weights!r}")
+    params = parse_params(param)
+    if normalization is not None:
+        if fusion != "convex":
+            fail("--normalization applies to --fusion convex only")
+        params["normalization"] = normalization
+    recipe = _open(collection).create_recipe(
+        name, names, fusion=fusion, params=params, weights=per_part, depth=depth
+    )
+    console.print(
+        f"{collection}: recipe [bold]{recipe.name}[/] = {_describe(recipe)}; try "
+        f"`embedscope search {collection} QUERY --version {recipe.name}`"
+    )
+
+
+@hybrid_app.command("list")
+def list_recipes(collection: CollectionArg, as_json: JsonOpt = False) -> None:
+    """The collection's search recipes (stored ones, and the implicit `hybrid` when it can be made)."""
+    from embedscope.search.recipe import stored_recipes
+
+    col = _open(collection)
+    stored = set(stored_recipes(col))
+    recipes = col.recipes()
+    if as_json:
+        print_json([{**r.to_dict(), "stored": n in stored} for n, r in recipes.items()])
+        return
+    if not recipes:
+        console.print(
+            f"{collection}: no recipes; make one with `embedscope hybrid create {collection} "
+            "--parts bm25,minilm` (the parts must be embedded versions)"
+        )
+        return
+    table = Table(title=f"{collection}: search recipes")
+    for column in ("name", "parts (weight)", "fusion", "params", "depth", "stored"):
+        table.add_column(column)
+    for n, r in recipes.items():
+        table.add_row(
+            n,
+            ", ".join(f"{p} ({w:.2f})" for p, w in zip(r.parts, r.part_weights, strict=True)),
+            r.fusion,
+            json.dumps(r.params),
+            str(r.depth),
+            "yes" if n in stored else "implicit default",
+        )
+    console.print(table)
+
+
+@hybrid_app.command("delete")
+def delete(
+    collection: CollectionArg,
+    name: Annotated[str, typer.Option("--name", help="Recipe to delete.")] = "hybrid",
+) -> None:
+    """Delete a stored recipe (the versions it fuses are kept)."""
+    _open(collection).delete_recipe(name)
+    console.print(f"{collection}: deleted recipe {name}")
+
+
+def _describe(r: Recipe) -> str:
+    parts = " + ".join(f"{p} ({w:.2f})" for p, w in zip(r.parts, r.part_weights, strict=True))
+    return f"{parts}, {r.fusion} {json.dumps(r.params)}, depth {r.depth}"

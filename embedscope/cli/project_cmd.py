@@ -1,0 +1,71 @@
+"""`embedscope project`: a picture of an embedding space (PNG and an interactive HTML page)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from embedscope.cli.app import app, console, print_json
+
+
+@app.command("project")
+def project_cmd(
+    collection: Annotated[str, typer.Argument(help="Collection name (see `embedscope collections`).")],
+    version: Annotated[
+        str | None, typer.Option("--version", "-v", help="Version to draw (default: the active one).")
+    ] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            "-m",
+            help="umap (neighbourhoods and layout; first run compiles for ~30 s), tsne (neighbourhoods; "
+            "slow on big samples) or pca (linear, fast).",
+        ),
+    ] = "umap",
+    color_by: Annotated[
+        str | None,
+        typer.Option("--color-by", help="Metadata field that colours the points, e.g. categories."),
+    ] = None,
+    sample: Annotated[
+        int, typer.Option(min=3, help="At most this many items, drawn at random (seeded).")
+    ] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed of the sample and of the method.")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG and the HTML page.")] = Path(
+        "."
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Project a version's vectors to 2-D and write NAME-VERSION-METHOD.png and .html (hover shows
+    titles, a search box highlights them; works offline). Coordinates are cached per version
+    revision, so a rerun (or the web page) only draws."""
+    from embedscope.api import Collection
+    from embedscope.projection import point_data, project, write_html, write_png
+
+    col = Collection.open(collection)
+    proj = project(col, version, method=method, sample=sample, seed=seed)
+    points = point_data(col, proj, color_by)
+    stem = f"{collection}-{proj.version}-{proj.method}"
+    png = write_png(points, out / f"{stem}.png")
+    page = write_html(points, out / f"{stem}.html")
+    result = {
+        "collection": collection,
+        "version": proj.version,
+        "method": proj.method,
+        "items": len(points["ids"]),
+        "cached": proj.cached,
+        "seconds": proj.seconds,
+        "png": str(png),
+        "html": str(page),
+    }
+    if as_json:
+        print_json(result)
+        return
+    how = "from the cache" if proj.cached else f"computed in {proj.seconds:.1f} s"
+    console.print(
+        f"{proj.method.upper()} of {result['items']} items of {collection}/{proj.version} ({how})\n"
+        f"picture: {png}\npage:    {page}",
+        highlight=False,
+    )

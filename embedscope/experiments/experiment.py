@@ -1,0 +1,332 @@
+"""Online experiments: two search configurations compared on live traffic.
+
+An experiment is stored per collection as `<collection>/experiments/<name>.json` (its definition,
+replaced atomically when it stops) next to `<name>.events.jsonl` (its impressions and clicks, see
+`eventlog.py`). At most one experiment runs per collection, so a search knows which one it serves.
+
+The two sides are named search configurations (a version such as `minilm`, or a recipe such as
+`hybrid`); serving takes them as rankers, callables from a query to ranked results, so this module
+does not depend on how search is done. `collection_ranker` wires them to `Collection.search`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import random
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from embedscope.api import _check_name
+from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
+from embedscope.experiments.eventlog import EventLog, iter_events
+from embedscope.experiments.interleave import Ranker, Side, bucket, item_id, team_draft
+
+Method = Literal["interleave", "ab"]
+METHODS: tuple[Method, ...] = ("interleave", "ab")
+_RECENT_IMPRESSIONS = 50_000  # impressions kept in memory to check and credit clicks
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Experiment:
+    name: str
+    a: str  # search configuration shown as side A (version or recipe name)
+    b: str
+    method: Method
+    started_at: str
+    stopped_at: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "stopped" if self.stopped_at else "running"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "status": self.status}
+
+
+@dataclass
+class Impression:
+    """One result list shown for one query, with the side credited for each position."""
+
+    id: str
+    experiment: str
+    query: str
+    user: str | None
+    results: list[Any] = field(repr=False)  # what the rankers returned: ids or hits
+    teams: list[Side]
+    side: Side | None  # A/B: the user's bucket; interleaving: None
+    ts: str = field(default_factory=utc_now)
+
+    @property
+    def ids(self) -> list[str]:
+        return [item_id(r) for r in self.results]
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "type": "impression",
+            "id": self.id,
+            "ts": self.ts,
+            "query": self.query,
+            "user": self.user,
+            "ids": self.ids,
+            "teams": self.teams,
+            "side": self.side,
+        }
+
+
+class Experiments:
+    """The experiments of one collection: start, stop, list, serve impressions, log clicks."""
+
+    def __init__(self, folder: str | Path, *, fsync: bool = True) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self._logs: dict[str, EventLog] = {}
+        self._recent: dict[str, OrderedDict[str, dict[str, Any]]] = {}
+        self._read_back: set[str] = set()
+        self._guard = threading.Lock()
+
+    @classmethod
+    def of(cls, collection: Any, **kwargs: Any) -> Experiments:
+        return cls(collection.folder("experiments"), **kwargs)
+
+    # --- definitions --------------------------------------------------------------------------
+    def _definition(self, name: str) -> Path:
+        return self.folder / f"{_check_name(name, 'experiment')}.json"
+
+    def events_path(self, name: str) -> Path:
+        return self.folder / f"{_check_name(name, 'experiment')}.events.jsonl"
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise start/stop between processes (the CLI and a running server)."""
+        with open(self.folder / ".lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _write(self, exp: Experiment, *, new: bool) -> None:
+        """Atomic: a reader sees the old definition or the new one whole; `new` refuses to overwrite."""
+        path = self._definition(exp.name)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(asdict(exp), fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            if new:
+                os.link(tmp, path)  # fails if the name is taken, unlike os.replace
+            else:
+                os.replace(tmp, path)
+        except FileExistsError:
+            raise ConflictError(f"experiment '{exp.name}' already exists; choose another --name") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        dir_fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def list(self) -> list[Experiment]:
+        """All experiments, oldest first."""
+        out = []
+        for path in self.folder.glob("*.json"):
+            if not path.name.startswith("."):
+                out.append(self._read(path))
+        return sorted(out, key=lambda e: e.started_at)
+
+    def _read(self, path: Path) -> Experiment:
+        try:
+            return Experiment(**json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise EmbedscopeError(f"experiment definition {path} is damaged ({exc}); delete it") from None
+
+    def get(self, name: str | None = None) -> Experiment:
+        """The named experiment, or without a name the running one (else the latest)."""
+        if name is None:
+            all_ = self.list()
+            if not all_:
+                raise NotFoundError("no experiments yet; start one with `embedscope experiment start`")
+            return self.running() or all_[-1]
+        path = self._definition(name)
+        if not path.exists():
+            known = ", ".join(e.name for e in self.list()) or "none"
+            raise NotFoundError(f"no experiment '{name}' (experiments: {known})")
+        return self._read(path)
+
+    def running(self) -> Experiment | None:
+        live = [e for e in self.list() if e.status == "running"]
+        return live[-1] if live else None
+
+    def start(
+        self,
+        a: str,
+        b: str,
+        *,
+        method: str = "interleave",
+        name: str | None = None,
+        configurations: Sequence[str] | None = None,
+    ) -> Experiment:
+        """Start comparing configurations `a` and `b`; `configurations` lists the valid names."""
+        if method not in METHODS:
+            raise EmbedscopeError(f"unknown method '{method}'; valid: {', '.join(METHODS)}")
+        if a == b:
+            raise EmbedscopeError("an experiment compares two different configurations; give --a and --b")
+        if configurations is not None:
+            for side in (a, b):
+                if side not in configurations:
+                    raise NotFoundError(
+                        f"no search configuration '{side}'; valid: {', '.join(configurations) or 'none'}"
+                    )
+        with self._locked():
+            live = self.running()
+            if live is not None:
+                raise ConflictError(
+                    f"experiment '{live.name}' is running; stop it first (`embedscope experiment stop`)"
+                )
+            if name is None:
+                taken = {e.name for e in self.list()}
+                base = _check_name(f"{a}-vs-{b}"[:60], "experiment")
+                name = next(n for n in (base, *(f"{base}-{i}" for i in range(2, 10_000))) if n not in taken)
+            exp = Experiment(_check_name(name, "experiment"), a, b, method, started_at=utc_now())  # type: ignore[arg-type]
+            self._write(exp, new=True)
+        return exp
+
+    def stop(self, name: str | None = None) -> Experiment:
+        """Stop the named experiment (default: the running one); its log is kept for `report`."""
+        with self._locked():
+            exp = self.get(name) if name else self.running()
+            if exp is None:
+                raise NotFoundError("no experiment is running")
+            if exp.status == "stopped":
+                raise ConflictError(f"experiment '{exp.name}' was already stopped at {exp.stopped_at}")
+            exp.stopped_at = utc_now()
+            self._write(exp, new=False)
+        self._close_log(exp.name)
+        return exp
+
+    # --- events -------------------------------------------------------------------------------
+    def _log(self, name: str) -> EventLog:
+        with self._guard:
+            log = self._logs.get(name)
+            if log is None:
+                log = self._logs[name] = EventLog(self.events_path(name), fsync=self.fsync)
+            return log
+
+    def _close_log(self, name: str) -> None:
+        with self._guard:
+            log = self._logs.pop(name, None)
+        if log is not None:
+            log.close()
+
+    def close(self) -> None:
+        for name in list(self._logs):
+            self._close_log(name)
+
+    def present(
+        self,
+        exp: Experiment,
+        query: str,
+        rank_a: Ranker,
+        rank_b: Ranker,
+        *,
+        k: int = 10,
+        user: str | None = None,
+        rng: random.Random | None = None,
+    ) -> Impression:
+        """The list to show for `query` (interleaved, or the user's side for A/B), logged."""
+        if exp.status != "running":
+            raise ConflictError(f"experiment '{exp.name}' is stopped")
+        if k < 1:
+            raise EmbedscopeError("k must be at least 1")
+        if exp.method == "ab":
+            side = bucket(exp.name, user or "")
+            results = list((rank_a if side == "a" else rank_b)(query))[:k]
+            teams: list[Side] = [side] * len(results)
+            imp = Impression(uuid.uuid4().hex, exp.name, query, user, results, teams, side)
+        else:
+            merged = team_draft(rank_a(query), rank_b(query), k, rng or random.Random())
+            imp = Impression(uuid.uuid4().hex, exp.name, query, user, merged.results, merged.teams, None)
+        record = imp.record()
+        self._log(exp.name).append(record)
+        self._remember(exp.name, record)
+        return imp
+
+    def _remember(self, name: str, record: dict[str, Any]) -> None:
+        with self._guard:
+            recent = self._recent.setdefault(name, OrderedDict())
+            recent[record["id"]] = record
+            while len(recent) > _RECENT_IMPRESSIONS:
+                recent.popitem(last=False)
+
+    def _impression(self, name: str, impression_id: str) -> dict[str, Any]:
+        with self._guard:
+            found = self._recent.get(name, {}).get(impression_id)
+        if found is not None:
+            return found
+        if name not in self._read_back:
+            # logged before this process started (a server restart): read the file once, not per click
+            self._read_back.add(name)
+            for record in iter_events(self.events_path(name)):
+                if record and record.get("type") == "impression" and record.get("id"):
+                    self._remember(name, record)
+            return self._impression(name, impression_id)
+        raise NotFoundError(f"experiment '{name}' has no impression '{impression_id}'")
+
+    def click(self, name: str, impression_id: str, position: int, item: str | None = None) -> dict[str, Any]:
+        """Log a click on `position` (0-based) of an impression; `item`, if given, must be shown there."""
+        exp = self.get(name)
+        if exp.status != "running":
+            raise ConflictError(f"experiment '{name}' is stopped; clicks are no longer recorded")
+        imp = self._impression(name, impression_id)
+        ids = imp["ids"]
+        if not 0 <= position < len(ids):
+            raise EmbedscopeError(f"position {position} is outside the impression's {len(ids)} results")
+        if item is not None and item != ids[position]:
+            raise ConflictError(f"item '{item}' is not at position {position} of impression {impression_id}")
+        record = {
+            "type": "click",
+            "ts": utc_now(),
+            "impression": impression_id,
+            "position": position,
+            "item": ids[position],
+            "side": imp["teams"][position],
+            "query": imp["query"],
+            "user": imp.get("user"),
+        }
+        self._log(name).append(record)
+        return record
+
+
+# --- wiring to the collection's search -------------------------------------------------------------
+def configurations(collection: Any) -> list[str]:
+    """Names an experiment side can use: the collection's versions and its search recipes (e.g.
+    `hybrid`, stored or implicit)."""
+    names = [v.name for v in collection.versions()]
+    return names + [r for r in collection.recipes() if r not in names]
+
+
+def collection_ranker(
+    collection: Any, configuration: str, *, k: int = 10, where: str | None = None
+) -> Ranker:
+    """A ranker searching `collection` with one named configuration (its hits keep their metadata)."""
+
+    def rank(query: str) -> list[Any]:
+        return collection.search(query, k, version=configuration, where=where)
+
+    return rank

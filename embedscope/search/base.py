@@ -1,0 +1,43 @@
+"""What the search path hands out: hits, and a result that says how it was made."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: the stages a query passes through, timed in seconds (the server's metrics and responses show them)
+STAGES = ("encode", "search", "rank")
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    #: the version or recipe that answered
+    using: str
+    #: its encoder, or for a recipe its parts: "hybrid(bm25+minilm)"
+    encoder: str
+    #: seconds per stage: encode (query -> vectors), search (filter mask + candidate lookup),
+    #: rank (fusion, rerank, items -> hits)
+    stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    #: every query vector came from the caller's cache
+    cached: bool = False
+    #: parts that knew none of the query's terms and were left out of the fusion
+    skipped_parts: list[str] = field(default_factory=list)
+    #: candidates dropped as repeats of a better-ranked work
+    collapsed: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.stages.values())

@@ -1,0 +1,184 @@
+"""Fusion: several retrievers' candidate lists for one query -> one ranking.
+
+Methods are looked up by name in `FUSIONS` (a search recipe names one), never chosen by if-chains at
+call sites. Each takes the runs, one weight per run, and its own parameters:
+
+- `rrf`: reciprocal rank fusion (Cormack et al., 2009), score = sum of w / (k + rank). Scale-free,
+  so BM25 scores and cosines mix without calibration; k = 60 is the paper's default.
+- `convex`: a convex combination of normalised scores, score = sum of w * norm(s) (Bruch et al.,
+  2023, "An Analysis of Fusion Functions for Hybrid Retrieval"). Normalisations (`NORMALIZERS`):
+  `minmax` (observed min and max of the run), `zscore` (mean and standard deviation of the run),
+  `tmm` (theoretical min-max: the lowest score the retriever can give, and the observed max).
+
+Theoretical minimum (`score_floor`): 0 for sparse count-based runs (BM25, TF-IDF: weights are never
+negative) and -1 for cosine. We do not assume non-negative embeddings: MiniLM's are not, and for
+the ones that are (LDA topics) -1 is still a true lower bound, only a looser one. Other metrics
+(unnormalised inner products) have no bound, so `tmm` falls back to the observed minimum there.
+
+A document missing from one run (below that retriever's candidate depth) gets, with `convex`, the
+normalised score of that run's last candidate (`missing="cutoff"`): its true score is at most that,
+and it is the tightest bound we know; `missing="zero"` gives it 0 instead. Runs with weight 0 are
+left out altogether, so their candidates do not join the union either.
+
+Sums use math.fsum (exactly rounded), so the result does not depend on the order of the runs;
+ties are broken by id, so it does not depend on the order within a run either.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embedscope.errors import EmbedscopeError
+
+
+@dataclass(frozen=True)
+class Run:
+    """One retriever's candidates for one query, best first."""
+
+    ids: list[str]
+    scores: np.ndarray
+    #: the lowest score this retriever can give (see the module docstring); None = unbounded
+    floor: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def score_floor(sparse: bool, metric: str) -> float | None:
+    """The theoretical minimum score of a version's runs (used by the `tmm` normalisation)."""
+    if sparse:
+        return 0.0
+    return -1.0 if metric == "cosine" else None
+
+
+# --- normalisations ---------------------------------------------------------------------------------
+def minmax(scores: np.ndarray, floor: float | None = None) -> np.ndarray:
+    """(s - min) / (max - min) over the run; a run of equal scores is all 1 (every one is the best)."""
+    lo, hi = float(scores.min()), float(scores.max())
+    return np.ones_like(scores) if hi == lo else (scores - lo) / (hi - lo)
+
+
+def zscore(scores: np.ndarray, floor: float | None = None) -> np.ndarray:
+    """(s - mean) / standard deviation over the run; a run of equal scores is all 0."""
+    std = float(scores.std())
+    return np.zeros_like(scores) if std == 0 else (scores - scores.mean()) / std
+
+
+def theoretical_minmax(scores: np.ndarray, floor: float | None = None) -> np.ndarray:
+    """(s - floor) / (max - floor): the run's own minimum depends on how deep it was cut, the
+    retriever's floor does not (Bruch et al. 2023). Without a floor, this is `minmax`."""
+    if floor is None:
+        return minmax(scores)
+    hi = float(scores.max())
+    return np.ones_like(scores) if hi <= floor else (scores - floor) / (hi - floor)
+
+
+NORMALIZERS: dict[str, Callable[[np.ndarray, float | None], np.ndarray]] = {
+    "minmax": minmax,
+    "zscore": zscore,
+    "tmm": theoretical_minmax,
+}
+
+
+# --- fusion methods ---------------------------------------------------------------------------------
+def _ranked(totals: Mapping[str, list[float]]) -> tuple[list[str], np.ndarray]:
+    fused = sorted(((math.fsum(parts), doc) for doc, parts in totals.items()), key=lambda t: (-t[0], t[1]))
+    return [d for _, d in fused], np.array([s for s, _ in fused], dtype=np.float64)
+
+
+def rrf(runs: Sequence[Run], weights: Sequence[float], *, k: int = 60) -> tuple[list[str], np.ndarray]:
+    """Weighted reciprocal rank fusion: sum over runs of w / (k + rank), ranks from 1."""
+    totals: dict[str, list[float]] = {}
+    for run, w in zip(runs, weights, strict=True):
+        if w == 0:
+            continue
+        for rank, doc in enumerate(run.ids, start=1):
+            totals.setdefault(doc, []).append(w / (k + rank))
+    return _ranked(totals)
+
+
+def convex(
+    runs: Sequence[Run],
+    weights: Sequence[float],
+    *,
+    normalization: str = "minmax",
+    missing: str = "cutoff",
+) -> tuple[list[str], np.ndarray]:
+    """Convex combination of normalised scores (see the module docstring for `missing`)."""
+    norm = NORMALIZERS[normalization]
+    active = [(run, w) for run, w in zip(runs, weights, strict=True) if w != 0 and len(run)]
+    normed = [norm(np.asarray(run.scores, dtype=np.float64), run.floor) for run, _ in active]
+    union = list(dict.fromkeys(doc for run, _ in active for doc in run.ids))
+    totals: dict[str, list[float]] = {doc: [] for doc in union}
+    for (run, w), values in zip(active, normed, strict=True):
+        default = float(values[-1]) if missing == "cutoff" else 0.0
+        mine = dict(zip(run.ids, values.tolist(), strict=True))
+        for doc in union:
+            totals[doc].append(w * mine.get(doc, default))
+    return _ranked(totals)
+
+
+@dataclass(frozen=True)
+class FusionMethod:
+    fuse: Callable[..., tuple[list[str], np.ndarray]]
+    #: parameter name -> (default, check that returns an error message or None)
+    params: dict[str, tuple[Any, Callable[[Any], str | None]]] = field(default_factory=dict)
+    description: str = ""
+
+    def check(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The full parameter set (defaults filled in); an EmbedscopeError for unknown or bad ones."""
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            valid = ", ".join(f"{k}={v[0]}" for k, v in self.params.items()) or "none"
+            raise EmbedscopeError(f"unknown fusion parameter(s) {', '.join(unknown)}; valid: {valid}")
+        out = {}
+        for name, (default, check) in self.params.items():
+            value = params.get(name, default)
+            problem = check(value)
+            if problem:
+                raise EmbedscopeError(f"fusion parameter {name}={value!r}: {problem}")
+            out[name] = value
+        return out
+
+
+def _positive_int(v: Any) -> str | None:
+    return None if isinstance(v, int) and not isinstance(v, bool) and v > 0 else "must be a positive integer"
+
+
+def _one_of(choices: Sequence[str]) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+FUSIONS: dict[str, FusionMethod] = {
+    "rrf": FusionMethod(rrf, {"k": (60, _positive_int)}, "reciprocal rank fusion: sum of w / (k + rank)"),
+    "convex": FusionMethod(
+        convex,
+        {
+            "normalization": ("minmax", _one_of(list(NORMALIZERS))),
+            "missing": ("cutoff", _one_of(["cutoff", "zero"])),
+        },
+        "convex combination of normalised scores: sum of w * norm(score)",
+    ),
+}
+
+
+def fusion_method(name: str) -> FusionMethod:
+    method = FUSIONS.get(name)
+    if method is None:
+        raise EmbedscopeError(f"unknown fusion '{name}'; valid: {', '.join(FUSIONS)}")
+    return method
+
+
+def fuse(
+    runs: Sequence[Run], weights: Sequence[float], method: str, params: Mapping[str, Any]
+) -> tuple[list[str], np.ndarray]:
+    """Fuse runs with the named method: (ids, scores), best first."""
+    if len(runs) != len(weights):
+        raise EmbedscopeError(f"{len(weights)} weights for {len(runs)} runs")
+    m = fusion_method(method)
+    return m.fuse(runs, weights, **m.check(params))

@@ -1,0 +1,452 @@
+"""The one search path: query -> vectors -> candidates per part -> fusion -> rerank -> hits.
+
+`Collection.search/similar/search_vectors`, the CLI (`search`, `similar`, `compare`), the HTTP API
+(`/search`, `/similar`, `/compare`, the page) and `evaluate` all come through `SearchPipeline`. What
+they may vary is passed in, not copied: the server gives its query cache and micro-batcher as the
+`encode` hook and its reader lock as `lock`; `evaluate` sends all queries at once (`search_many`).
+
+What answers a query is a plan: one version, or a recipe fusing several (`search.recipe`). Stages:
+1. filter: one row mask per part from `where` (a bad filter fails here, before any encoding);
+2. encode: the query text with each part's encoder (a sparse part that knows no query term is left
+   out for that query; with one part that is an error);
+3. candidates: `lookup`, the only place an index is asked for candidates, with the filter inside;
+4. fusion (recipes only): the method the recipe names, over each part's `depth` best candidates;
+5. rerank: repeats of a better-ranked work are collapsed (by default), fetching deeper when the
+   collapse would leave fewer than k;
+6. hits: the top k ids become `Hit`s (text + metadata) from the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
+from embedscope.index import create_index
+from embedscope.search import recipe as recipes
+from embedscope.search.base import STAGES, Hit, SearchResult
+from embedscope.search.fusion import Run, fuse, score_floor
+from embedscope.search.rerank import WorkSet, collapse
+
+if TYPE_CHECKING:
+    from embedscope.api import Collection, LoadedVersion
+
+#: (version, query texts) -> (query matrix row-aligned with the texts, True if all came from a cache)
+QueryEncoder = Callable[["LoadedVersion", Sequence[str]], tuple[Any, bool]]
+
+
+def encode_direct(v: LoadedVersion, texts: Sequence[str]) -> tuple[Any, bool]:
+    """The default `QueryEncoder`: the version's encoder, no cache."""
+    return v.encoder.encode_queries(list(texts)), False
+
+
+class MemoEncoder:
+    """A `QueryEncoder` that remembers each query's vector per version revision and encodes only the
+    texts it has not seen, in one batch: evaluating a recipe after its parts encodes nothing again.
+    Unbounded, so for a batch job (evaluate), not a server (which has its LRU QueryCache)."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def __call__(self, v: LoadedVersion, texts: Sequence[str]) -> tuple[Any, bool]:
+        memo = self._memo.setdefault((v.info.name, v.revision), {})
+        todo = [t for t in dict.fromkeys(texts) if t not in memo]
+        if todo:
+            fresh = v.encoder.encode_queries(todo)
+            for i, text in enumerate(todo):
+                memo[text] = fresh[i : i + 1]
+        rows = [memo[t] for t in texts]
+        stacked = sp.vstack(rows).tocsr() if sp.issparse(rows[0]) else np.vstack(rows)
+        return stacked, not todo
+
+
+def lookup(
+    v: LoadedVersion,
+    queries: Any,
+    depth: int,
+    *,
+    allowed: np.ndarray | None,
+    where: str | None,
+    exact: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates from one version's index: the only place search asks an index.
+
+    The filter goes down both ways: `allowed`, the row mask the collection evaluated from `where`
+    (deleted and excluded rows removed too), and `where` itself, for an index that runs the filter
+    where the vectors live (a database index translating it to SQL; `VectorIndex.search_where`)."""
+    index = v.index
+    if exact and index.kind != "exact":
+        index = create_index("exact").build(v.data.vectors)
+    return index.search_where(queries, min(depth, max(index.size, 1)), allowed=allowed, where=where)
+
+
+@dataclass
+class Plan:
+    """What answers a query: one version, or a recipe's parts and fusion."""
+
+    using: str
+    encoder: str
+    parts: list[LoadedVersion]
+    weights: tuple[float, ...] = (1.0,)
+    fusion: str | None = None  # None: one part, its scores as they are
+    params: dict[str, Any] = field(default_factory=dict)
+    depth: int = 0
+
+    @property
+    def fused(self) -> bool:
+        return self.fusion is not None
+
+
+class SearchPipeline:
+    """The search path of one collection; see the module docstring."""
+
+    def __init__(
+        self,
+        collection: Collection,
+        *,
+        encode: QueryEncoder | None = None,
+        lock: contextlib.AbstractContextManager[Any] | None = None,
+    ) -> None:
+        self.collection = collection
+        self._encode = encode or encode_direct
+        #: held around the collection's store reads (the server's reader lock); never around encoding
+        self.lock = lock if lock is not None else contextlib.nullcontext()
+
+    # --- what answers --------------------------------------------------------------------------------
+    def plan(self, using: str | recipes.Recipe | LoadedVersion | None = None) -> Plan:
+        """A version name, a recipe name (or a Recipe), a loaded version, or None for the active version."""
+        from embedscope.api import LoadedVersion
+
+        if isinstance(using, LoadedVersion):
+            return self._single(using)
+        if isinstance(using, recipes.Recipe):
+            return self._recipe_plan(using)
+        with self.lock:
+            coll = self.collection
+            if using is None or using in {v.name for v in coll.versions()}:
+                return self._single(coll.load_version(using))
+            recipe = coll.recipes().get(using)
+            if recipe is None:
+                versions = ", ".join(v.name for v in coll.versions()) or "none"
+                stored = ", ".join(coll.recipes()) or "none"
+                hint = (
+                    "; hybrid search needs a sparse version (e.g. bm25) and a dense one (e.g. minilm): "
+                    f"run `embedscope embed {coll.name} --encoder hybrid`"
+                    if using == recipes.HYBRID
+                    else ""
+                )
+                raise NotFoundError(
+                    f"collection '{coll.name}' has no version or recipe '{using}' "
+                    f"(versions: {versions}; recipes: {stored}){hint}"
+                )
+        return self._recipe_plan(recipe)
+
+    def name_for_encoder(self, encoder: str) -> str:
+        """The version built with `encoder` (the active one preferred); 'hybrid' names the recipe."""
+        if encoder == recipes.HYBRID:
+            return encoder  # the recipe; `plan` says what is missing if the collection cannot have one
+        coll = self.collection
+        with self.lock:
+            versions = coll.versions()
+            active = coll.store.get_setting("active_version")
+        matches = [v.name for v in versions if v.encoder.get("name") == encoder]
+        if not matches:
+            have = sorted({v.encoder.get("name", "?") for v in versions}) or ["none"]
+            raise NotFoundError(
+                f"collection '{coll.name}' has no version built with encoder '{encoder}'; encoders with "
+                f"versions: {', '.join(have)} (or 'hybrid' when a sparse and a dense version exist)"
+            )
+        return active if active in matches else matches[0]
+
+    def _single(self, v: LoadedVersion) -> Plan:
+        return Plan(v.info.name, str(v.info.encoder.get("name")), [v])
+
+    def _recipe_plan(self, recipe: recipes.Recipe) -> Plan:
+        with self.lock:
+            parts = [self.collection.load_version(p) for p in recipe.parts]
+        return Plan(
+            recipe.name,
+            recipe.label(),
+            parts,
+            recipe.part_weights,
+            recipe.fusion,
+            recipe.params,
+            recipe.depth,
+        )
+
+    # --- entry points --------------------------------------------------------------------------------
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        using: str | recipes.Recipe | LoadedVersion | None = None,
+        where: str | None = None,
+        exact: bool = False,
+        collapse: bool = True,
+    ) -> SearchResult:
+        """The k best items for a query text; `using` a version or recipe (default: the active version)."""
+        if not query or not query.strip():
+            raise EmbedscopeError("empty query")
+        return self.search_many([query], k, using=using, where=where, exact=exact, collapse=collapse)[0]
+
+    def search_many(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        using: str | recipes.Recipe | LoadedVersion | None = None,
+        where: str | None = None,
+        exact: bool = False,
+        collapse: bool = True,
+        strict: bool = True,
+    ) -> list[SearchResult]:
+        """Many query texts at once: one encoder call and one index call per part (what `evaluate`
+        uses). `strict=False`: a query no part can encode gets no hits instead of an error."""
+        _check_k(k)
+        plan = self.plan(using)
+        stages = dict.fromkeys(STAGES, 0.0)
+        with _timed(stages, "search"):
+            masks = self._masks(plan, where, ())  # a bad filter fails before anything is encoded
+        active = [(i, v) for i, v in enumerate(plan.parts) if plan.weights[i] > 0]
+        matrices: dict[int, Any] = {}
+        known: dict[int, np.ndarray] = {}
+        cached = True
+        with _timed(stages, "encode"):
+            for i, v in active:
+                matrices[i], hit = self._encode(v, list(queries))
+                cached = cached and hit
+                known[i] = ~_empty_rows(matrices[i])
+        for qi, text in enumerate(queries):
+            if strict and not any(known[i][qi] for i, _ in active):
+                v = active[0][1]
+                what = (
+                    f"any part of '{plan.using}'" if plan.fused else f"encoder '{v.info.encoder.get('name')}'"
+                )
+                raise EmbedscopeError(
+                    f"query {text!r} has no terms known to {what} (only stop words or unknown words)"
+                )
+        results = self._answer(plan, matrices, known, len(queries), k, masks, where, exact, collapse, stages)
+        for r in results:
+            r.cached = cached
+        return results
+
+    def search_vectors(
+        self,
+        vectors: Any,
+        k: int = 10,
+        *,
+        version: str | LoadedVersion | None = None,
+        where: str | None = None,
+        exclude: Sequence[str] = (),
+        exact: bool = False,
+        collapse: bool = False,
+    ) -> list[SearchResult]:
+        """Nearest items for query vectors already in a version's space (one result per row)."""
+        _check_k(k)
+        plan = self.plan(version)
+        if plan.fused:
+            raise EmbedscopeError(
+                f"'{plan.using}' is a recipe; vectors belong to one version's space: name a version"
+            )
+        v = plan.parts[0]
+        width = vectors.shape[-1] if vectors.ndim > 1 or sp.issparse(vectors) else len(vectors)
+        if width != v.info.dim:
+            raise ConflictError(
+                f"query vectors have dimension {width}, version '{v.info.name}' has dimension {v.info.dim}"
+            )
+        matrix = vectors if sp.issparse(vectors) or vectors.ndim > 1 else np.asarray(vectors)[None, :]
+        stages = dict.fromkeys(STAGES, 0.0)
+        with _timed(stages, "search"):
+            masks = self._masks(plan, where, exclude)
+        n = matrix.shape[0]
+        return self._answer(
+            plan, {0: matrix}, {0: np.ones(n, bool)}, n, k, masks, where, exact, collapse, stages
+        )
+
+    def similar(
+        self,
+        item_id: str,
+        k: int = 10,
+        *,
+        using: str | recipes.Recipe | LoadedVersion | None = None,
+        where: str | None = None,
+        collapse: bool = True,
+    ) -> SearchResult:
+        """More like this: the items nearest to an item's own vector in each part (itself excluded;
+        with `collapse`, other editions of the same work too)."""
+        _check_k(k)
+        plan = self.plan(using)
+        stages = dict.fromkeys(STAGES, 0.0)
+        with _timed(stages, "search"):
+            masks = self._masks(plan, where, (item_id,))
+        with self.lock:  # NotFoundError for a deleted item, even where a version still has its row
+            item = self.collection.get(item_id)
+        matrices: dict[int, Any] = {}
+        with _timed(stages, "encode"):
+            for i, v in enumerate(plan.parts):
+                if plan.weights[i] == 0:
+                    continue
+                row = v.row_of.get(item_id)
+                if row is None:  # added since the version was built: encode its text
+                    matrices[i] = v.encoder.encode([item.text])
+                else:
+                    q = v.data.vectors[row : row + 1]
+                    matrices[i] = q if sp.issparse(q) else np.asarray(q)
+        known = {i: ~_empty_rows(m) for i, m in matrices.items()}
+        seen = None
+        if collapse:
+            with self.lock:
+                seen = WorkSet([self.collection.work_keys().get(item_id)])
+        return self._answer(plan, matrices, known, 1, k, masks, where, False, collapse, stages, seen=seen)[0]
+
+    # --- stages --------------------------------------------------------------------------------------
+    def _masks(self, plan: Plan, where: str | None, exclude: Sequence[str]) -> list[np.ndarray | None]:
+        with self.lock:
+            return [self.collection.allowed_rows(v, where, exclude) for v in plan.parts]
+
+    def _answer(
+        self,
+        plan: Plan,
+        matrices: dict[int, Any],
+        known: dict[int, np.ndarray],
+        n: int,
+        k: int,
+        masks: list[np.ndarray | None],
+        where: str | None,
+        exact: bool,
+        collapse_works: bool,
+        stages: dict[str, float],
+        seen: WorkSet | None = None,
+    ) -> list[SearchResult]:
+        keys: dict[str, Any] = {}
+        if collapse_works:
+            with self.lock:
+                keys = self.collection.work_keys()
+        collapse_works = bool(keys)
+        # over-fetch when collapsing, so that k distinct works usually remain without a second pass
+        fetch = max(2 * k, k + 10) if collapse_works else k
+        depth = max(fetch, plan.depth) if plan.fused else fetch
+        pending = list(range(n))
+        ranked: list[tuple[list[str], np.ndarray, int]] = [([], np.zeros(0), 0)] * n
+        while pending:
+            with _timed(stages, "search"):
+                runs = self._candidates(plan, matrices, known, pending, depth, masks, where, exact)
+            again = []
+            with _timed(stages, "rank"):
+                for qi in pending:
+                    ids, scores = self._fuse(plan, runs[qi])
+                    if collapse_works:
+                        kept, dropped = collapse(ids, keys, k, seen=seen.copy() if seen else None)
+                    else:
+                        kept, dropped = list(range(min(k, len(ids)))), 0
+                    full = any(r is not None and len(r) >= depth for r in runs[qi])
+                    if len(kept) < k and full and collapse_works:
+                        again.append(qi)  # the collapse ate too much: look deeper
+                    ranked[qi] = ([ids[p] for p in kept], scores[kept], dropped)
+            pending, depth = again, depth * 2
+        results = []
+        with _timed(stages, "rank"):
+            with self.lock:
+                items = self.collection.store.get_items([i for ids, _, _ in ranked for i in ids])
+            pos = 0
+            for qi, (ids, scores, dropped) in enumerate(ranked):
+                mine = items[pos : pos + len(ids)]
+                pos += len(ids)
+                hits = [
+                    Hit(it.id, float(s), it.text, it.metadata)
+                    for it, s in zip(mine, scores, strict=True)
+                    if it is not None
+                ]
+                skipped = [plan.parts[i].info.name for i in known if not known[i][qi]]
+                results.append(
+                    SearchResult(hits, plan.using, plan.encoder, skipped_parts=skipped, collapsed=dropped)
+                )
+        share = {s: t / max(n, 1) for s, t in stages.items()}
+        for r in results:
+            r.stages = dict(share) if n > 1 else dict(stages)
+        return results
+
+    def _candidates(
+        self,
+        plan: Plan,
+        matrices: dict[int, Any],
+        known: dict[int, np.ndarray],
+        queries: list[int],
+        depth: int,
+        masks: list[np.ndarray | None],
+        where: str | None,
+        exact: bool,
+    ) -> dict[int, list[Run | None]]:
+        """Each part's candidates for the given queries, in plan order (None: the part was not asked,
+        because its weight is 0 or it knows none of the query's terms)."""
+        out: dict[int, list[Run | None]] = {qi: [None] * len(plan.parts) for qi in queries}
+        for i, matrix in matrices.items():
+            v = plan.parts[i]
+            asked = [qi for qi in queries if known[i][qi]]
+            if not asked:
+                continue
+            rows, scores = lookup(v, _rows(matrix, asked), depth, allowed=masks[i], where=where, exact=exact)
+            floor = score_floor(v.info.sparse, v.info.metric)
+            ids = v.data.ids
+            for qi, r, s in zip(asked, rows, scores, strict=True):
+                # a sparse score of 0 shares no term with the query: not retrieved (as in an inverted index)
+                keep = (r >= 0) & np.isfinite(s) & ((s > 0) if v.info.sparse else True)
+                out[qi][i] = Run([ids[x] for x in r[keep]], s[keep].astype(np.float64), floor)
+        return out
+
+    def _fuse(self, plan: Plan, runs: list[Run | None]) -> tuple[list[str], np.ndarray]:
+        answered = [(r, w) for r, w in zip(runs, plan.weights, strict=True) if r is not None and len(r)]
+        if not answered:
+            return [], np.zeros(0)
+        if not plan.fused:
+            return answered[0][0].ids, answered[0][0].scores
+        return fuse([r for r, _ in answered], [w for _, w in answered], plan.fusion or "", plan.params)
+
+    def hits_for_rows(self, v: LoadedVersion, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        """Rows of a version (e.g. from a recommender's own scoring) as Hits; deleted items skipped."""
+        ids = [v.data.ids[r] for r in rows if r >= 0]
+        with self.lock:
+            items = self.collection.store.get_items(ids)
+        return [
+            Hit(i.id, float(s), i.text, i.metadata)
+            for i, s in zip(items, scores[: len(ids)], strict=True)
+            if i is not None
+        ]
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise EmbedscopeError("k must be at least 1")
+
+
+def _empty_rows(matrix: Any) -> np.ndarray:
+    """Per row: True where the query vector is all zeros (no known term)."""
+    if sp.issparse(matrix):
+        return np.diff(sp.csr_matrix(matrix).indptr) == 0
+    m = np.atleast_2d(np.asarray(matrix))
+    return ~m.any(axis=1)
+
+
+def _rows(matrix: Any, rows: list[int]) -> Any:
+    if len(rows) == matrix.shape[0]:
+        return matrix
+    return matrix[rows]
+
+
+@contextlib.contextmanager
+def _timed(stages: dict[str, float], stage: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[stage] += time.perf_counter() - t0
+
+
+__all__ = ["MemoEncoder", "Plan", "QueryEncoder", "SearchPipeline", "encode_direct", "lookup"]

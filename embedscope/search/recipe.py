@@ -1,0 +1,242 @@
+"""Search recipes: named search configurations that fuse several embedding versions ("hybrid").
+
+A recipe is data, not an encoder: its parts are version names, and it says how their candidate
+lists are fused (a method from `fusion.FUSIONS` with its parameters), how much each part weighs and
+how deep each part is searched before fusing. Recipes live in the collection's settings
+(`Store.get_setting("recipes")`), so every store backend keeps them, and a recipe name is accepted
+wherever a version name is for search.
+
+    books.create_recipe("hybrid", ["bm25", "minilm"], fusion="convex", weights=[0.3, 0.7],
+                        params={"normalization": "tmm"})
+    books.search("cozy mystery", version="hybrid")
+
+A collection without a stored `hybrid` recipe still has one when it holds a sparse and a dense
+version: BM25 (or another sparse version) with the active dense version, fused with the defaults
+below (`default_recipe`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.search.fusion import fusion_method
+
+if TYPE_CHECKING:
+    from embedscope.api import Collection
+
+SETTING = "recipes"
+HYBRID = "hybrid"  # the name `embed --encoder hybrid` and the implicit default recipe use
+#: fuse deep enough that an item ranked low by one part can still rise (per part, before fusion)
+DEFAULT_DEPTH = 100
+#: a recipe's fusion when none is named: RRF with k = 60 (Cormack et al. 2009), equal weights
+DEFAULT_FUSION = "rrf"
+DEFAULT_PARAMS: dict[str, Any] = {"k": 60}
+#: what `hybrid` (sparse part, dense part) is when nobody says otherwise: the implicit recipe,
+#: `embed --encoder hybrid` and `evaluate`'s hybrid. make_recipe keyword arguments; the one place to
+#: change the default (weights, if given, are in the order sparse, dense).
+DEFAULT_HYBRID: dict[str, Any] = {
+    "fusion": "rrf",
+    "params": {"k": 60},
+    "weights": None,
+    "depth": DEFAULT_DEPTH,
+}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Parts (version names), fusion method + parameters, per-part weights, candidate depth."""
+
+    name: str
+    parts: tuple[str, ...]
+    fusion: str = DEFAULT_FUSION
+    params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
+    #: one per part, summing to 1 (None = equal weights)
+    weights: tuple[float, ...] | None = None
+    depth: int = DEFAULT_DEPTH
+
+    @property
+    def part_weights(self) -> tuple[float, ...]:
+        return self.weights or tuple(1.0 / len(self.parts) for _ in self.parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["parts"], d["weights"] = list(self.parts), list(self.part_weights)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
+        weights = data.get("weights")
+        return cls(
+            name=str(data["name"]),
+            parts=tuple(data["parts"]),
+            fusion=str(data.get("fusion", DEFAULT_FUSION)),
+            params=dict(data.get("params") or {}),
+            weights=tuple(float(w) for w in weights) if weights else None,
+            depth=int(data.get("depth", DEFAULT_DEPTH)),
+        )
+
+    def label(self) -> str:
+        """What served it, for people: 'hybrid(bm25+minilm)'."""
+        return f"{self.name}({'+'.join(self.parts)})"
+
+
+def make_recipe(
+    name: str,
+    parts: Sequence[str],
+    *,
+    fusion: str = DEFAULT_FUSION,
+    params: Mapping[str, Any] | None = None,
+    weights: Sequence[float] | None = None,
+    depth: int = DEFAULT_DEPTH,
+) -> Recipe:
+    """A validated recipe (versions are not checked here; `validate_against` does that)."""
+    if not _NAME.match(name or ""):
+        raise EmbedscopeError(f"invalid recipe name {name!r}: use letters, digits, '_', '-', '.' (max 64)")
+    parts = tuple(p.strip() for p in parts if p and p.strip())
+    if len(parts) < 2:
+        raise EmbedscopeError("a recipe fuses at least two versions, e.g. --parts bm25,minilm")
+    if len(set(parts)) != len(parts):
+        raise EmbedscopeError(f"a version appears twice in the parts: {', '.join(parts)}")
+    full_params = fusion_method(fusion).check(dict(params or {}))  # defaults filled in
+    norm: tuple[float, ...] | None = None
+    if weights is not None:
+        w = [float(x) for x in weights]
+        if len(w) != len(parts):
+            raise EmbedscopeError(f"{len(w)} weight(s) for {len(parts)} parts; give one per part")
+        if any(x < 0 or x != x for x in w) or sum(w) <= 0:
+            raise EmbedscopeError("weights must be >= 0 and not all 0")
+        norm = tuple(x / sum(w) for x in w)
+    if not 1 <= int(depth) <= 10_000:
+        raise EmbedscopeError("depth (candidates per part) must be between 1 and 10000")
+    return Recipe(name, parts, fusion, full_params, norm, int(depth))
+
+
+def validate_against(collection: Collection, recipe: Recipe) -> None:
+    """Every part is a version that can encode a query text; the name is not a version's."""
+    from embedscope.encoders.registry import encoder_class
+
+    versions = {v.name: v for v in collection.versions()}
+    if recipe.name in versions:
+        raise EmbedscopeError(
+            f"'{recipe.name}' is a version of '{collection.name}'; name the recipe otherwise"
+        )
+    for part in recipe.parts:
+        info = versions.get(part)
+        if info is None:
+            known = ", ".join(versions) or "none"
+            raise NotFoundError(
+                f"recipe part '{part}' is not a version of '{collection.name}' (versions: {known})"
+            )
+        if not encoder_class(info.encoder["name"]).encodes_text:
+            raise EmbedscopeError(f"version '{part}' ({info.encoder['name']}) cannot encode a query text")
+
+
+@dataclass(frozen=True)
+class HybridShortcut:
+    """What `embed --encoder hybrid` builds: two versions and the recipe fusing them."""
+
+    sparse: str = "bm25"
+    sparse_params: dict[str, Any] = field(default_factory=dict)
+    dense: str = "minilm"
+    dense_params: dict[str, Any] = field(default_factory=dict)
+    #: make_recipe keyword arguments: fusion, params, weights, depth
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+
+def hybrid_shortcut(params: Mapping[str, Any] | None) -> HybridShortcut:
+    """Read `embed --encoder hybrid --param ...`: sparse, dense, sparse_params, dense_params (the two
+    encoders) and fusion, params, weights, depth (the recipe); checked before any encoding."""
+    from embedscope.encoders.registry import create_encoder
+
+    p = dict(params or {})
+    encoder_keys = ("sparse", "sparse_params", "dense", "dense_params")
+    recipe_keys = ("fusion", "params", "weights", "depth")
+    unknown = sorted(set(p) - set(encoder_keys) - set(recipe_keys))
+    if unknown:
+        raise EmbedscopeError(
+            f"hybrid has no parameter {', '.join(map(repr, unknown))}; valid: "
+            f"{', '.join(encoder_keys + recipe_keys)}"
+        )
+    given = {k: p[k] for k in recipe_keys if k in p}
+    shortcut = HybridShortcut(
+        **{k: p[k] for k in encoder_keys if k in p}, recipe=given or dict(DEFAULT_HYBRID)
+    )
+    sparse = create_encoder(shortcut.sparse, shortcut.sparse_params)
+    dense = create_encoder(shortcut.dense, shortcut.dense_params)
+    if not sparse.sparse or dense.sparse:
+        raise EmbedscopeError(
+            "hybrid needs a sparse encoder as 'sparse' (e.g. bm25) and a dense one as 'dense'"
+        )
+    make_recipe(HYBRID, [shortcut.sparse, shortcut.dense], **shortcut.recipe)  # validates the fusion settings
+    return shortcut
+
+
+# --- storage (through the Store contract's settings) -------------------------------------------------
+def stored_recipes(collection: Collection) -> dict[str, Recipe]:
+    store = collection.store
+    out = {n: Recipe.from_dict(d) for n, d in (store.get_setting(SETTING) or {}).items()}
+    legacy = store.get_setting(HYBRID)  # written by `embed --encoder hybrid` before recipes existed
+    if legacy and HYBRID not in out:
+        weighted = legacy.get("fusion") == "weighted"
+        alpha = float(legacy.get("alpha", 0.5))
+        out[HYBRID] = make_recipe(
+            HYBRID,
+            [legacy["sparse"], legacy["dense"]],
+            fusion="convex" if weighted else "rrf",
+            params={"normalization": "minmax"} if weighted else {"k": int(legacy.get("rrf_k", 60))},
+            weights=[alpha, 1 - alpha] if weighted else None,
+        )
+    return out
+
+
+def save_recipe(collection: Collection, recipe: Recipe) -> Recipe:
+    validate_against(collection, recipe)
+    all_ = {n: r.to_dict() for n, r in stored_recipes(collection).items()}
+    all_[recipe.name] = recipe.to_dict()
+    collection.store.set_setting(SETTING, all_)
+    return recipe
+
+
+def delete_recipe(collection: Collection, name: str) -> None:
+    stored = stored_recipes(collection)
+    if name not in stored:
+        known = ", ".join(stored) or "none"
+        raise NotFoundError(
+            f"collection '{collection.name}' has no stored recipe '{name}' (recipes: {known})"
+        )
+    del stored[name]
+    collection.store.set_setting(SETTING, {n: r.to_dict() for n, r in stored.items()})
+    if name == HYBRID:
+        collection.store.set_setting(HYBRID, None)
+
+
+def default_recipe(collection: Collection) -> Recipe | None:
+    """BM25 (else any sparse version) + the active dense version (else any dense one), default fusion;
+    None when the collection lacks a sparse or a dense text version."""
+    from embedscope.encoders.registry import encoder_class
+
+    versions = [v for v in collection.versions() if encoder_class(v.encoder["name"]).encodes_text]
+    sparse = [v.name for v in versions if v.sparse]
+    dense = [v.name for v in versions if not v.sparse]
+    if not sparse or not dense:
+        return None
+    active = collection.store.get_setting("active_version")
+    bm25 = [v.name for v in versions if v.sparse and v.encoder.get("name") == "bm25"]
+    return make_recipe(
+        HYBRID, [(bm25 or sparse)[0], active if active in dense else dense[0]], **DEFAULT_HYBRID
+    )
+
+
+def all_recipes(collection: Collection) -> dict[str, Recipe]:
+    """Stored recipes, plus the implicit `hybrid` when none is stored under that name and it can be made."""
+    out = stored_recipes(collection)
+    if HYBRID not in out and HYBRID not in {v.name for v in collection.versions()}:
+        implicit = default_recipe(collection)
+        if implicit is not None:
+            out[HYBRID] = implicit
+    return out

@@ -1,0 +1,52 @@
+"""Collections and their items: what is served, a collection's versions, recipes and display, one item."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from embedscope.search.base import Hit
+from embedscope.serve import models as m
+from embedscope.serve.deps import State
+from embedscope.serve.present import hit_out
+from embedscope.serve.state import ServerState
+
+router = APIRouter(prefix="/api/collections", tags=["read"])
+
+
+def summaries(state: ServerState) -> list[m.CollectionSummary]:
+    out = []
+    for served in state.collections.values():
+        with served.lock:
+            out.append(
+                m.CollectionSummary(
+                    name=served.name,
+                    items=len(served.reader),
+                    versions=[v.name for v in served.reader.versions()],
+                    active_version=served.reader.store.get_setting("active_version"),
+                )
+            )
+    return out
+
+
+@router.get("")
+def list_collections(state: State) -> list[m.CollectionSummary]:
+    return summaries(state)
+
+
+@router.get("/{name}")
+def collection_info(name: str, state: State) -> m.CollectionInfo:
+    """Items, metadata fields, versions, search recipes, and how the page shows and filters hits."""
+    served = state.get(name)
+    with served.lock:
+        info = served.reader.info()
+    return m.CollectionInfo(**info, display=served.display())
+
+
+@router.get("/{name}/items/{item_id:path}")
+def get_item(name: str, item_id: str, request: Request, state: State) -> m.ItemOut:
+    served = state.get(name)
+    request.state.record.update(collection=name, item=item_id)
+    with served.lock:
+        item = served.reader.get(item_id)
+    h = hit_out(Hit(item.id, 0.0, item.text, item.metadata), served.fields())
+    return m.ItemOut(id=item.id, text=item.text, metadata=item.metadata, title=h.title)

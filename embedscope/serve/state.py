@@ -1,0 +1,203 @@
+"""The server's state, set up once when the app is made: served collections, caches, metrics, jobs.
+
+Each collection is opened twice: a reader (kept loaded: versions, encoders and indexes are loaded at
+startup so the first query is fast) and a writer with its own SQLite connection for writes and
+re-embedding jobs, so a long embedding job never blocks search (SQLite WAL lets the reader see the
+committed state). The reader's SQLite work is guarded by a per-collection lock (short sections);
+encoding and index lookups run outside it. Each reader has its own search pipeline, whose query
+encoder goes through the shared query cache and the version's micro-batcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import InitVar, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+
+from embedscope.api import Collection, LoadedVersion
+from embedscope.errors import ConflictError, NotFoundError
+from embedscope.search.pipeline import QueryEncoder, SearchPipeline
+from embedscope.serve import models as m
+from embedscope.serve.batching import QueryBatcher
+from embedscope.serve.cache import QueryCache
+from embedscope.serve.metrics import Metrics
+from embedscope.serve.querylog import QueryLog
+
+if TYPE_CHECKING:
+    from embedscope.display import DisplayFields
+
+log = logging.getLogger("embedscope.serve")
+DEFAULT_SUGGESTIONS = [
+    "atmospheric, female lead, worldbuilding, funny",
+    "a cozy mystery in a small village",
+    "hard science fiction about first contact",
+    "grief, healing and quiet hope",
+    "epic fantasy with political intrigue",
+]
+
+
+@dataclass
+class Served:
+    """One served collection: the kept-loaded reader, its lock and search pipeline, the lazily
+    opened writer, and what is derived from the data (display settings, recommenders)."""
+
+    name: str
+    root: Path
+    reader: Collection
+    #: the pipeline's query encoder (the server's cache and micro-batcher)
+    encode: InitVar[QueryEncoder | None] = None
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    pipeline: SearchPipeline = field(init=False)
+    recommenders: dict[str | None, Any] = field(default_factory=dict)
+    _writer: Collection | None = None
+    _display: tuple[int, m.Display] | None = None
+
+    def __post_init__(self, encode: QueryEncoder | None) -> None:
+        self.pipeline = SearchPipeline(self.reader, encode=encode, lock=self.lock)
+
+    def writer(self) -> Collection:
+        if self._writer is None:  # called with write_lock held
+            self._writer = Collection.open(self.name, self.root)
+        return self._writer
+
+    @contextmanager
+    def writing(self, wait: float = 30.0) -> Iterator[Collection]:
+        if not self.write_lock.acquire(timeout=wait):
+            raise ConflictError(
+                f"collection '{self.name}' is busy (an embedding job is running); retry later"
+            )
+        try:
+            yield self.writer()
+        finally:
+            self.write_lock.release()
+
+    def fields(self) -> DisplayFields:
+        with self.lock:
+            return self.reader.display_fields()
+
+    def display(self) -> m.Display:
+        """Display fields, the filters the page offers and its example queries (per data revision)."""
+        coll = self.reader
+        with self.lock:
+            rev = coll.store.data_revision()
+            if self._display and self._display[0] == rev:
+                return self._display[1]
+            frame, _ = coll.metadata_frame()
+            fields = coll.display_fields()
+            suggestions = coll.store.get_setting("suggested_queries") or DEFAULT_SUGGESTIONS
+        filters = []
+        for f in fields.filters:
+            col = frame[f]
+            if col.dtype.kind in "iuf":
+                finite = col.dropna()
+                lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (None, None)
+                filters.append(m.FilterField(field=f, kind="range", min=lo, max=hi))
+            else:
+                filters.append(m.FilterField(field=f, kind="contains"))
+        display = m.Display(
+            title=fields.title,
+            subtitle=fields.subtitle,
+            tags=fields.tags,
+            year=fields.year,
+            image=fields.image,
+            filters=filters,
+            suggestions=list(suggestions)[:8],
+        )
+        self._display = (rev, display)
+        return display
+
+    def after_write(self) -> None:
+        """Forget what was derived from the old data."""
+        with self.lock:
+            self._display = None
+            self.recommenders.clear()
+
+
+class ServerState:
+    def __init__(
+        self,
+        names: Sequence[str] | None,
+        root: Path,
+        token: str | None,
+        log_dir: str | Path | None,
+        cache_size: int,
+    ) -> None:
+        self.root = root
+        self.token = token or None
+        names = Collection.list(root) if names is None else list(names)
+        self.cache = QueryCache(cache_size)
+        self._batchers: dict[tuple[str, str], tuple[str, QueryBatcher]] = {}
+        self._batchers_lock = threading.Lock()
+        self.metrics = Metrics(self.cache)
+        self.querylog = QueryLog(log_dir)
+        self.jobs: dict[str, m.EmbedJob] = {}  # mutated by the job's thread; answers are copies
+        self.collections: dict[str, Served] = {}
+        for name in names:
+            self.collections[name] = Served(
+                name, root, Collection.open(name, root), self._query_encoder(name)
+            )
+
+    def get(self, name: str) -> Served:
+        served = self.collections.get(name)
+        if served is None:
+            known = ", ".join(self.collections) or "none"
+            raise NotFoundError(f"collection '{name}' is not served (served: {known})")
+        return served
+
+    def _query_encoder(self, collection: str) -> QueryEncoder:
+        """The pipeline's encode hook: the query cache (keyed by the version's revision), then the
+        version's micro-batcher, so concurrent requests share one encoder call."""
+
+        def encode(v: LoadedVersion, texts: Sequence[str]) -> tuple[Any, bool]:
+            if len(texts) != 1:  # a batch of its own needs no batcher
+                return v.encoder.encode_queries(list(texts)), False
+            key = (collection, v.info.name, v.revision, texts[0])
+            return self.cache.get_or_compute(key, lambda: self.batcher(collection, v).encode(texts[0]))
+
+        return encode
+
+    def batcher(self, collection: str, v: LoadedVersion) -> QueryBatcher:
+        """The micro-batcher of a version's encoder; replaced when the version is re-embedded."""
+        key, revision = (collection, v.info.name), v.revision
+        with self._batchers_lock:
+            current = self._batchers.get(key)
+            if current is None or current[0] != revision:
+                if current is not None:
+                    current[1].close()
+                current = (
+                    revision,
+                    QueryBatcher(v.encoder.encode_queries, observe=self.metrics.batch.observe),
+                )
+                self._batchers[key] = current
+            return current[1]
+
+    def warm(self) -> None:
+        """Load every version (vectors, encoder, index) and run one query through each encoder, so
+        the first real query pays neither file loading nor model loading."""
+        for served in self.collections.values():
+            for info in served.reader.versions():
+                try:
+                    v = served.reader.load_version(info.name)
+                    v.encoder.encode_queries(["warm up"])
+                except Exception as exc:  # a broken version must not stop the others from serving
+                    log.warning("could not preload %s/%s: %s", served.name, info.name, exc)
+            served.display()  # also computes the display fields and work keys collapsing uses
+
+    def stop_batchers(self) -> None:
+        """Stop the batchers' worker threads (at shutdown; a later query would start new ones)."""
+        with self._batchers_lock:
+            for _, batcher in self._batchers.values():
+                batcher.close()
+            self._batchers.clear()
+
+
+def get_state(request: Request) -> ServerState:
+    """FastAPI dependency: the state `create_app` set up."""
+    return request.app.state.embedscope
