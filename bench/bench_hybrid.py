@@ -119,10 +119,13 @@ def encoder_part(data: Dataset, encoder: str, params: dict[str, Any] | None = No
     return Part(label or encoder, scores.astype(np.float32), sparse, score_floor(sparse, lv.info.metric))
 
 
-def passage_parts(data: Dataset, cache: Path, words: int = 150, stride: int = 75) -> tuple[Part, Part]:
+def passage_parts(
+    data: Dataset, cache: Path, words: int = 150, stride: int = 75
+) -> tuple[Part, Part, dict[str, Any]]:
     """MiniLM over passages: `words`-word windows of the abstract every `stride` words, the title in
     front of each (the 150/75 windows of Dai and Callan, SIGIR 2019). Returns (mean of the passage
-    vectors, one vector per document; max over passages, several vectors per document)."""
+    vectors, one vector per document; max over passages, several vectors per document; counts: how
+    many documents MiniLM truncates, how many passages)."""
     from embedscope.encoders.registry import create_encoder
 
     texts, owner = [], []
@@ -135,6 +138,15 @@ def passage_parts(data: Dataset, cache: Path, words: int = 150, stride: int = 75
             texts.append(f"{doc['title']} {' '.join(body[s : s + words])}".strip())
             owner.append(i)
     enc = create_encoder("minilm")
+    limit = int(enc.params["max_seq_length"])
+    full = [f"{data.ds.corpus[d]['title']} {data.ds.corpus[d]['text']}".strip() for d in data.doc_ids]
+    lengths = [len(ids) for ids in enc.model.tokenizer(full, verbose=False)["input_ids"]]
+    counts = {
+        "documents": len(full),
+        "truncated_at_max_seq_length": sum(n > limit for n in lengths),
+        "max_seq_length": limit,
+        "passages": len(texts),
+    }
     digest = hashlib.sha1(json.dumps([enc.config(), texts]).encode()).hexdigest()[:12]
     path = cache / f"passages-{data.name}-{words}-{stride}-{digest}.npy"
     if path.exists():
@@ -154,6 +166,7 @@ def passage_parts(data: Dataset, cache: Path, words: int = 150, stride: int = 75
     return (
         Part("minilm mean of passages", (queries @ mean.T).astype(np.float32), False, -1.0),
         Part("minilm max over passages", maxp, False, -1.0),
+        counts,
     )
 
 
@@ -402,8 +415,9 @@ def scifact_ablation(data: Dataset, cache: Path, seeds: int, folds: int, passage
         ("MiniLM + Rocchio PRF, top 3, beta 0.5", bm25, dense_prf_part(data, 3, 0.5)),
         ("MiniLM + Rocchio PRF, top 3, beta 1", bm25, dense_prf_part(data, 3, 1.0)),
     ]
+    passage_counts = None
     if passages:
-        mean_p, max_p = passage_parts(data, cache)
+        mean_p, max_p, passage_counts = passage_parts(data, cache)
         variants += [
             ("MiniLM: mean of 150-word passage vectors (one vector per document)", bm25, mean_p),
             ("MiniLM: max over 150-word passages (several vectors per document)", bm25, max_p),
@@ -417,6 +431,14 @@ def scifact_ablation(data: Dataset, cache: Path, seeds: int, folds: int, passage
         for fam in ("zscore", "tmm"):
             a = before.grid[before.cv[fam]["chosen"]]["nDCG@10"]
             tests[f"{row.change} | {fam}"] = paired(a, row.grid[row.cv[fam]["chosen"]]["nDCG@10"])
+    # each changed part alone against the part it replaces (stemming: against unstemmed BM25)
+    single_tests = {}
+    for row in rows[1:]:
+        for part, before in ((row.sparse, bm25_plain if row is kept else bm25), (row.dense, minilm)):
+            if part.label != before.label and part.label not in single_tests:
+                single_tests[part.label] = {
+                    m: paired(singles[before.label][m], singles[part.label][m]) for m in METRICS
+                }
     # the missing-score rule and the candidate depth, for the kept parts and z-score
     extra = {
         "zscore, missing=zero instead of cutoff": cross_validate(
@@ -432,6 +454,8 @@ def scifact_ablation(data: Dataset, cache: Path, seeds: int, folds: int, passage
         "singles": {k: {m: round(float(v.mean()), 4) for m, v in pq.items()} for k, pq in singles.items()},
         "rows": [r.summary(singles) for r in rows],
         "tests": tests,
+        "single_tests": single_tests,
+        "passages": passage_counts,
         "fusion_options": extra,
         "joint": cross_validate(kept.grid, seeds, folds),
         "seconds": round(time.perf_counter() - t0, 1),
@@ -608,6 +632,10 @@ def print_tables(
     console.print(t)
     for name, res in sci["tests"].items():
         console.print(f"  paired test {name}: {res}")
+    if sci["passages"]:
+        console.print(f"  passages: {sci['passages']}")
+    for name, res in sci["single_tests"].items():
+        console.print(f"  alone, paired against the part it replaces: {name}: {res}")
     for name, res in sci["fusion_options"].items():
         console.print(
             f"  {name}: held-out {res['heldout_mean']} ± {res['heldout_sd_over_seeds']} @ {res['chosen']}"
