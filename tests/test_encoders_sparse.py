@@ -78,7 +78,7 @@ def test_tfidf_finds_a_book_by_a_distinctive_title_phrase(books: tuple[list[str]
     assert found >= 0.85 * len(picks), f"only {found}/{len(picks)} titles retrieved in the top 5"
 
 
-@pytest.mark.parametrize("stemmer", [None, "english"])
+@pytest.mark.parametrize("stemmer", [None, "english", "porter"])
 def test_bm25_query_dot_doc_equals_bm25s_scores(small: list[str], stemmer: str | None) -> None:
     import bm25s
 
@@ -103,19 +103,51 @@ def test_bm25_query_dot_doc_equals_bm25s_scores(small: list[str], stemmer: str |
 
 
 def test_bm25_matches_the_plain_bm25s_top_hits(small: list[str]) -> None:
-    """Against bm25s used the textbook way (bm25s.tokenize + retriever.retrieve)."""
+    """Against bm25s used the textbook way (bm25s.tokenize + retriever.retrieve), with the default
+    Porter stemmer."""
     import bm25s
+    import Stemmer
 
+    stem = Stemmer.Stemmer("porter").stemWords
     retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(small, stopwords="en", show_progress=False), show_progress=False)
+    retriever.index(
+        bm25s.tokenize(small, stopwords="en", stemmer=stem, show_progress=False), show_progress=False
+    )
     enc = create_encoder("bm25").fit(small)
     docs = enc.encode(small)
     query = "the history of the roman empire"
     res, scores = retriever.retrieve(
-        bm25s.tokenize([query], stopwords="en", show_progress=False), k=5, show_progress=False
+        bm25s.tokenize([query], stopwords="en", stemmer=stem, show_progress=False), k=5, show_progress=False
     )
     ours = (enc.encode_queries([query]) @ docs.T).toarray().ravel()
     np.testing.assert_allclose(np.sort(ours)[::-1][:5], scores[0], rtol=1e-5)
+
+
+def test_bm25_default_stems_so_a_plural_query_finds_the_singular(books: tuple[list[str], list[str]]) -> None:
+    """Porter stemming (the default): "wizards" matches books that only say "wizard"; without a
+    stemmer those books score 0 for it."""
+    import re
+
+    texts = books[1]
+    only_singular = [
+        i
+        for i, t in enumerate(texts)
+        if re.search(r"\bwizard\b", t, re.I) and not re.search(r"\bwizards\b", t, re.I)
+    ]
+    assert len(only_singular) >= 5  # the books corpus has them
+    stemmed = create_encoder("bm25").fit(texts)
+    plain = create_encoder("bm25", {"stemmer": None}).fit(texts)
+    assert stemmed.params["stemmer"] == "porter"
+    for enc, expect_match in ((stemmed, True), (plain, False)):
+        scores = (
+            (enc.encode_queries(["wizards"]) @ enc.encode([texts[i] for i in only_singular]).T)
+            .toarray()
+            .ravel()
+        )
+        assert bool((scores > 0).all()) is expect_match and bool((scores > 0).any()) is expect_match
+    # and stems are shared both ways: "running" and "runs" reach the same term as "run"
+    q = stemmed.encode_queries(["running", "runs", "run"])
+    assert q[0].indices.tolist() == q[1].indices.tolist() == q[2].indices.tolist()
 
 
 @pytest.mark.parametrize("name", SPARSE + ["lsa", "lda"])

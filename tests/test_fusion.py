@@ -134,10 +134,11 @@ def test_make_recipe_validates_and_normalises() -> None:
     )
     assert r.part_weights == (0.25, 0.75) and r.params == {"normalization": "tmm", "missing": "cutoff"}
     assert Recipe.from_dict(json.loads(json.dumps(r.to_dict()))) == r
-    assert make_recipe("h", ["a", "b"]).params == {"k": 60} and make_recipe("h", ["a", "b"]).part_weights == (
-        0.5,
-        0.5,
-    )
+    # nothing named: the default (convex, z-score, equal weights; docs/evaluation.md)
+    plain = make_recipe("h", ["a", "b"])
+    assert plain.fusion == "convex" and plain.part_weights == (0.5, 0.5)
+    assert plain.params == {"normalization": "zscore", "missing": "cutoff"}
+    assert make_recipe("h", ["a", "b"], fusion="rrf").params == {"k": 60}
     bad = [
         ({"parts": ["bm25"]}, "at least two versions"),
         ({"parts": ["bm25", "bm25"]}, "appears twice"),
@@ -146,7 +147,7 @@ def test_make_recipe_validates_and_normalises() -> None:
         ({"weights": [0.0, 0.0]}, "not all 0"),
         ({"depth": 0}, "depth"),
         ({"fusion": "max"}, "unknown fusion"),
-        ({"params": {"normalization": "tmm"}}, "unknown fusion parameter"),  # rrf has no normalisation
+        ({"fusion": "rrf", "params": {"normalization": "tmm"}}, "unknown fusion parameter"),  # rrf: none
         ({"name": "bad name"}, "invalid recipe name"),
     ]
     for change, says in bad:

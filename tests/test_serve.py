@@ -91,15 +91,16 @@ def test_filters_version_and_encoder_choice(client: TestClient, col: Collection)
     assert by_encoder.json()["version"] == "bm25"
 
 
-def test_hybrid_is_rrf_of_both_versions(client: TestClient, col: Collection) -> None:
-    from embedscope.search.fusion import Run, rrf
+def test_hybrid_is_the_default_fusion_of_both_versions(client: TestClient, col: Collection) -> None:
+    from embedscope.search.fusion import Run, convex
 
     q = "war and ships at sea"
     runs = []
     for v in ("bm25", "minilm"):
         hits = col.search(q, k=100, version=v, collapse=False)
         runs.append(Run([h.id for h in hits], np.array([h.score for h in hits])))
-    expected = rrf(runs, [0.5, 0.5], k=60)[0][:8]
+    # the default recipe: z-score-normalised scores, equal weights, 100 candidates per part
+    expected = convex(runs, [0.5, 0.5], normalization="zscore")[0][:8]
     resp = client.get(f"{B}/search", params={"query": q, "k": 8, "encoder": "hybrid"})
     assert ids(resp) == expected == [h.id for h in col.search(q, k=8, version="hybrid", collapse=False)]
     assert resp.json()["version"] == "hybrid" and resp.json()["encoder"] == "hybrid(bm25+minilm)"

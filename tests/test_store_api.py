@@ -175,8 +175,8 @@ def test_wrong_dimension_is_a_clear_error(books_300: Collection) -> None:
         books_300.search_vectors(np.ones((1, 128), dtype=np.float32))
 
 
-def test_hybrid_is_rrf_of_its_two_versions(store_home, books_frame: pd.DataFrame) -> None:
-    from embedscope.search.fusion import Run, rrf
+def test_hybrid_is_the_default_fusion_of_its_two_versions(store_home, books_frame: pd.DataFrame) -> None:
+    from embedscope.search.fusion import Run, convex
 
     col = Collection.create("hy")
     col.ingest(books_frame.head(80), id_field="isbn13", template="{title}. {description}", metadata=["title"])
@@ -189,7 +189,7 @@ def test_hybrid_is_rrf_of_its_two_versions(store_home, books_frame: pd.DataFrame
     for name in ("bm25", "minilm"):
         part = col.search(query, k=80, version=name, collapse=False)
         runs.append(Run([h.id for h in part], np.array([h.score for h in part])))
-    assert [h.id for h in hits] == rrf(runs, [0.5, 0.5])[0][:5]
+    assert [h.id for h in hits] == convex(runs, [0.5, 0.5], normalization="zscore")[0][:5]
 
 
 def test_deleted_items_never_fill_result_slots(store_home, books_frame: pd.DataFrame) -> None:

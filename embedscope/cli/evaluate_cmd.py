@@ -86,6 +86,24 @@ def metrics_table(report: Any, title: str | None = None) -> Table:
     return table
 
 
+def comparison_table(result: dict[str, Any], title: str) -> Table:
+    """A `compare_runs` result as a table: A, B, B - A, per-query win/tie/loss and both p-values."""
+    table = Table(title=title)
+    for col in ("metric", "A", "B", "B - A", "win/tie/loss", "p (t-test)", "p (randomisation)"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for row in result["metrics"]:
+        table.add_row(
+            row["metric"],
+            _fmt(row["a"], 4),
+            _fmt(row["b"], 4),
+            f"{row['diff']:+.4f}",
+            f"{row['wins']}/{row['ties']}/{row['losses']}",
+            _fmt(row.get("p_t"), 4),
+            _fmt(row.get("p_rand"), 4),
+        )
+    return table
+
+
 @app.command()
 def evaluate(
     dataset: Annotated[
@@ -114,7 +132,8 @@ def evaluate(
 ) -> None:
     """Retrieval quality of encoders on a BEIR data set: nDCG@10, Recall@100, MRR@10, MAP@100
     (trec_eval), fit time, throughput, index size, query latency. Corpus vectors are cached in the
-    collection beir-<dataset>, so a rerun encodes nothing."""
+    collection beir-<dataset>, so a rerun encodes nothing. A fused run (hybrid) is also compared with
+    the best single encoder per query: wins/ties/losses, paired t-test and randomisation test."""
     from embedscope.evaluate.ir import dataset_name, evaluate_beir, parse_encoder_params, write_outputs
 
     params = parse_encoder_params(param)
@@ -138,6 +157,12 @@ def evaluate(
         )
     for part, gain in data.get("hybrid_gain_ndcg10", {}).items():
         console.print(f"hybrid vs {part}: nDCG@10 {gain:+.4f}")
+    for cmp in report.comparisons:
+        title = (
+            f"A = {cmp['baseline']} (best single encoder) vs B = {cmp['fused']}: "
+            f"per query over {cmp['queries']} judged queries"
+        )
+        console.print(comparison_table(cmp, title))
     console.print(
         f"{report.seconds:.1f} s; metrics: {paths['metrics']}, runs: {paths['runs']}/, "
         f"chart: {paths['chart']}"
@@ -163,20 +188,9 @@ def compare_runs_cmd(
     if as_json:
         print_json(result)
         return
-    table = Table(title=f"B = {run_b.name} vs A = {run_a.name} ({result['queries']} judged queries)")
-    for col in ("metric", "A", "B", "B - A", "win/tie/loss", "p (t-test)", "p (randomisation)"):
-        table.add_column(col, justify="left" if col == "metric" else "right")
-    for row in result["metrics"]:
-        table.add_row(
-            row["metric"],
-            _fmt(row["a"], 4),
-            _fmt(row["b"], 4),
-            f"{row['diff']:+.4f}",
-            f"{row['wins']}/{row['ties']}/{row['losses']}",
-            _fmt(row.get("p_t"), 4),
-            _fmt(row.get("p_rand"), 4),
-        )
-    console.print(table)
+    console.print(
+        comparison_table(result, f"B = {run_b.name} vs A = {run_a.name} ({result['queries']} judged queries)")
+    )
     if result["answered_a"] < result["queries"] or result["answered_b"] < result["queries"]:
         console.print(
             f"[yellow]note:[/] judged queries answered: A {result['answered_a']}, B {result['answered_b']} "

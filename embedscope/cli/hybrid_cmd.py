@@ -10,6 +10,7 @@ from rich.table import Table
 
 from embedscope.cli.app import app, console, fail, print_json
 from embedscope.cli.core import CollectionArg, JsonOpt, _open
+from embedscope.search.recipe import DEFAULT_FUSION
 
 if TYPE_CHECKING:
     from embedscope.search.recipe import Recipe
@@ -33,8 +34,12 @@ def create(
     ] = "hybrid",
     fusion: Annotated[
         str,
-        typer.Option("--fusion", help="rrf (reciprocal rank fusion) or convex (weighted normalised scores)."),
-    ] = "rrf",
+        typer.Option(
+            "--fusion",
+            help="convex (weighted normalised scores; default: z-score, equal weights) or rrf "
+            "(reciprocal rank fusion).",
+        ),
+    ] = DEFAULT_FUSION,
     weight: Annotated[
         float | None,
         typer.Option(

@@ -66,7 +66,9 @@ class BM25Encoder(Encoder):
         "delta": 0.5,  # only used by bm25l / bm25+
         "method": "lucene",  # lucene | robertson | atire | bm25l | bm25+
         "stopwords": "en",  # "en" | null | list of words
-        "stemmer": None,  # null or a PyStemmer language, e.g. "english"
+        # Porter stemming, as in Lucene's EnglishAnalyzer and Anserini's BEIR BM25 baselines: on
+        # SciFact test nDCG@10 0.662 -> 0.685, Recall@100 0.876 -> 0.919 (docs/evaluation.md)
+        "stemmer": "porter",  # null or a PyStemmer algorithm: "porter", "english" (Porter2), ...
     }
     requires_fit: ClassVar[bool] = True
     sparse: ClassVar[bool] = True

@@ -188,6 +188,25 @@ def compare_runs(
     }
 
 
+def compare_with_best_single(
+    qrels: Qrels, results: Sequence[EncoderResult], *, resamples: int = 10_000
+) -> list[dict[str, Any]]:
+    """Each fused result (e.g. hybrid) against the best single encoder by nDCG@10: per-query
+    wins/ties/losses and the paired t-test and randomisation test of `compare_runs` (A = the single
+    encoder, B = the fused run). A mean gain alone can hide a fusion that helps a few queries a lot and
+    hurts many a little; the per-query view and the p-value show whether the gain is more than noise."""
+    singles = [r for r in results if r.encoder not in FUSED]
+    fused = [r for r in results if r.encoder in FUSED]
+    if not singles or not fused:
+        return []
+    best = max(singles, key=lambda r: r.metrics["nDCG@10"])
+    out = []
+    for r in fused:
+        cmp = compare_runs(qrels, best.run, r.run, resamples=resamples)
+        out.append({"fused": r.encoder, "baseline": best.encoder, **cmp})
+    return out
+
+
 # --- BEIR evaluation ------------------------------------------------------------------------------
 @dataclass
 class EncoderResult:
@@ -222,6 +241,8 @@ class EvalReport:
     results: list[EncoderResult]
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: each fused run against the best single encoder, per query (see `compare_with_best_single`)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
 
     def result(self, encoder: str) -> EncoderResult:
         return next(r for r in self.results if r.encoder == encoder)
@@ -447,6 +468,7 @@ def evaluate_beir(
                 run=run,
             )
     order = names + [n for n in needed if n not in names]
+    ordered = [results[n] for n in order]
     return EvalReport(
         dataset=dname,
         split=split,
@@ -455,9 +477,10 @@ def evaluate_beir(
         queries=len(queries),
         k=k,
         warnings=list(ds.warnings),
-        results=[results[n] for n in order],
+        results=ordered,
         seconds=round(time.perf_counter() - started, 1),
         notes=notes,
+        comparisons=compare_with_best_single(ds.qrels, ordered),
     )
 
 

@@ -106,7 +106,7 @@ def convex(
     runs: Sequence[Run],
     weights: Sequence[float],
     *,
-    normalization: str = "minmax",
+    normalization: str = "zscore",
     missing: str = "cutoff",
 ) -> tuple[list[str], np.ndarray]:
     """Convex combination of normalised scores (see the module docstring for `missing`)."""
@@ -159,7 +159,8 @@ FUSIONS: dict[str, FusionMethod] = {
     "convex": FusionMethod(
         convex,
         {
-            "normalization": ("minmax", _one_of(list(NORMALIZERS))),
+            # z-score: the best measured on SciFact and the books vibe set (docs/evaluation.md)
+            "normalization": ("zscore", _one_of(list(NORMALIZERS))),
             "missing": ("cutoff", _one_of(["cutoff", "zero"])),
         },
         "convex combination of normalised scores: sum of w * norm(score)",
