@@ -308,8 +308,30 @@ class Collection:
             )
         return name
 
-    def activate(self, version: str) -> None:
-        self.store.activate_version(version)
+    @property
+    def default_search(self) -> str:
+        """What a search with no version answers with: a recipe made the default by `activate`
+        (e.g. `hybrid`), else the active version. The active version stays a stored version, since
+        more-like-this, recommendations and projections need vectors of their own."""
+        name = self.store.get_setting("default_search")
+        if name and name in self.recipes():
+            return name
+        return self.active_version
+
+    def activate(self, name: str) -> None:
+        """Make a version, or a search recipe, what searches use by default."""
+        if name in {v.name for v in self.versions()}:
+            self.store.activate_version(name)
+            self.store.set_setting("default_search", None)
+        elif name in self.recipes():
+            self.store.set_setting("default_search", name)
+        else:
+            versions = ", ".join(v.name for v in self.versions()) or "none"
+            recipes = ", ".join(self.recipes()) or "none"
+            raise NotFoundError(
+                f"collection '{self.name}' has no version or recipe '{name}' "
+                f"(versions: {versions}; recipes: {recipes})"
+            )
 
     def delete_version(self, version: str) -> None:
         self.store.delete_version(version)
@@ -602,6 +624,7 @@ class Collection:
             "text": self.store.get_setting("text_spec"),
             "metadata_fields": {c: str(frame[c].dtype) for c in frame.columns},
             "active_version": active,
+            "default_search": self.default_search if active else None,
             "versions": versions,
             "recipes": [{**r.to_dict(), "stored": n in stored} for n, r in self.recipes().items()],
         }

@@ -93,22 +93,22 @@ def run_demo(data: str | None, collection: str, encoder: str, limit: int | None)
         f"version [bold]{info.name}[/]: {info.stats['encoded']} encoded, {info.stats['reused']} reused "
         f"(dim {info.dim}, {info.index['kind']} index)"
     )
-    # `embed hybrid` stores the recipe `hybrid` (BM25 + MiniLM, the default fusion): search it
-    using = HYBRID if encoder == HYBRID else None
-    if using:
-        console.print(f"searching the recipe [bold]{col.recipes()[HYBRID].label()}[/]")
+    # `embed hybrid` stores the recipe `hybrid` (BM25 + MiniLM, the default fusion, the best measured
+    # on the books' vibe set: docs/evaluation.md): make it what searches (and `serve`) use by default
+    if encoder == HYBRID:
+        col.activate(HYBRID)
+        console.print(f"searches use the recipe [bold]{col.recipes()[HYBRID].label()}[/] by default")
     for q in queries:
-        print_hits(col.search(q, k=5, version=using), f"{q!r}", col.display_fields())
+        print_hits(col.search(q, k=5), f"{q!r}", col.display_fields())
     # name the command as this user can run it: plain `embedscope` only if it is on PATH
     exe = "embedscope"
     if not shutil.which("embedscope") and sys.argv[0].endswith("embedscope"):
         exe = sys.argv[0]
     where = '--where "published_year >= 2000"' if "published_year" in spec["metadata"] else ""
-    version = f" --version {using}" if using else ""
     console.print(
         "\nThe collection is stored; try:\n"
-        f'  {exe} search {collection} "{queries[0]}" -k 10{version}\n'
-        f'  {exe} search {collection} "{queries[1]}" {where}{version}\n'
+        f'  {exe} search {collection} "{queries[0]}" -k 10\n'
+        f'  {exe} search {collection} "{queries[1]}" {where}\n'
         f"  {exe} similar {collection} {col.search(queries[0], k=1)[0].id}\n"
         f"  {exe} info {collection}\n"
         f"  {exe} serve {collection}   # web page at http://127.0.0.1:8000/"

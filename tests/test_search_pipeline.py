@@ -162,3 +162,44 @@ def test_repeated_works_are_collapsed_without_losing_results(
     assert [h["id"] for h in body["hits"]] == [h.id for h in hits]
     # the page draws what the API shows: one look for every hit
     assert body["hits"][0]["subtitle"] and body["hits"][0]["year"] and body["hits"][0]["tags"]
+
+
+@pytest.mark.slow
+def test_a_recipe_activated_is_the_default_search(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`activate books hybrid` makes the recipe what a search without a version answers with (API,
+    CLI, HTTP); the active version stays the stored one; activating a version, or deleting the
+    recipe, goes back to the version."""
+    import shutil
+
+    from embedscope.errors import NotFoundError
+    from embedscope.serve import create_app
+
+    copy = tmp_path / "home"
+    shutil.copytree(root, copy)
+    col = Collection.open("books", copy)
+    q = "a detective solves a murder in a small village"
+    dense = [h.id for h in col.search(q, 8, version="minilm")]
+    fused = [h.id for h in col.search(q, 8, version="convex")]
+    assert dense != fused  # else the test could not tell them apart
+    assert [h.id for h in col.search(q, 8)] == dense
+
+    col.activate("convex")
+    assert col.default_search == "convex" and col.active_version == "minilm"
+    assert [h.id for h in col.search(q, 8)] == fused
+    assert col.info()["default_search"] == "convex"
+    cli = _cli(copy, monkeypatch, "search", "books", q, "-k", "8", "--json")
+    assert [h["id"] for h in cli] == fused
+    http = TestClient(create_app(["books"], root=copy)).get(
+        "/api/collections/books/search", params={"query": q, "k": 8}
+    )
+    assert http.status_code == 200 and [h["id"] for h in http.json()["hits"]] == fused
+
+    col.activate("minilm")
+    assert col.default_search == "minilm" and [h.id for h in col.search(q, 8)] == dense
+    col.activate("convex")
+    col.delete_recipe("convex")
+    assert col.default_search == "minilm"
+    with pytest.raises(NotFoundError, match="no version or recipe 'nope'"):
+        col.activate("nope")

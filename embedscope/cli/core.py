@@ -287,6 +287,10 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
             state.strip(),
         )
     console.print(table)
+    for r in data["recipes"]:
+        console.print(f"recipe [bold]{r['name']}[/]: {' + '.join(r['parts'])}, {r['fusion']}")
+    if data.get("default_search"):
+        console.print(f"searches use [bold]{data['default_search']}[/] by default")
 
 
 @app.command()
@@ -329,11 +333,16 @@ def collections(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def activate(
-    collection: CollectionArg, version: Annotated[str, typer.Argument(help="Version to activate.")]
+    collection: CollectionArg,
+    version: Annotated[str, typer.Argument(help="Version or search recipe (e.g. hybrid) to activate.")],
 ) -> None:
-    """Make an embedding version the one searches use by default."""
-    _open(collection).activate(version)
-    console.print(f"{collection}: active version is now [bold]{version}[/]")
+    """Make an embedding version, or a search recipe such as `hybrid`, what searches use by default.
+
+    Activating a recipe leaves the active version as it is: more-like-this, recommendations and
+    projections keep using that version's vectors."""
+    col = _open(collection)
+    col.activate(version)
+    console.print(f"{collection}: searches now use [bold]{col.default_search}[/] by default")
 
 
 @app.command("delete-version")

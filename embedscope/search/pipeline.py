@@ -120,7 +120,8 @@ class SearchPipeline:
 
     # --- what answers --------------------------------------------------------------------------------
     def plan(self, using: str | recipes.Recipe | LoadedVersion | None = None) -> Plan:
-        """A version name, a recipe name (or a Recipe), a loaded version, or None for the active version."""
+        """A version name, a recipe name (or a Recipe), a loaded version, or None for the default search
+        (`Collection.default_search`: the active version unless `activate` chose a recipe)."""
         from embedscope.api import LoadedVersion
 
         if isinstance(using, LoadedVersion):
@@ -129,7 +130,9 @@ class SearchPipeline:
             return self._recipe_plan(using)
         with self.lock:
             coll = self.collection
-            if using is None or using in {v.name for v in coll.versions()}:
+            if using is None:
+                using = coll.default_search  # the active version, or a recipe made the default
+            if using in {v.name for v in coll.versions()}:
                 return self._single(coll.load_version(using))
             recipe = coll.recipes().get(using)
             if recipe is None:

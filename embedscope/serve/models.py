@@ -201,6 +201,9 @@ class CollectionInfo(BaseModel):
     text: dict[str, Any] | None
     metadata_fields: dict[str, str]
     active_version: str | None
+    default_search: str | None = Field(
+        None, description="what a search with no version uses: the active version or a recipe (e.g. hybrid)"
+    )
     versions: list[VersionOut]
     recipes: list[RecipeOut] = Field([], description="search recipes: search them by name like a version")
     display: Display

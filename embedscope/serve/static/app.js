@@ -75,7 +75,7 @@ async function loadInfo(name) {
     opts.push({ value: r.name, label: r.name, hint: `${r.parts.join(" + ")}, ${r.fusion}` });
   }
   if (opts.length > 1) opts.push({ value: COMPARE, label: "side by side", hint: "" });
-  const current = state().get("v") || info.active_version || (opts[0] && opts[0].value);
+  const current = state().get("v") || info.default_search || info.active_version || (opts[0] && opts[0].value);
   $("#mode-options").replaceChildren(
     ...opts.map((o) =>
       el("label", {},
