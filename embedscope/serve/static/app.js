@@ -81,18 +81,23 @@ async function loadCollections() {
   return name;
 }
 
+// the banner: which experiment the default search serves ({name, method}, or null for none)
+function showExperiment(exp) {
+  const banner = $("#experiment-banner");
+  banner.hidden = !exp;
+  if (exp) {
+    banner.replaceChildren("Experiment ", el("strong", {}, exp.name), ` (${exp.method}) is running: ` +
+      "the default search shows its results, and opening a result counts as a click.");
+  }
+}
+
 async function loadInfo(name) {
   const c = encodeURIComponent(name);
   const [collection, experiments] = await Promise.all([
     api(`/api/collections/${c}`), api(`/api/collections/${c}/experiments`).catch(() => [])]);
   info = collection;
   experiment = experiments.find((e) => e.status === "running") || null;
-  const banner = $("#experiment-banner");
-  banner.hidden = !experiment;
-  if (experiment) {
-    banner.replaceChildren("Experiment ", el("strong", {}, experiment.name), ` (${experiment.method}) is running: ` +
-      "the default search shows its results, and opening a result counts as a click.");
-  }
+  showExperiment(experiment);
   const versions = info.versions;
   const opts = versions.map((v) => ({
     value: v.name,
@@ -239,6 +244,7 @@ async function run() {
         { query: q, k: 12, where, version: v || undefined, session: v ? undefined : sessionId() });
       if (my !== seq) return;
       draw(res.hits, res.experiment);
+      if (!v) showExperiment(res.experiment); // started or stopped since the page loaded
       status(summary(res, t0) + (res.experiment ? ` · experiment ${res.experiment.name}` : ""));
     }
   } catch (err) {
