@@ -1,11 +1,13 @@
 """Per-encoder cost on books.csv (title + description): fit time, encode throughput, vector bytes.
 
-    python bench/bench_encoders.py [--encoders bm25,tfidf,...] [--limit N]
-Prints a table and writes bench/results/encoders.json. The slow learners are subsampled so a run
-stays under ~5 minutes on 2 cores: minilm encodes a 500-book sample (throughput extrapolated),
-torch_word2vec trains on 1,500 books. Model loading is excluded from encode time (one warm-up
-call). `static` is timed from its on-disk cache; the one-off
-distillation (minutes) is reported separately when the cache is cold.
+    python bench/bench_encoders.py [--encoders bm25,tfidf,...] [--limit N] [--out NAME]
+    python bench/bench_encoders.py --encoders static --out encoders-static   # static speed only
+Prints a table and writes bench/results/encoders.json (or NAME.json). The slow learners are
+subsampled so a run stays under ~5 minutes on 2 cores: minilm encodes a 500-book sample
+(throughput extrapolated), torch_word2vec trains on 1,500 books. Model loading is excluded from
+encode time (one warm-up call). `static` is timed from its on-disk cache; the one-off
+distillation (minutes) is reported separately when the cache is cold; its fit_s is counting the
+collection's tokens for the SIF weights.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--encoders", default=DEFAULT)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--out", default="encoders", help="results file name (bench/results/OUT.json)")
     args = ap.parse_args()
     if not BOOKS.exists():
         raise SystemExit(f"books.csv not found at {BOOKS}")
@@ -102,7 +105,7 @@ def main() -> None:
         "sampling": {k: {"fit": v[0], "encode": v[1]} for k, v in SAMPLE.items()},
         "results": rows,
     }
-    (RESULTS / "encoders.json").write_text(json.dumps(out, indent=2))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

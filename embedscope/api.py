@@ -29,6 +29,8 @@ import scipy.sparse as sp
 from embedscope.display import DisplayFields
 from embedscope.encoders.base import Encoder
 from embedscope.encoders.registry import create_encoder
+from embedscope.engines import create_engine
+from embedscope.engines.base import ProgressFn
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
 from embedscope.index import VectorIndex, create_index
@@ -37,11 +39,11 @@ from embedscope.search.base import Hit
 from embedscope.search.pipeline import SearchPipeline
 from embedscope.search.rerank import WorkKey, work_key
 from embedscope.sources import TextSpec, load_items
+from embedscope.store import locate
 from embedscope.store.base import Item, Store, VersionData, VersionInfo, fingerprint
-from embedscope.store.embedded import EmbeddedStore, now
+from embedscope.store.embedded import now
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-ProgressFn = Callable[[int, int], None]
 HYBRID = _recipe.HYBRID  # `embed("hybrid")`: embeds a sparse and a dense version and a recipe fusing them
 
 
@@ -102,21 +104,30 @@ class Collection:
 
     # --- opening ----------------------------------------------------------------------------------
     @classmethod
-    def create(cls, name: str, root: str | Path | None = None, *, exist_ok: bool = True) -> Collection:
+    def create(
+        cls,
+        name: str,
+        root: str | Path | None = None,
+        *,
+        exist_ok: bool = True,
+        store: str | None = None,
+    ) -> Collection:
+        """Create (or open) a collection. `store` is a PostgreSQL URL for the PostgreSQL + pgvector
+        store; without it, $EMBEDSCOPE_STORE decides, else the embedded store (store/locate.py)."""
         _check_name(name)
         path = Path(root or default_root()) / name
-        if path.exists() and not exist_ok:
+        if locate.exists(path) and not exist_ok:
             raise EmbedscopeError(f"collection '{name}' already exists at {path}")
-        return cls(name, EmbeddedStore(path, create=True))
+        return cls(name, locate.open_store(path, create=True, url=store))
 
     @classmethod
     def open(cls, name: str, root: str | Path | None = None) -> Collection:
         _check_name(name)
-        path = Path(root or default_root()) / name
-        if not (path / EmbeddedStore.DB).exists():
+        try:
+            return cls(name, locate.open_store(Path(root or default_root()) / name))
+        except NotFoundError:
             known = ", ".join(cls.list(root)) or "none"
-            raise NotFoundError(f"collection '{name}' does not exist (collections: {known})")
-        return cls(name, EmbeddedStore(path))
+            raise NotFoundError(f"collection '{name}' does not exist (collections: {known})") from None
 
     @classmethod
     def create_from(
@@ -126,9 +137,11 @@ class Collection:
         root: str | Path | None = None,
         *,
         default_index: str | None = None,
+        store: str | None = None,
         **ingest_args: Any,
     ) -> tuple[Collection, dict[str, int]]:
-        """Ingest into `name`, creating it if needed (what `embedscope ingest -c NAME` does).
+        """Ingest into `name`, creating it if needed (what `embedscope ingest -c NAME` does), in the
+        store `create` picks (`store`: a PostgreSQL URL).
 
         The input is read and validated before a new collection is created, and a new collection
         whose first write fails anyway (a full disk) is removed again: a failed ingest never leaves
@@ -136,17 +149,18 @@ class Collection:
         _check_name(name)
         if default_index is not None:
             _check_index_kind(default_index)
-        if (Path(root or default_root()) / name / EmbeddedStore.DB).exists():
-            col = cls.open(name, root)
+        path = Path(root or default_root()) / name
+        if locate.exists(path):
+            col = cls(name, locate.open_store(path, url=store))  # a contradicting `store` is an error
             if default_index is not None:
                 col.set_default_index(default_index)
             return col, col.ingest(source, **ingest_args)
         replace = ingest_args.pop("replace", False)
         items, spec = load_items(source, **ingest_args)
         try:
-            col = cls.create(name, root)
+            col = cls.create(name, root, store=store)
         except BaseException:  # e.g. no space for the database: remove what was begun
-            shutil.rmtree(Path(root or default_root()) / name, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True)
             raise
         try:
             if default_index is not None:
@@ -161,15 +175,13 @@ class Collection:
         """Remove this collection if it holds nothing (a creation whose first write failed)."""
         if len(self) == 0 and not self.versions():
             path = self.store.path
+            self.store.destroy()
             self.close()
             shutil.rmtree(path, ignore_errors=True)
 
     @staticmethod
     def list(root: str | Path | None = None) -> list[str]:
-        base = Path(root or default_root())
-        if not base.exists():
-            return []
-        return sorted(p.name for p in base.iterdir() if (p / EmbeddedStore.DB).exists())
+        return locate.list_collections(Path(root or default_root()))
 
     def close(self) -> None:
         self.store.close()
@@ -320,21 +332,50 @@ class Collection:
         refit: bool = False,
         activate: bool = False,
         progress: ProgressFn | None = None,
+        engine: str = "local",
+        address: str | None = None,
     ) -> VersionInfo:
         """Encode the collection into the embedding version `version` (default: the encoder name).
 
         If the version exists with the same encoder configuration, only new and changed items are
         encoded (the fitted encoder is reused unless `refit`); deleted items are dropped. The
         collection's writer lock is held throughout: a second writer waits briefly, then gets
-        ConflictError "busy", rather than both encoding and the last one silently winning."""
+        ConflictError "busy", rather than both encoding and the last one silently winning.
+        `engine="ray"` encodes on a Ray cluster (`address`, else a local Ray); everything else,
+        the incremental choice and the write through the store included, is the same."""
         if encoder == HYBRID:
-            return self._embed_hybrid(params, batch_size=batch_size, refit=refit, progress=progress)
+            return self._embed_hybrid(
+                params,
+                batch_size=batch_size,
+                refit=refit,
+                progress=progress,
+                engine=engine,
+                address=address,
+            )
         version = _check_name(version or encoder, "version")
         enc = create_encoder(encoder, params)
+        runner = create_engine(engine, address=address)
+        runner.check(enc)
         items = list(self.store.iter_items())
         if not items:
             raise EmbedscopeError(f"collection '{self.name}' is empty; ingest items first")
         old = {v.name: v for v in self.versions()}.get(version)
+        kind = (
+            index
+            or (old.index["kind"] if old else None)
+            or self.store.get_setting("default_index")
+            or ("exact" if enc.sparse else "hnsw")
+        )
+        if kind == "hnsw" and enc.sparse:
+            raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
+        idx = self.store.new_index(
+            kind, index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})
+        )
+        if idx.params.get("dtype") == "i8" and enc.metric != "cosine":
+            raise EmbedscopeError(
+                f"hnsw dtype i8 normalises vectors: it suits cosine encoders, not '{encoder}' "
+                f"({enc.metric}); use dtype f16 or f32"
+            )
         old_rows: dict[str, int] = {}
         started = time.perf_counter()
         if old is not None and old.encoder == enc.config() and not refit:
@@ -350,7 +391,11 @@ class Collection:
             enc.fit([i.text for i in items])
         fit_s = time.perf_counter() - started
         todo = [i for i in items if i.id not in old_rows]
-        new_vectors = self._encode(enc, [i.text for i in todo], batch_size, progress) if todo else None
+        new_vectors = (
+            runner.encode(enc, [i.text for i in todo], batch_size=batch_size, progress=progress)
+            if todo
+            else None
+        )
         row_ids = [i.id for i in items]
         if old_rows:
             # assemble rows in item order: reused rows from the old matrix, the rest freshly encoded
@@ -362,18 +407,6 @@ class Collection:
         else:
             vectors = new_vectors
         encode_s = time.perf_counter() - started - fit_s
-        kind = (
-            index
-            or (old.index["kind"] if old else None)
-            or self.store.get_setting("default_index")
-            or ("exact" if enc.sparse else "hnsw")
-        )
-        if kind == "hnsw" and sp.issparse(vectors):
-            raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
-        idx = create_index(
-            kind,
-            **(index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})),
-        )
         t0 = time.perf_counter()
         idx.build(vectors)
         index_s = time.perf_counter() - t0
@@ -404,6 +437,7 @@ class Collection:
                 "index_seconds": round(index_s, 3),
                 "vector_bytes": int(nbytes),
                 "index_bytes": int(idx.nbytes()),
+                **({"engine": runner.stats} if todo else {}),
             },
         )
         self.store.write_version(
@@ -418,7 +452,9 @@ class Collection:
         """The `embed --encoder hybrid` shortcut: embed a sparse and a dense version (named after their
         encoders) and store the recipe `hybrid` fusing them (see embedscope.search.recipe)."""
         plan = _recipe.hybrid_shortcut(params)
-        self.embed(plan.sparse, plan.sparse_params, version=plan.sparse, **kwargs)
+        # the sparse half is count-based and fast in-process; only the dense half uses the engine
+        local = {**kwargs, "engine": "local", "address": None}
+        self.embed(plan.sparse, plan.sparse_params, version=plan.sparse, **local)
         dense = self.embed(plan.dense, plan.dense_params, version=plan.dense, **kwargs)
         self.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe)
         return dense
@@ -446,23 +482,6 @@ class Collection:
     @_holding_writer_lock
     def delete_recipe(self, name: str) -> None:
         _recipe.delete_recipe(self, name)
-
-    @staticmethod
-    def _encode(enc: Encoder, texts: list[str], batch_size: int, progress: ProgressFn | None) -> Any:
-        if not texts:
-            return enc.encode([])
-        if enc.sparse:
-            out = enc.encode(texts, batch_size=batch_size)
-            if progress:
-                progress(len(texts), len(texts))
-            return out
-        chunk = max(batch_size * 4, 256)
-        parts = []
-        for start in range(0, len(texts), chunk):
-            parts.append(enc.encode(texts[start : start + chunk], batch_size=batch_size))
-            if progress:
-                progress(min(start + chunk, len(texts)), len(texts))
-        return np.concatenate(parts).astype(np.float32)
 
     def load_version(self, version: str | None = None) -> LoadedVersion:
         """The version's vectors, fitted encoder and index, cached until the version changes."""
@@ -577,6 +596,7 @@ class Collection:
         return {
             "name": self.name,
             "path": str(self.store.path),
+            "store": self.store.location,
             "items": len(self),
             "id_field": self.store.get_setting("id_field"),
             "text": self.store.get_setting("text_spec"),

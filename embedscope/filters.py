@@ -3,7 +3,11 @@
 The expression is parsed with Python's own `ast` (so precedence, quoting and parentheses work as
 people expect) and only a whitelist of nodes is evaluated: comparisons of a field with literals,
 `and`/`or`/`not`, `in [...]`, and `contains`/`startswith` written as `field contains 'x'`. Nothing
-is ever `eval`-ed. Evaluation is vectorised over a pandas frame of metadata.
+is ever `eval`-ed. One walker reads the tree; two emitters give it meaning: a vectorised pandas
+evaluation over a frame of metadata (the embedded store), and parameterised SQL over a JSONB
+column (the PostgreSQL store), where field names and values are always bound parameters, never
+text in the statement. Both follow the same rules: a missing value fails every comparison except
+`!=` and `not in`; a number literal compares the field as a number (numeric strings included).
 
 Every failure is an `EmbedscopeError` in one line (a 400 over HTTP, `error:` in the CLI): a filter is
 at most MAX_CHARS characters and MAX_DEPTH levels deep, because the evaluator and `ast` recurse and an
@@ -14,8 +18,10 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import operator
 import tokenize
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -108,80 +114,198 @@ def _literal(node: ast.AST, *, allow_list: bool = False) -> Any:
     return value
 
 
-def evaluate_filter(expr: str, frame: pd.DataFrame) -> np.ndarray:
-    """Boolean mask over the frame's rows. Unknown fields are an error naming the valid ones."""
-    tree = parse_filter(expr)
-    unknown = fields_in(tree) - set(frame.columns)
+def _check_fields(tree: ast.AST, fields: Collection[str]) -> None:
+    unknown = fields_in(tree) - set(fields)
     if unknown:
         raise EmbedscopeError(
             f"filter uses unknown field(s) {', '.join(sorted(unknown))}; "
-            f"metadata fields: {', '.join(map(str, frame.columns)) or 'none'}"
+            f"metadata fields: {', '.join(map(str, fields)) or 'none'}"
         )
+
+
+def evaluate_filter(expr: str, frame: pd.DataFrame) -> np.ndarray:
+    """Boolean mask over the frame's rows. Unknown fields are an error naming the valid ones."""
+    tree = parse_filter(expr)
+    _check_fields(tree, frame.columns)
     with np.errstate(invalid="ignore"):
-        mask = _eval(tree.body, frame)
+        mask = _walk(tree.body, _PandasEmitter(frame))
     if not isinstance(mask, pd.Series):
         raise EmbedscopeError(f"filter {expr!r} does not compare any field")
     return mask.fillna(False).to_numpy(dtype=bool)
 
 
-def _column(node: ast.AST, frame: pd.DataFrame) -> pd.Series:
+def filter_sql(expr: str, column: str, fields: Collection[str] | None = None) -> tuple[str, list[Any]]:
+    """The filter as a SQL boolean expression over the JSONB `column` (a trusted name from our own
+    code, e.g. "i.metadata"), with `%s` placeholders and their parameters: field names and values
+    are only ever parameters. Never NULL: missing values are decided as `evaluate_filter` decides."""
+    tree = parse_filter(expr)
+    if fields is not None:
+        _check_fields(tree, fields)
+    emitter = _SqlEmitter(column)
+    return _walk(tree.body, emitter), emitter.params
+
+
+_FLIPPED = {ast.Lt: ast.Gt, ast.LtE: ast.GtE, ast.Gt: ast.Lt, ast.GtE: ast.LtE}
+
+
+def _field(node: ast.AST) -> str:
     if isinstance(node, ast.Name):
-        return frame[node.id]
+        return node.id
     raise EmbedscopeError(f"filter: expected a field name, got {ast.unparse(node)!r}")
 
 
-def _compare(col: pd.Series, op: type, value: Any) -> pd.Series:
+def _check_value(field: str, op: type, value: Any) -> None:
     if op in (ast.In, ast.NotIn):
         if not isinstance(value, list | tuple | set):
             raise EmbedscopeError("filter: `in` needs a list, e.g. genre in ['Fiction', 'Poetry']")
-        try:
-            out = col.isin(list(value))
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise EmbedscopeError(f"filter: cannot compare field '{col.name}' with {value!r}") from exc
-        return ~out if op is ast.NotIn else out
+        return
     if op not in _CMP:
         raise EmbedscopeError(f"filter: operator {op.__name__} is not supported")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        col = pd.to_numeric(col, errors="coerce")
-    try:
-        return _CMP[op](col, value)
-    except (TypeError, ValueError, OverflowError, ArithmeticError) as exc:
-        # pyarrow-backed columns raise ArrowTypeError etc., subclasses of these builtins
-        raise EmbedscopeError(f"filter: cannot compare field '{col.name}' with {value!r}") from exc
+    scalar = str | int | float if op not in (ast.Eq, ast.NotEq) else str | int | float | bool | None
+    if not isinstance(value, scalar) or (op not in (ast.Eq, ast.NotEq) and isinstance(value, bool)):
+        raise EmbedscopeError(f"filter: cannot compare field '{field}' with {value!r}")
 
 
-def _eval(node: ast.AST, frame: pd.DataFrame) -> Any:
+def _walk(node: ast.AST, emit: Any) -> Any:
+    """Check the tree against the whitelist and build the emitter's expression for it."""
     if isinstance(node, ast.BoolOp):
-        parts = [_eval(v, frame) for v in node.values]
-        out = parts[0]
-        for p in parts[1:]:
-            out = (out & p) if isinstance(node.op, ast.And) else (out | p)
-        return out
+        parts = [_walk(v, emit) for v in node.values]
+        return emit.and_(parts) if isinstance(node.op, ast.And) else emit.or_(parts)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-        return ~_eval(node.operand, frame).fillna(False).astype(bool)
+        return emit.not_(_walk(node.operand, emit))
     if isinstance(node, ast.Compare):
-        left, result = node.left, None
+        left, parts = node.left, []
         for op, right in zip(node.ops, node.comparators, strict=True):
             in_list = isinstance(op, ast.In | ast.NotIn)
             if isinstance(left, ast.Name):
-                part = _compare(_column(left, frame), type(op), _literal(right, allow_list=in_list))
+                field, kind, value = left.id, type(op), _literal(right, allow_list=in_list)
             elif isinstance(right, ast.Name):  # 2000 <= year
-                flipped = {ast.Lt: ast.Gt, ast.LtE: ast.GtE, ast.Gt: ast.Lt, ast.GtE: ast.LtE}
-                part = _compare(_column(right, frame), flipped.get(type(op), type(op)), _literal(left))
+                field, kind, value = right.id, _FLIPPED.get(type(op), type(op)), _literal(left)
             else:
                 raise EmbedscopeError(f"filter: {ast.unparse(node)!r} compares no field")
-            result = part if result is None else (result & part)
+            _check_value(field, kind, value)
+            parts.append(emit.compare(field, kind, value))
             left = right
-        return result
+        return parts[0] if len(parts) == 1 else emit.and_(parts)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
         # `field @ 'contains' @ 'value'`, produced by _rewrite
         inner = node.left
         if isinstance(inner, ast.BinOp) and isinstance(inner.op, ast.MatMult):
-            col = _column(inner.left, frame).astype("string")
-            word, value = _literal(inner.right), str(_literal(node.right))
+            field, word, value = _field(inner.left), _literal(inner.right), str(_literal(node.right))
             if word not in _WORD_OPS:  # a user's own `a @ 'x' @ 'y'`, not one of ours
                 raise EmbedscopeError(f"filter: unsupported expression {ast.unparse(node)!r}")
-            if word == "contains":
-                return col.str.contains(value, case=False, regex=False)
-            return col.str.lower().str.startswith(value.lower())
+            return emit.contains(field, value) if word == "contains" else emit.startswith(field, value)
     raise EmbedscopeError(f"filter: unsupported expression {ast.unparse(node)!r}")
+
+
+class _PandasEmitter:
+    """Vectorised evaluation over a metadata frame: each node becomes a boolean Series."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+
+    def and_(self, parts: list[pd.Series]) -> pd.Series:
+        out = parts[0]
+        for p in parts[1:]:
+            out = out & p
+        return out
+
+    def or_(self, parts: list[pd.Series]) -> pd.Series:
+        out = parts[0]
+        for p in parts[1:]:
+            out = out | p
+        return out
+
+    def not_(self, part: pd.Series) -> pd.Series:
+        return ~part.fillna(False).astype(bool)
+
+    def compare(self, field: str, op: type, value: Any) -> pd.Series:
+        col = self.frame[field]
+        try:
+            if op in (ast.In, ast.NotIn):
+                out = col.isin(list(value))
+                return ~out if op is ast.NotIn else out
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                col = pd.to_numeric(col, errors="coerce")
+            return _CMP[op](col, value)
+        except (TypeError, ValueError, OverflowError, ArithmeticError) as exc:
+            # pyarrow-backed columns raise ArrowTypeError etc., subclasses of these builtins
+            raise EmbedscopeError(f"filter: cannot compare field '{field}' with {value!r}") from exc
+
+    def contains(self, field: str, value: str) -> pd.Series:
+        return self.frame[field].astype("string").str.contains(value, case=False, regex=False)
+
+    def startswith(self, field: str, value: str) -> pd.Series:
+        return self.frame[field].astype("string").str.lower().str.startswith(value.lower())
+
+
+# what pandas.to_numeric accepts in a string (plus inf); anything else is not a number
+_NUMERIC_TEXT = r"^\s*[-+]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|inf|infinity)\s*$"
+_SQL_OPS = {ast.Eq: "=", ast.NotEq: "=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+
+
+class _SqlEmitter:
+    """SQL over a JSONB column; every placeholder's value is appended to `params` in order."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+        self.params: list[Any] = []
+
+    def _value(self, field: str) -> str:
+        self.params.append(field)
+        return f"({self.column} -> %s)"
+
+    def _text(self, field: str) -> str:
+        self.params.append(field)
+        return f"({self.column} ->> %s)"
+
+    def _number(self, field: str) -> str:
+        # booleans count as 1/0 and numeric strings as numbers, as pandas.to_numeric decides
+        kind = f"jsonb_typeof({self._value(field)})"
+        as_bool = f"{self._text(field)}::boolean::int::float8"
+        text = self._text(field)
+        self.params.append(_NUMERIC_TEXT)
+        as_number = f"{self._text(field)}::float8"
+        return f"(CASE WHEN {kind} = 'boolean' THEN {as_bool} WHEN {text} ~* %s THEN {as_number} END)"
+
+    def and_(self, parts: list[str]) -> str:
+        return "(" + " AND ".join(parts) + ")"
+
+    def or_(self, parts: list[str]) -> str:
+        return "(" + " OR ".join(parts) + ")"
+
+    def not_(self, part: str) -> str:
+        return f"(NOT {part})"
+
+    def compare(self, field: str, op: type, value: Any) -> str:
+        if op in (ast.In, ast.NotIn):
+            found = f"{self._value(field)} IN (SELECT jsonb_array_elements(%s::jsonb))"
+            self.params.append(json.dumps(list(value), default=str))
+            return f"({'NOT ' if op is ast.NotIn else ''}coalesce({found}, false))"
+        negate = "NOT " if op is ast.NotEq else ""
+        if value is None:  # pandas: nothing equals None
+            return "TRUE" if op is ast.NotEq else "FALSE"
+        if isinstance(value, bool):
+            test = f"{self._value(field)} = %s::jsonb"
+            self.params.append(json.dumps(value))
+        elif isinstance(value, int | float):
+            test = f"{self._number(field)} {_SQL_OPS[op]} %s::float8"
+            self.params.append(float(value))
+        elif op in (ast.Eq, ast.NotEq):
+            test = f"{self._value(field)} = to_jsonb(%s::text)"
+            self.params.append(value)
+        else:  # ordering of strings: code point order, as Python compares them
+            kind = f"jsonb_typeof({self._value(field)})"
+            test = f"CASE WHEN {kind} = 'string' THEN {self._text(field)} COLLATE \"C\" {_SQL_OPS[op]} %s END"
+            self.params.append(value)
+        return f"({negate}coalesce({test}, false))"
+
+    def contains(self, field: str, value: str) -> str:
+        test = f"strpos(lower({self._text(field)}), lower(%s)) > 0"
+        self.params.append(value)
+        return f"coalesce({test}, false)"
+
+    def startswith(self, field: str, value: str) -> str:
+        test = f"starts_with(lower({self._text(field)}), lower(%s))"
+        self.params.append(value)
+        return f"coalesce({test}, false)"

@@ -1,4 +1,6 @@
-"""The CLI as a user meets it: real subprocesses, one-line errors, exit codes, JSON output."""
+"""The CLI as a user meets it: real subprocesses, one-line errors, exit codes, JSON output.
+The tests on `cli_home` run twice: on the embedded store and on a collection ingested with
+`--store postgresql://...` (ids `[postgres]`), which every later command must find by name."""
 
 from __future__ import annotations
 
@@ -25,11 +27,17 @@ def run(args: list[str], home: Path, check: bool = True) -> subprocess.Completed
     return proc
 
 
-@pytest.fixture(scope="module")
-def cli_home(tmp_path_factory: pytest.TempPathFactory, books_frame: pd.DataFrame) -> Path:
+@pytest.fixture(scope="module", params=["embedded", "postgres"])
+def cli_home(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, books_frame: pd.DataFrame
+) -> Path:
     home = tmp_path_factory.mktemp("clihome")
     csv = home / "books.csv"
     books_frame.head(120).to_csv(csv, index=False)
+    store = []
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_server").create_database(f"embedscope_cli_{os.getpid()}")
+        store = ["--store", url]
     run(
         [
             "ingest",
@@ -42,6 +50,7 @@ def cli_home(tmp_path_factory: pytest.TempPathFactory, books_frame: pd.DataFrame
             "{title}. {description}",
             "--metadata",
             "title,authors,published_year",
+            *store,
         ],
         home,
     )
@@ -76,6 +85,9 @@ def test_similar_and_info(cli_home: Path, books_frame: pd.DataFrame) -> None:
     assert len(hits) == 3 and item not in [h["id"] for h in hits]
     info = json.loads(run(["info", "books", "--json"], cli_home).stdout)
     assert info["items"] == 120 and info["active_version"] == "minilm"
+    assert json.loads(run(["collections", "--json"], cli_home).stdout) == ["books"]
+    # a collection made with --store is found by name through its pointer file
+    assert (cli_home / "books" / "store.json").exists() == info["store"].startswith("postgresql://")
     assert info["metadata_fields"]["published_year"].startswith("int")
     assert info["versions"][0]["encoder"]["name"] == "minilm" and info["versions"][0]["dim"] == 384
 
@@ -89,6 +101,8 @@ def test_similar_and_info(cli_home: Path, books_frame: pd.DataFrame) -> None:
         (["embed", "books", "--encoder", "bert9"], "unknown encoder 'bert9'"),
         (["embed", "books", "--param", "nope=1"], "has no parameter 'nope'"),
         (["similar", "books", "0000"], "no item '0000'"),
+        (["ingest", "x.csv", "-c", "books", "--store", "mysql://db"], "not a PostgreSQL URL"),
+        (["embed", "books", "--index-param", "size"], "must look like key=value"),
         # issue 13: deep or ill-typed filters, list-valued and mistyped --param, a missing collection
         (["search", "books", "x", "--where", "published_year > " + "-" * 400 + "1"], "too deeply nested"),
         (["search", "books", "x", "--where", "authors in [[1], {2: 3}]"], "list of plain values"),

@@ -2,7 +2,8 @@
 
 The store's guarantees (embedscope/store/base.py, `Store`): readers never see a half state, one
 version writer at a time (a second one waits, then gets ConflictError "busy"), and garbage
-collection never removes a live writer's work in progress."""
+collection never removes a live writer's work in progress. Every test runs against both stores
+(ids `[embedded]` / `[postgres]`)."""
 
 from __future__ import annotations
 
@@ -95,8 +96,15 @@ def _spawn(script: Path, *args: str) -> subprocess.Popen:
 
 
 @pytest.fixture
-def team(tmp_path: Path, books_frame: pd.DataFrame) -> tuple[Path, Path]:
-    """~1,000 real books embedded with TF-IDF (cheap to refit, so writers are many)."""
+def team(
+    tmp_path: Path, books_frame: pd.DataFrame, store_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Path]:
+    """~1,000 real books embedded with TF-IDF (cheap to refit, so writers are many), in the embedded
+    store or in PostgreSQL (new collections of the worker processes too, by EMBEDSCOPE_STORE)."""
+    if store_url:
+        monkeypatch.setenv("EMBEDSCOPE_STORE", store_url)
+    else:
+        monkeypatch.delenv("EMBEDSCOPE_STORE", raising=False)
     root = tmp_path / "home"
     csv = tmp_path / "books1000.csv"
     books_frame.head(1000).to_csv(csv, index=False)
@@ -107,7 +115,9 @@ def team(tmp_path: Path, books_frame: pd.DataFrame) -> tuple[Path, Path]:
     return root, csv
 
 
-def test_readers_and_writers_hammering_one_collection(tmp_path: Path, team: tuple[Path, Path]) -> None:
+def test_readers_and_writers_hammering_one_collection(
+    tmp_path: Path, team: tuple[Path, Path], no_leftovers
+) -> None:
     """Several hundred operations from six processes at once: every read answers, every write
     completes or is cleanly refused as busy, and afterwards every version passes `check`."""
     root, csv = team
@@ -130,25 +140,25 @@ def test_readers_and_writers_hammering_one_collection(tmp_path: Path, team: tupl
     report = col.check()
     assert report["ok"], report
     assert len(col.search("a detective story", k=5)) == 5
-    # nothing but the live revisions is left once no writer is active
-    live = {col.store.version_revision(v.name) for v in col.versions()}
-    assert {p.name for p in (col.store.path / "versions").iterdir()} == live
+    no_leftovers(col)  # nothing but the live revisions is left once no writer is active
 
 
 SLOW_WRITER = textwrap.dedent(
     """
     import sys, time
     import embedscope.store.embedded as embedded
+    import embedscope.store.postgres as postgres
     from embedscope import Collection
 
-    fsync = embedded._fsync_tree
+    def slowly(step):  # the revision is being written; hold here, as a big version would
+        def slow(*args):
+            print("writing", flush=True)
+            time.sleep(float(sys.argv[2]))
+            return step(*args)
+        return slow
 
-    def slow_fsync(path):  # the revision's files are written; hold here, as a big version would
-        print("writing", flush=True)
-        time.sleep(float(sys.argv[2]))
-        fsync(path)
-
-    embedded._fsync_tree = slow_fsync
+    embedded._fsync_tree = slowly(embedded._fsync_tree)  # files written, not yet fsynced
+    postgres._copy_vectors = slowly(postgres._copy_vectors)  # table created, transaction open
     col = Collection.open("team", root=sys.argv[1])
     col.embed("tfidf", refit=True)
     col.load_version("tfidf")

@@ -105,8 +105,9 @@ def test_more_like_a_deleted_item_is_not_found(small: Collection) -> None:
         small.similar(gone, k=3)
 
 
-def test_a_failed_ingest_creates_no_collection(home: Path, tmp_path: Path) -> None:
-    """Defect 6: `ingest` into a new collection created it before reading the file."""
+def test_a_failed_ingest_creates_no_collection(store_home: Path, tmp_path: Path) -> None:
+    """Defect 6: `ingest` into a new collection created it before reading the file (both stores)."""
+    home = store_home
     dup = tmp_path / "dup.csv"
     dup.write_text("id,text\n1,a\n1,b\n")
     proc = _cli(["ingest", str(dup), "-c", "fresh", "--text", "text"], home)

@@ -5,6 +5,7 @@ query log, metrics and the query cache."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -25,12 +26,16 @@ B = "/api/collections/books"
 pytestmark = pytest.mark.skipif(not BOOKS.exists(), reason=f"shared books data not found at {BOOKS}")
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """60 real books: a BM25 version and a MiniLM version (short max_seq_length keeps it quick)."""
+@pytest.fixture(scope="module", params=["embedded", "postgres"])
+def root(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 real books: a BM25 version and a MiniLM version (short max_seq_length keeps it quick), in
+    the embedded store and (test ids `[postgres]`) in PostgreSQL."""
     root = tmp_path_factory.mktemp("serve")
     frame = pd.read_csv(BOOKS).head(60)
-    col = Collection.create("books", root)
+    store = None
+    if request.param == "postgres":
+        store = request.getfixturevalue("pg_server").create_database(f"embedscope_serve_{os.getpid()}")
+    col = Collection.create("books", root, store=store)
     col.ingest(frame, id_field="isbn13", template="{title}. {description}", metadata=META)
     col.embed("bm25", index="exact")
     col.embed("minilm", {"max_seq_length": 48}, activate=True)

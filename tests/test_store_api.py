@@ -1,4 +1,6 @@
-"""The Collection API and the embedded store on real books data."""
+"""The Collection API on real books data, run against both stores: every test that takes
+`store_home` or `books_300` runs once with the embedded store and once with PostgreSQL + pgvector
+(test ids `[embedded]` / `[postgres]`; `pytest -k postgres` selects the latter)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from embedscope.errors import EmbedscopeError, NotFoundError
 META = ["title", "authors", "categories", "published_year", "average_rating"]
 
 
-def test_ingest_keeps_types_and_counts(home, books_frame: pd.DataFrame) -> None:
+def test_ingest_keeps_types_and_counts(store_home, books_frame: pd.DataFrame) -> None:
     col = Collection.create("b")
     counts = col.ingest(
         books_frame.head(50), id_field="isbn13", template="{title}. {description}", metadata=META
@@ -59,7 +61,7 @@ def test_filter_errors(books_300: Collection) -> None:
         books_300.search("  ")
 
 
-def test_incremental_update_reencodes_only_changes(home, books_frame: pd.DataFrame) -> None:
+def test_incremental_update_reencodes_only_changes(store_home, books_frame: pd.DataFrame) -> None:
     col = Collection.create("inc")
     frame = books_frame.head(60).copy()
     col.ingest(frame, id_field="isbn13", template="{title}. {description}", metadata=["title"])
@@ -84,7 +86,7 @@ def test_incremental_update_reencodes_only_changes(home, books_frame: pd.DataFra
     assert col.search("dragons teaching alchemy at a wizard school", k=1)[0].id == changed_id
 
 
-def test_versions_are_recorded_and_switchable(home, books_frame: pd.DataFrame) -> None:
+def test_versions_are_recorded_and_switchable(store_home, books_frame: pd.DataFrame) -> None:
     col = Collection.create("v")
     col.ingest(books_frame.head(30), id_field="isbn13", template="{title}. {description}", metadata=["title"])
     with pytest.raises(EmbedscopeError, match="unknown index 'annoy'"):
@@ -105,7 +107,7 @@ def test_versions_are_recorded_and_switchable(home, books_frame: pd.DataFrame) -
         col.activate("nope")
 
 
-def test_bad_input_is_rejected_and_nothing_lost(home, books_frame: pd.DataFrame, tmp_path) -> None:
+def test_bad_input_is_rejected_and_nothing_lost(store_home, books_frame: pd.DataFrame, tmp_path) -> None:
     col = Collection.create("bad")
     col.ingest(books_frame.head(5), id_field="isbn13", template="{title}. {description}", metadata=["title"])
     dup = pd.concat([books_frame.head(3), books_frame.head(1)])
@@ -138,7 +140,7 @@ def test_bad_input_is_rejected_and_nothing_lost(home, books_frame: pd.DataFrame,
     assert len(col) == 5  # nothing stored was lost
 
 
-def test_formats_jsonl_parquet(home, books_frame: pd.DataFrame, tmp_path) -> None:
+def test_formats_jsonl_parquet(store_home, books_frame: pd.DataFrame, tmp_path) -> None:
     small = books_frame.head(8)[["isbn13", "title", "description", "published_year"]]
     small.to_json(tmp_path / "b.jsonl", orient="records", lines=True)
     small.to_parquet(tmp_path / "b.parquet")
@@ -151,12 +153,19 @@ def test_formats_jsonl_parquet(home, books_frame: pd.DataFrame, tmp_path) -> Non
 
 def test_index_persisted_not_rebuilt(books_300: Collection) -> None:
     from embedscope.index.hnsw import HNSWIndex
+    from embedscope.store.postgres import PgVectorIndex, PostgresStore
 
     reopened = Collection.open(books_300.name, root=books_300.store.path.parent)
     loaded = reopened.load_version()
-    assert isinstance(loaded.index, HNSWIndex) and loaded.index.size == len(books_300)
-    revision = reopened.store._revision_dir(loaded.info.name)
-    assert (revision / "index" / "hnsw.usearch").stat().st_size > 0
+    assert loaded.index.size == len(books_300) and loaded.index.kind == "hnsw"
+    if isinstance(reopened.store, PostgresStore):
+        # the HNSW graph lives in the database; opening reads no vectors into memory
+        assert isinstance(loaded.index, PgVectorIndex) and loaded.index.nbytes() > 0
+        assert loaded.data._vectors is None
+    else:
+        assert isinstance(loaded.index, HNSWIndex)
+        revision = reopened.store._revision_dir(loaded.info.name)
+        assert (revision / "index" / "hnsw.usearch").stat().st_size > 0
 
 
 def test_wrong_dimension_is_a_clear_error(books_300: Collection) -> None:
@@ -166,7 +175,7 @@ def test_wrong_dimension_is_a_clear_error(books_300: Collection) -> None:
         books_300.search_vectors(np.ones((1, 128), dtype=np.float32))
 
 
-def test_hybrid_is_rrf_of_its_two_versions(home, books_frame: pd.DataFrame) -> None:
+def test_hybrid_is_rrf_of_its_two_versions(store_home, books_frame: pd.DataFrame) -> None:
     from embedscope.search.fusion import Run, rrf
 
     col = Collection.create("hy")
@@ -183,7 +192,7 @@ def test_hybrid_is_rrf_of_its_two_versions(home, books_frame: pd.DataFrame) -> N
     assert [h.id for h in hits] == rrf(runs, [0.5, 0.5])[0][:5]
 
 
-def test_deleted_items_never_fill_result_slots(home, books_frame: pd.DataFrame) -> None:
+def test_deleted_items_never_fill_result_slots(store_home, books_frame: pd.DataFrame) -> None:
     """One item deleted and another added (same count) before re-embedding: the deleted item's
     row must not take a result slot."""
     col = Collection.create("swap")

@@ -94,6 +94,14 @@ def ingest(
         str | None,
         typer.Option("--default-index", help="Index for this collection's new versions: hnsw or exact."),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Create the collection in PostgreSQL + pgvector: postgresql://USER@HOST:PORT/DB "
+            "(default: $EMBEDSCOPE_STORE, else the embedded store). Later commands find it by name.",
+        ),
+    ] = None,
 ) -> None:
     """Add or update items from a file (one atomic transaction; a failed ingest changes nothing, and
     creates no collection)."""
@@ -104,6 +112,7 @@ def ingest(
         collection,
         items,
         default_index=default_index,
+        store=store,
         id_field=id_field,
         text=text or (None if template else "text"),
         template=template,
@@ -132,25 +141,61 @@ def embed(
         str | None, typer.Option("--version", "-v", help="Version name (default: encoder name).")
     ] = None,
     index: Annotated[str | None, typer.Option("--index", help="hnsw (approximate) or exact.")] = None,
+    index_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--index-param",
+            "-i",
+            help="Index parameter key=value (repeatable): connectivity, expansion_add, expansion_search, "
+            "dtype=f32|f16|i8 (hnsw storage; i8 embedded only). PostgreSQL maps them to m, "
+            "ef_construction, ef_search and vector|halfvec.",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 64,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="Transformer arithmetic: fp32 (PyTorch reference), bf16 (default; OpenVINO, ~5x faster "
+            "on CPU), int8 (OpenVINO, calibrated on this collection). Same as -p precision=...",
+        ),
+    ] = None,
     refit: Annotated[bool, typer.Option(help="Refit learning encoders and re-encode everything.")] = False,
     activate: Annotated[bool, typer.Option(help="Make this the active version.")] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (this process) or ray (Ray Data actors: a local Ray, or the cluster at --address).",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Ray cluster to join with --engine ray, e.g. ray://head:10001."),
+    ] = None,
 ) -> None:
     """Encode the collection into an embedding version; only new or changed items are encoded."""
     from embedscope.encoders.registry import parse_params
+    from embedscope.errors import EmbedscopeError
 
+    params = parse_params(param)
+    if precision is not None:
+        if params.setdefault("precision", precision) != precision:
+            raise EmbedscopeError(f"--precision {precision} contradicts -p precision={params['precision']}")
     col = _open(collection)
     with progress_bar("encoding") as bar:
         task = bar.add_task(f"encoding {collection} with {encoder}", total=len(col))
         info = col.embed(
             encoder,
-            parse_params(param),
+            params,
             version=version,
             index=index,
+            index_params=parse_params(index_param, "--index-param") or None,
             batch_size=batch_size,
             refit=refit,
             activate=activate,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            engine=engine,
+            address=address,
         )
         bar.update(task, completed=len(col), total=len(col))
     if encoder == "hybrid":
@@ -221,7 +266,7 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
         print_json(data)
         return
     console.print(
-        f"[bold]{data['name']}[/] at {data['path']}: {data['items']} items, id field "
+        f"[bold]{data['name']}[/] at {data['store']}: {data['items']} items, id field "
         f"'{data['id_field']}', text {data['text']}"
     )
     console.print("metadata: " + ", ".join(f"{k} ({v})" for k, v in data["metadata_fields"].items()))
@@ -271,7 +316,8 @@ def check(collection: CollectionArg, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def collections(as_json: JsonOpt = False) -> None:
-    """List collections under $EMBEDSCOPE_HOME (default ~/.embedscope)."""
+    """List collections under $EMBEDSCOPE_HOME (default ~/.embedscope), and in $EMBEDSCOPE_STORE's
+    database when it is set."""
     from embedscope.api import Collection, default_root
 
     names = Collection.list()

@@ -2,8 +2,9 @@
 
 Why: one short query through PyTorch costs 10-16 ms on this 2-core CPU, almost all of it per-op
 dispatch overhead (the arithmetic is ~1 ms); ONNX Runtime runs the same graph in ~3 ms with cosine
-1.0000 to PyTorch fp32 (docs/design.md). It is what Viberary did for its query encoder. Documents
-are still encoded by PyTorch in batches, where bf16 is faster.
+1.0000 to PyTorch fp32 (docs/design.md). It is what Viberary did for its query encoder. It serves
+precision=fp32; bf16 and int8 encode queries with the documents' OpenVINO model
+(openvino_backend.py), so that queries and documents go through the same arithmetic.
 
 The export uses `torch.onnx.export` (not `optimum`, which would downgrade transformers) and is
 cached on disk, written atomically, so it happens once per model and machine.
@@ -20,20 +21,17 @@ from typing import Any
 
 import numpy as np
 
+from embedscope.encoders.transformer import model_cache_dir, pool, tokenize
+
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SESSIONS: dict[str, Any] = {}
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("EMBEDSCOPE_CACHE") or Path.home() / ".cache" / "embedscope"
-    return Path(base) / "onnx"
 
 
 def export_path(model_path: str) -> Path:
     import torch
 
     key = hashlib.sha1(f"{Path(model_path).resolve()}|{torch.__version__}".encode()).hexdigest()[:16]
-    return cache_dir() / key / "model.onnx"
+    return model_cache_dir("onnx") / key / "model.onnx"
 
 
 def export(st_fp32: Any, target: Path) -> Path:
@@ -93,13 +91,7 @@ def session(path: Path) -> Any:
 
 def encode_mean_pooled(sess: Any, tokenizer: Any, texts: list[str], max_seq_length: int) -> np.ndarray:
     """Mean pooling over the attention mask, as sentence-transformers' Pooling module does."""
-    # explicit padding/truncation: the packaged tokenizer.json would otherwise pad to a fixed 128
-    features = tokenizer(
-        texts, return_tensors="np", padding="longest", truncation=True, max_length=max_seq_length
-    )
-    feed = {name: features[name].astype(np.int64) for name in _INPUTS if name in features}
-    if "token_type_ids" not in feed:
+    feed = tokenize(tokenizer, texts, max_seq_length)
+    if "token_type_ids" not in feed:  # the export always takes all three inputs
         feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-    hidden = sess.run(None, feed)[0]
-    mask = features["attention_mask"][..., None].astype(np.float32)
-    return (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+    return pool(sess.run(None, feed)[0], feed["attention_mask"])

@@ -72,14 +72,14 @@ def describe_encoders() -> list[dict[str, Any]]:
     return rows
 
 
-def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+def parse_params(pairs: list[str] | None, option: str = "--param") -> dict[str, Any]:
     """Parse CLI `--param key=value` pairs; values are read as JSON when they parse, else strings."""
     import json
 
     params: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise EmbedscopeError(f"--param '{pair}' must look like key=value")
+            raise EmbedscopeError(f"{option} '{pair}' must look like key=value")
         key, raw = pair.split("=", 1)
         try:
             params[key.strip()] = json.loads(raw)

@@ -2,6 +2,14 @@
 
 The graph is saved next to the vectors and memory-mapped on load (`view=True`), so a query
 process starts in milliseconds instead of rebuilding the graph.
+
+`dtype` is how the graph stores its vectors: f32, f16 (half the bytes, same recall) or i8 (a
+quarter). usearch's i8 normalises each vector and rounds 127 * x: MiniLM's components are
+~0.05, so only a handful of levels are used and the graph's own ranking loses ~0.1-0.2 recall@10
+(bench/bench_scale.py). An i8 version therefore takes 4 x k candidates from the graph and
+re-scores them exactly with the float32 vectors the store keeps beside every version, which
+brings recall back to the f32 graph's (the same "coarse graph, exact re-rank" FAISS and vector
+databases use). i8 uses the cosine metric because its quantisation normalises anyway.
 """
 
 from __future__ import annotations
@@ -14,37 +22,55 @@ from embedscope.errors import EmbedscopeError
 from embedscope.index.base import VectorIndex, search_rows, top_k
 
 _FILE = "hnsw.usearch"
+#: how the graph stores vectors (usearch scalar kinds): 4, 2 or 1 byte per dimension
+DTYPES = ("f32", "f16", "i8")
+#: graph candidates per wanted result, re-scored exactly with float32 when the vectors are attached:
+#: f16 loses nothing measurable; i8 needs the re-rank (a multiple fixed a priori, as the usual
+#: oversampling of 2-4x in vector databases, not tuned on the benchmark's queries)
+RESCORE = {"f32": 1, "f16": 1, "i8": 4}
 
 
 class HNSWIndex(VectorIndex):
     kind = "hnsw"
+    #: below this fraction of allowed rows a filtered search is exact over the allowed rows
+    #: instead of over-fetching from the graph (bench/bench_scale.py measures both paths)
+    exact_filter_below: float = 0.2
 
     def __init__(
         self,
         connectivity: int = 16,
         expansion_add: int = 128,
         expansion_search: int = 64,
+        dtype: str = "f32",
         threads: int = 0,
         **params: object,
     ) -> None:
+        if dtype not in DTYPES:
+            raise EmbedscopeError(f"hnsw dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
         super().__init__(
             connectivity=connectivity,
             expansion_add=expansion_add,
             expansion_search=expansion_search,
+            dtype=dtype,
             **params,
         )
         self.threads = threads
         self._index = None
-        #: the same rows as float32, for exact re-scoring of selective filters
+        #: the same rows as float32, for exact re-scoring (selective filters, i8 candidates)
         self.vectors: np.ndarray | None = None
+
+    @property
+    def dtype(self) -> str:
+        return str(self.params.get("dtype", "f32"))  # versions written before dtype existed: f32
 
     def _new(self, dim: int):  # noqa: ANN202 - usearch has no public type to name
         from usearch.index import Index
 
         return Index(
             ndim=dim,
-            metric="ip",  # vectors are normalised by the encoders that want cosine
-            dtype="f32",
+            # vectors are normalised by the encoders that want cosine; i8 normalises in any case
+            metric="cos" if self.dtype == "i8" else "ip",
+            dtype=self.dtype,
             connectivity=int(self.params["connectivity"]),
             expansion_add=int(self.params["expansion_add"]),
             expansion_search=int(self.params["expansion_search"]),
@@ -76,13 +102,17 @@ class HNSWIndex(VectorIndex):
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if self.size == 0:
             return top_k(np.zeros((len(queries), 0), np.float32), k)
-        if allowed is not None and self.vectors is not None and allowed.mean() < 0.2:
+        if allowed is not None and self.vectors is not None and allowed.mean() < self.exact_filter_below:
             # a selective filter would throw away most graph hits: exact search over the few
             # allowed rows is both faster and exact
             return search_rows(queries, self.vectors, np.flatnonzero(allowed), k)
         ef = int(expansion_search or self.params["expansion_search"])
-        # over-fetch when filtering so that k rows usually survive the filter
-        fetch = k if allowed is None else min(self.size, max(k * 4, int(k / max(allowed.mean(), 1e-3))))
+        rescore = RESCORE[self.dtype] if self.vectors is not None else 1
+        want = k * rescore
+        # over-fetch when filtering so that `want` rows usually survive the filter
+        fetch = want
+        if allowed is not None:
+            fetch = min(self.size, max(want * 4, int(want / max(allowed.mean(), 1e-3))))
         self._index.expansion_search = max(ef, fetch)
         matches = self._index.search(queries, fetch, threads=self.threads)
         keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(queries), -1)
@@ -96,6 +126,12 @@ class HNSWIndex(VectorIndex):
             if allowed is not None:
                 keep = allowed[r]
                 r, s = r[keep], s[keep]
+            if rescore > 1 and len(r):
+                r = r[:want]
+                s = np.asarray(self.vectors[np.sort(r)] @ queries[qi], dtype=np.float32)
+                r = np.sort(r)  # sorted rows: sequential reads from the memory-mapped matrix
+                order = np.argsort(-s, kind="stable")
+                r, s = r[order], s[order]
             out_rows[qi, : min(k, len(r))] = r[:k]
             out_vals[qi, : min(k, len(s))] = s[:k]
         return out_rows, out_vals

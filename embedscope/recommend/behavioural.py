@@ -219,7 +219,6 @@ def embed_behaviour(
 
     from embedscope.api import _check_name
     from embedscope.encoders.registry import create_encoder
-    from embedscope.index import create_index
     from embedscope.recommend.interactions import Interactions as _I
     from embedscope.store.base import VersionData, VersionInfo, fingerprint
     from embedscope.store.embedded import now
@@ -241,7 +240,7 @@ def embed_behaviour(
     if not ids:
         raise EmbedscopeError(f"{method}: no interacted item is in collection '{collection.name}'")
     hashes = [hashes_all[i] for i in ids]
-    idx = create_index(index)
+    idx = collection.store.new_index(index, {})
     idx.build(vectors)
     stamp = now()
     old = {v.name: v for v in collection.versions()}.get(version)

@@ -1,18 +1,23 @@
-"""The storage contract. The embedded default (SQLite + files) and a server backend implement it;
-search, recommendation and serving code only ever talk to this interface."""
+"""The storage contract. The embedded default (SQLite + files, store/embedded.py) and PostgreSQL +
+pgvector (store/postgres.py) implement it; search, recommendation and serving code only ever talk
+to this interface. tests/test_store_api.py runs the same tests against both."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from embedscope.index import VectorIndex
 
 
 @dataclass
@@ -52,13 +57,64 @@ class VersionInfo:
         return asdict(self)
 
 
-@dataclass
 class VersionData:
-    """A version's vectors, row-aligned with `ids` and `hashes`."""
+    """A version's vectors, row-aligned with `ids` and `hashes`.
 
-    ids: list[str]
-    hashes: list[str]
-    vectors: np.ndarray | sp.csr_matrix
+    A store may pass `load` instead of `vectors` to read them on first use: the PostgreSQL store
+    searches in the database, so most processes never need a version's vectors in memory."""
+
+    def __init__(
+        self,
+        ids: list[str],
+        hashes: list[str],
+        vectors: np.ndarray | sp.csr_matrix | None = None,
+        *,
+        load: Callable[[], np.ndarray | sp.csr_matrix] | None = None,
+    ) -> None:
+        if vectors is None and load is None:
+            raise ValueError("VersionData needs vectors or a function that loads them")
+        self.ids, self.hashes = ids, hashes
+        self._vectors, self._load = vectors, load
+
+    @property
+    def vectors(self) -> np.ndarray | sp.csr_matrix:
+        if self._vectors is None:
+            assert self._load is not None
+            self._vectors = self._load()
+        return self._vectors
+
+
+@dataclass
+class ItemChanges:
+    """What an upsert changes, decided against the stored content hashes: new and changed items
+    as (item, metadata JSON, hash), the count left as they are, and the ids to delete."""
+
+    added: list[tuple[Item, str, str]]
+    updated: list[tuple[Item, str, str]]
+    unchanged: int
+    deleted: list[str]
+
+    @classmethod
+    def of(cls, items: Sequence[Item], existing: dict[str, str], *, replace_all: bool) -> ItemChanges:
+        added, updated, unchanged = [], [], 0
+        for item in items:
+            h = item.hash
+            old = existing.get(item.id)
+            if old == h:
+                unchanged += 1
+                continue
+            meta = json.dumps(item.metadata, default=str, allow_nan=False)
+            (added if old is None else updated).append((item, meta, h))
+        deleted = sorted(set(existing) - {i.id for i in items}) if replace_all else []
+        return cls(added, updated, unchanged, deleted)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": self.unchanged,
+            "deleted": len(self.deleted),
+        }
 
 
 def fingerprint(pairs: Iterable[tuple[str, str]]) -> str:
@@ -87,14 +143,22 @@ class Store(ABC):
     3. **Work in progress is never collected.** Garbage (revisions no record points at, left by a
        crash) is removed only by a process holding the writer lock, so never while a writer that
        owns it is alive.
-    4. **Item writes serialise** on the backend's own transaction lock (SQLite's write lock,
-       PostgreSQL row locks); existence checks happen inside the transaction, so two ingests of the
-       same new rows both succeed (the second finds them unchanged). A write that cannot get the
-       lock in time is `ConflictError` "busy".
+    4. **Item writes serialise** on the backend's own transaction lock (SQLite's write lock; in
+       PostgreSQL a transaction-scoped advisory lock of the collection); existence checks happen
+       inside the transaction, so two ingests of the same new rows both succeed (the second finds
+       them unchanged). A write that cannot get the lock in time is `ConflictError` "busy".
     5. **Opening and reading never write.** A full disk still answers `info`, `check` and searches;
        a write on it fails with `StorageFullError` ("no space left on device: ...") and leaves the
        previous state.
     """
+
+    #: the local folder of the collection (its data for the embedded store, a pointer for others)
+    path: Path
+
+    @property
+    def location(self) -> str:
+        """Where the data lives, for people: a folder, or a database URL without its password."""
+        return str(self.path)
 
     # --- collection-level settings -------------------------------------------------------------
     @abstractmethod
@@ -136,9 +200,25 @@ class Store(ABC):
     @abstractmethod
     def list_versions(self) -> list[VersionInfo]: ...
 
-    @abstractmethod
     def get_version(self, name: str) -> VersionInfo:
         """The version's record; NotFoundError naming the existing versions if absent."""
+        from embedscope.errors import NotFoundError
+
+        versions = self.list_versions()
+        for v in versions:
+            if v.name == name:
+                return v
+        names = ", ".join(v.name for v in versions) or "none yet: run `embedscope embed`"
+        raise NotFoundError(
+            f"collection '{self.path.name}' has no embedding version '{name}'; versions: {names}"
+        )
+
+    def new_index(self, kind: str, params: dict[str, Any]) -> VectorIndex:
+        """The (unbuilt) index a new version gets. A server backend returns its own kind, which
+        its `write_version` builds in the database."""
+        from embedscope.index import create_index
+
+        return create_index(kind, **params)
 
     @abstractmethod
     def writing(self) -> AbstractContextManager[None]:
@@ -160,8 +240,8 @@ class Store(ABC):
         """(vectors, fitted encoder, loaded index or None).
 
         The index is whatever implements `embedscope.index.VectorIndex.search`: the embedded store
-        returns a memory-mapped HNSW graph; a server backend (pgvector) would return an index object
-        whose `search` runs the query in the database. Search code only calls `index.search`."""
+        returns a memory-mapped HNSW graph; the PostgreSQL store returns an index object whose
+        `search` runs the query in the database. Search code only calls `index.search`."""
 
     @abstractmethod
     def version_revision(self, name: str) -> str:
@@ -175,4 +255,9 @@ class Store(ABC):
 
     def close(self) -> None:
         """Release connections."""
+        return None
+
+    def destroy(self) -> None:
+        """Remove what this store keeps outside the collection's folder (the caller removes the
+        folder): used when a new collection's first write failed."""
         return None

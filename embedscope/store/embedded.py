@@ -39,7 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError, StorageFullError
-from embedscope.store.base import Item, Store, VersionData, VersionInfo
+from embedscope.store.base import Item, ItemChanges, Store, VersionData, VersionInfo
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -232,33 +232,21 @@ class EmbeddedStore(Store):
     def upsert_items(
         self, items: Sequence[Item], *, replace_all: bool = False, settings: dict[str, Any] | None = None
     ) -> dict[str, int]:
-        counts = {"added": 0, "updated": 0, "unchanged": 0, "deleted": 0}
         with self._tx() as c:
             # read inside the write transaction: another process may have added the same ids since
-            existing = dict(c.execute("SELECT id, hash FROM items"))
-            for item in items:
-                h = item.hash
-                old = existing.get(item.id)
-                if old == h:
-                    counts["unchanged"] += 1
-                    continue
-                meta = json.dumps(item.metadata, default=str, allow_nan=False)
-                if old is None:
-                    c.execute(
-                        "INSERT INTO items (id, text, metadata, hash) VALUES (?,?,?,?)",
-                        (item.id, item.text, meta, h),
-                    )
-                    counts["added"] += 1
-                else:
-                    c.execute(
-                        "UPDATE items SET text=?, metadata=?, hash=? WHERE id=?",
-                        (item.text, meta, h, item.id),
-                    )
-                    counts["updated"] += 1
-            if replace_all:
-                gone = set(existing) - {i.id for i in items}
-                c.executemany("DELETE FROM items WHERE id=?", [(i,) for i in gone])
-                counts["deleted"] = len(gone)
+            changes = ItemChanges.of(
+                items, dict(c.execute("SELECT id, hash FROM items")), replace_all=replace_all
+            )
+            c.executemany(
+                "INSERT INTO items (id, text, metadata, hash) VALUES (?,?,?,?)",
+                [(item.id, item.text, meta, h) for item, meta, h in changes.added],
+            )
+            c.executemany(
+                "UPDATE items SET text=?, metadata=?, hash=? WHERE id=?",
+                [(item.text, meta, h, item.id) for item, meta, h in changes.updated],
+            )
+            c.executemany("DELETE FROM items WHERE id=?", [(i,) for i in changes.deleted])
+            counts = changes.counts()
             if counts["added"] or counts["updated"] or counts["deleted"]:
                 self._bump_revision(c)
             for key, value in (settings or {}).items():
@@ -301,15 +289,6 @@ class EmbeddedStore(Store):
             v.active = name == active
             out.append(v)
         return out
-
-    def get_version(self, name: str) -> VersionInfo:
-        for v in self.list_versions():
-            if v.name == name:
-                return v
-        names = ", ".join(v.name for v in self.list_versions()) or "none yet: run `embedscope embed`"
-        raise NotFoundError(
-            f"collection '{self.path.name}' has no embedding version '{name}'; versions: {names}"
-        )
 
     def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
         if len(data.ids) != data.vectors.shape[0] or len(data.hashes) != len(data.ids):
