@@ -21,6 +21,7 @@ import json
 import os
 import time
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -113,6 +114,15 @@ def _embed_2d(x: np.ndarray, method: str, seed: int) -> np.ndarray:
         return reducer.fit_transform(x)
 
 
+def cached_methods(collection: Any, version: str | None, *, sample: int, seed: int = 0) -> list[str]:
+    """The methods whose coordinates for this version's current revision, sample and seed are
+    cached, in `METHODS` order (what the web page can show without computing)."""
+    name = resolve_version(collection, version)
+    revision = collection.store.version_revision(name)
+    folder = collection.folder("projections")
+    return [m for m in METHODS if _cache_file(folder, name, revision, m, sample, seed).exists()]
+
+
 def project(
     collection: Any,
     version: str | None = None,
@@ -120,15 +130,20 @@ def project(
     method: str = "umap",
     sample: int = DEFAULT_SAMPLE,
     seed: int = 0,
+    lock: AbstractContextManager[Any] | None = None,
 ) -> Projection:
-    """2-D coordinates of up to `sample` items of a version, from the cache when it has them."""
+    """2-D coordinates of up to `sample` items of a version, from the cache when it has them.
+
+    `lock` is held around the collection's store reads only, never around the computation (the
+    server passes its reader lock, so searches go on while a projection is computed)."""
     if method not in METHODS:
         raise EmbedscopeError(f"unknown projection method '{method}'; valid: {', '.join(METHODS)}")
     if sample < 3:
         raise EmbedscopeError("--sample must be at least 3")
-    name = resolve_version(collection, version)
-    v = collection.load_version(name)
-    folder = collection.folder("projections")
+    with lock or nullcontext():
+        name = resolve_version(collection, version)
+        v = collection.load_version(name)
+        folder = collection.folder("projections")
     path = _cache_file(folder, name, v.revision, method, sample, seed)
     if path.exists():
         with np.load(path, allow_pickle=False) as data:

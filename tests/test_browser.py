@@ -45,12 +45,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real uvicorn server on a free loopback port, serving 200 real books in two versions."""
-    import uvicorn
-
-    from embedscope.serve import create_app
-
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """200 real books in two versions (and so the implicit `hybrid` recipe)."""
     root = tmp_path_factory.mktemp("browser")
     col = Collection.create("books", root)
     meta = ["title", "authors", "categories", "published_year", "average_rating", "thumbnail"]
@@ -59,6 +55,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     col.embed("bm25", index="exact")
     col.embed("minilm", {"max_seq_length": 64}, activate=True)  # short: keeps the test's encoding cheap
     col.close()
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(root: Path) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, serving the books."""
+    import uvicorn
+
+    from embedscope.serve import create_app
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -243,3 +249,101 @@ def test_projection_page_draws_hovers_and_finds_offline(browser, tmp_path: Path)
     _wait(d, lambda d: d.find_element(By.ID, "found").text == f"{expected} matching")
     ARTIFACTS.mkdir(exist_ok=True)
     d.save_screenshot(str(ARTIFACTS / "projection-page.png"))
+
+
+def _ready(d, url: str) -> None:  # noqa: ANN001
+    d.get(url)
+    _wait(d, lambda d: d.execute_script("return document.body.dataset.ready"))
+
+
+def _clicks(d) -> int:  # noqa: ANN001
+    return int(d.execute_script("return document.body.dataset.clicks || 0"))
+
+
+def test_experiment_banner_and_clicks_by_mouse_and_keyboard(server: str, root: Path, browser) -> None:  # noqa: ANN001
+    """While an experiment runs, the page says so, the default search shows its interleaved list,
+    and opening a result by mouse or by Enter on the focused card logs a click."""
+    from embedscope.experiments import Experiments
+    from embedscope.experiments.eventlog import read_events
+
+    experiments = Experiments.of(Collection.open("books", root))
+    exp = experiments.start("minilm", "hybrid", method="interleave", name="browser")
+    log = experiments.events_path(exp.name)
+    try:
+        d = browser
+        _ready(d, server + "/")
+        banner = d.find_element(By.ID, "experiment-banner")
+        assert banner.is_displayed() and "browser" in banner.text and "interleave" in banner.text
+        assert d.find_element(By.CSS_SELECTOR, "input[name=version][value='']").is_selected()
+        query = "a detective solves murders in an english village"
+        d.find_element(By.ID, "q").send_keys(query, Keys.ENTER)
+        _wait(d, lambda d: len(_titles(d)) == 12)
+        assert "experiment browser" in d.find_element(By.ID, "status").text
+        session = d.execute_script("return localStorage.getItem('embedscope.session')")
+        [impression] = [r for r in read_events(log).records if r["type"] == "impression"]
+        cards = _cards(d)
+        assert [c.get_attribute("data-id") for c in cards] == impression["ids"]
+        assert impression["query"] == query and impression["user"] == session
+
+        cards[0].find_element(By.CSS_SELECTOR, ".title").click()  # the mouse
+        _wait(d, lambda d: _clicks(d) == 1)
+        cards[2].send_keys(Keys.ENTER)  # the keyboard: Enter on the focused card
+        _wait(d, lambda d: _clicks(d) == 2)
+        assert d.execute_script("return document.activeElement.dataset.position") == "2"
+        clicks = [r for r in read_events(log).records if r["type"] == "click"]
+        assert [(c["position"], c["item"]) for c in clicks] == [(p, impression["ids"][p]) for p in (0, 2)]
+        assert all(c["query"] == query and c["user"] == session for c in clicks)
+        assert [c["side"] for c in clicks] == [impression["teams"][p] for p in (0, 2)]
+        # an opened card shows the item's full text
+        _wait(d, lambda d: "expanded" in cards[2].get_attribute("class"))
+        d.save_screenshot(str(ARTIFACTS / "browser-experiment.png"))
+
+        # a search that names a version is not part of the experiment: nothing is logged for it
+        d.find_element(By.CSS_SELECTOR, "input[name=version][value=bm25]").click()
+        _wait(d, lambda d: "bm25" in d.find_element(By.ID, "status").text)
+        assert "experiment" not in d.find_element(By.ID, "status").text
+        _cards(d)[0].send_keys(Keys.ENTER)
+        time.sleep(0.5)  # give a (wrong) click request time to arrive
+        assert len(read_events(log).records) == 3 and _clicks(d) == 2
+    finally:
+        experiments.stop(exp.name)
+    _ready(d, server + "/")
+    assert not d.find_element(By.ID, "experiment-banner").is_displayed()
+
+
+def test_map_highlights_the_results_at_phone_width(server: str, browser) -> None:  # noqa: ANN001
+    """The projection view: the collection's map (PCA, computed on first use) with the current
+    query's results highlighted; a point opens more like it."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    d = browser
+    d.set_window_size(390, 844)
+    _ready(d, server + "/?q=dragons+and+magic")
+    _wait(d, lambda d: len(_titles(d)) == 12)
+    d.find_element(By.CSS_SELECTOR, "#map-box summary").click()
+    status = _wait(d, lambda d: (t := d.find_element(By.ID, "map-status").text) and "highlighted" in t and t)
+    assert "PCA of 200 items of minilm" in status and "12 of the 12 results" in status
+    ids = d.execute_script("return [...document.querySelectorAll('#results .card')].map(c => c.dataset.id)")
+    marked = d.execute_script("const v = map.view; return [...v.marked].map(i => v.points.ids[i])")
+    assert sorted(marked) == sorted(ids)
+    # the highlighted dots are drawn (dark outlines over the dimmed points)
+    dark = d.execute_script(
+        "const c = document.querySelector('#map canvas'); const px = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
+        "for (let i = 0; i < px.length; i += 4) if (px[i + 3] > 200 && px[i] + px[i + 1] + px[i + 2] < 90)"
+        " n++;"
+        "return n"
+    )
+    assert dark > 12 * 10, dark
+    overflow = d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"page is {overflow}px wider than the phone screen"
+    d.save_screenshot(str(ARTIFACTS / "browser-map.png"))
+    # clicking a highlighted point shows more like that item
+    i = d.execute_script("return [...map.view.marked][0]")
+    x, y = d.execute_script(f"return map.view._screen({i})")
+    canvas = d.find_element(By.CSS_SELECTOR, "#map canvas")
+    rect = canvas.rect
+    ActionChains(d).move_to_element_with_offset(
+        canvas, x - rect["width"] / 2, y - rect["height"] / 2
+    ).click().perform()
+    _wait(d, lambda d: "like=" in d.current_url)

@@ -22,7 +22,7 @@ from scipy.stats import binomtest, chi2_contingency
 
 from embedscope import Collection
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
-from embedscope.experiments import Experiments, bucket, collection_ranker, configurations, report, team_draft
+from embedscope.experiments import Experiments, bucket, configurations, report, search_ranker, team_draft
 from embedscope.experiments.clickmodel import CLICK_MODELS
 from embedscope.experiments.eventlog import EventLog, read_events
 from embedscope.experiments.report import sign_test, two_proportion_test
@@ -57,7 +57,7 @@ def _ids(hits: list) -> list[str]:
 # --- team draft -----------------------------------------------------------------------------------
 def test_team_draft_on_real_rankings(scifact: tuple[Collection, dict, dict]) -> None:
     col, queries, _ = scifact
-    rank_a, rank_b = collection_ranker(col, "bm25", k=10), collection_ranker(col, "tfidf", k=10)
+    rank_a, rank_b = search_ranker(col.pipeline, "bm25", k=10), search_ranker(col.pipeline, "tfidf", k=10)
     rng = random.Random(7)
     first_from_a = 0
     qids = sorted(queries)[:60]
@@ -163,7 +163,7 @@ def test_experiment_lifecycle_and_bad_input(scifact: tuple[Collection, dict, dic
     assert exp.name == "bm25-vs-tfidf" and exp.status == "running" and exps.running() == exp
     with pytest.raises(ConflictError, match="is running"):
         exps.start("tfidf", "bm25", configurations=names)
-    rank_a, rank_b = collection_ranker(col, "bm25"), collection_ranker(col, "tfidf")
+    rank_a, rank_b = search_ranker(col.pipeline, "bm25"), search_ranker(col.pipeline, "tfidf")
     q = queries[sorted(queries)[0]]
     imp = exps.present(exp, q, rank_a, rank_b, k=10, user="u1", rng=random.Random(1))
     assert imp.ids and set(imp.teams) <= {"a", "b"}
@@ -357,7 +357,7 @@ def test_experiment_cli(books_frame, home: Path, tmp_path: Path) -> None:  # noq
     rng = random.Random(0)
     for query in ("a war story", "love and loss in a small town", "dragons and magic"):
         imp = exps.present(
-            exp, query, collection_ranker(col, "bm25"), collection_ranker(col, "tfidf"), rng=rng
+            exp, query, search_ranker(col.pipeline, "bm25"), search_ranker(col.pipeline, "tfidf"), rng=rng
         )
         exps.click(exp.name, imp.id, 0)
     exps.close()

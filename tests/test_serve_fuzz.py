@@ -2,7 +2,8 @@
 spec allows (and, in schemathesis' negative mode, what it does not), the answer is never a 5xx.
 
 Bounded: a few examples per operation over a cheap collection (TF-IDF and BM25, 60 real books), well
-under a minute; writes are authorised, so the write endpoints are fuzzed too."""
+under a minute; writes are authorised, so the write endpoints are fuzzed too, and an online
+experiment runs, so searches with a session go through it and clicks reach its log."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
 from embedscope import Collection
+from embedscope.experiments import Experiments
 from embedscope.serve import create_app
 
 TOKEN = "fuzz-token-0123456789abcdef"
@@ -33,6 +35,8 @@ def fuzz_schema(tmp_path_factory: pytest.TempPathFactory, books_frame: pd.DataFr
     )
     col.embed("tfidf", activate=True)
     col.embed("bm25")
+    # a running experiment, so that searches with a session are served (and clicked) through it
+    Experiments.of(col).start("tfidf", "bm25", method="interleave", name="fuzzed")
     col.close()
     app = create_app(["books"], root=root, token=TOKEN, log_dir=tmp_path_factory.mktemp("fuzzlogs"))
     return schemathesis.openapi.from_asgi("/openapi.json", app)

@@ -69,6 +69,14 @@ def serve(
         + (f"  query log: {log_dir}" if log_dir else ""),
         highlight=False,
     )
+    for served in application.state.embedscope.collections.values():
+        live = served.experiments.running()  # one started later (`experiment start`) is served too
+        if live is not None:
+            console.print(
+                f"experiment [bold]{live.name}[/] runs on {served.name} ({live.method}: A = {live.a}, "
+                f"B = {live.b}): default searches with a session get its list (docs/online.md)",
+                highlight=False,
+            )
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
 
 

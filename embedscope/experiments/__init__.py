@@ -5,8 +5,8 @@ from embedscope.experiments.experiment import (
     Experiment,
     Experiments,
     Impression,
-    collection_ranker,
     configurations,
+    search_ranker,
 )
 from embedscope.experiments.interleave import Ranker, bucket, team_draft
 from embedscope.experiments.report import report
@@ -17,8 +17,8 @@ __all__ = [
     "Impression",
     "Ranker",
     "bucket",
-    "collection_ranker",
     "configurations",
     "report",
+    "search_ranker",
     "team_draft",
 ]

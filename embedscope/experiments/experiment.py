@@ -6,7 +6,8 @@ replaced atomically when it stops) next to `<name>.events.jsonl` (its impression
 
 The two sides are named search configurations (a version such as `minilm`, or a recipe such as
 `hybrid`); serving takes them as rankers, callables from a query to ranked results, so this module
-does not depend on how search is done. `collection_ranker` wires them to `Collection.search`.
+does not depend on how search is done. `search_ranker` wires a configuration to a collection's
+search pipeline (the server passes each served collection's, with its query cache and reader lock).
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from embedscope.api import _check_name
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.experiments.eventlog import EventLog, iter_events
 from embedscope.experiments.interleave import Ranker, Side, bucket, item_id, team_draft
+
+if TYPE_CHECKING:
+    from embedscope.search.base import SearchResult
+    from embedscope.search.pipeline import SearchPipeline
 
 Method = Literal["interleave", "ab"]
 METHODS: tuple[Method, ...] = ("interleave", "ab")
@@ -321,12 +326,27 @@ def configurations(collection: Any) -> list[str]:
     return names + [r for r in collection.recipes() if r not in names]
 
 
-def collection_ranker(
-    collection: Any, configuration: str, *, k: int = 10, where: str | None = None
+def search_ranker(
+    pipeline: SearchPipeline,
+    configuration: str,
+    *,
+    k: int = 10,
+    where: str | None = None,
+    results: list[SearchResult] | None = None,
 ) -> Ranker:
-    """A ranker searching `collection` with one named configuration (its hits keep their metadata)."""
+    """A ranker answering with one named configuration through a search pipeline: the one search
+    path, so an experiment's sides rank exactly as `/search` would with `version=configuration`.
+    Pass `collection.pipeline`, or in the server the served collection's own. `results`, if given,
+    collects each `SearchResult` (its stage timings and cache use) as the ranker answers.
+
+    A query the side cannot encode (a sparse version that knows none of its words) gets no results
+    from it instead of an error: the other side still answers, and an empty list is that side's
+    honest answer to the query."""
 
     def rank(query: str) -> list[Any]:
-        return collection.search(query, k, version=configuration, where=where)
+        [result] = pipeline.search_many([query], k, using=configuration, where=where, strict=False)
+        if results is not None:
+            results.append(result)
+        return result.hits
 
     return rank

@@ -52,7 +52,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        state.stop_batchers()
+        state.close()
 
     app = FastAPI(
         title="embedscope",

@@ -7,13 +7,15 @@ which field is wrong, before any of our code runs).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 K_MAX = 1000
 QUERY_MAX = 2000  # characters; a "vibe" is a sentence, and MiniLM reads 256 word pieces at most
 WHERE_MAX = 2000
+SESSION_MAX = 128
+SESSION_PATTERN = r"^[A-Za-z0-9_.:-]+$"  # an opaque id; kept plain because it is written to the event log
 
 
 class _Strict(BaseModel):
@@ -41,6 +43,14 @@ class SearchRequest(_Strict):
     )
     encoder: str | None = Field(
         None, description="pick the version built with this encoder (alternative to `version`)"
+    )
+    session: str | None = Field(
+        None,
+        min_length=1,
+        max_length=SESSION_MAX,
+        pattern=SESSION_PATTERN,
+        description="the searcher's session id (the page keeps one in localStorage): while an online "
+        "experiment runs, a search with a session and no version or encoder is served the experiment",
     )
 
 
@@ -97,9 +107,18 @@ class Stages(BaseModel):
     rank_ms: float = Field(0.0, description="fusion, collapsing repeated works, items and display fields")
 
 
+class ExperimentShown(BaseModel):
+    """The running experiment a search was part of: what POST .../click needs to log a click."""
+
+    name: str
+    method: str = Field(description="interleave | ab")
+    impression: str = Field(description="id of this result list; send it back with each click")
+    side: str | None = Field(None, description="A/B: the side this session is bucketed to (a or b)")
+
+
 class SearchResponse(BaseModel):
     collection: str
-    version: str
+    version: str = Field(description="the version or recipe that answered; both sides' when interleaved")
     encoder: str
     query: str | None = None
     k: int
@@ -108,6 +127,9 @@ class SearchResponse(BaseModel):
     took_ms: float
     stages: Stages
     hits: list[HitOut]
+    experiment: ExperimentShown | None = Field(
+        None, description="set when the hits are an online experiment's list (see docs/online.md)"
+    )
 
 
 class CompareRun(BaseModel):
@@ -271,3 +293,73 @@ class EmbedJob(BaseModel):
 class ErrorOut(BaseModel):
     error: str = Field(description="what is wrong, in one line")
     detail: list[dict[str, Any]] | None = None
+
+
+class ExperimentStart(_Strict):
+    a: str = Field(min_length=1, description="side A: a version or a search recipe (e.g. minilm)")
+    b: str = Field(min_length=1, description="side B, compared with A (e.g. hybrid)")
+    method: Literal["interleave", "ab"] = Field(
+        "interleave", description="interleave: one merged list per query; ab: each session sees one side"
+    )
+    name: str | None = Field(None, description="default: A-vs-B")
+
+
+class ExperimentOut(BaseModel):
+    name: str
+    a: str
+    b: str
+    method: str
+    status: str = Field(description="running | stopped")
+    started_at: str
+    stopped_at: str | None = None
+
+
+class ExperimentReport(ExperimentOut):
+    """`embedscope experiment report --json`: the fields depend on the method (docs/online.md)."""
+
+    model_config = ConfigDict(extra="allow")
+    impressions: int
+    clicked_impressions: int
+    winner: str | None = Field(description="a, b, or null while no side wins at the significance level")
+    verdict: str
+    test: dict[str, Any] = Field(description="name and p-value of the significance test")
+
+
+class ClickRequest(_Strict):
+    experiment: str = Field(min_length=1, max_length=64, description="`experiment.name` of the search answer")
+    impression: str = Field(min_length=1, max_length=64, description="`experiment.impression` of the answer")
+    position: int = Field(ge=0, lt=K_MAX, description="0-based position of the clicked result in that list")
+    item: str | None = Field(None, max_length=1000, description="its id; checked against the list if given")
+
+
+class ClickOut(BaseModel):
+    experiment: str
+    impression: str
+    position: int
+    item: str
+    logged_at: str
+
+
+class LegendEntry(BaseModel):
+    label: str
+    color: str
+
+
+class ProjectionOut(BaseModel):
+    """A version's items in 2-D (embedscope.projection), as the page's map draws them."""
+
+    collection: str
+    version: str = Field(description="the version drawn (a recipe draws its first dense part)")
+    method: str = Field(description="pca | umap | tsne")
+    sample: int
+    seed: int
+    cached: bool = Field(description="the coordinates came from the projection cache")
+    seconds: float = Field(description="time to compute them (0 when cached)")
+    available: list[str] = Field(description="methods with coordinates cached for this version and sample")
+    ids: list[str]
+    titles: list[str]
+    x: list[float]
+    y: list[float]
+    color_by: str | None = None
+    colors: list[str] | None = Field(None, description="a colour per point when `color_by` is set")
+    legend: list[LegendEntry] = []

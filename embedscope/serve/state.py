@@ -22,6 +22,7 @@ from fastapi import Request
 
 from embedscope.api import Collection, LoadedVersion
 from embedscope.errors import ConflictError, NotFoundError
+from embedscope.experiments import Experiments
 from embedscope.search.pipeline import QueryEncoder, SearchPipeline
 from embedscope.serve import models as m
 from embedscope.serve.batching import QueryBatcher
@@ -56,11 +57,23 @@ class Served:
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     pipeline: SearchPipeline = field(init=False)
     recommenders: dict[str | None, Any] = field(default_factory=dict)
+    #: map points per (projection file, data revision, colour field): titles cost a store read
+    projections: dict[tuple[str, int, str | None], dict[str, Any]] = field(default_factory=dict)
     _writer: Collection | None = None
     _display: tuple[int, m.Display] | None = None
+    _experiments: Experiments | None = None
 
     def __post_init__(self, encode: QueryEncoder | None) -> None:
         self.pipeline = SearchPipeline(self.reader, encode=encode, lock=self.lock)
+
+    @property
+    def experiments(self) -> Experiments:
+        """The collection's online experiments; one instance per server, so the impressions it
+        served are in memory when their clicks come (the CLI may start and stop them meanwhile)."""
+        with self.lock:
+            if self._experiments is None:
+                self._experiments = Experiments.of(self.reader)
+            return self._experiments
 
     def writer(self) -> Collection:
         if self._writer is None:  # called with write_lock held
@@ -113,11 +126,16 @@ class Served:
         self._display = (rev, display)
         return display
 
+    def close(self) -> None:
+        if self._experiments is not None:
+            self._experiments.close()
+
     def after_write(self) -> None:
         """Forget what was derived from the old data."""
         with self.lock:
             self._display = None
             self.recommenders.clear()
+            self.projections.clear()
 
 
 class ServerState:
@@ -190,12 +208,15 @@ class ServerState:
                     log.warning("could not preload %s/%s: %s", served.name, info.name, exc)
             served.display()  # also computes the display fields and work keys collapsing uses
 
-    def stop_batchers(self) -> None:
-        """Stop the batchers' worker threads (at shutdown; a later query would start new ones)."""
+    def close(self) -> None:
+        """At shutdown: stop the batchers' worker threads (a later query would start new ones) and
+        close the experiment logs (each record was already written and fsync'ed when logged)."""
         with self._batchers_lock:
             for _, batcher in self._batchers.values():
                 batcher.close()
             self._batchers.clear()
+        for served in self.collections.values():
+            served.close()
 
 
 def get_state(request: Request) -> ServerState:

@@ -13,6 +13,7 @@ from embedscope.search.base import SearchResult
 from embedscope.serve import models as m
 from embedscope.serve.deps import State, ms
 from embedscope.serve.present import hit_out
+from embedscope.serve.routers import experiments
 from embedscope.serve.state import Served, ServerState
 
 router = APIRouter(prefix="/api/collections/{name}", tags=["read"])
@@ -26,7 +27,13 @@ def resolve(served: Served, version: str | None, encoder: str | None) -> str | N
 
 
 def respond(
-    state: ServerState, served: Served, result: SearchResult, k: int, where: str | None, query: str | None
+    state: ServerState,
+    served: Served,
+    result: SearchResult,
+    k: int,
+    where: str | None,
+    query: str | None,
+    experiment: m.ExperimentShown | None = None,
 ) -> m.SearchResponse:
     """A pipeline result as the API's response; the display work counts to the rank stage."""
     t0 = time.perf_counter()
@@ -46,6 +53,7 @@ def respond(
         took_ms=ms(sum(stages.values())),
         stages=m.Stages(**{f"{s}_ms": ms(t) for s, t in stages.items()}),
         hits=hits,
+        experiment=experiment,
     )
 
 
@@ -56,16 +64,26 @@ def run_search(
     query = req.query.strip()
     record.update(collection=name, query=query, k=req.k, where=req.where)
     using = resolve(served, req.version, req.encoder)
-    result = served.pipeline.search(query, req.k, using=using, where=req.where)
+    shown = None
+    # the rule of routers/experiments.py: the default search of a session joins a running experiment
+    if req.session and using is None:
+        shown = experiments.present(served, query, req.k, req.where, req.session)
+    if shown is not None:
+        result, experiment = shown
+        record.update(experiment=experiment.name, impression=experiment.impression)
+    else:
+        result, experiment = served.pipeline.search(query, req.k, using=using, where=req.where), None
     record.update(version=result.using, cached=result.cached, ids=[h.id for h in result.hits])
-    return respond(state, served, result, req.k, req.where, query)
+    return respond(state, served, result, req.k, req.where, query, experiment)
 
 
 @router.get("/search")
 def search_get(
     name: str, req: Annotated[m.SearchRequest, Query()], request: Request, state: State
 ) -> m.SearchResponse:
-    """Semantic search. `version` may name a search recipe (`hybrid`: a sparse and a dense version fused)."""
+    """Semantic search. `version` may name a search recipe (`hybrid`: a sparse and a dense version fused).
+    While an online experiment runs, a search with a `session` and no `version` or `encoder` gets the
+    experiment's list and an `experiment` object to send clicks with (docs/online.md)."""
     return run_search(state, req, name, request.state.record)
 
 

@@ -6,6 +6,10 @@ const $ = (sel) => document.querySelector(sel);
 const COMPARE = "__compare__";
 let info = null; // /api/collections/{c}
 let seq = 0; // request counter: only the latest response is drawn
+let experiment = null; // the collection's running online experiment, if any
+let shown = null; // {experiment, impression} of the results on screen, when they are an experiment's list
+let shownIds = []; // ids of the results on screen, highlighted on the map
+let map = null; // {key, view: EmbedMap} once the map panel has been opened
 
 async function api(path, params) {
   const url = new URL(path, location.origin);
@@ -28,6 +32,21 @@ function el(tag, attrs, ...children) {
   }
   for (const c of children) if (c !== null && c !== undefined) node.append(c);
   return node;
+}
+
+// A random id kept in localStorage: the server buckets A/B experiments by it and ties clicks to their
+// list. getRandomValues, not randomUUID, which only exists on https or localhost.
+function sessionId() {
+  const key = "embedscope.session";
+  const fresh = () => [...crypto.getRandomValues(new Uint8Array(16))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+  try {
+    let id = localStorage.getItem(key);
+    if (!id) { id = fresh(); localStorage.setItem(key, id); }
+    return id;
+  } catch {
+    return (sessionId.memory ||= fresh()); // storage disabled: one id for this page's life
+  }
 }
 
 function state() {
@@ -62,8 +81,23 @@ async function loadCollections() {
   return name;
 }
 
+// the banner: which experiment the default search serves ({name, method}, or null for none)
+function showExperiment(exp) {
+  const banner = $("#experiment-banner");
+  banner.hidden = !exp;
+  if (exp) {
+    banner.replaceChildren("Experiment ", el("strong", {}, exp.name), ` (${exp.method}) is running: ` +
+      "the default search shows its results, and opening a result counts as a click.");
+  }
+}
+
 async function loadInfo(name) {
-  info = await api(`/api/collections/${encodeURIComponent(name)}`);
+  const c = encodeURIComponent(name);
+  const [collection, experiments] = await Promise.all([
+    api(`/api/collections/${c}`), api(`/api/collections/${c}/experiments`).catch(() => [])]);
+  info = collection;
+  experiment = experiments.find((e) => e.status === "running") || null;
+  showExperiment(experiment);
   const versions = info.versions;
   const opts = versions.map((v) => ({
     value: v.name,
@@ -75,7 +109,9 @@ async function loadInfo(name) {
     opts.push({ value: r.name, label: r.name, hint: `${r.parts.join(" + ")}, ${r.fusion}` });
   }
   if (opts.length > 1) opts.push({ value: COMPARE, label: "side by side", hint: "" });
-  const current = state().get("v") || info.default_search || info.active_version || (opts[0] && opts[0].value);
+  // the default search (no version named) is the one a running experiment serves
+  if (experiment) opts.unshift({ value: "", label: "default", hint: "experiment" });
+  const current = state().get("v") || (experiment ? "" : info.default_search || info.active_version || (opts[0] && opts[0].value));
   $("#mode-options").replaceChildren(
     ...opts.map((o) =>
       el("label", {},
@@ -84,6 +120,7 @@ async function loadInfo(name) {
     )
   );
   $("#modes").hidden = opts.length < 2;
+  if (map) loadMap();
   $("#suggestions").replaceChildren(
     el("span", { class: "sr-label" }, "Try:"),
     ...info.display.suggestions.map((s) =>
@@ -182,7 +219,7 @@ async function run() {
   const q = p.get("q");
   const c = encodeURIComponent($("#collection").value);
   $("#context").hidden = !like;
-  if (!like && !q) { $("#results").replaceChildren(); status(""); return; }
+  if (!like && !q) { clearResults(); status(""); return; }
   $("#go").disabled = true;
   status("Searching…");
   const t0 = performance.now();
@@ -203,14 +240,16 @@ async function run() {
       const parts = res.runs.map((r) => `${r.version} ${r.error ? "error" : `${r.took_ms.toFixed(1)} ms`}`);
       status(`Compared ${res.runs.length} encoders: ${parts.join(" · ")}`);
     } else {
-      const res = await api(`/api/collections/${c}/search`, { query: q, k: 12, where, version: v || undefined });
+      const res = await api(`/api/collections/${c}/search`,
+        { query: q, k: 12, where, version: v || undefined, session: v ? undefined : sessionId() });
       if (my !== seq) return;
-      draw(res.hits);
-      status(summary(res, t0));
+      draw(res.hits, res.experiment);
+      if (!v) showExperiment(res.experiment); // started or stopped since the page loaded
+      status(summary(res, t0) + (res.experiment ? ` · experiment ${res.experiment.name}` : ""));
     }
   } catch (err) {
     if (my !== seq) return;
-    $("#results").replaceChildren();
+    clearResults();
     status(err.message, true);
   } finally {
     if (my === seq) $("#go").disabled = false;
@@ -225,21 +264,36 @@ function summary(res, t0) {
     `${res.cached ? " · cached" : ""} · page ${total} ms`;
 }
 
-function draw(hits) {
+function clearResults() {
+  shown = null;
+  highlight([]);
+  $("#results").replaceChildren();
+}
+
+function draw(hits, exp = null) {
   const tpl = $("#card-template");
+  shown = exp ? { experiment: exp.name, impression: exp.impression } : null;
+  highlight(hits.map((h) => h.id));
   if (!hits.length) {
     $("#results").replaceChildren(el("p", { class: "empty" }, "Nothing matched. Loosen the filters or try other words."));
     return;
   }
-  $("#results").replaceChildren(...hits.map((h) => {
+  $("#results").replaceChildren(...hits.map((h, position) => {
     const card = tpl.content.firstElementChild.cloneNode(true);
     card.dataset.id = h.id;
+    card.dataset.position = position;
+    card.setAttribute("aria-label", `${h.title}: press Enter for the full text`);
+    card.addEventListener("click", (e) => openResult(card, h, position, !!e.target.closest(".more-like")));
+    card.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && e.target === card) { e.preventDefault(); openResult(card, h, position, false); }
+    });
     card.querySelector(".title").textContent = h.title;
     // the server shows hits (embedscope.display.show): title, subtitle, year, tags, image, snippet
     card.querySelector(".byline").textContent = [h.subtitle, h.year].filter(Boolean).join(" · ");
     if (h.tags.length) card.querySelector(".tags").replaceChildren(...h.tags.slice(0, 3).map((t) => el("span", {}, t)));
     card.querySelector(".snippet").textContent = h.snippet;
-    card.querySelector(".score").textContent = h.score.toFixed(3);
+    // an experiment's list mixes two rankers whose scores are not comparable: they are not shown
+    if (!exp) card.querySelector(".score").textContent = h.score.toFixed(3);
     const thumb = card.querySelector(".thumb");
     thumb.textContent = (h.title || "?").trim().charAt(0).toUpperCase();
     if (h.image) {
@@ -254,6 +308,77 @@ function draw(hits) {
   }));
 }
 
+// A result was opened (mouse click, or Enter on the focused card): count the click when the list is
+// an experiment's, and show the item's full text in the card (unless it was "More like this").
+function openResult(card, hit, position, leaving) {
+  if (shown) logClick(shown, position, hit.id);
+  if (leaving || card.classList.contains("expanded")) return;
+  card.classList.add("expanded");
+  api(`/api/collections/${encodeURIComponent($("#collection").value)}/items/${encodeURIComponent(hit.id)}`)
+    .then((item) => {
+      // the text often starts with the title (the ingest template); the card shows it already
+      const text = item.text.startsWith(hit.title) ? item.text.slice(hit.title.length).replace(/^[\s.:-]+/, "") : item.text;
+      card.querySelector(".snippet").textContent = text || item.text;
+    })
+    .catch(() => {}); // the snippet stays; nothing else depends on it
+}
+
+function logClick(list, position, id) {
+  const c = encodeURIComponent($("#collection").value);
+  fetch(`/api/collections/${c}/click`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify({ ...list, position, item: id }),
+    keepalive: true, // still sent when the click leads away from the page
+  }).then((res) => {
+    if (res.ok) document.body.dataset.clicks = String(Number(document.body.dataset.clicks || 0) + 1);
+  }).catch(() => {}); // a lost click must not break the page
+}
+
+// --- the map: the collection's items in 2-D (embedscope project), the results highlighted ----------
+function mapVersion() {
+  const v = mode();
+  return v && v !== COMPARE ? v : info.active_version;
+}
+
+async function loadMap() {
+  const c = $("#collection").value;
+  const version = mapVersion();
+  const method = $("#map-method").value;
+  const key = `${c}|${version}|${method}`;
+  if (map && map.key === key) return;
+  map = { key, view: null };
+  const box = $("#map");
+  box.replaceChildren();
+  const say = (text, isError = false) => {
+    $("#map-status").textContent = text;
+    $("#map-status").classList.toggle("error", isError);
+  };
+  say("Loading the map (computed on first use, a second or so for PCA)…");
+  try {
+    const points = await api(`/api/collections/${encodeURIComponent(c)}/projection`,
+      { version, method: method || undefined, color_by: info.display.tags || undefined });
+    if (map.key !== key) return; // another map was asked for meanwhile
+    const canvasBox = el("div", { class: "map-canvas" });
+    box.replaceChildren(canvasBox);
+    map.view = new EmbedMap(canvasBox, points, { onSelect: (id, i) => moreLike(id, points.titles[i]) });
+    map.about = `${points.method.toUpperCase()} of ${points.ids.length.toLocaleString()} items of ` +
+      `${points.version}${points.cached ? "" : ` (computed in ${points.seconds} s)`}`;
+    highlight(shownIds);
+  } catch (err) {
+    if (map.key === key) { say(err.message, true); map.key = null; } // opening it again retries
+  }
+}
+
+function highlight(ids) {
+  shownIds = ids;
+  if (!map || !map.view) return;
+  const found = map.view.highlightIds(ids);
+  const note = ids.length ? ` · ${found} of the ${ids.length} results on the map, highlighted` : "";
+  $("#map-status").textContent = `${map.about}${note}. Click a point for more like it.`;
+  $("#map-status").classList.remove("error");
+}
+
 function drawCompare(res) {
   const seen = {};
   for (const r of res.runs) for (const h of r.hits) seen[h.id] = (seen[h.id] || 0) + 1;
@@ -263,6 +388,8 @@ function drawCompare(res) {
       r.error ? el("p", { class: "status error" }, r.error) :
         el("ol", {}, ...r.hits.map((h) => el("li", { class: seen[h.id] > 1 ? "shared" : "" },
           el("a", { href: "#", onclick: (e) => { e.preventDefault(); moreLike(h.id, h.title); } }, h.title))))));
+  shown = null;
+  highlight(Object.keys(seen));
   $("#results").replaceChildren(el("div", { class: "compare" }, ...cols),
     el("p", { class: "empty" }, "Highlighted: found by more than one encoder."));
 }
@@ -272,10 +399,14 @@ async function start() {
   $("#search").addEventListener("submit", (e) => { e.preventDefault(); submit(); });
   $("#mode-options").addEventListener("change", () => {
     const p = state();
-    p.set("v", mode());
+    if (mode()) p.set("v", mode());
+    else p.delete("v");
     setState(p);
     run();
+    if (map) loadMap();
   });
+  $("#map-box").addEventListener("toggle", () => { if ($("#map-box").open) loadMap(); });
+  $("#map-method").addEventListener("change", () => loadMap());
   $("#clear-filters").addEventListener("click", () => {
     for (const i of document.querySelectorAll("#filters input")) i.value = "";
     if (state().get("q") || state().get("like")) submit();
@@ -293,8 +424,8 @@ async function start() {
       await loadInfo($("#collection").value);
     }
     $("#q").value = state().get("q") || "";
-    const v = state().get("v");
-    if (v) for (const r of document.querySelectorAll("input[name=version]")) r.checked = r.value === v;
+    const v = state().get("v") || (experiment ? "" : null);
+    if (v !== null) for (const r of document.querySelectorAll("input[name=version]")) r.checked = r.value === v;
     buildFilters();
     run();
   });

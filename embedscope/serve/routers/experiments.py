@@ -1,0 +1,140 @@
+"""Online experiments over HTTP: start and stop (bearer token), list, report (JSON and PNG), the
+clicks the page sends, and `present`, which `/search` calls to serve a running experiment.
+
+Which searches join the running experiment (the rule docs/serve.md states): a search that names
+neither `version` nor `encoder`, so asks for the collection's default search, which is what the
+experiment is about, and that carries a `session` id, so that an A/B user can be bucketed and a
+click tied to the list it was made on. Searches naming a version or encoder (the page's encoder
+switch and side-by-side view, API clients that pin a version), more-like-this, compare and
+recommendations are served as if no experiment ran, and are not logged in it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from embedscope.errors import ConflictError, NotFoundError
+from embedscope.experiments import configurations, report, search_ranker
+from embedscope.experiments.experiment import Experiment
+from embedscope.search.base import STAGES, SearchResult
+from embedscope.serve import models as m
+from embedscope.serve.deps import WRITES, State
+from embedscope.serve.state import Served
+
+router = APIRouter(prefix="/api/collections/{name}", tags=["experiments"])
+# matplotlib's pyplot keeps global state: one report picture at a time
+_plot_lock = threading.Lock()
+
+
+def present(
+    served: Served, query: str, k: int, where: str | None, session: str
+) -> tuple[SearchResult, m.ExperimentShown] | None:
+    """The running experiment's list for this query (interleaved, or the session's A/B side), logged
+    as an impression; None when no experiment runs. Both sides search through the served
+    collection's pipeline, as `/search?version=<side>` would."""
+    exps = served.experiments
+    exp = exps.running()
+    if exp is None:
+        return None
+    runs: list[SearchResult] = []
+    rank_a, rank_b = (
+        search_ranker(served.pipeline, side, k=k, where=where, results=runs) for side in (exp.a, exp.b)
+    )
+    try:
+        imp = exps.present(exp, query, rank_a, rank_b, k=k, user=session)
+    except NotFoundError as exc:  # a side's version was deleted after the experiment started
+        raise ConflictError(
+            f"experiment '{exp.name}' cannot be served: {exc}; stop it (`embedscope experiment stop "
+            f"{served.name}`)"
+        ) from None
+    stages = {s: sum(r.stages[s] for r in runs) for s in STAGES}
+    if imp.side is not None:  # A/B: one side answered
+        using, encoder = runs[0].using, runs[0].encoder
+    else:
+        using = f"{exp.a}|{exp.b}"
+        encoder = f"interleaved({runs[0].encoder}, {runs[1].encoder})"
+    result = SearchResult(imp.results, using, encoder, stages, cached=all(r.cached for r in runs))
+    return result, m.ExperimentShown(name=exp.name, method=exp.method, impression=imp.id, side=imp.side)
+
+
+def _out(exp: Experiment) -> m.ExperimentOut:
+    return m.ExperimentOut(**exp.to_dict())
+
+
+@router.get("/experiments")
+def list_experiments(name: str, state: State) -> list[m.ExperimentOut]:
+    """The collection's experiments, oldest first; at most one has status `running`."""
+    return [_out(e) for e in state.get(name).experiments.list()]
+
+
+@router.post("/experiments", dependencies=WRITES, status_code=201, responses={409: {"model": m.ErrorOut}})
+def start_experiment(name: str, req: m.ExperimentStart, request: Request, state: State) -> m.ExperimentOut:
+    """Start comparing two search configurations on live traffic (one running experiment per
+    collection: 409 while another runs)."""
+    served = state.get(name)
+    request.state.record.update(collection=name, action="experiment start", a=req.a, b=req.b)
+    with served.lock:
+        valid = configurations(served.reader)
+    exp = served.experiments.start(req.a, req.b, method=req.method, name=req.name, configurations=valid)
+    request.state.record["experiment"] = exp.name
+    return _out(exp)
+
+
+@router.post("/experiments/{experiment}/stop", dependencies=WRITES, responses={409: {"model": m.ErrorOut}})
+def stop_experiment(name: str, experiment: str, request: Request, state: State) -> m.ExperimentOut:
+    """Stop an experiment; searches get plain results again, its log stays for the report."""
+    request.state.record.update(collection=name, action="experiment stop", experiment=experiment)
+    return _out(state.get(name).experiments.stop(experiment))
+
+
+def _report(served: Served, experiment: str, plot: Path | None = None) -> dict[str, Any]:
+    out = report(served.experiments, experiment, plot=plot)
+    out["log"].pop("path", None)  # a server path is no business of the client's
+    return out
+
+
+@router.get("/experiments/{experiment}/report")
+def experiment_report(name: str, experiment: str, state: State) -> m.ExperimentReport:
+    """Winner, per-side credit (interleaving) or click-through rate (A/B), the significance test and
+    the impressions so far: what `embedscope experiment report --json` prints."""
+    return m.ExperimentReport(**_report(state.get(name), experiment))
+
+
+@router.get(
+    "/experiments/{experiment}/report.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "the cumulative preference over time"}},
+)
+def experiment_plot(name: str, experiment: str, state: State) -> Response:
+    """The cumulative preference for B over time (interleaving) or each side's CTR so far (A/B)."""
+    served = state.get(name)
+    with tempfile.TemporaryDirectory() as folder, _plot_lock:
+        path = Path(folder) / "preference.png"
+        _report(served, experiment, plot=path)
+        return Response(path.read_bytes(), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/click", responses={409: {"model": m.ErrorOut}})
+def click(name: str, req: m.ClickRequest, request: Request, state: State) -> m.ClickOut:
+    """Log a click on a result of an experiment's list (the page sends one per mouse click or Enter
+    on a result card). 404 for an unknown experiment or impression, 400 for a position outside the
+    list, 409 when the experiment has stopped or `item` is not at that position."""
+    served = state.get(name)
+    request.state.record.update(
+        collection=name, experiment=req.experiment, impression=req.impression, position=req.position
+    )
+    logged = served.experiments.click(req.experiment, req.impression, req.position, req.item)
+    request.state.record["item"] = logged["item"]
+    return m.ClickOut(
+        experiment=req.experiment,
+        impression=req.impression,
+        position=req.position,
+        item=logged["item"],
+        logged_at=logged["ts"],
+    )
