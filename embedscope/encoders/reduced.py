@@ -84,6 +84,8 @@ class LSAEncoder(_ReducedEncoder):
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
     ) -> np.ndarray:
         self._check_fitted()
+        if not texts:  # scikit-learn refuses an empty batch; the contract allows it
+            return np.zeros((0, self.dim), dtype=np.float32)
         out = self.model.transform(self.vectorizer.transform(list(texts)))
         return l2_normalize(out)  # zero rows (no known term) stay zero
 
@@ -136,6 +138,8 @@ class LDAEncoder(_ReducedEncoder):
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
     ) -> np.ndarray:
         self._check_fitted()
+        if not texts:  # scikit-learn refuses an empty batch; the contract allows it
+            return np.zeros((0, self.dim), dtype=np.float32)
         counts = self.vectorizer.transform(list(texts))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

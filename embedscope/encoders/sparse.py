@@ -89,6 +89,8 @@ class _VectorizerEncoder(Encoder):
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
     ) -> sp.csr_matrix:
         self._check_fitted()
+        if not texts:  # scikit-learn refuses an empty batch; the contract allows it
+            return sp.csr_matrix((0, self.dim), dtype=np.float32)
         out = sp.csr_matrix(self._transform(list(texts)), dtype=np.float32)
         if self.params.get("normalize", False):
             out = sk_normalize(out, norm="l2", copy=False)  # zero rows stay zero
