@@ -103,7 +103,7 @@ def test_versions_are_recorded_and_switchable(store_home, books_frame: pd.DataFr
     assert v.dim == 384 and v.count == 30 and len(v.fingerprint) == 16 and v.created_at
     col.activate("minilm-cls")
     assert col.active_version == "minilm-cls"
-    with pytest.raises(NotFoundError, match="no embedding version 'nope'"):
+    with pytest.raises(NotFoundError, match="has no version or recipe 'nope'"):
         col.activate("nope")
 
 
