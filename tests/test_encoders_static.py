@@ -118,7 +118,7 @@ def assert_counts_equal(
 # printable ASCII with the whitespace and control characters BERT treats specially, accents,
 # combining marks, CJK, Unicode spaces, curly quotes, emoji, special-token text, over-long words
 _PIECES = [
-    *"abcXYZ019 .,;-'#\"()[]\t\n\r\x0b\x00éüÉß\u0301\u00a0\u3000\u200b中文“—😀İ\ufffd",
+    *"abcXYZ019 .,;-'#\"()[]\t\n\r\x0b\x0c\x1c\x7f\x85\x00éüÉß\u0301\u00a0\u2028\u3000\u200b中文“—😀İ\ufffd",
     *("[SEP]", "[mask]", "the", "antidisestablishmentarianism", "x" * 120, "é" * 101),
 ]
 

@@ -165,20 +165,24 @@ class WordPieceCounter:
             self._ids.clear()  # bounded memory: a new vocabulary of words costs one re-tokenisation
         ids = list(map(self._ids.get, keys))
         missing = [key for key, found in zip(keys, ids, strict=True) if found is None]
-        if missing:
-            self._resolve(missing)
-            ids = [self._ids[key] for key in keys]
-        return ids  # type: ignore[return-value]
+        if not missing:
+            return ids  # type: ignore[return-value]
+        new = self._tokenise(missing)
+        self._ids.update(new)
+        # from `new`, not the cache: another thread may clear the cache meanwhile (the server)
+        return [new[key] if found is None else found for key, found in zip(keys, ids, strict=True)]
 
-    def _resolve(self, keys: list[str]) -> None:
-        """Token ids of new keys: a word the vocabulary holds whole is that one token (WordPiece's
+    def _tokenise(self, keys: list[str]) -> dict[str, tuple[int, ...]]:
+        """Token ids of keys: a word the vocabulary holds whole is that one token (WordPiece's
         longest match); the rest are tokenised by the real tokenizer, many keys per call."""
+        ids: dict[str, tuple[int, ...]] = {}
         rest = []
         for key in keys:
             word = key.lower() if self._lowercase else key
+            # only printable ASCII: the normaliser may change anything else (accents, case)
             token = self._vocab.get(word) if key.isascii() and key.isprintable() else None
             if token is not None and len(word) <= self._max_word_chars:
-                self._ids[key] = (token,)
+                ids[key] = (token,)
             else:
                 rest.append(key)
         for start in range(0, len(rest), _RESOLVE_CHUNK):
@@ -191,4 +195,5 @@ class WordPieceCounter:
             per_key: list[list[int]] = [[] for _ in chunk]
             for key_index, token in zip(owner.tolist(), encoding.ids, strict=True):
                 per_key[key_index].append(token)
-            self._ids.update(zip(chunk, map(tuple, per_key), strict=True))
+            ids.update(zip(chunk, map(tuple, per_key), strict=True))
+        return ids
