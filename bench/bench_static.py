@@ -1,6 +1,8 @@
-"""Why the static encoder (model2vec distilled from MiniLM) trails BM25 on SciFact, one change at a time.
+"""Why the static encoder (model2vec distilled from MiniLM) trails BM25 on SciFact, one change at a time;
+and (--speed) how fast it encodes.
 
     python bench/bench_static.py          # ~5 min on 2 cores once the distilled tables are cached
+    python bench/bench_static.py --speed  # texts/s: the word-cache path vs model2vec's encode, ~2 min
 
 Each row is a fixed variant, chosen before looking at the test queries (model2vec's recipe and its
 documented ablations, SIF with Arora et al.'s a=1e-3, model2vec's custom-vocabulary idea); the
@@ -8,23 +10,44 @@ documented ablations, SIF with Arora et al.'s a=1e-3, model2vec's custom-vocabul
 fold the variant with the best nDCG@10 on the other four folds is scored on the held-out one, so
 the reported "chosen" figure is not tuned on the queries it is judged on. Writes
 bench/results/static.json.
+
+--speed encodes all 5,197 books ("{title}. {description}") and the 5,183 SciFact documents,
+`--rounds` times each, in the same process: embedscope's encode after `fit` (fit has filled the
+word cache) in one call and in the local engine's chunks of 256 texts (as `embed` calls it), the
+same from a cold cache (the fitted encoder saved and loaded again), and model2vec's own
+`StaticModel.encode` (the path before the word cache) on the same fitted table. It reports the
+median texts/s and the range, the smallest cosine between the two paths' vectors, one-query
+latency, and the load average (the machine is shared).
+Writes bench/results/static-speed.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
+import os
 import re
 import sys
+import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as embedscope runs: one core
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_DATA, report  # noqa: E402
+from common import SHARED_DATA, latency_ms, report  # noqa: E402
 
 SCIFACT = SHARED_DATA / "beir" / "scifact"
+# --speed rows
+FIT = "fit (counting the collection's tokens)"
+AFTER_FIT = "embedscope encode after fit, one call"
+IN_CHUNKS = "embedscope encode after fit, in `embed`'s chunks of 256 texts"
+COLD = "embedscope encode, cold word cache (loaded encoder)"
+MODEL2VEC = "model2vec StaticModel.encode (before)"
 
 
 def scores(
@@ -173,5 +196,80 @@ def main() -> None:
     )
 
 
+def speed(rounds: int, limit: int | None) -> None:
+    import pandas as pd
+
+    from embedscope.encoders.base import Encoder, l2_normalize
+    from embedscope.encoders.registry import create_encoder
+    from embedscope.engines.local import LocalEngine
+    from embedscope.sources import load_beir
+
+    frame = pd.read_csv(SHARED_DATA / "books" / "books.csv").dropna(subset=["title", "description"])
+    ds = load_beir(SCIFACT)
+    corpora = {
+        "books": (frame["title"] + ". " + frame["description"]).tolist()[:limit],
+        "scifact": [f"{doc['title']} {doc['text']}".strip() for doc in ds.corpus.values()][:limit],
+    }
+    load_before = os.getloadavg()[0]
+    rows = []
+    for corpus, texts in corpora.items():
+        timings: dict[str, list[float]] = collections.defaultdict(list)
+        outputs: dict[str, np.ndarray] = {}
+        for _ in range(rounds):
+            enc = create_encoder("static")
+            _ = enc.dim  # loads the distilled table outside the timings
+            started = time.perf_counter()
+            enc.fit(texts)
+            timings[FIT].append(time.perf_counter() - started)
+            with tempfile.TemporaryDirectory() as tmp:
+                enc.save(Path(tmp) / "static")
+                cold = Encoder.load(Path(tmp) / "static")
+            cold.encode(texts[:1])  # the model is loaded; its word cache all but empty
+            paths = {
+                AFTER_FIT: partial(enc.encode, texts),
+                IN_CHUNKS: partial(LocalEngine().encode, enc, texts),
+                COLD: partial(cold.encode, texts),
+                MODEL2VEC: partial(enc.static_model.encode, texts, use_multiprocessing=False),
+            }
+            for path, run in paths.items():
+                started = time.perf_counter()
+                outputs[path] = l2_normalize(np.asarray(run()))
+                timings[path].append(time.perf_counter() - started)
+        reference = outputs[MODEL2VEC]
+        cosine = {
+            path: float((out * reference).sum(1)[reference.any(1)].min()) for path, out in outputs.items()
+        }
+        query = texts[0][:60]
+        query_ms = {
+            AFTER_FIT: latency_ms(partial(enc.encode, [query]), 200),
+            MODEL2VEC: latency_ms(partial(enc.static_model.encode, [query], use_multiprocessing=False), 200),
+        }
+        for path, seconds in timings.items():
+            per_s = sorted(len(texts) / t for t in seconds)
+            rows.append(
+                {
+                    "corpus": f"{corpus} ({len(texts)})",
+                    "path": path,
+                    "texts/s median": round(float(np.median(per_s))),
+                    "range": f"{per_s[0]:.0f}-{per_s[-1]:.0f}",
+                    "min cosine to model2vec": cosine[path] if path in (AFTER_FIT, IN_CHUNKS, COLD) else "",
+                    "one-query p50 ms": query_ms[path]["p50_ms"] if path in query_ms else "",
+                }
+            )
+    report(
+        "static-speed",
+        f"Static encoder speed, {rounds} rounds (load average {load_before:.1f} -> {os.getloadavg()[0]:.1f})",
+        rows,
+        {"rounds": rounds, "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]},
+    )
+
+
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--speed", action="store_true", help="texts/s of the encode paths (not quality)")
+    parser.add_argument("--rounds", type=int, default=5, help="--speed: rounds per corpus (median reported)")
+    parser.add_argument("--limit", type=int, default=None, help="--speed: first N texts of each corpus")
+    args = parser.parse_args()
+    speed(args.rounds, args.limit) if args.speed else main()

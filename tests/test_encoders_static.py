@@ -1,17 +1,29 @@
-"""Static (model2vec) embeddings distilled offline from the packaged MiniLM.
+"""Static (model2vec) embeddings distilled offline from the packaged MiniLM, and the word-level
+tokenizer cache they encode through (equal to model2vec's tokenisation, checked on real texts).
 
 The first run distills (~1.5 min on 2 cores) into ~/.cache/embedscope/static; later runs load it."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from embedscope.encoders.base import Encoder, NotFittedError, is_empty_query
+from embedscope.encoders import static
+from embedscope.encoders.base import Encoder, NotFittedError, is_empty_query, l2_normalize
 from embedscope.encoders.registry import create_encoder
+from embedscope.encoders.transformer import DEFAULT_MODEL, resolve_model_path
+from embedscope.encoders.word_tokens import WordPieceCounter, bert_wordpiece
+from embedscope.sources import load_beir
+
+SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +76,117 @@ def test_corpus_weighting_discounts_the_collections_common_tokens(descriptions: 
     np.testing.assert_allclose(corpus.encode([text])[0], expected / np.linalg.norm(expected), atol=1e-5)
     # the model2vec recipe is still there: no fit, Zipf weights baked into the table
     assert not zipf.requires_fit and zipf.encode([text]).shape == (1, 256)
+
+
+@functools.cache
+def minilm_tokenizer(max_length: int | None) -> Any:
+    """The packaged MiniLM's tokenizer as model2vec sets it up: no padding, truncated to max_length."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(Path(resolve_model_path(DEFAULT_MODEL)) / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation() if max_length is None else tokenizer.enable_truncation(max_length)
+    return tokenizer
+
+
+def tokenizer_counts(tokenizer: Any, texts: list[str]) -> sp.csr_matrix:
+    """The reference: per-text token counts straight from the tokenizer."""
+    rows = [
+        np.asarray(e.ids, dtype=np.int64) for e in tokenizer.encode_batch(texts, add_special_tokens=False)
+    ]
+    indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+    data = np.ones(int(indptr[-1]), dtype=np.float32)
+    indices = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    return sp.csr_matrix((data, indices, indptr), shape=(len(texts), tokenizer.get_vocab_size()))
+
+
+def assert_counts_equal(
+    counter: WordPieceCounter, tokenizer: Any, texts: list[str], max_tokens: int | None
+) -> None:
+    got, special = counter.counts(texts, max_tokens)
+    reference = tokenizer_counts(tokenizer, texts)
+    has_special = np.zeros(len(texts), dtype=bool)
+    has_special[special] = True
+    for i in np.flatnonzero(has_special):  # left to the tokenizer, and only when they need it
+        assert got[i].nnz == 0 and any(
+            t in texts[i].upper() for t in ("[SEP]", "[CLS]", "[MASK]", "[PAD]", "[UNK]")
+        )
+    keep = sp.diags((~has_special).astype(np.float32))
+    assert (keep @ (got - reference)).count_nonzero() == 0
+
+
+# printable ASCII with the whitespace and control characters BERT treats specially, accents,
+# combining marks, CJK, Unicode spaces, curly quotes, emoji, special-token text, over-long words
+_PIECES = [
+    *"abcXYZ019 .,;-'#\"()[]\t\n\r\x0b\x0c\x1c\x7f\x85\x00éüÉß\u0301\u00a0\u2028\u3000\u200b中文“—😀İ\ufffd",
+    *("[SEP]", "[mask]", "the", "antidisestablishmentarianism", "x" * 120, "é" * 101),
+]
+
+
+@functools.cache
+def shared_counter() -> WordPieceCounter:
+    """One cache for all examples: keys cached by one example are reused by the next."""
+    return WordPieceCounter(minilm_tokenizer(None))
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.lists(st.sampled_from(_PIECES), max_size=40).map("".join), min_size=1, max_size=6))
+def test_word_cache_counts_equal_the_tokenizers_on_any_text(texts: list[str]) -> None:
+    for max_tokens in (None, 12):  # 12: truncation cuts inside words and texts
+        assert_counts_equal(shared_counter(), minilm_tokenizer(max_tokens), texts, max_tokens)
+
+
+def test_word_cache_is_only_used_for_bert_wordpiece_tokenizers() -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    assert bert_wordpiece(minilm_tokenizer(None))
+    word_level = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
+    assert not bert_wordpiece(word_level)
+    with pytest.raises(ValueError, match="BertPreTokenizer"):
+        WordPieceCounter(word_level)
+
+
+def real_texts(books_frame: pd.DataFrame) -> list[str]:
+    """Every book as the bench encodes it, every SciFact document and query."""
+    if not (SCIFACT / "corpus.jsonl").exists():
+        pytest.skip(f"SciFact not found at {SCIFACT} (../shared/data is absent)")
+    books = books_frame.dropna(subset=["title", "description"])
+    ds = load_beir(SCIFACT)
+    return [
+        *(books["title"] + ". " + books["description"]),
+        *(f"{doc['title']} {doc['text']}".strip() for doc in ds.corpus.values()),
+        *ds.queries.values(),
+    ]
+
+
+@pytest.mark.slow
+def test_word_cache_equals_model2vec_on_every_book_and_scifact_text(books_frame: pd.DataFrame) -> None:
+    texts = real_texts(books_frame)
+    enc = create_encoder("static").fit(texts)
+    model = enc.static_model
+    # the data holds the hard cases: non-ASCII text, texts past max_length tokens and past
+    # model2vec's character cut, and one with special-token text
+    texts.append(f"{texts[0]} [SEP] {texts[1]}")
+    lengths = np.asarray(tokenizer_counts(minilm_tokenizer(None), texts).sum(axis=1)).ravel()
+    assert sum(not t.isascii() for t in texts) > 1000
+    assert (lengths > model.max_length).sum() > 400
+    assert sum(len(t) > model.max_length * model.median_token_length for t in texts) > 50
+    # fit: the SIF weights come from exactly the tokenizer's counts (truncated as model2vec's)
+    base = enc._distilled()
+    counts = static.token_counts(base.tokenizer, texts[:-1], len(base.embedding))
+    weights = static.sif_weights(counts / counts.sum(), float(enc.params["sif_coefficient"]))
+    np.testing.assert_array_equal(np.asarray(model.embedding), np.asarray(base.embedding) * weights[:, None])
+    # encode: model2vec's vectors, text by text
+    fast = enc.encode(texts)
+    reference = l2_normalize(model.encode(texts, use_multiprocessing=False))
+    empty = ~reference.any(axis=1)
+    np.testing.assert_array_equal(empty, ~fast.any(axis=1))
+    assert (fast * reference).sum(axis=1)[~empty].min() >= 0.9999
+    # and from a cold cache, in small batches mixing short and over-long texts
+    fresh = create_encoder("static").fit(texts[:-1])
+    too_long = [t for t, n in zip(texts, lengths, strict=True) if n > model.max_length][:40]
+    for start in range(0, 500, 100):
+        batch = texts[start : start + 100] + too_long[start // 20 : start // 20 + 8]
+        expected = l2_normalize(model.encode(batch, use_multiprocessing=False))
+        np.testing.assert_allclose(fresh.encode(batch), expected, atol=1e-5)

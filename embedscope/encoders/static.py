@@ -13,10 +13,14 @@ model2vec estimates p(token) from the token's rank in the vocabulary (a Zipf law
 a = 1e-4). A BERT WordPiece vocabulary is not ordered by frequency in any one domain, so
 `weighting=corpus` (the default) counts the tokens of the collection itself at `fit`, the
 estimate SIF was defined with (Arora et al. 2017, "A Simple but Tough-to-Beat Baseline for Sentence
-Embeddings", a = 1e-3). On SciFact this moved nDCG@10 from 0.364 to 0.398 (docs/design.md).
+Embeddings", a = 1e-3). On SciFact this moved nDCG@10 from 0.367 to 0.401 (docs/design.md).
 
 The table goes to model2vec's `StaticModel` (installed, no extra needed) for storage and for
-tokenise-and-average inference. The
+inference, with one change for speed: the tokenisation (all of model2vec's encode time) goes
+through a word-level cache of the same tokenizer (encoders/word_tokens.py) that yields the same
+token counts, truncation included, so the vectors and the fitted weights are model2vec's
+(tests/test_encoders_static.py checks it on every books and SciFact text); texts it cannot take
+(special-token text such as "[SEP]") and non-BERT tokenizers go through model2vec's encode. The
 distilled table is cached under ~/.cache/embedscope/static/ (or $EMBEDSCOPE_CACHE); the fitted,
 weighted model is copied into the encoder's save dir, so nothing is downloaded, ever.
 """
@@ -35,9 +39,12 @@ import numpy as np
 
 from embedscope.encoders.base import Encoder, check_corpus, l2_normalize
 from embedscope.encoders.transformer import DEFAULT_MODEL, model_cache_dir, resolve_model_path
+from embedscope.encoders.word_tokens import WordPieceCounter, bert_wordpiece
 from embedscope.errors import EmbedscopeError
 
 _MODEL_DIR = "static_model"
+# texts counted per sparse product: bounds the (texts x words) matrices of one step
+_CHUNK = 16_384
 
 
 def distill_static(model: str, pca_dims: int, zipf_sif: float | None, batch_size: int = 512) -> Any:
@@ -126,6 +133,9 @@ class StaticEncoder(Encoder):
         self.requires_fit = self.params["weighting"] == "corpus"  # type: ignore[misc]
         self.fitted = not self.requires_fit
         self._static: Any = None
+        # the word cache, shared by fit and encode: the fitted model keeps the base's tokenizer
+        self._words: WordPieceCounter | None = None
+        self._words_checked = False
 
     def _zipf_sif(self) -> float | None:
         return float(self.params["sif_coefficient"]) if self.params["weighting"] == "zipf" else None
@@ -157,10 +167,35 @@ class StaticEncoder(Encoder):
             self._static = self._distilled()
         return self._static
 
+    def _word_counter(self, model: Any) -> WordPieceCounter | None:
+        """The word-level tokenizer cache for `model`, or None where it does not apply (a tokenizer
+        that is not BERT WordPiece, or a table with separate weights or a token mapping)."""
+        if model.weights is not None or model.token_mapping is not None:
+            return None
+        if self._words is None and not self._words_checked:
+            self._words_checked = True  # one look at the tokenizer's JSON, not one per query
+            if bert_wordpiece(model.tokenizer):
+                self._words = WordPieceCounter(model.tokenizer)
+        return self._words
+
     def fit(self, texts: Sequence[str]) -> StaticEncoder:
         if self.params["weighting"] == "corpus":
             base = self._distilled()
-            counts = token_counts(base.tokenizer, check_corpus(texts), len(base.embedding))
+            texts = check_corpus(texts)
+            counter = self._word_counter(base)
+            if counter is None:
+                counts = token_counts(base.tokenizer, texts, len(base.embedding))
+            else:
+                counts = np.zeros(len(base.embedding), dtype=np.float64)
+                for start in range(0, len(texts), _CHUNK):
+                    chunk = texts[start : start + _CHUNK]
+                    # truncated to max_length tokens, as the base model's tokenizer is set to
+                    matrix, aside = counter.counts(chunk, base.max_length)
+                    counted = np.ones(len(chunk))
+                    counted[aside] = 0  # special-token text: the tokenizer counts these
+                    counts += matrix.T @ counted
+                    if len(aside):
+                        counts += token_counts(base.tokenizer, [chunk[i] for i in aside], len(counts))
             weights = sif_weights(counts / max(counts.sum(), 1.0), float(self.params["sif_coefficient"]))
             vectors = np.asarray(base.embedding, dtype=np.float32) * weights[:, None]
             self._static = static_model(vectors, base.tokenizer, self.params["model"])
@@ -178,7 +213,27 @@ class StaticEncoder(Encoder):
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         self._check_fitted()
-        out = self.static_model.encode(texts, batch_size=max(batch_size, 64), use_multiprocessing=False)
+        model = self.static_model
+        counter = self._word_counter(model)
+        if counter is None:
+            out = model.encode(texts, batch_size=max(batch_size, 64), use_multiprocessing=False)
+            return l2_normalize(out)  # texts with no known token stay all-zero
+        texts_cut = texts
+        if model.max_length is not None:
+            # model2vec's own cut before tokenising (max_length tokens of median length)
+            limit = model.max_length * model.median_token_length
+            texts_cut = [text[:limit] for text in texts]
+        table = np.asarray(model.embedding, dtype=np.float32)
+        out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
+        for start in range(0, len(texts), _CHUNK):
+            counts, aside = counter.counts(texts_cut[start : start + _CHUNK], model.max_length)
+            if model.unk_token_id is not None:
+                counts.data[counts.indices == model.unk_token_id] = 0  # model2vec drops [UNK]
+            # the sum of the token vectors: model2vec's mean up to a length that the norm removes
+            out[start : start + counts.shape[0]] = counts @ table
+            if len(aside):
+                rows = start + aside
+                out[rows] = model.encode([texts[i] for i in rows], use_multiprocessing=False)
         return l2_normalize(out)  # texts with no known token stay all-zero
 
     def save(self, directory: Path) -> None:
