@@ -1,8 +1,8 @@
-"""pgvector HNSW backends for the scale bench (bench/bench_scale.py): the PostgreSQL store's own
-code path, measured.
+"""pgvector HNSW backends of the scale bench: the PostgreSQL store's own code path, measured. Run
+them through bench/bench_scale.py, which registers them as `pgvector-f32` and `pgvector-f16`:
 
-    python bench/pgvector_backend.py --n 1000000     # bench_scale with the pgvector backends
-    python bench/pgvector_backend.py --n 100000 --backends pgvector-f32,hnsw-f32 --out scale-100k
+    python bench/bench_scale.py --backends pgvector-f32,pgvector-f16 --out scale-pgvector
+    python bench/bench_scale.py --n 100000 --backends pgvector-f32,hnsw-f32 --out scale-100k
 
 Each backend starts a throwaway PostgreSQL 18 + pgvector 0.8 server (embedscope/store/pgserver.py),
 writes the N items (JSONB metadata) and one embedding version through `PostgresStore`: one
@@ -26,7 +26,6 @@ index, and max_wal_size so the build is not interrupted by checkpoints.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ class PgVectorHNSW:
 
     efs: tuple[int, ...] = (32, 64, 128)  # hnsw.ef_search
     filter_strategies: tuple[str | None, ...] = ("iterative", "post-filter", "mask")
+    fallbacks = 0  # no fallback path: iterative scans keep walking the graph until k rows pass
 
     def __init__(self, dtype: str) -> None:
         self.dtype = dtype
@@ -161,30 +161,3 @@ class PgVectorHNSW:
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
-
-
-BACKENDS = {"pgvector-f32": lambda: PgVectorHNSW("f32"), "pgvector-f16": lambda: PgVectorHNSW("f16")}
-
-
-def main() -> None:
-    """bench_scale.py's run with these backends registered (by default only these)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    try:
-        import bench_scale
-    except ModuleNotFoundError as exc:
-        if exc.name != "bench_scale":
-            raise
-        raise SystemExit(
-            "error: bench/bench_scale.py (the scale bench these backends plug into) is missing"
-        ) from None
-
-    bench_scale.BACKENDS.update(BACKENDS)
-    if "--backends" not in sys.argv:
-        sys.argv += ["--backends", ",".join(BACKENDS)]
-    if "--out" not in sys.argv:
-        sys.argv += ["--out", "scale-pgvector"]
-    bench_scale.main()
-
-
-if __name__ == "__main__":
-    main()

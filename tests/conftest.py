@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -73,6 +74,22 @@ def books_300_embedded(books_frame: pd.DataFrame, tmp_path_factory: pytest.TempP
     )
     col.embed("minilm")
     return col
+
+
+@pytest.fixture(scope="session")
+def books_lsa(books_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """LSA vectors (cosine, unit length) of all 5,197 books, row i for books_frame's row i: real
+    vectors that take seconds to make."""
+    from embedscope import Collection
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("EMBEDSCOPE_STORE", raising=False)
+        col = Collection.create("lsa", root=tmp_path_factory.mktemp("lsa"))
+    col.ingest(books_frame, id_field="isbn13", template="{title}. {description}")
+    col.embed("lsa", index="exact")
+    ids, vectors = col.vectors("lsa")
+    row_of = {item_id: row for row, item_id in enumerate(ids)}
+    return np.asarray(vectors, dtype=np.float32)[[row_of[str(i)] for i in books_frame.isbn13]]
 
 
 # --- the PostgreSQL store: one throwaway server per session, a fresh database per test ----------

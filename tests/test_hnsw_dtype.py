@@ -24,15 +24,6 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
 
 
-@pytest.fixture(scope="module")
-def books_lsa(books_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    """LSA vectors (cosine, unit length) of all 5,197 books: real vectors that take seconds to make."""
-    col = Collection.create("lsa", root=tmp_path_factory.mktemp("lsa"))
-    col.ingest(books_frame, id_field="isbn13", template=TEMPLATE)
-    col.embed("lsa", index="exact")
-    return np.asarray(col.vectors("lsa")[1], dtype=np.float32)
-
-
 def test_dtype_is_recorded_saved_loaded_and_kept_on_update(home: Path, books_frame: pd.DataFrame) -> None:
     col = Collection.create("d")
     col.ingest(books_frame.head(200), id_field="isbn13", template=TEMPLATE, metadata=["title"])

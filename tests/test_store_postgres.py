@@ -142,8 +142,8 @@ def test_postgres_search_where_takes_the_filter_both_ways(
     mask = books_300.allowed_rows(v, expr, exclude=[own])
     query = np.asarray(v.data.vectors[3:4])
     want, _ = exact.search(query, 10, allowed=mask)
-    for row_list_max in (len(mask), 0):  # the row-list path, then the SQL path
-        monkeypatch.setattr(v.index, "row_list_max", row_list_max)
+    for max_rows in (len(mask), 0):  # the row-list path, then the SQL path
+        monkeypatch.setattr(v.index, "exact_filter_max_rows", max_rows)
         rows, _ = v.index.search_where(query, 10, allowed=mask, where=expr)
         assert 3 not in rows[0] and all(mask[r] for r in rows[0] if r >= 0)
         assert len(set(rows[0]) & set(want[0])) >= 9

@@ -19,6 +19,12 @@ from embedscope.errors import EmbedscopeError
 
 class VectorIndex(ABC):
     kind: ClassVar[str] = ""
+    #: A filter passing at most this many rows is searched exactly among those rows; above it the
+    #: index's approximate path runs with the filter. Exact among the allowed rows is exact (recall
+    #: 1.0) and costs in proportion to their count, not their fraction, so the bound is a count: the
+    #: rows the index's exact path scores in a few milliseconds. Each index sets it from the measured
+    #: cost of its own exact path (docs/design.md, "Filtered search: one rule").
+    exact_filter_max_rows: int = 0
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -51,6 +57,11 @@ class VectorIndex(ABC):
         In-process indexes use the mask; an index living in a database (pgvector) overrides this to
         run `where` there as SQL. The search pipeline asks every index through this method."""
         return self.search(queries, k, allowed=allowed)
+
+    def exact_filter(self, allowed_rows: int) -> bool:
+        """Whether a filter passing `allowed_rows` rows is searched exactly among them (the rule
+        every index follows; the bound is the index's own `exact_filter_max_rows`)."""
+        return allowed_rows <= self.exact_filter_max_rows
 
     @abstractmethod
     def _save(self, directory: Path) -> None: ...

@@ -806,8 +806,9 @@ class PgVectorIndex(VectorIndex):
     both stores: connectivity = pgvector's `m`, expansion_add = `ef_construction`,
     expansion_search = `hnsw.ef_search` (set per query)."""
 
-    #: filters passing at most this many rows are searched among exactly those rows (`search_where`)
-    row_list_max: int = 5000
+    #: filters passing at most this many rows are searched among exactly those rows (`search_where`):
+    #: PostgreSQL scores a row list at ~2-4 ms per 1,000 rows (docs/design.md, "Filtered search")
+    exact_filter_max_rows = 5_000
 
     defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "hnsw": {"connectivity": 16, "expansion_add": 128, "expansion_search": 64, "dtype": "f32"},
@@ -950,7 +951,7 @@ class PgVectorIndex(VectorIndex):
         drop the few rows the mask also excludes (items deleted since embedding, rows the caller
         excluded), fetching a little more than k so k remain. The threshold is measured:
         docs/design.md, "The PostgreSQL + pgvector store"."""
-        if where is None or allowed is None or int(allowed.sum()) <= self.row_list_max:
+        if where is None or allowed is None or self.exact_filter(int(np.count_nonzero(allowed))):
             return self.search(queries, k, allowed=allowed)
         extra = 16
         while True:
