@@ -111,13 +111,15 @@ class EmbeddedStore(Store):
         conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=self.write_wait)
         try:  # every statement here only reads, unless the collection is new or its schema missing
             conn.execute("PRAGMA synchronous=FULL")  # per connection: writes nothing
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                with self._storage_errors(f"creating collection '{self.path.name}'"):
-                    conn.execute("PRAGMA journal_mode=WAL")
-            tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if new or not {"settings", "items", "versions"} <= tables:
-                with self._storage_errors(f"creating collection '{self.path.name}'"):
-                    conn.executescript(_SCHEMA)
+            if new or not self._ready(conn):
+                # Two processes creating one collection at once: switching to WAL takes an
+                # exclusive lock that SQLite does not wait for (SQLITE_BUSY at once), so creation
+                # runs under the writer lock and the second process finds it done.
+                with self.writing(), self._storage_errors(f"creating collection '{self.path.name}'"):
+                    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        conn.execute("PRAGMA journal_mode=WAL")
+                    if not self._ready(conn):
+                        conn.executescript(_SCHEMA)
             return conn
         except BaseException as exc:
             conn.close()
@@ -130,6 +132,14 @@ class EmbeddedStore(Store):
         # transaction, so it can be read as an immutable file.
         self.read_only = "the disk is full"
         return sqlite3.connect(f"{db.as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+
+    @staticmethod
+    def _ready(conn: sqlite3.Connection) -> bool:
+        """Whether the database is in WAL mode with every table: created, not half-created."""
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            return False
+        tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return {"settings", "items", "versions"} <= tables
 
     @contextmanager
     def _storage_errors(self, what: str) -> Iterator[None]:
