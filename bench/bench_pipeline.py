@@ -50,7 +50,8 @@ def main() -> None:
         f"{dense} (dense)": (dense, True),
         f"{dense}, no collapse": (dense, False),
         "bm25 (sparse)": ("bm25", True),
-        "hybrid: rrf k=60": (make_recipe("hybrid", ["bm25", dense]), True),
+        "hybrid: default (convex z-score)": (make_recipe("hybrid", ["bm25", dense]), True),
+        "hybrid: rrf k=60": (make_recipe("hybrid", ["bm25", dense], fusion="rrf"), True),
         "hybrid: convex tmm": (
             make_recipe("hybrid", ["bm25", dense], fusion="convex", params={"normalization": "tmm"}),
             True,

@@ -31,6 +31,11 @@ def in_process(texts: list[str], batch_size: int) -> tuple[dict[str, Any], np.nd
     from embedscope.encoders.registry import create_encoder
     from embedscope.engines import create_engine
 
+    from embedscope.encoders import openvino_backend, transformer
+
+    # every round pays the model load, as a fresh `embed` process (and every Ray actor) does
+    transformer._MODEL_CACHE.clear()
+    openvino_backend._COMPILED.clear()
     t = time.perf_counter()
     enc = create_encoder("minilm")
     enc.encode(["warm-up"])  # the model load

@@ -61,6 +61,8 @@ class EncodeActor:
 
     def __init__(self, state: dict[str, bytes], batch_size: int, device: str | None, threads: int) -> None:
         started = time.perf_counter()
+        # actors share the machine: OpenVINO's thread pinning would put them all on the same cores
+        os.environ["EMBEDSCOPE_OPENVINO_PIN_THREADS"] = "0"
         if threads:
             try:
                 import torch
