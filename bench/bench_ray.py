@@ -28,10 +28,9 @@ from common import SHARED_DATA, report  # noqa: E402
 
 
 def in_process(texts: list[str], batch_size: int) -> tuple[dict[str, Any], np.ndarray]:
+    from embedscope.encoders import openvino_backend, transformer
     from embedscope.encoders.registry import create_encoder
     from embedscope.engines import create_engine
-
-    from embedscope.encoders import openvino_backend, transformer
 
     # every round pays the model load, as a fresh `embed` process (and every Ray actor) does
     transformer._MODEL_CACHE.clear()
