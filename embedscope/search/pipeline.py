@@ -83,7 +83,13 @@ def lookup(
     index = v.index
     if exact and index.kind != "exact":
         index = create_index("exact").build(v.data.vectors)
-    return index.search_where(queries, min(depth, max(index.size, 1)), allowed=allowed, where=where)
+    rows, scores = index.search_where(queries, min(depth, max(index.size, 1)), allowed=allowed, where=where)
+    # equal scores (two editions with the same text) in row order: an index returns ties in any
+    # order, and every caller (CLI, API, server) must show the same ranking
+    for i in range(len(rows)):
+        order = np.lexsort((rows[i], -scores[i]))
+        rows[i], scores[i] = rows[i][order], scores[i][order]
+    return rows, scores
 
 
 @dataclass
