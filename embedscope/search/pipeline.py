@@ -86,10 +86,8 @@ def lookup(
     rows, scores = index.search_where(queries, min(depth, max(index.size, 1)), allowed=allowed, where=where)
     # equal scores (two editions with the same text) in row order: an index returns ties in any
     # order, and every caller (CLI, API, server) must show the same ranking
-    for i in range(len(rows)):
-        order = np.lexsort((rows[i], -scores[i]))
-        rows[i], scores[i] = rows[i][order], scores[i][order]
-    return rows, scores
+    order = np.lexsort((rows, -scores), axis=-1)
+    return np.take_along_axis(rows, order, -1), np.take_along_axis(scores, order, -1)
 
 
 @dataclass
