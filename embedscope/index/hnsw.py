@@ -135,6 +135,7 @@ class HNSWIndex(VectorIndex):
         counts = np.asarray(getattr(matches, "counts", [len(matches)])).reshape(-1)
         out_rows = np.full((len(queries), k), -1, dtype=np.int64)
         out_vals = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        allowed_rows: np.ndarray | None = None  # for the exact fallback, made once if needed
         for qi in range(len(queries)):
             r, s = keys[qi, : counts[qi]], sims[qi, : counts[qi]]
             if allowed is not None:
@@ -144,13 +145,14 @@ class HNSWIndex(VectorIndex):
                     # the graph's neighbourhood of this query holds too few allowed rows (a filter
                     # that avoids it): exact among the allowed rows rather than fewer than k results
                     self.filter_fallbacks += 1
-                    found = search_rows(queries[qi : qi + 1], self.vectors, np.flatnonzero(allowed), k)
+                    if allowed_rows is None:
+                        allowed_rows = np.flatnonzero(allowed)
+                    found = search_rows(queries[qi : qi + 1], self.vectors, allowed_rows, k)
                     out_rows[qi], out_vals[qi] = found[0][0], found[1][0]
                     continue
             if rescore > 1 and len(r):
-                r = r[:want]
-                s = np.asarray(self.vectors[np.sort(r)] @ queries[qi], dtype=np.float32)
-                r = np.sort(r)  # sorted rows: sequential reads from the memory-mapped matrix
+                r = np.sort(r[:want])  # sorted rows: sequential reads from the memory-mapped matrix
+                s = np.asarray(self.vectors[r] @ queries[qi], dtype=np.float32)
                 order = np.argsort(-s, kind="stable")
                 r, s = r[order], s[order]
             out_rows[qi, : min(k, len(r))] = r[:k]

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.errors import EmbedscopeError, NotFoundError
+
 if TYPE_CHECKING:
     from embedscope.index import VectorIndex
 
@@ -82,6 +84,13 @@ class VersionData:
             assert self._load is not None
             self._vectors = self._load()
         return self._vectors
+
+    def check_aligned(self, version: str) -> None:
+        """One vector and one hash per id, before any store writes them."""
+        if len(self.ids) != self.vectors.shape[0] or len(self.hashes) != len(self.ids):
+            raise EmbedscopeError(
+                f"version '{version}': {self.vectors.shape[0]} vectors for {len(self.ids)} ids"
+            )
 
 
 @dataclass
@@ -202,8 +211,6 @@ class Store(ABC):
 
     def get_version(self, name: str) -> VersionInfo:
         """The version's record; NotFoundError naming the existing versions if absent."""
-        from embedscope.errors import NotFoundError
-
         versions = self.list_versions()
         for v in versions:
             if v.name == name:
@@ -247,8 +254,9 @@ class Store(ABC):
     def version_revision(self, name: str) -> str:
         """An id that changes whenever the version is rewritten (readers key caches on it)."""
 
-    @abstractmethod
-    def activate_version(self, name: str) -> None: ...
+    def activate_version(self, name: str) -> None:
+        self.get_version(name)  # NotFoundError names the versions there are
+        self.set_setting("active_version", name)
 
     @abstractmethod
     def delete_version(self, name: str) -> None: ...

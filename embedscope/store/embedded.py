@@ -301,10 +301,7 @@ class EmbeddedStore(Store):
         return out
 
     def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
-        if len(data.ids) != data.vectors.shape[0] or len(data.hashes) != len(data.ids):
-            raise EmbedscopeError(
-                f"version '{info.name}': {data.vectors.shape[0]} vectors for {len(data.ids)} ids"
-            )
+        data.check_aligned(info.name)
         with self.writing():
             self._write_version(info, data, encoder, index)
 
@@ -400,10 +397,6 @@ class EmbeddedStore(Store):
             return self._read_consistent(name, _inspect_revision)
         except EmbedscopeError as exc:
             return [str(exc)]
-
-    def activate_version(self, name: str) -> None:
-        self.get_version(name)
-        self.set_setting("active_version", name)
 
     def delete_version(self, name: str) -> None:
         with self.writing():

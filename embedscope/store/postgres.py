@@ -98,6 +98,11 @@ RETIRED_SECONDS = 120.0
 #: `sparsevec` holds at most 16,000 non-zero values (HNSW: 1,000)
 _HNSW_MAX_DIM = {"vector": 2000, "halfvec": 4000}
 _SPARSE_MAX_NNZ = 16000
+#: bytes of a version table's indexes (its HNSW graph), the primary key left out
+_INDEX_BYTES = (
+    "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index "
+    "WHERE indrelid = %s::regclass AND NOT indisprimary"
+)
 _EF_SEARCH_MAX = 1000
 _OPS = {"vector": "vector_ip_ops", "halfvec": "halfvec_ip_ops", "sparsevec": "sparsevec_ip_ops"}
 
@@ -518,11 +523,8 @@ class PostgresStore(Store):
     def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
         from psycopg import sql
 
+        data.check_aligned(info.name)
         vectors = data.vectors
-        if len(data.ids) != vectors.shape[0] or len(data.hashes) != len(data.ids):
-            raise EmbedscopeError(
-                f"version '{info.name}': {vectors.shape[0]} vectors for {len(data.ids)} ids"
-            )
         plan = PgVectorIndex(info.index["kind"], **info.index.get("params", {}))
         plan.build(vectors)  # validates the dimension and sparsity against pgvector's limits
         storage = _storage(info.index, sp.issparse(vectors))
@@ -568,11 +570,7 @@ class PostgresStore(Store):
                     )
                 )
                 info.stats["index_seconds"] = round(time.perf_counter() - t0, 3)
-            cur.execute(
-                "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index "
-                "WHERE indrelid = %s::regclass AND NOT indisprimary",
-                (f"{SCHEMA}.{self._table(revision)}",),
-            )
+            cur.execute(_INDEX_BYTES, (f"{SCHEMA}.{self._table(revision)}",))
             info.stats["index_bytes"] = int(cur.fetchone()[0])
             info.updated_at = _now()
             record = info.to_dict()
@@ -683,10 +681,6 @@ class PostgresStore(Store):
         if info["index"]["kind"] == "hnsw" and not indexed:
             problems.append("the HNSW index is missing")
         return problems
-
-    def activate_version(self, name: str) -> None:
-        self.get_version(name)
-        self.set_setting("active_version", name)
 
     def delete_version(self, name: str) -> None:
         with self.writing():
@@ -978,9 +972,5 @@ class PgVectorIndex(VectorIndex):
     def nbytes(self) -> int:
         if self._store is None:
             return 0
-        row = self._store._read(
-            "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index "
-            "WHERE indrelid = %s::regclass AND NOT indisprimary",
-            f'{SCHEMA}."{self._table}"',
-        ).fetchone()
+        row = self._store._read(_INDEX_BYTES, f'{SCHEMA}."{self._table}"').fetchone()
         return int(row[0]) if row else 0
