@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -82,6 +83,12 @@ def test_int8_version_keeps_its_calibrated_model(precisions: Collection) -> None
     # re-embedding with the same config reuses every row (and the calibrated model)
     again = precisions.embed("minilm", {"precision": "int8"}, version="int8")
     assert again.stats["encoded"] == 0 and again.stats["reused"] == 300
+    # packed and unpacked as the PostgreSQL store and Ray actors do: the folder it was loaded from
+    # is gone, yet it encodes as before and can be saved again (it had kept a path into the folder)
+    texts = [i.text for i in precisions.items()[:5]]
+    moved = Encoder.from_bytes(loaded.to_bytes())
+    np.testing.assert_allclose(moved.encode(texts), loaded.encode(texts), atol=1e-6)
+    moved.save(Path(precisions.store.path).parent / "resaved")
 
 
 @pytest.mark.slow

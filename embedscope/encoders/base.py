@@ -12,7 +12,10 @@ Every encoder:
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,7 +101,8 @@ class Encoder(ABC):
         (directory / "encoder.json").write_text(json.dumps(self.config(), indent=2, default=str))
 
     def _load_state(self, directory: Path) -> None:
-        """Read learned state written by `save`; encoders that learn override this."""
+        """Read learned state written by `save`; encoders that learn override this. The folder may
+        be deleted once `load` returns (`from_bytes` does), so nothing may be read from it later."""
         return None
 
     @classmethod
@@ -111,6 +115,23 @@ class Encoder(ABC):
         enc._load_state(directory)
         enc.fitted = True
         return enc
+
+    def to_bytes(self) -> bytes:
+        """The saved encoder as one gzip tar: how it travels (a database row, a Ray actor)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save(Path(tmp) / "encoder")
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+                tar.add(Path(tmp) / "encoder", arcname="encoder")
+            return buf.getvalue()
+
+    @staticmethod
+    def from_bytes(blob: bytes) -> Encoder:
+        """The encoder `to_bytes` packed."""
+        with tempfile.TemporaryDirectory() as tmp:
+            with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+                tar.extractall(tmp, filter="data")
+            return Encoder.load(Path(tmp) / "encoder")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())

@@ -162,6 +162,19 @@ def quantize_int8(
     return target
 
 
+def kept_copy(xml: Path) -> Path:
+    """The IR model at `xml` copied into the machine cache (keyed by its content, so once per
+    model): an encoder loaded from a folder that is deleted after loading (a version packed in
+    PostgreSQL, a Ray actor's arguments) keeps a model that stays."""
+    digest = hashlib.sha1(xml.read_bytes())
+    digest.update(xml.with_suffix(".bin").read_bytes())
+    target = model_cache_dir("openvino") / "loaded" / digest.hexdigest()[:16] / _XML
+    if not target.exists():
+        with _atomic_dir(target) as tmp:
+            copy_model(xml, tmp)
+    return target
+
+
 def copy_model(xml: Path, directory: Path) -> None:
     """Copy an IR model (model.xml + model.bin) into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -201,7 +201,9 @@ class TransformerEncoder(Encoder):
     def _load_state(self, directory: Path) -> None:
         xml = Path(directory) / _INT8_DIR / "model.xml"
         if xml.exists():
-            self._int8_xml = xml
+            from embedscope.encoders import openvino_backend as ovb
+
+            self._int8_xml = ovb.kept_copy(xml)
 
     # --- encoding ------------------------------------------------------------------------------
     def _model_path(self) -> str:

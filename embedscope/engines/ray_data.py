@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,20 +48,15 @@ def _ray() -> Any:
     return ray
 
 
-def encoder_state(encoder: Encoder) -> dict[str, bytes]:
-    """The fitted encoder as {relative path: bytes}: what `Encoder.save` writes, ready to ship."""
-    with tempfile.TemporaryDirectory() as tmp:
-        encoder.save(Path(tmp))
-        return {str(p.relative_to(tmp)): p.read_bytes() for p in Path(tmp).rglob("*") if p.is_file()}
-
-
 class EncodeActor:
     """One per Ray actor: restores the fitted encoder once, then encodes batch after batch."""
 
-    def __init__(self, state: dict[str, bytes], batch_size: int, device: str | None, threads: int) -> None:
+    def __init__(self, state: bytes, batch_size: int, device: str | None, threads: int) -> None:
         started = time.perf_counter()
         # actors share the machine: OpenVINO's thread pinning would put them all on the same cores
-        os.environ["EMBEDSCOPE_OPENVINO_PIN_THREADS"] = "0"
+        from embedscope.encoders.openvino_backend import PIN_THREADS_ENV
+
+        os.environ[PIN_THREADS_ENV] = "0"
         if threads:
             try:
                 import torch
@@ -70,12 +64,7 @@ class EncodeActor:
                 torch.set_num_threads(threads)
             except ImportError:  # encoders without torch (lsa, word2vec) need no thread setting
                 pass
-        self._dir = tempfile.TemporaryDirectory(prefix="embedscope-actor-")  # lives as long as the actor
-        for rel, data in state.items():
-            path = Path(self._dir.name) / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        self.encoder = Encoder.load(Path(self._dir.name))
+        self.encoder = Encoder.from_bytes(state)
         if device and "device" in self.encoder.params:
             self.encoder.params["device"] = device  # where it runs; the stored config stays as given
         self.encoder.encode(["warm-up"])  # load the model now, so its cost is counted here
@@ -195,7 +184,7 @@ class RayEngine(Engine):
             fn_constructor_kwargs={
                 # inline, not an ObjectRef: Ray moves large arguments through the object store
                 # itself, and a ref among an actor's constructor arguments draws a warning
-                "state": encoder_state(encoder),
+                "state": encoder.to_bytes(),
                 "batch_size": batch_size,
                 "device": "cuda" if gpus else None,
                 "threads": 0 if gpus else max(1, round(cpus)),

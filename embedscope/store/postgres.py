@@ -26,10 +26,7 @@ Why this shape (docs/design.md has the measurements):
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import tarfile
-import tempfile
 import threading
 import time
 import uuid
@@ -130,24 +127,6 @@ def _lock_key(name: str, what: str) -> int:
     """A stable signed 64-bit advisory-lock key per collection and lock ("versions", "items")."""
     digest = hashlib.sha1(f"embedscope/{name}/{what}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def _pack_encoder(encoder: Any) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        encoder.save(Path(tmp) / "encoder")
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-            tar.add(Path(tmp) / "encoder", arcname="encoder")
-        return buf.getvalue()
-
-
-def _unpack_encoder(blob: bytes) -> Any:
-    from embedscope.encoders.base import Encoder
-
-    with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-            tar.extractall(tmp, filter="data")
-        return Encoder.load(Path(tmp) / "encoder")  # encoders load their state eagerly
 
 
 #: the column type for each `dtype` index parameter (pgvector has no 8-bit vector type)
@@ -528,7 +507,7 @@ class PostgresStore(Store):
         plan = PgVectorIndex(info.index["kind"], **info.index.get("params", {}))
         plan.build(vectors)  # validates the dimension and sparsity against pgvector's limits
         storage = _storage(info.index, sp.issparse(vectors))
-        blob = _pack_encoder(encoder)
+        blob = encoder.to_bytes()
         revision = uuid.uuid4().hex
         table = sql.Identifier(self._table(revision))
         with self.writing():
@@ -628,7 +607,9 @@ class PostgresStore(Store):
                 ).fetchone()
             except psycopg.errors.UndefinedTable:
                 raise ConflictError(f"version '{name}' was rewritten while it was read; try again") from None
-        encoder = _unpack_encoder(blob)
+        from embedscope.encoders.base import Encoder
+
+        encoder = Encoder.from_bytes(blob)
         storage = _storage(info["index"], info["sparse"])
         index = PgVectorIndex(info["index"]["kind"], **info["index"].get("params", {}))
         index.attach(self, self._table(revision), storage, size=len(ids), dim=int(info["dim"]))
