@@ -17,7 +17,7 @@ import re
 import shlex
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -313,8 +313,12 @@ class Collection:
         """What a search with no version answers with: a recipe made the default by `activate`
         (e.g. `hybrid`), else the active version. The active version stays a stored version, since
         more-like-this, recommendations and projections need vectors of their own."""
+        return self._default_search(self.recipes)
+
+    def _default_search(self, recipes: Callable[[], Mapping[str, _recipe.Recipe]]) -> str:
+        """`default_search`, for a caller that reads the recipes itself (once) and passes the reader."""
         name = self.store.get_setting("default_search")
-        if name and name in self.recipes():
+        if name and name in recipes():
             return name
         return self.active_version
 

@@ -19,6 +19,7 @@ What answers a query is a plan: one version, or a recipe fusing several (`search
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -134,14 +135,16 @@ class SearchPipeline:
             return self._recipe_plan(using)
         with self.lock:
             coll = self.collection
+            found = functools.cache(coll.recipes)  # per query: read at most once, only if needed
             if using is None:
-                using = coll.default_search  # the active version, or a recipe made the default
-            if using in {v.name for v in coll.versions()}:
+                using = coll._default_search(found)  # the active version, or a recipe made the default
+            names = [v.name for v in coll.versions()]
+            if using in names:
                 return self._single(coll.load_version(using))
-            recipe = coll.recipes().get(using)
+            recipe = found().get(using)
             if recipe is None:
-                versions = ", ".join(v.name for v in coll.versions()) or "none"
-                stored = ", ".join(coll.recipes()) or "none"
+                versions = ", ".join(names) or "none"
+                stored = ", ".join(found()) or "none"
                 hint = (
                     "; hybrid search needs a sparse version (e.g. bm25) and a dense one (e.g. minilm): "
                     f"run `embedscope embed {coll.name} --encoder hybrid`"
@@ -377,7 +380,7 @@ class SearchPipeline:
                 )
         share = {s: t / max(n, 1) for s, t in stages.items()}
         for r in results:
-            r.stages = dict(share) if n > 1 else dict(stages)
+            r.stages = dict(share)
         return results
 
     def _candidates(

@@ -17,7 +17,6 @@ below (`default_recipe`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from embedscope.search.fusion import fusion_method
 
 if TYPE_CHECKING:
     from embedscope.api import Collection
+    from embedscope.store.base import VersionInfo
 
 SETTING = "recipes"
 HYBRID = "hybrid"  # the name `embed --encoder hybrid` and the implicit default recipe use
@@ -48,7 +48,6 @@ DEFAULT_HYBRID: dict[str, Any] = {
     "weights": None,
     "depth": DEFAULT_DEPTH,
 }
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -99,8 +98,9 @@ def make_recipe(
     depth: int = DEFAULT_DEPTH,
 ) -> Recipe:
     """A validated recipe (versions are not checked here; `validate_against` does that)."""
-    if not _NAME.match(name or ""):
-        raise EmbedscopeError(f"invalid recipe name {name!r}: use letters, digits, '_', '-', '.' (max 64)")
+    from embedscope.api import _check_name  # api imports this module
+
+    _check_name(name, "recipe")
     parts = tuple(p.strip() for p in parts if p and p.strip())
     if len(parts) < 2:
         raise EmbedscopeError("a recipe fuses at least two versions, e.g. --parts bm25,minilm")
@@ -219,12 +219,15 @@ def delete_recipe(collection: Collection, name: str) -> None:
         collection.store.set_setting(HYBRID, None)
 
 
-def default_recipe(collection: Collection) -> Recipe | None:
+def default_recipe(collection: Collection, versions: Sequence[VersionInfo] | None = None) -> Recipe | None:
     """BM25 (else any sparse version) + the active dense version (else any dense one), default fusion;
-    None when the collection lacks a sparse or a dense text version."""
+    None when the collection lacks a sparse or a dense text version. `versions`: the collection's,
+    where the caller has just read them."""
     from embedscope.encoders.registry import encoder_class
 
-    versions = [v for v in collection.versions() if encoder_class(v.encoder["name"]).encodes_text]
+    if versions is None:
+        versions = collection.versions()
+    versions = [v for v in versions if encoder_class(v.encoder["name"]).encodes_text]
     sparse = [v.name for v in versions if v.sparse]
     dense = [v.name for v in versions if not v.sparse]
     if not sparse or not dense:
@@ -239,8 +242,9 @@ def default_recipe(collection: Collection) -> Recipe | None:
 def all_recipes(collection: Collection) -> dict[str, Recipe]:
     """Stored recipes, plus the implicit `hybrid` when none is stored under that name and it can be made."""
     out = stored_recipes(collection)
-    if HYBRID not in out and HYBRID not in {v.name for v in collection.versions()}:
-        implicit = default_recipe(collection)
+    versions = collection.versions()
+    if HYBRID not in out and HYBRID not in {v.name for v in versions}:
+        implicit = default_recipe(collection, versions)
         if implicit is not None:
             out[HYBRID] = implicit
     return out
