@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.encoders.base import l2_normalize
 from embedscope.errors import EmbedscopeError
 
 METHODS = ("umap", "tsne", "pca")
@@ -84,8 +85,8 @@ def _reduce(vectors: Any, method: str, seed: int) -> np.ndarray:
         )
         x = svd.fit_transform(vectors)
     else:
-        x = np.asarray(vectors, dtype=np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x = vectors
+    x = l2_normalize(x)
     if method == "tsne" and x.shape[1] > 50 and x.shape[0] > 50:
         x = PCA(n_components=50, random_state=seed).fit_transform(x)
     return np.asarray(x, dtype=np.float32)
@@ -171,18 +172,25 @@ def project(
 
 
 # --- what the pictures show ------------------------------------------------------------------------
-def point_data(collection: Any, proj: Projection, color_by: str | None = None) -> dict[str, Any]:
+def point_data(
+    collection: Any,
+    proj: Projection,
+    color_by: str | None = None,
+    *,
+    lock: AbstractContextManager[Any] | None = None,
+) -> dict[str, Any]:
     """What the map draws: coordinates, titles, ids and colours; items deleted since the version
     was embedded are left out. A numeric field is coloured on a scale, any other by its most
-    frequent values."""
+    frequent values. `lock`, as in `project`, is held around the store reads only."""
     from embedscope.display import show
 
-    frame, _ = collection.metadata_frame()
-    fields = collection.display_fields()
+    with lock or nullcontext():
+        frame, _ = collection.metadata_frame()
+        fields = collection.display_fields()
+        items = collection.store.get_items(proj.ids)
     if color_by is not None and color_by not in frame.columns:
         fields = ", ".join(map(str, frame.columns)) or "none"
         raise EmbedscopeError(f"--color-by: no metadata field '{color_by}' (fields: {fields})")
-    items = collection.store.get_items(proj.ids)
     keep = [i for i, it in enumerate(items) if it is not None]
     kept = [items[i] for i in keep]
     xy = proj.xy[keep]
@@ -201,7 +209,8 @@ def point_data(collection: Any, proj: Projection, color_by: str | None = None) -
     if color_by is None:
         return out
     values = [(it.metadata or {}).get(color_by) for it in kept]
-    numeric = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)]
+    is_number = [isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in values]
+    numeric = [v for v, ok in zip(values, is_number, strict=True) if ok]
     if numeric and len(numeric) >= 0.5 * len(values):
         import matplotlib
 
@@ -209,7 +218,8 @@ def point_data(collection: Any, proj: Projection, color_by: str | None = None) -
         cmap = matplotlib.colormaps["viridis"]
         scale = (hi - lo) or 1.0
         out["colors"] = [
-            matplotlib.colors.to_hex(cmap((float(v) - lo) / scale)) if v in numeric else OTHER for v in values
+            matplotlib.colors.to_hex(cmap((float(v) - lo) / scale)) if ok else OTHER
+            for v, ok in zip(values, is_number, strict=True)
         ]
         out["legend"] = [{"label": f"{lo:g}", "color": matplotlib.colors.to_hex(cmap(0.0))},
                          {"label": f"{hi:g}", "color": matplotlib.colors.to_hex(cmap(1.0))}]  # fmt: skip

@@ -61,8 +61,9 @@ def projection(
     with served.lock:
         key = (str(proj.path), served.reader.store.data_revision(), color_by)
         points = served.projections.get(key)
-        if points is None:
-            points = point_data(served.reader, proj, color_by)
+    if points is None:  # titles and colours of up to 50,000 points: searches go on meanwhile
+        points = point_data(served.reader, proj, color_by, lock=served.lock)
+        with served.lock:
             while len(served.projections) >= _KEPT_POINTS:
                 served.projections.pop(next(iter(served.projections)))
             served.projections[key] = points
