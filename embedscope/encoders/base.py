@@ -171,13 +171,14 @@ def check_corpus(texts: Sequence[str]) -> list[str]:
     return texts
 
 
+def empty_rows(matrix: Any) -> np.ndarray:
+    """Per row: True where an encoded query has no known term (all zeros), so search can say "no
+    known terms" instead of returning arbitrary ties. Sparse or dense, one vector or many rows."""
+    if sp.issparse(matrix):
+        return np.asarray(abs(matrix).sum(axis=1)).ravel() == 0  # stored zeros count as empty
+    return ~np.atleast_2d(np.asarray(matrix)).any(axis=1)
+
+
 def is_empty_query(vec: Any) -> bool:
-    """True when an encoded query has no known term (an all-zero row), so search can say
-    "no known terms" instead of returning arbitrary ties. Accepts a 1-row sparse matrix, a dense
-    vector or (1, dim) array, or the (sparse, dense) tuple of the hybrid encoder (empty only if
-    both parts are)."""
-    if isinstance(vec, tuple):
-        return all(is_empty_query(part) for part in vec)
-    if sp.issparse(vec):
-        return bool(vec.count_nonzero() == 0)
-    return not bool(np.any(np.asarray(vec)))
+    """True when one encoded query (a 1-row matrix or a vector) has no known term."""
+    return bool(empty_rows(vec).all())

@@ -191,10 +191,8 @@ class StaticEncoder(Encoder):
                     chunk = texts[start : start + _CHUNK]
                     # truncated to max_length tokens, as the base model's tokenizer is set to
                     matrix, aside = counter.counts(chunk, base.max_length)
-                    counted = np.ones(len(chunk))
-                    counted[aside] = 0  # special-token text: the tokenizer counts these
-                    counts += matrix.T @ counted
-                    if len(aside):
+                    counts += np.asarray(matrix.sum(axis=0)).ravel()  # `aside` rows are empty
+                    if len(aside):  # special-token text: the tokenizer counts these
                         counts += token_counts(base.tokenizer, [chunk[i] for i in aside], len(counts))
             weights = sif_weights(counts / max(counts.sum(), 1.0), float(self.params["sif_coefficient"]))
             vectors = np.asarray(base.embedding, dtype=np.float32) * weights[:, None]

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.encoders.base import empty_rows
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.index import create_index
 from embedscope.search import recipe as recipes
@@ -232,7 +233,7 @@ class SearchPipeline:
             for i, v in active:
                 matrices[i], hit = self._encode(v, list(queries))
                 cached = cached and hit
-                known[i] = ~_empty_rows(matrices[i])
+                known[i] = ~empty_rows(matrices[i])
         for qi, text in enumerate(queries):
             if strict and not any(known[i][qi] for i, _ in active):
                 v = active[0][1]
@@ -309,7 +310,7 @@ class SearchPipeline:
                 else:
                     q = v.data.vectors[row : row + 1]
                     matrices[i] = q if sp.issparse(q) else np.asarray(q)
-        known = {i: ~_empty_rows(m) for i, m in matrices.items()}
+        known = {i: ~empty_rows(m) for i, m in matrices.items()}
         seen = None
         if collapse:
             with self.lock:
@@ -434,14 +435,6 @@ class SearchPipeline:
 def _check_k(k: int) -> None:
     if k < 1:
         raise EmbedscopeError("k must be at least 1")
-
-
-def _empty_rows(matrix: Any) -> np.ndarray:
-    """Per row: True where the query vector is all zeros (no known term)."""
-    if sp.issparse(matrix):
-        return np.diff(sp.csr_matrix(matrix).indptr) == 0
-    m = np.atleast_2d(np.asarray(matrix))
-    return ~m.any(axis=1)
 
 
 def _rows(matrix: Any, rows: list[int]) -> Any:

@@ -23,7 +23,7 @@ from fastapi import Request
 from embedscope.api import Collection, LoadedVersion
 from embedscope.errors import ConflictError, NotFoundError
 from embedscope.experiments import Experiments
-from embedscope.search.pipeline import QueryEncoder, SearchPipeline
+from embedscope.search.pipeline import QueryEncoder, SearchPipeline, encode_direct
 from embedscope.serve import models as m
 from embedscope.serve.batching import QueryBatcher
 from embedscope.serve.cache import QueryCache
@@ -175,7 +175,7 @@ class ServerState:
 
         def encode(v: LoadedVersion, texts: Sequence[str]) -> tuple[Any, bool]:
             if len(texts) != 1:  # a batch of its own needs no batcher
-                return v.encoder.encode_queries(list(texts)), False
+                return encode_direct(v, texts)
             key = (collection, v.info.name, v.revision, texts[0])
             return self.cache.get_or_compute(key, lambda: self.batcher(collection, v).encode(texts[0]))
 
