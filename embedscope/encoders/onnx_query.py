@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.encoders.transformer import model_cache_dir, pool, tokenize
+from embedscope.encoders.transformer import TOKEN_INPUTS, last_hidden, model_cache_dir, pool, tokenize
 
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SESSIONS: dict[str, Any] = {}
 
 
@@ -39,31 +38,21 @@ def export(st_fp32: Any, target: Path) -> Path:
     """Export the sentence-transformer's underlying transformer (last hidden state) to ONNX."""
     import torch
 
-    class _LastHidden(torch.nn.Module):
-        def __init__(self, model: Any) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-
     features = st_fp32.tokenizer(["an example query"], return_tensors="pt")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx.part")
     os.close(fd)
     try:
-        dynamic = {name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "hidden")}
+        dynamic = {name: {0: "batch", 1: "tokens"} for name in (*TOKEN_INPUTS, "hidden")}
         # the exporter warns about tracing-time constants of the attention mask code; they are
         # expected here (shapes stay dynamic through `dynamic_axes`) and would only alarm users
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _LastHidden(st_fp32[0].auto_model).eval(),
-                tuple(features[name] for name in _INPUTS),
+                last_hidden(st_fp32[0].auto_model),
+                tuple(features[name] for name in TOKEN_INPUTS),
                 tmp,
-                input_names=list(_INPUTS),
+                input_names=list(TOKEN_INPUTS),
                 output_names=["hidden"],
                 dynamic_axes=dynamic,
                 opset_version=17,

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.encoders.transformer import model_cache_dir, pool, tokenize
+from embedscope.encoders.transformer import TOKEN_INPUTS, last_hidden, model_cache_dir, pool, tokenize
 
 _XML = "model.xml"
 #: texts per inference request: faster than 8 or 32 on 2 cores with two streams (exploratory runs)
@@ -100,17 +100,6 @@ def convert(st_fp32: Any, target: Path) -> Path:
     import openvino as ov
     import torch
 
-    inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in _example(st_fp32)]
-
-    class _LastHidden(torch.nn.Module):
-        def __init__(self, model: Any) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
-            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-
     started = time.perf_counter()
     _note("converting the transformer to OpenVINO IR (once per machine) ...")
     example = _example(st_fp32)
@@ -118,8 +107,8 @@ def convert(st_fp32: Any, target: Path) -> Path:
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = ov.convert_model(
-            _LastHidden(st_fp32[0].auto_model).eval(),
-            example_input={name: example[name] for name in inputs},
+            last_hidden(st_fp32[0].auto_model),
+            example_input={name: example[name] for name in TOKEN_INPUTS if name in example},
         )
     with _atomic_dir(target) as tmp:
         ov.save_model(model, str(tmp / _XML), compress_to_fp16=False)

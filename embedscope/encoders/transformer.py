@@ -28,7 +28,8 @@ PRECISIONS = ("fp32", "bf16", "int8", "bf16-autocast", "fp16")
 #: precisions that run through OpenVINO on the CPU (PyTorch runs the others, and all on a GPU)
 OPENVINO_PRECISIONS = ("bf16", "int8")
 _INT8_DIR = "openvino_int8"
-_TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+#: the inputs an exported graph takes, in this order (token_type_ids where the tokenizer makes them)
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def model_cache_dir(kind: str) -> Path:
@@ -43,7 +44,24 @@ def tokenize(tokenizer: Any, texts: list[str], max_seq_length: int) -> dict[str,
     features = tokenizer(
         texts, return_tensors="np", padding="longest", truncation=True, max_length=max_seq_length
     )
-    return {name: features[name].astype(np.int64) for name in _TOKEN_INPUTS if name in features}
+    return {name: features[name].astype(np.int64) for name in TOKEN_INPUTS if name in features}
+
+
+def last_hidden(model: Any) -> Any:
+    """A transformers model as a torch module returning its last hidden state: what the ONNX and
+    OpenVINO exports trace (pooling stays outside the graph, in `pool`)."""
+    import torch
+
+    class LastHidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+
+    return LastHidden().eval()
 
 
 def pool(hidden: np.ndarray, attention_mask: np.ndarray, pooling: str = "mean") -> np.ndarray:
