@@ -10,7 +10,6 @@ process cache keyed by the collection's content (a second comparison in the same
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -151,10 +150,11 @@ def _on_the_fly(col: Collection, encoder: str) -> tuple[LoadedVersion, float]:
     from embedscope.index import create_index
     from embedscope.store.base import VersionData, VersionInfo, fingerprint
 
-    items = col.items()
-    content = hashlib.sha1("".join(f"{i.id}\0{i.hash}\n" for i in items).encode()).hexdigest()
+    # the key is the items' fingerprint (ids and content hashes): a cache hit reads no texts
+    content = fingerprint(col.store.item_hashes().items())
     key = (str(col.store.path), encoder, content)
     if key not in _ON_THE_FLY:
+        items = col.items()
         enc = create_encoder(encoder)
         texts = [i.text for i in items]
         t0 = time.perf_counter()

@@ -142,12 +142,7 @@ def read_table(
         if fmt == "csv":
             return _read_csv(path, encoding, id_field)
         if fmt == "jsonl":
-            records = read_jsonl(path)
-            if id_field:
-                for rec in records:
-                    if id_field in rec:
-                        rec[id_field] = _id_text(rec[id_field])
-            return pd.DataFrame.from_records(records)
+            return _records_frame(read_jsonl(path), id_field)
         if fmt == "parquet":
             return _read_parquet(path, id_field)
     except UnicodeDecodeError as exc:
@@ -303,6 +298,13 @@ def rows_to_items(
     return items
 
 
+def _records_frame(records: Sequence[Mapping[str, Any]], id_field: str | None) -> pd.DataFrame:
+    """Records as a frame, their ids as text exactly as written (never parsed as numbers)."""
+    if id_field:
+        records = [{**r, id_field: _id_text(r[id_field])} if id_field in r else r for r in records]
+    return pd.DataFrame.from_records(records)
+
+
 def load_items(
     source: str | Path | pd.DataFrame | Sequence[dict[str, Any]],
     *,
@@ -327,8 +329,7 @@ def load_items(
         records = list(source)
         if not all(isinstance(r, Mapping) for r in records):
             raise EmbedscopeError("records must be objects (field -> value)")
-        keyed = [{**r, id_field: _id_text(r[id_field])} if id_field in r else r for r in records]
-        frame, label = pd.DataFrame.from_records(keyed), "input"
+        frame, label = _records_frame(records, id_field), "input"
     spec = TextSpec(field=text, template=template)
     if not spec.fields():
         spec = TextSpec(**(default_text or {"field": "text"}))
