@@ -374,6 +374,7 @@ class Collection:
                 params,
                 batch_size=batch_size,
                 refit=refit,
+                activate=activate,
                 progress=progress,
                 engine=engine,
                 address=address,
@@ -474,15 +475,18 @@ class Collection:
         self._versions.pop(version, None)
         return {v.name: v for v in self.versions()}[version]
 
-    def _embed_hybrid(self, params: dict[str, Any] | None, **kwargs: Any) -> VersionInfo:
+    def _embed_hybrid(self, params: dict[str, Any] | None, *, activate: bool, **kwargs: Any) -> VersionInfo:
         """The `embed --encoder hybrid` shortcut: embed a sparse and a dense version (named after their
-        encoders) and store the recipe `hybrid` fusing them (see embedscope.search.recipe)."""
+        encoders) and store the recipe `hybrid` fusing them (see embedscope.search.recipe);
+        `activate` makes the recipe the default search."""
         plan = _recipe.hybrid_shortcut(params)
         # the sparse half is count-based and fast in-process; only the dense half uses the engine
         local = {**kwargs, "engine": "local", "address": None}
         self.embed(plan.sparse, plan.sparse_params, version=plan.sparse, **local)
         dense = self.embed(plan.dense, plan.dense_params, version=plan.dense, **kwargs)
         self.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe)
+        if activate:
+            self.activate(HYBRID)
         return dense
 
     # --- search recipes -----------------------------------------------------------------------------

@@ -190,6 +190,9 @@ def test_hybrid_is_the_default_fusion_of_its_two_versions(store_home, books_fram
         part = col.search(query, k=80, version=name, collapse=False)
         runs.append(Run([h.id for h in part], np.array([h.score for h in part])))
     assert [h.id for h in hits] == convex(runs, [0.5, 0.5], normalization="zscore")[0][:5]
+    assert col.default_search == col.active_version  # not activated: the active version answers
+    col.embed("hybrid", {"dense_params": {"max_seq_length": 128}}, activate=True)
+    assert col.default_search == "hybrid"  # `embed --encoder hybrid --activate` makes it the default
 
 
 def test_deleted_items_never_fill_result_slots(store_home, books_frame: pd.DataFrame) -> None:

@@ -200,10 +200,14 @@ def embed(
         bar.update(task, completed=len(col), total=len(col))
     if encoder == "hybrid":
         recipe = col.recipes()["hybrid"]
+        searched = (
+            "searches use it by default"
+            if col.default_search == "hybrid"
+            else f"`embedscope search {collection} QUERY --version hybrid`"
+        )
         console.print(
             f"recipe hybrid = {' + '.join(recipe.parts)} fused by {recipe.fusion} at search time: "
-            f"`embedscope search {collection} QUERY --version hybrid` (settings: `embedscope hybrid list "
-            f"{collection}`)"
+            f"{searched} (settings: `embedscope hybrid list {collection}`)"
         )
     s = info.stats
     console.print(
