@@ -130,3 +130,73 @@ def test_embed_precision_flag(
     assert code == 0, err
     version = Collection.open("few", root=tmp_path).store.get_version("exact32")
     assert version.encoder["params"]["precision"] == "fp32"
+
+
+def test_fast_tokenizer_gives_the_ids_of_sentence_transformers_tokenizer(books_frame: pd.DataFrame) -> None:
+    """The OpenVINO and ONNX paths tokenise with `tokenizers` alone; every real book (and odd
+    text: empty, accents, ligatures, CJK, special-token text, a text past 256 word pieces) gets
+    the same model inputs as through sentence-transformers' tokenizer, in batches of mixed length."""
+    from embedscope.encoders.transformer import (
+        fast_tokenizer,
+        load_sentence_transformer,
+        resolve_model_path,
+        tokenize,
+    )
+
+    fast = fast_tokenizer(resolve_model_path("all-MiniLM-L6-v2"))
+    assert fast is not None
+    reference = load_sentence_transformer("all-MiniLM-L6-v2", 256).tokenizer
+    books = books_frame.dropna(subset=["description"])
+    texts = [f"{t}. {d}" for t, d in zip(books.title, books.description, strict=True)]
+    texts += ["", "  ", "Ünïcödé ﬁne café — 東京の本", "[SEP] [CLS] [PAD] x", "word " * 400]
+    for size in (1, 64):
+        for start in range(len(texts) % size, len(texts), size * (1 if size > 1 else 97)):
+            batch = texts[start : start + size]
+            ours, theirs = tokenize(fast, batch, 256), tokenize(reference, batch, 256)
+            assert ours.keys() == theirs.keys()
+            for name, ids in ours.items():
+                assert np.array_equal(ids, theirs[name]), (name, batch[0][:60])
+
+
+def test_fast_tokenizer_declines_models_it_does_not_match(tmp_path: Path) -> None:
+    """A folder without sentence-transformers' files, or with its own lower-casing, keeps the
+    model's own tokenizer (None here)."""
+    import shutil
+
+    from embedscope.encoders.transformer import fast_tokenizer, resolve_model_path
+
+    assert fast_tokenizer(str(tmp_path)) is None
+    model = Path(resolve_model_path("all-MiniLM-L6-v2"))
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for name in ("modules.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(model / name, copy / name)
+    config = copy / "sentence_bert_config.json"
+    config.write_text(json.dumps({"max_seq_length": 256, "do_lower_case": True}))
+    assert fast_tokenizer(str(copy)) is None
+    config.write_text(json.dumps({"max_seq_length": 256}))
+    assert fast_tokenizer(str(copy)) is not None
+
+
+@pytest.mark.slow
+def test_a_search_process_does_not_load_torch(tmp_path: Path, books_frame: pd.DataFrame) -> None:
+    """A bf16 version's documents (OpenVINO) and queries (ONNX Runtime) need no PyTorch once the
+    exports are cached: a fresh process that searches imports neither torch nor
+    sentence-transformers (~5 s of start-up), and gets the same hits as this process."""
+    import subprocess
+
+    col = Collection.create("few", root=tmp_path)
+    col.ingest(books_frame.head(40), id_field="isbn13", template="{title}. {description}")
+    col.embed("minilm")
+    here = [h.id for h in col.search("a story of war and soldiers", k=5)]  # caches the exports
+    script = (
+        "import sys; from embedscope import Collection; "
+        f"c = Collection.open('few', root={str(tmp_path)!r}); "
+        "c.embed('minilm', refit=True); "  # documents again, through OpenVINO
+        "print([h.id for h in c.search('a story of war and soldiers', k=5)]); "
+        "print(sorted(m for m in ('torch', 'sentence_transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    hits, loaded = out.stdout.strip().splitlines()[-2:]
+    assert loaded == "[]" and hits == str(here)

@@ -36,7 +36,7 @@ def serve(
         int,
         typer.Option(
             min=0,
-            help="PyTorch intra-op threads for query encoding (0 = PyTorch's default, one per core). "
+            help="Threads for query encoding (PyTorch, ONNX Runtime, OpenVINO; 0 = one per core). "
             "Concurrent queries are micro-batched into one encoder call, so the default is best unless "
             "other processes compete for the cores (docs/serve.md).",
         ),
@@ -50,7 +50,9 @@ def serve(
     from embedscope.serve import create_app
 
     if torch_threads:
-        set_torch_threads(torch_threads)
+        from embedscope.encoders.transformer import set_cpu_threads
+
+        set_cpu_threads(torch_threads)
     token = os.environ.get(token_env) if token_env else None
     if token is not None and len(token) < 16:
         fail(f"the token in ${token_env} is shorter than 16 characters; use a long random one")
@@ -78,12 +80,3 @@ def serve(
                 highlight=False,
             )
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
-
-
-def set_torch_threads(n: int) -> None:
-    """Only if torch is installed: encoders without it (BM25, TF-IDF) serve without importing it."""
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(n)

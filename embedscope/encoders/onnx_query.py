@@ -17,20 +17,27 @@ import hashlib
 import os
 import tempfile
 import warnings
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embedscope.encoders.transformer import TOKEN_INPUTS, last_hidden, model_cache_dir, pool, tokenize
+from embedscope.encoders.transformer import (
+    TOKEN_INPUTS,
+    cpu_threads,
+    last_hidden,
+    model_cache_dir,
+    pool,
+    tokenize,
+)
 
 _SESSIONS: dict[str, Any] = {}
 
 
 def export_path(model_path: str) -> Path:
-    import torch
-
-    key = hashlib.sha1(f"{Path(model_path).resolve()}|{torch.__version__}".encode()).hexdigest()[:16]
+    # torch's version from its metadata (the same string as torch.__version__), not an import
+    key = hashlib.sha1(f"{Path(model_path).resolve()}|{version('torch')}".encode()).hexdigest()[:16]
     return model_cache_dir("onnx") / key / "model.onnx"
 
 
@@ -70,10 +77,9 @@ def session(path: Path) -> Any:
     if key not in _SESSIONS:
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         import onnxruntime as ort
-        import torch
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
+        options.intra_op_num_threads = cpu_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         _SESSIONS[key] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return _SESSIONS[key]

@@ -31,12 +31,20 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embedscope.encoders.transformer import TOKEN_INPUTS, last_hidden, model_cache_dir, pool, tokenize
+from embedscope.encoders.transformer import (
+    TOKEN_INPUTS,
+    cpu_threads,
+    last_hidden,
+    model_cache_dir,
+    pool,
+    tokenize,
+)
 
 _XML = "model.xml"
 #: texts per inference request: faster than 8 or 32 on 2 cores with two streams (exploratory runs)
@@ -52,9 +60,9 @@ PIN_THREADS_ENV = "EMBEDSCOPE_OPENVINO_PIN_THREADS"
 
 def _versions() -> str:
     import openvino
-    import torch
 
-    return f"{torch.__version__}|{openvino.__version__}"
+    # torch's version from its metadata (the same string as torch.__version__), not an import
+    return f"{version('torch')}|{openvino.__version__}"
 
 
 def fp32_path(model_path: str) -> Path:
@@ -173,9 +181,7 @@ def copy_model(xml: Path, directory: Path) -> None:
 
 def compiled_model(xml: Path, precision_hint: str = "bf16") -> Any:
     """Compile once per process; the THROUGHPUT hint gives one stream per core on a small CPU."""
-    import torch
-
-    threads = torch.get_num_threads()  # honour OMP_NUM_THREADS / torch.set_num_threads like PyTorch
+    threads = cpu_threads()  # honours OMP_NUM_THREADS / torch.set_num_threads as PyTorch does
     pin = os.environ.get(PIN_THREADS_ENV, "1") != "0"
     key = (str(xml), precision_hint, threads, pin)
     if key not in _COMPILED:

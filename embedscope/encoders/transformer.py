@@ -11,7 +11,9 @@ on a GPU, bf16 and fp16 run in PyTorch.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -38,8 +40,87 @@ def model_cache_dir(kind: str) -> Path:
     return Path(base) / kind
 
 
+def cpu_threads() -> int:
+    """Threads an encoding runtime (PyTorch, OpenVINO, ONNX Runtime) may use in this process:
+    torch's count where torch is loaded, else OMP_NUM_THREADS (what torch would read), else the
+    CPUs this process may run on. Not by importing torch: that costs ~1.4 s of every start, and
+    the OpenVINO and ONNX paths need nothing else of it."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        return int(omp)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def set_cpu_threads(n: int) -> None:
+    """Give this process's encoders n threads: torch at once where it is loaded, through
+    OMP_NUM_THREADS where it is loaded later, and `cpu_threads` for OpenVINO and ONNX Runtime."""
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+def fast_tokenizer(model_path: str) -> Any | None:
+    """The model's BERT WordPiece tokenizer read by the `tokenizers` library alone (~30 ms), or
+    None where the model is not such a plain one (then sentence-transformers' own is used).
+
+    Why: importing sentence-transformers and torch costs ~5 s of every process's start (a CLI
+    search, each Ray actor), and the OpenVINO and ONNX paths need only the tokenizer. It is the
+    tokenizer.json that sentence-transformers' fast tokenizer wraps (normaliser, word pieces,
+    [CLS]/[SEP]), so `tokenize` gets the same ids from both (tests/test_encoders_transformer.py);
+    only for models whose tokenizer class returns token type ids and whose sentence-transformers
+    config adds no tokenizer arguments or lower-casing of its own."""
+    from embedscope.encoders.word_tokens import bert_wordpiece
+
+    folder = Path(model_path)
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        transformer = next(m for m in modules if m["type"].endswith("models.Transformer"))
+        folder = folder / transformer.get("path", "")
+        st_config = json.loads((folder / "sentence_bert_config.json").read_text())
+        tok_config = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return None  # not a sentence-transformers folder laid out the usual way
+    try:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    except Exception:  # noqa: BLE001 - tokenizers raises a bare Exception for a file it cannot read
+        return None
+    pad = tok_config.get("pad_token")
+    pad = pad.get("content") if isinstance(pad, dict) else pad
+    if (
+        st_config.get("do_lower_case")
+        or st_config.get("tokenizer_args")
+        or tok_config.get("tokenizer_class") not in ("BertTokenizer", "BertTokenizerFast")
+        or not bert_wordpiece(tokenizer)
+        or pad is None
+        or tokenizer.token_to_id(pad) is None
+    ):
+        return None
+    # what `tokenize` asks of the transformers tokenizer: pad to the longest text of the batch
+    # (the saved file pads to a fixed 128), truncation set per call
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad), pad_token=pad)
+    return tokenizer
+
+
 def tokenize(tokenizer: Any, texts: list[str], max_seq_length: int) -> dict[str, np.ndarray]:
-    """int64 model inputs for an exported graph, padded to the longest text of the batch."""
+    """int64 model inputs for an exported graph, padded to the longest text of the batch, from a
+    transformers tokenizer or from `fast_tokenizer`'s."""
+    from tokenizers import Tokenizer
+
+    if isinstance(tokenizer, Tokenizer):
+        if (tokenizer.truncation or {}).get("max_length") != max_seq_length:
+            tokenizer.enable_truncation(max_seq_length)
+        encodings = tokenizer.encode_batch_fast(texts)
+        return {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
     # explicit padding/truncation: the packaged tokenizer.json would otherwise pad to a fixed 128
     features = tokenizer(
         texts, return_tensors="np", padding="longest", truncation=True, max_length=max_seq_length
@@ -161,6 +242,7 @@ class TransformerEncoder(Encoder):
         self.fitted = not self.requires_fit
         self._model: Any = None
         self._onnx: Any = None
+        self._tokenizer: Any = None
         self._int8_xml: Path | None = None
 
     @property
@@ -177,6 +259,14 @@ class TransformerEncoder(Encoder):
                 resolve_device(self.params["device"]),
             )
         return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer the OpenVINO and ONNX paths feed: `fast_tokenizer` where the model allows
+        (no sentence-transformers or torch import), else the PyTorch model's own."""
+        if self._tokenizer is None:
+            self._tokenizer = fast_tokenizer(self._model_path()) or self.model.tokenizer
+        return self._tokenizer
 
     @property
     def dim(self) -> int:
@@ -203,7 +293,7 @@ class TransformerEncoder(Encoder):
             target = ovb.int8_path(self._model_path(), sample, int(self.params["max_seq_length"]))
             if not target.exists():
                 ovb.quantize_int8(
-                    self._fp32_xml(), self.model.tokenizer, sample, int(self.params["max_seq_length"]), target
+                    self._fp32_xml(), self.tokenizer, sample, int(self.params["max_seq_length"]), target
                 )
             self._int8_xml = target
         self.fitted = True
@@ -250,7 +340,7 @@ class TransformerEncoder(Encoder):
             xml = self._fp32_xml()
         return ovb.encode(
             ovb.compiled_model(xml),
-            self.model.tokenizer,
+            self.tokenizer,
             texts,
             max_seq_length=int(self.params["max_seq_length"]),
             pooling=self.params["pooling"],
@@ -324,7 +414,7 @@ class TransformerEncoder(Encoder):
             [
                 onnx_query.encode_mean_pooled(
                     self._onnx_session(),
-                    self.model.tokenizer,
+                    self.tokenizer,
                     list(texts[start : start + batch_size]),
                     int(self.params["max_seq_length"]),
                 )

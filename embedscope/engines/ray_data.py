@@ -55,15 +55,11 @@ class EncodeActor:
         started = time.perf_counter()
         # actors share the machine: OpenVINO's thread pinning would put them all on the same cores
         from embedscope.encoders.openvino_backend import PIN_THREADS_ENV
+        from embedscope.encoders.transformer import set_cpu_threads
 
         os.environ[PIN_THREADS_ENV] = "0"
         if threads:
-            try:
-                import torch
-
-                torch.set_num_threads(threads)
-            except ImportError:  # encoders without torch (lsa, word2vec) need no thread setting
-                pass
+            set_cpu_threads(threads)
         self.encoder = Encoder.from_bytes(state)
         if device and "device" in self.encoder.params:
             self.encoder.params["device"] = device  # where it runs; the stored config stays as given
