@@ -265,7 +265,12 @@ class TransformerEncoder(Encoder):
         """The tokenizer the OpenVINO and ONNX paths feed: `fast_tokenizer` where the model allows
         (no sentence-transformers or torch import), else the PyTorch model's own."""
         if self._tokenizer is None:
-            self._tokenizer = fast_tokenizer(self._model_path()) or self.model.tokenizer
+            fast = fast_tokenizer(self._model_path())
+            if fast is not None:
+                # set once here: `tokenize` then only reads it, and concurrent callers never
+                # change a tokenizer another thread is using ("Already borrowed")
+                fast.enable_truncation(int(self.params["max_seq_length"]))
+            self._tokenizer = fast or self.model.tokenizer
         return self._tokenizer
 
     @property
