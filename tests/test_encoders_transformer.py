@@ -150,7 +150,7 @@ def test_fast_tokenizer_gives_the_ids_of_sentence_transformers_tokenizer(books_f
     texts = [f"{t}. {d}" for t, d in zip(books.title, books.description, strict=True)]
     texts += ["", "  ", "Ünïcödé ﬁne café — 東京の本", "[SEP] [CLS] [PAD] x", "word " * 400]
     for size in (1, 64):
-        for start in range(len(texts) % size, len(texts), size * (1 if size > 1 else 97)):
+        for start in range(0, len(texts), size if size > 1 else 97):
             batch = texts[start : start + size]
             ours, theirs = tokenize(fast, batch, 256), tokenize(reference, batch, 256)
             assert ours.keys() == theirs.keys()
@@ -159,8 +159,8 @@ def test_fast_tokenizer_gives_the_ids_of_sentence_transformers_tokenizer(books_f
 
 
 def test_fast_tokenizer_declines_models_it_does_not_match(tmp_path: Path) -> None:
-    """A folder without sentence-transformers' files, or with its own lower-casing, keeps the
-    model's own tokenizer (None here)."""
+    """A folder without sentence-transformers' files, or with lower-casing, accents or padding
+    of its own that transformers would apply, keeps the model's own tokenizer (None here)."""
     import shutil
 
     from embedscope.encoders.transformer import fast_tokenizer, resolve_model_path
@@ -176,6 +176,11 @@ def test_fast_tokenizer_declines_models_it_does_not_match(tmp_path: Path) -> Non
     assert fast_tokenizer(str(copy)) is None
     config.write_text(json.dumps({"max_seq_length": 256}))
     assert fast_tokenizer(str(copy)) is not None
+    # settings transformers takes from tokenizer_config.json over tokenizer.json's
+    tokenizer_config = json.loads((model / "tokenizer_config.json").read_text())
+    for key, value in (("do_lower_case", False), ("strip_accents", False), ("padding_side", "left")):
+        (copy / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config, key: value}))
+        assert fast_tokenizer(str(copy)) is None, key
 
 
 @pytest.mark.slow

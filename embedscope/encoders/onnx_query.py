@@ -17,7 +17,6 @@ import hashlib
 import os
 import tempfile
 import warnings
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +29,14 @@ from embedscope.encoders.transformer import (
     model_cache_dir,
     pool,
     tokenize,
+    torch_version,
 )
 
 _SESSIONS: dict[str, Any] = {}
 
 
 def export_path(model_path: str) -> Path:
-    # torch's version from its metadata (the same string as torch.__version__), not an import
-    key = hashlib.sha1(f"{Path(model_path).resolve()}|{version('torch')}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{Path(model_path).resolve()}|{torch_version()}".encode()).hexdigest()[:16]
     return model_cache_dir("onnx") / key / "model.onnx"
 
 
@@ -79,7 +78,7 @@ def session(path: Path) -> Any:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = cpu_threads()
+        options.intra_op_num_threads = cpu_threads()  # 0: ONNX Runtime's default, the physical cores
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         _SESSIONS[key] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return _SESSIONS[key]

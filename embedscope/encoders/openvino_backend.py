@@ -31,7 +31,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from embedscope.encoders.transformer import (
     model_cache_dir,
     pool,
     tokenize,
+    torch_version,
 )
 
 _XML = "model.xml"
@@ -61,8 +61,7 @@ PIN_THREADS_ENV = "EMBEDSCOPE_OPENVINO_PIN_THREADS"
 def _versions() -> str:
     import openvino
 
-    # torch's version from its metadata (the same string as torch.__version__), not an import
-    return f"{version('torch')}|{openvino.__version__}"
+    return f"{torch_version()}|{openvino.__version__}"
 
 
 def fp32_path(model_path: str) -> Path:
@@ -181,7 +180,7 @@ def copy_model(xml: Path, directory: Path) -> None:
 
 def compiled_model(xml: Path, precision_hint: str = "bf16") -> Any:
     """Compile once per process; the THROUGHPUT hint gives one stream per core on a small CPU."""
-    threads = cpu_threads()  # honours OMP_NUM_THREADS / torch.set_num_threads as PyTorch does
+    threads = cpu_threads()  # 0: OpenVINO's default, one per physical core
     pin = os.environ.get(PIN_THREADS_ENV, "1") != "0"
     key = (str(xml), precision_hint, threads, pin)
     if key not in _COMPILED:

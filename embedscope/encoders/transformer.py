@@ -11,11 +11,13 @@ on a GPU, bf16 and fp16 run in PyTorch.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,23 +42,40 @@ def model_cache_dir(kind: str) -> Path:
     return Path(base) / kind
 
 
+@functools.cache
+def torch_version() -> str:
+    """torch's version from its package metadata (the same string as `torch.__version__`), read
+    once per process: cache keys need it, and importing torch to ask costs ~1.4 s."""
+    return version("torch")
+
+
+#: threads given by `set_cpu_threads` (serve --torch-threads, Ray actors); None: not set
+_THREADS: int | None = None
+
+
 def cpu_threads() -> int:
-    """Threads an encoding runtime (PyTorch, OpenVINO, ONNX Runtime) may use in this process:
-    torch's count where torch is loaded, else OMP_NUM_THREADS (what torch would read), else the
-    CPUs this process may run on. Not by importing torch: that costs ~1.4 s of every start, and
-    the OpenVINO and ONNX paths need nothing else of it."""
+    """Threads an encoding runtime (OpenVINO, ONNX Runtime) may use in this process: what
+    `set_cpu_threads` gave, else torch's count where torch is loaded, else MKL_NUM_THREADS or
+    OMP_NUM_THREADS (what torch would read), else 0: both runtimes' own default, the physical
+    cores, as torch's. Not by importing torch: that costs ~1.4 s of every start, and the OpenVINO
+    and ONNX paths need nothing else of it."""
+    if _THREADS is not None:
+        return _THREADS
     torch = sys.modules.get("torch")
     if torch is not None:
         return int(torch.get_num_threads())
-    omp = os.environ.get("OMP_NUM_THREADS", "")
-    if omp.isdigit() and int(omp) > 0:
-        return int(omp)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    for name in ("MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 0
 
 
 def set_cpu_threads(n: int) -> None:
     """Give this process's encoders n threads: torch at once where it is loaded, through
-    OMP_NUM_THREADS where it is loaded later, and `cpu_threads` for OpenVINO and ONNX Runtime."""
+    OMP_NUM_THREADS where it is loaded later, and OpenVINO and ONNX Runtime through `cpu_threads`."""
+    global _THREADS
+    _THREADS = n
     os.environ["OMP_NUM_THREADS"] = str(n)
     torch = sys.modules.get("torch")
     if torch is not None:
@@ -99,6 +118,18 @@ def fast_tokenizer(model_path: str) -> Any | None:
         or not bert_wordpiece(tokenizer)
         or pad is None
         or tokenizer.token_to_id(pad) is None
+    ):
+        return None
+    # transformers rebuilds the normaliser from tokenizer_config.json and pads, truncates and
+    # names the inputs by it: the file alone is the same tokenizer only where they agree
+    normalizer = json.loads(tokenizer.to_str())["normalizer"]
+    if (
+        normalizer.get("lowercase") != tok_config.get("do_lower_case", True)
+        or normalizer.get("strip_accents") != tok_config.get("strip_accents")
+        or normalizer.get("handle_chinese_chars") != tok_config.get("tokenize_chinese_chars", True)
+        or tok_config.get("padding_side", "right") != "right"
+        or tok_config.get("truncation_side", "right") != "right"
+        or "token_type_ids" not in tok_config.get("model_input_names", ["token_type_ids"])
     ):
         return None
     # what `tokenize` asks of the transformers tokenizer: pad to the longest text of the batch

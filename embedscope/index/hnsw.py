@@ -110,14 +110,18 @@ class HNSWIndex(VectorIndex):
         top 3 even at ef = 300; 30,000 rows: ~10; single-threaded builds lose none). Building on
         one thread would halve the build speed on two cores, so each row instead looks itself up
         once, and the rows not found are removed and inserted again one at a time, which links
-        them from their neighbours. A row missed only by the walk's approximation, or beside an
-        identical twin, is re-inserted too, which is harmless. Cost: ~40% of the parallel build."""
+        them from their neighbours. A row whose search meets an identical vector first counts as
+        found (a group of duplicates would otherwise all go round again); a row missed only by
+        the walk's approximation is re-inserted too, which is harmless. Cost: ~50% of the
+        parallel build (docs/design.md)."""
         assert self._index is not None
         rows = np.arange(self.size, dtype=np.uint64)
         for _ in range(2):
             found = self._index.search(vectors[rows.astype(np.int64)], 2, threads=self.threads)
             keys = np.asarray(found.keys, dtype=np.uint64).reshape(len(rows), -1)
-            lost = rows[~(keys == rows[:, None]).any(axis=1)]
+            first = np.minimum(keys[:, 0], self.size - 1).astype(np.int64)  # no match: a sentinel
+            twin = (keys[:, 0] < self.size) & (vectors[first] == vectors[rows.astype(np.int64)]).all(axis=1)
+            lost = rows[~((keys == rows[:, None]).any(axis=1) | twin)]
             self.relinked_rows += len(lost)
             if not len(lost):
                 return
