@@ -13,7 +13,6 @@ cached on disk, written atomically, so it happens once per model and machine.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import warnings
@@ -36,8 +35,7 @@ _SESSIONS: dict[str, Any] = {}
 
 
 def export_path(model_path: str) -> Path:
-    key = hashlib.sha1(f"{Path(model_path).resolve()}|{torch_version()}".encode()).hexdigest()[:16]
-    return model_cache_dir("onnx") / key / "model.onnx"
+    return model_cache_dir("onnx", str(Path(model_path).resolve()), torch_version()) / "model.onnx"
 
 
 def export(st_fp32: Any, target: Path) -> Path:

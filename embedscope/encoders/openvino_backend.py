@@ -58,16 +58,14 @@ _COMPILED: dict[tuple[str, str, int, bool], Any] = {}
 PIN_THREADS_ENV = "EMBEDSCOPE_OPENVINO_PIN_THREADS"
 
 
-def _versions() -> str:
-    import openvino
-
-    return f"{torch_version()}|{openvino.__version__}"
-
-
 def fp32_path(model_path: str) -> Path:
     """Where the converted (fp32) model of a local model folder is cached."""
-    key = hashlib.sha1(f"{Path(model_path).resolve()}|{_versions()}".encode()).hexdigest()[:16]
-    return model_cache_dir("openvino") / key / "fp32" / _XML
+    import openvino
+
+    folder = model_cache_dir(
+        "openvino", str(Path(model_path).resolve()), torch_version(), openvino.__version__
+    )
+    return folder / "fp32" / _XML
 
 
 def int8_path(model_path: str, calibration: Sequence[str], max_seq_length: int) -> Path:

@@ -27,7 +27,6 @@ weighted model is copied into the encoder's save dir, so nothing is downloaded, 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Sequence
@@ -142,8 +141,8 @@ class StaticEncoder(Encoder):
 
     def _cache_path(self) -> Path:
         sif = self._zipf_sif()
-        key = f"{self.params['model']}|{self.params['pca_dims']}|{'unweighted' if sif is None else sif}"
-        return model_cache_dir("static") / hashlib.sha1(key.encode()).hexdigest()[:16]
+        weighting = "unweighted" if sif is None else str(sif)
+        return model_cache_dir("static", str(self.params["model"]), str(self.params["pca_dims"]), weighting)
 
     def _distilled(self) -> Any:
         """The distilled table (Zipf-weighted, or unweighted for corpus weighting), cached per machine."""

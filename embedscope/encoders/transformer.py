@@ -12,6 +12,7 @@ on a GPU, bf16 and fp16 run in PyTorch.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -36,10 +37,12 @@ _INT8_DIR = "openvino_int8"
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def model_cache_dir(kind: str) -> Path:
-    """Per-machine cache of models built locally (exports, distillations): $EMBEDSCOPE_CACHE/kind."""
-    base = os.environ.get("EMBEDSCOPE_CACHE") or Path.home() / ".cache" / "embedscope"
-    return Path(base) / kind
+def model_cache_dir(kind: str, *key: str) -> Path:
+    """Per-machine cache of models built locally (exports, distillations): $EMBEDSCOPE_CACHE/kind,
+    and with `key` (what the build depends on: model folder, library versions, parameters) the
+    folder of that one build, named by a hash of the parts joined with "|"."""
+    base = Path(os.environ.get("EMBEDSCOPE_CACHE") or Path.home() / ".cache" / "embedscope") / kind
+    return base / hashlib.sha1("|".join(key).encode()).hexdigest()[:16] if key else base
 
 
 @functools.cache
