@@ -143,7 +143,7 @@ def test_fast_tokenizer_gives_the_ids_of_sentence_transformers_tokenizer(books_f
         tokenize,
     )
 
-    fast = fast_tokenizer(resolve_model_path("all-MiniLM-L6-v2"))
+    fast = fast_tokenizer(resolve_model_path("all-MiniLM-L6-v2"), 256)
     assert fast is not None
     reference = load_sentence_transformer("all-MiniLM-L6-v2", 256).tokenizer
     books = books_frame.dropna(subset=["description"])
@@ -165,7 +165,7 @@ def test_fast_tokenizer_declines_models_it_does_not_match(tmp_path: Path) -> Non
 
     from embedscope.encoders.transformer import fast_tokenizer, resolve_model_path
 
-    assert fast_tokenizer(str(tmp_path)) is None
+    assert fast_tokenizer(str(tmp_path), 256) is None
     model = Path(resolve_model_path("all-MiniLM-L6-v2"))
     copy = tmp_path / "model"
     copy.mkdir()
@@ -173,14 +173,14 @@ def test_fast_tokenizer_declines_models_it_does_not_match(tmp_path: Path) -> Non
         shutil.copyfile(model / name, copy / name)
     config = copy / "sentence_bert_config.json"
     config.write_text(json.dumps({"max_seq_length": 256, "do_lower_case": True}))
-    assert fast_tokenizer(str(copy)) is None
+    assert fast_tokenizer(str(copy), 256) is None
     config.write_text(json.dumps({"max_seq_length": 256}))
-    assert fast_tokenizer(str(copy)) is not None
+    assert fast_tokenizer(str(copy), 256) is not None
     # settings transformers takes from tokenizer_config.json over tokenizer.json's
     tokenizer_config = json.loads((model / "tokenizer_config.json").read_text())
     for key, value in (("do_lower_case", False), ("strip_accents", False), ("padding_side", "left")):
         (copy / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config, key: value}))
-        assert fast_tokenizer(str(copy)) is None, key
+        assert fast_tokenizer(str(copy), 256) is None, key
 
 
 @pytest.mark.slow

@@ -85,7 +85,7 @@ def set_cpu_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def fast_tokenizer(model_path: str) -> Any | None:
+def fast_tokenizer(model_path: str, max_seq_length: int) -> Any | None:
     """The model's BERT WordPiece tokenizer read by the `tokenizers` library alone (~30 ms), or
     None where the model is not such a plain one (then sentence-transformers' own is used).
 
@@ -136,8 +136,11 @@ def fast_tokenizer(model_path: str) -> Any | None:
     ):
         return None
     # what `tokenize` asks of the transformers tokenizer: pad to the longest text of the batch
-    # (the saved file pads to a fixed 128), truncation set per call
+    # (the saved file pads to a fixed 128) and truncate at max_seq_length, set once here so that
+    # `tokenize` only reads them and concurrent callers never change a tokenizer another thread
+    # is using ("Already borrowed")
     tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad), pad_token=pad)
+    tokenizer.enable_truncation(max_seq_length)
     return tokenizer
 
 
@@ -299,11 +302,7 @@ class TransformerEncoder(Encoder):
         """The tokenizer the OpenVINO and ONNX paths feed: `fast_tokenizer` where the model allows
         (no sentence-transformers or torch import), else the PyTorch model's own."""
         if self._tokenizer is None:
-            fast = fast_tokenizer(self._model_path())
-            if fast is not None:
-                # set once here: `tokenize` then only reads it, and concurrent callers never
-                # change a tokenizer another thread is using ("Already borrowed")
-                fast.enable_truncation(int(self.params["max_seq_length"]))
+            fast = fast_tokenizer(self._model_path(), int(self.params["max_seq_length"]))
             self._tokenizer = fast or self.model.tokenizer
         return self._tokenizer
 
