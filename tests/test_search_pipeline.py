@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -185,9 +186,18 @@ def test_a_recipe_activated_is_the_default_search(
     assert dense != fused  # else the test could not tell them apart
     assert [h.id for h in col.search(q, 8)] == dense
 
+    some = col.items()[5].id
+    similar = [h.id for h in col.similar(some, k=5)]
+    vector = np.asarray(col.load_version("minilm").data.vectors[:1])
+    nearest = [h.id for h in col.search_vectors(vector, k=5)[0]]
+
     col.activate("convex")
     assert col.default_search == "convex" and col.active_version == "minilm"
     assert [h.id for h in col.search(q, 8)] == fused
+    # more-like-this and query vectors stay on the active version's vectors
+    assert [h.id for h in col.similar(some, k=5)] == similar
+    assert col.pipeline.similar(some, 5).using == "minilm"
+    assert [h.id for h in col.search_vectors(vector, k=5)[0]] == nearest
     assert col.info()["default_search"] == "convex"
     cli = _cli(copy, monkeypatch, "search", "books", q, "-k", "8", "--json")
     assert [h["id"] for h in cli] == fused

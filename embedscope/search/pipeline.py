@@ -125,9 +125,13 @@ class SearchPipeline:
         self.lock = lock if lock is not None else contextlib.nullcontext()
 
     # --- what answers --------------------------------------------------------------------------------
-    def plan(self, using: str | recipes.Recipe | LoadedVersion | None = None) -> Plan:
-        """A version name, a recipe name (or a Recipe), a loaded version, or None for the default search
-        (`Collection.default_search`: the active version unless `activate` chose a recipe)."""
+    def plan(
+        self, using: str | recipes.Recipe | LoadedVersion | None = None, *, text_search: bool = False
+    ) -> Plan:
+        """A version name, a recipe name (or a Recipe), a loaded version, or None: for a text search
+        the default search (`Collection.default_search`: the active version unless `activate` chose a
+        recipe), for more-like-this and query vectors the active version (a recipe made the default
+        does not move them: `activate`'s promise)."""
         from embedscope.api import LoadedVersion
 
         if isinstance(using, LoadedVersion):
@@ -138,7 +142,7 @@ class SearchPipeline:
             coll = self.collection
             found = functools.cache(coll.recipes)  # per query: read at most once, only if needed
             if using is None:
-                using = coll._default_search(found)  # the active version, or a recipe made the default
+                using = coll._default_search(found) if text_search else coll.active_version
             names = [v.name for v in coll.versions()]
             if using in names:
                 return self._single(coll.load_version(using))
@@ -221,7 +225,7 @@ class SearchPipeline:
         """Many query texts at once: one encoder call and one index call per part (what `evaluate`
         uses). `strict=False`: a query no part can encode gets no hits instead of an error."""
         _check_k(k)
-        plan = self.plan(using)
+        plan = self.plan(using, text_search=True)
         stages = dict.fromkeys(STAGES, 0.0)
         with _timed(stages, "search"):
             masks = self._masks(plan, where, ())  # a bad filter fails before anything is encoded
