@@ -115,18 +115,21 @@ class HNSWIndex(VectorIndex):
         the walk's approximation is re-inserted too, which is harmless. Cost: ~50% of the
         parallel build (docs/design.md)."""
         assert self._index is not None
-        rows = np.arange(self.size, dtype=np.uint64)
+        rows = np.arange(self.size, dtype=np.int64)
+        queries = vectors  # the first pass looks up every row: no copy of the matrix
         for _ in range(2):
-            found = self._index.search(vectors[rows.astype(np.int64)], 2, threads=self.threads)
-            keys = np.asarray(found.keys, dtype=np.uint64).reshape(len(rows), -1)
-            first = np.minimum(keys[:, 0], self.size - 1).astype(np.int64)  # no match: a sentinel
-            twin = (keys[:, 0] < self.size) & (vectors[first] == vectors[rows.astype(np.int64)]).all(axis=1)
-            lost = rows[~((keys == rows[:, None]).any(axis=1) | twin)]
+            found = self._index.search(queries, 2, threads=self.threads)
+            keys = np.asarray(found.keys, dtype=np.uint64).reshape(len(rows), -1).astype(np.int64)
+            missed = ~(keys == rows[:, None]).any(axis=1)
+            first = keys[missed, 0]  # -1 where nothing was found
+            twin = (first >= 0) & (vectors[np.maximum(first, 0)] == vectors[rows[missed]]).all(axis=1)
+            lost = rows[missed][~twin]
             self.relinked_rows += len(lost)
             if not len(lost):
                 return
-            self._index.remove(lost)
-            self._index.add(lost, vectors[lost.astype(np.int64)], threads=1)
+            self._index.remove(lost.astype(np.uint64))
+            queries = vectors[lost]
+            self._index.add(lost.astype(np.uint64), queries, threads=1)
             rows = lost
 
     def attach_vectors(self, vectors: np.ndarray) -> None:
