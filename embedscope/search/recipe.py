@@ -242,8 +242,10 @@ def default_recipe(collection: Collection, versions: Sequence[VersionInfo] | Non
 def all_recipes(collection: Collection) -> dict[str, Recipe]:
     """Stored recipes, plus the implicit `hybrid` when none is stored under that name and it can be made."""
     out = stored_recipes(collection)
+    if HYBRID in out:
+        return out  # the usual case once `embed --encoder hybrid` ran: no version list to read
     versions = collection.versions()
-    if HYBRID not in out and HYBRID not in {v.name for v in versions}:
+    if HYBRID not in {v.name for v in versions}:
         implicit = default_recipe(collection, versions)
         if implicit is not None:
             out[HYBRID] = implicit
