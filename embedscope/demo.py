@@ -87,16 +87,18 @@ def run_demo(data: str | None, collection: str, encoder: str, limit: int | None)
     console.print(f"ingested into collection [bold]{collection}[/]: {counts}")
     with progress_bar("encoding") as bar:
         task = bar.add_task(f"embedding with {encoder}", total=len(col))
-        info = col.embed(encoder, progress=lambda d, t: bar.update(task, completed=d, total=t))
+        # `embed hybrid` stores the recipe `hybrid` (BM25 + MiniLM, the default fusion, the best
+        # measured on the books' vibe set: docs/evaluation.md): activated, searches (and `serve`)
+        # use it by default
+        info = col.embed(
+            encoder, activate=encoder == HYBRID, progress=lambda d, t: bar.update(task, completed=d, total=t)
+        )
         bar.update(task, completed=len(col), total=len(col))
     console.print(
         f"version [bold]{info.name}[/]: {info.stats['encoded']} encoded, {info.stats['reused']} reused "
         f"(dim {info.dim}, {info.index['kind']} index)"
     )
-    # `embed hybrid` stores the recipe `hybrid` (BM25 + MiniLM, the default fusion, the best measured
-    # on the books' vibe set: docs/evaluation.md): make it what searches (and `serve`) use by default
     if encoder == HYBRID:
-        col.activate(HYBRID)
         console.print(f"searches use the recipe [bold]{col.recipes()[HYBRID].label()}[/] by default")
     for q in queries:
         print_hits(col.search(q, k=5), f"{q!r}", col.display_fields())
