@@ -38,7 +38,7 @@ import numpy as np
 
 from embedscope.encoders.base import Encoder, check_corpus, l2_normalize
 from embedscope.encoders.transformer import DEFAULT_MODEL, model_cache_dir, resolve_model_path
-from embedscope.encoders.word_tokens import WordPieceCounter, bert_wordpiece
+from embedscope.encoders.word_tokens import WordPieceCounter
 from embedscope.errors import EmbedscopeError
 
 _MODEL_DIR = "static_model"
@@ -173,8 +173,10 @@ class StaticEncoder(Encoder):
             return None
         if self._words is None and not self._words_checked:
             self._words_checked = True  # one look at the tokenizer's JSON, not one per query
-            if bert_wordpiece(model.tokenizer):
+            try:
                 self._words = WordPieceCounter(model.tokenizer)
+            except ValueError:  # not a BERT WordPiece tokenizer: model2vec's own encode
+                self._words = None
         return self._words
 
     def fit(self, texts: Sequence[str]) -> StaticEncoder:
