@@ -52,7 +52,8 @@ def torch_version() -> str:
     return version("torch")
 
 
-#: threads given by `set_cpu_threads` (serve --torch-threads, Ray actors); None: not set
+#: threads given by `set_cpu_threads` (serve --torch-threads, Ray actors), else `cpu_threads`'
+#: first answer; None: neither yet
 _THREADS: int | None = None
 
 
@@ -61,17 +62,17 @@ def cpu_threads() -> int:
     `set_cpu_threads` gave, else torch's count where torch is loaded, else MKL_NUM_THREADS or
     OMP_NUM_THREADS (what torch would read), else 0: both runtimes' own default, the physical
     cores, as torch's. Not by importing torch: that costs ~1.4 s of every start, and the OpenVINO
-    and ONNX paths need nothing else of it."""
-    if _THREADS is not None:
-        return _THREADS
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        return int(torch.get_num_threads())
-    for name in ("MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return 0
+    and ONNX paths need nothing else of it. The first answer stays for the process (torch loaded
+    later must not change it: OpenVINO compiles once per thread count)."""
+    global _THREADS
+    if _THREADS is None:
+        torch = sys.modules.get("torch")
+        env = [os.environ.get(name, "") for name in ("MKL_NUM_THREADS", "OMP_NUM_THREADS")]
+        if torch is not None:
+            _THREADS = int(torch.get_num_threads())
+        else:
+            _THREADS = next((int(v) for v in env if v.isdigit() and int(v) > 0), 0)
+    return _THREADS
 
 
 def set_cpu_threads(n: int) -> None:
@@ -112,20 +113,21 @@ def fast_tokenizer(model_path: str, max_seq_length: int) -> Any | None:
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     except Exception:  # noqa: BLE001 - tokenizers raises a bare Exception for a file it cannot read
         return None
+    spec = json.loads(tokenizer.to_str())
     pad = tok_config.get("pad_token")
     pad = pad.get("content") if isinstance(pad, dict) else pad
     if (
         st_config.get("do_lower_case")
         or st_config.get("tokenizer_args")
         or tok_config.get("tokenizer_class") not in ("BertTokenizer", "BertTokenizerFast")
-        or not bert_wordpiece(tokenizer)
+        or not bert_wordpiece(tokenizer, spec)
         or pad is None
         or tokenizer.token_to_id(pad) is None
     ):
         return None
     # transformers rebuilds the normaliser from tokenizer_config.json and pads, truncates and
     # names the inputs by it: the file alone is the same tokenizer only where they agree
-    normalizer = json.loads(tokenizer.to_str())["normalizer"]
+    normalizer = spec["normalizer"]
     if (
         normalizer.get("lowercase") != tok_config.get("do_lower_case", True)
         or normalizer.get("strip_accents") != tok_config.get("strip_accents")
@@ -150,8 +152,9 @@ def tokenize(tokenizer: Any, texts: list[str], max_seq_length: int) -> dict[str,
     from tokenizers import Tokenizer
 
     if isinstance(tokenizer, Tokenizer):
+        # `fast_tokenizer` set its truncation once; changing it here could race another thread
         if (tokenizer.truncation or {}).get("max_length") != max_seq_length:
-            tokenizer.enable_truncation(max_seq_length)
+            raise ValueError(f"this tokenizer truncates at {tokenizer.truncation}, not {max_seq_length}")
         encodings = tokenizer.encode_batch_fast(texts)
         return {
             "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
