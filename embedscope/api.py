@@ -478,7 +478,9 @@ class Collection:
     def _embed_hybrid(self, params: dict[str, Any] | None, *, activate: bool, **kwargs: Any) -> VersionInfo:
         """The `embed --encoder hybrid` shortcut: embed a sparse and a dense version (named after their
         encoders) and store the recipe `hybrid` fusing them (see embedscope.search.recipe);
-        `activate` makes the recipe the default search."""
+        `activate` makes the recipe the default search and the dense part the active version, whose
+        vectors more-like-this, recommendations and projections use (BM25's word counts would
+        otherwise be active: the sparse part is embedded first)."""
         plan = _recipe.hybrid_shortcut(params)
         # the sparse half is count-based and fast in-process; only the dense half uses the engine
         local = {**kwargs, "engine": "local", "address": None}
@@ -486,6 +488,7 @@ class Collection:
         dense = self.embed(plan.dense, plan.dense_params, version=plan.dense, **kwargs)
         self.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe)
         if activate:
+            self.activate(plan.dense)
             self.activate(HYBRID)
         return dense
 

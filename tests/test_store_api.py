@@ -193,6 +193,7 @@ def test_hybrid_is_the_default_fusion_of_its_two_versions(store_home, books_fram
     assert col.default_search == col.active_version  # not activated: the active version answers
     col.embed("hybrid", {"dense_params": {"max_seq_length": 128}}, activate=True)
     assert col.default_search == "hybrid"  # `embed --encoder hybrid --activate` makes it the default
+    assert col.active_version == "minilm"  # and more-like-this uses MiniLM's vectors, not BM25's
 
 
 def test_deleted_items_never_fill_result_slots(store_home, books_frame: pd.DataFrame) -> None:
