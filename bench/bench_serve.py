@@ -77,7 +77,7 @@ def short_queries() -> list[str]:
 
 def ensure_books(home: Path) -> None:
     os.environ["EMBEDSCOPE_HOME"] = str(home)
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
 
     if "books" in Collection.list(home):
         return

@@ -1,6 +1,7 @@
 """embedscope: turn any collection of items into embeddings and put them to work."""
 
-from embedscope.api import Collection, Hit
+from embedscope.collection import Collection
+from embedscope.search.base import Hit
 
 __all__ = ["Collection", "Hit"]
 

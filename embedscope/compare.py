@@ -22,7 +22,7 @@ from embedscope.filters import evaluate_filter
 from embedscope.search.base import SearchResult
 
 if TYPE_CHECKING:
-    from embedscope.api import Collection, LoadedVersion
+    from embedscope.collection import Collection, LoadedVersion
     from embedscope.search.pipeline import SearchPipeline
 
 
@@ -145,7 +145,7 @@ def _for_encoder(col: Collection, pipe: SearchPipeline, encoder: str) -> tuple[A
 
 def _on_the_fly(col: Collection, encoder: str) -> tuple[LoadedVersion, float]:
     """The collection encoded with `encoder` into an in-memory version (exact index), cached."""
-    from embedscope.api import LoadedVersion
+    from embedscope.collection import LoadedVersion
     from embedscope.encoders.registry import create_encoder
     from embedscope.index import create_index
     from embedscope.store.base import VersionData, VersionInfo, fingerprint

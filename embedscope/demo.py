@@ -7,8 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from embedscope.api import Collection
 from embedscope.cli.app import console
+from embedscope.collection import Collection
 from embedscope.errors import EmbedscopeError
 from embedscope.search.recipe import HYBRID
 

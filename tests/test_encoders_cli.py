@@ -29,7 +29,7 @@ def test_encoders_lists_all_with_params() -> None:
 
 @pytest.fixture
 def books_w2v(home: Path, books_frame: pd.DataFrame):  # noqa: ANN201
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
 
     col = Collection.create("books")
     col.ingest(

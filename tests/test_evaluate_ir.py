@@ -323,7 +323,7 @@ def test_scifact_minilm_and_hybrid_reproduce(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_encoder_params_get_their_own_cached_version(tmp_path: Path, home: Path) -> None:
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
     from embedscope.evaluate.ir import parse_encoder_params
 
     folder = write_beir(tmp_path / "tiny")
@@ -344,7 +344,7 @@ def test_encoder_params_get_their_own_cached_version(tmp_path: Path, home: Path)
 
 @pytest.mark.slow
 def test_hybrid_is_the_collections_recipe_and_its_settings_can_be_given(tmp_path: Path, home: Path) -> None:
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
 
     folder = write_beir(tmp_path / "tiny")
     settings = {"fusion": "convex", "params": {"normalization": "tmm"}, "weights": [0.4, 0.6], "depth": 50}

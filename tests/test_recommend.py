@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 
 from embedscope import Collection
-from embedscope.api import Hit
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.evaluate import recs as ev
 from embedscope.recommend import Interactions, Recommender, embed_behaviour, load_interactions
 from embedscope.recommend.behavioural import train_als, train_item2vec
 from embedscope.search import rerank
+from embedscope.search.base import Hit
 from embedscope.sources_movielens import read_movielens_items, read_movielens_ratings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens-100k"

@@ -1,4 +1,4 @@
-"""Command-line interface: `embedscope --help`. A thin layer over `embedscope.api`."""
+"""Command-line interface: `embedscope --help`. A thin layer over `embedscope.collection`."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ def progress_bar(description: str) -> Progress:
 
 
 def _open(name: str) -> Any:
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
 
     return Collection.open(name)
 
@@ -105,7 +105,7 @@ def ingest(
 ) -> None:
     """Add or update items from a file (one atomic transaction; a failed ingest changes nothing, and
     creates no collection)."""
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
 
     fields = [f.strip() for f in metadata.split(",") if f.strip()] if metadata else None
     col, counts = Collection.create_from(
@@ -326,7 +326,7 @@ def check(collection: CollectionArg, as_json: JsonOpt = False) -> None:
 def collections(as_json: JsonOpt = False) -> None:
     """List collections under $EMBEDSCOPE_HOME (default ~/.embedscope), and in $EMBEDSCOPE_STORE's
     database when it is set."""
-    from embedscope.api import Collection, default_root
+    from embedscope.collection import Collection, default_root
 
     names = Collection.list()
     if as_json:

@@ -66,7 +66,7 @@ def words(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Explore the word vectors of a collection's word2vec version: neighbours, analogies, similarity."""
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
 
     if sum(x is not None for x in (neighbors, analogy, similarity)) != 1:
         fail("give exactly one of --neighbors WORD, --analogy a,b,c or --similarity w1,w2")
@@ -144,7 +144,7 @@ def compare_cmd(
     Each column is exactly what `embedscope search --version NAME` answers (same filter, same
     collapsing of repeated works). With --encoders, an encoder without a version of its own is
     fitted and encoded on the fly (slow for minilm on big collections: embed it once instead)."""
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
     from embedscope.compare import compare
     from embedscope.display import show
 

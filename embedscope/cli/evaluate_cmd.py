@@ -213,7 +213,7 @@ def ann_recall_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Recall@k of the HNSW index against exact search, and per-query latency, over expansion_search."""
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
     from embedscope.errors import EmbedscopeError
     from embedscope.evaluate.ann import ann_recall
     from embedscope.evaluate.plots import recall_curve
@@ -271,7 +271,7 @@ def word_tests_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Google analogies accuracy, WordSim-353 and SimLex-999 Spearman of a word2vec version's words."""
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
     from embedscope.evaluate.words import word_tests, word_vectors
 
     col = Collection.open(collection)
@@ -337,7 +337,7 @@ def drift_cmd(
     vectors where comparable), in the queries over time (--queries: centroid shift and MMD with a
     permutation p-value between consecutive windows, and the queries that moved most), and in the
     items since a version embedded them (--items). Table, --json, and a PNG with --plot."""
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
     from embedscope.errors import EmbedscopeError
     from embedscope.evaluate.drift import drift_report
     from embedscope.evaluate.plots import drift_chart

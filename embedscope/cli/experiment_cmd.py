@@ -26,7 +26,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def _experiments(collection: str) -> Any:
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
     from embedscope.experiments import Experiments
 
     col = Collection.open(collection)

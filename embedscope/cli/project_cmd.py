@@ -41,7 +41,7 @@ def project_cmd(
     """Project a version's vectors to 2-D and write NAME-VERSION-METHOD.png and .html (hover shows
     titles, a search box highlights them; works offline). Coordinates are cached per version
     revision, so a rerun (or the web page) only draws."""
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
     from embedscope.projection import point_data, project, write_html, write_png
 
     col = Collection.open(collection)

@@ -24,7 +24,7 @@ DEFAULT_MOVIELENS = Path(__file__).resolve().parents[3] / "shared" / "data" / "m
 
 
 def _open(name: str) -> Any:
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
 
     return Collection.open(name)
 
@@ -315,7 +315,7 @@ def demo_movielens(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the evaluation JSON here.")] = None,
 ) -> None:
     """One command: movies from u.item, ratings from u.data, text + item2vec + ALS embeddings, evaluation."""
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
     from embedscope.recommend.behavioural import embed_behaviour
     from embedscope.recommend.interactions import load_interactions
     from embedscope.sources_movielens import read_movielens_items

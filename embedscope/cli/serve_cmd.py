@@ -45,7 +45,7 @@ def serve(
     """Serve collections over HTTP: API (OpenAPI at /docs), Prometheus /metrics, web page at /."""
     import uvicorn
 
-    from embedscope.api import Collection, default_root
+    from embedscope.collection import Collection, default_root
     from embedscope.errors import EmbedscopeError
     from embedscope.serve import create_app
 

@@ -285,7 +285,7 @@ def corpus_collection(ds: BeirDataset, name: str, root: str | Path | None = None
     """The corpus as a Collection (doc text = title + " " + text); replace=True keeps it equal to the
     data set. Documents with neither title nor text cannot be embedded: they are left out and
     reported, never silently."""
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
 
     records, empty = [], []
     for did, doc in ds.corpus.items():

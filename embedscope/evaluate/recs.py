@@ -31,7 +31,7 @@ from embedscope.recommend import profiles as prof
 from embedscope.recommend.interactions import Interactions, sort_by_time
 
 if TYPE_CHECKING:
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
 
 ProgressFn = Callable[[str], None]
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from embedscope.api import _check_name
+from embedscope.collection import _check_name
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.experiments.eventlog import EventLog, iter_events
 from embedscope.experiments.interleave import Ranker, Side, bucket, item_id, team_draft

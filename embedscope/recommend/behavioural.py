@@ -25,7 +25,7 @@ from embedscope.encoders.base import Encoder, l2_normalize
 from embedscope.errors import EmbedscopeError
 
 if TYPE_CHECKING:
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
     from embedscope.recommend.interactions import Interactions
     from embedscope.store.base import VersionInfo
 
@@ -217,7 +217,7 @@ def embed_behaviour(
     embedding version `version` (default: the method name). Items without interactions are left out."""
     import time
 
-    from embedscope.api import _check_name
+    from embedscope.collection import _check_name
     from embedscope.encoders.registry import create_encoder
     from embedscope.recommend.interactions import Interactions as _I
     from embedscope.store.base import VersionData, VersionInfo, fingerprint

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from embedscope.errors import EmbedscopeError, NotFoundError
 
 if TYPE_CHECKING:
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
 
 INTERACTIONS_FILE = "interactions.parquet"
 COLUMNS = ["user", "item", "rating", "timestamp", "seq"]

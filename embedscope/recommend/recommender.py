@@ -30,7 +30,8 @@ from embedscope.recommend.interactions import Interactions, path_for
 from embedscope.search import rerank
 
 if TYPE_CHECKING:
-    from embedscope.api import Collection, Hit
+    from embedscope.collection import Collection
+    from embedscope.search.base import Hit
 
 
 @dataclass
@@ -87,8 +88,8 @@ def popular(
     exclude: Sequence[str] = (),
 ) -> list[Hit]:
     """Most-interacted items passing the filter, seen items excluded (the cold-start fallback)."""
-    from embedscope.api import Hit
     from embedscope.filters import evaluate_filter
+    from embedscope.search.base import Hit
 
     counts = inter.counts()
     frame, pos = collection.metadata_frame()

@@ -37,7 +37,7 @@ from embedscope.search.fusion import Run, fuse, score_floor
 from embedscope.search.rerank import WorkSet, collapse
 
 if TYPE_CHECKING:
-    from embedscope.api import Collection, LoadedVersion
+    from embedscope.collection import Collection, LoadedVersion
 
 #: (version, query texts) -> (query matrix row-aligned with the texts, True if all came from a cache)
 QueryEncoder = Callable[["LoadedVersion", Sequence[str]], tuple[Any, bool]]
@@ -132,7 +132,7 @@ class SearchPipeline:
         the default search (`Collection.default_search`: the active version unless `activate` chose a
         recipe), for more-like-this and query vectors the active version (a recipe made the default
         does not move them: `activate`'s promise)."""
-        from embedscope.api import LoadedVersion
+        from embedscope.collection import LoadedVersion
 
         if isinstance(using, LoadedVersion):
             return self._single(using)

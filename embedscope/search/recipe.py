@@ -25,7 +25,7 @@ from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.search.fusion import fusion_method
 
 if TYPE_CHECKING:
-    from embedscope.api import Collection
+    from embedscope.collection import Collection
     from embedscope.store.base import VersionInfo
 
 SETTING = "recipes"
@@ -98,7 +98,7 @@ def make_recipe(
     depth: int = DEFAULT_DEPTH,
 ) -> Recipe:
     """A validated recipe (versions are not checked here; `validate_against` does that)."""
-    from embedscope.api import _check_name  # api imports this module
+    from embedscope.collection import _check_name  # api imports this module
 
     _check_name(name, "recipe")
     parts = tuple(p.strip() for p in parts if p and p.strip())

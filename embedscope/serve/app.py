@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from embedscope.api import default_root
+from embedscope.collection import default_root
 from embedscope.errors import EmbedscopeError
 from embedscope.serve import models as m
 from embedscope.serve.middleware import MAX_BODY, BodyLimit, Observe, ServerErrors

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
-from embedscope.api import Collection, LoadedVersion
+from embedscope.collection import Collection, LoadedVersion
 from embedscope.errors import ConflictError, NotFoundError
 from embedscope.experiments import Experiments
 from embedscope.search.pipeline import QueryEncoder, SearchPipeline, encode_direct

@@ -1,0 +1,8 @@
+"""The collection: the public facade (`Collection`) over the modules that each own one job.
+
+`from embedscope.collection import Collection` (or `from embedscope import Collection`).
+"""
+
+from embedscope.collection.facade import HYBRID, Collection, LoadedVersion, _check_name, default_root
+
+__all__ = ["HYBRID", "Collection", "LoadedVersion", "_check_name", "default_root"]
