@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import shlex
 import shutil
 import time
@@ -34,6 +33,7 @@ from embedscope.engines.base import ProgressFn
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
 from embedscope.index import VectorIndex, create_index
+from embedscope.names import check_name
 from embedscope.search import recipe as _recipe
 from embedscope.search.base import Hit
 from embedscope.search.pipeline import SearchPipeline
@@ -43,7 +43,6 @@ from embedscope.store import locate
 from embedscope.store.base import Item, Store, VersionData, VersionInfo, fingerprint
 from embedscope.store.embedded import now
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HYBRID = _recipe.HYBRID  # `embed("hybrid")`: embeds a sparse and a dense version and a recipe fusing them
 
 
@@ -84,12 +83,6 @@ def _check_index_kind(kind: str) -> str:
     return kind
 
 
-def _check_name(name: str, what: str = "collection") -> str:
-    if not _NAME.match(name or ""):
-        raise EmbedscopeError(f"invalid {what} name {name!r}: use letters, digits, '_', '-', '.' (max 64)")
-    return name
-
-
 class Collection:
     """Items with metadata plus any number of embedding versions, one of them active."""
 
@@ -114,7 +107,7 @@ class Collection:
     ) -> Collection:
         """Create (or open) a collection. `store` is a PostgreSQL URL for the PostgreSQL + pgvector
         store; without it, $EMBEDSCOPE_STORE decides, else the embedded store (store/locate.py)."""
-        _check_name(name)
+        check_name(name)
         path = Path(root or default_root()) / name
         if locate.exists(path) and not exist_ok:
             raise EmbedscopeError(f"collection '{name}' already exists at {path}")
@@ -122,7 +115,7 @@ class Collection:
 
     @classmethod
     def open(cls, name: str, root: str | Path | None = None) -> Collection:
-        _check_name(name)
+        check_name(name)
         try:
             return cls(name, locate.open_store(Path(root or default_root()) / name))
         except NotFoundError:
@@ -146,7 +139,7 @@ class Collection:
         The input is read and validated before a new collection is created, and a new collection
         whose first write fails anyway (a full disk) is removed again: a failed ingest never leaves
         an empty collection behind."""
-        _check_name(name)
+        check_name(name)
         if default_index is not None:
             _check_index_kind(default_index)
         path = Path(root or default_root()) / name
@@ -190,7 +183,7 @@ class Collection:
         """A folder for files derived from this collection (experiment logs, projection caches),
         beside its stored data so they move and are deleted with it; created on first use."""
         base = getattr(self.store, "path", None) or default_root() / self.name
-        path = Path(base) / _check_name(name, "folder")
+        path = Path(base) / check_name(name, "folder")
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -379,7 +372,7 @@ class Collection:
                 engine=engine,
                 address=address,
             )
-        version = _check_name(version or encoder, "version")
+        version = check_name(version or encoder, "version")
         enc = create_encoder(encoder, params)
         runner = create_engine(engine, address=address)
         runner.check(enc)

@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from embedscope.collection import _check_name
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.experiments.eventlog import EventLog, iter_events
 from embedscope.experiments.interleave import Ranker, Side, bucket, item_id, team_draft
+from embedscope.names import check_name
 
 if TYPE_CHECKING:
     from embedscope.search.base import SearchResult
@@ -109,10 +109,10 @@ class Experiments:
 
     # --- definitions --------------------------------------------------------------------------
     def _definition(self, name: str) -> Path:
-        return self.folder / f"{_check_name(name, 'experiment')}.json"
+        return self.folder / f"{check_name(name, 'experiment')}.json"
 
     def events_path(self, name: str) -> Path:
-        return self.folder / f"{_check_name(name, 'experiment')}.events.jsonl"
+        return self.folder / f"{check_name(name, 'experiment')}.events.jsonl"
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -206,9 +206,9 @@ class Experiments:
                 )
             if name is None:
                 taken = {e.name for e in self.list()}
-                base = _check_name(f"{a}-vs-{b}"[:60], "experiment")
+                base = check_name(f"{a}-vs-{b}"[:60], "experiment")
                 name = next(n for n in (base, *(f"{base}-{i}" for i in range(2, 10_000))) if n not in taken)
-            exp = Experiment(_check_name(name, "experiment"), a, b, method, started_at=utc_now())  # type: ignore[arg-type]
+            exp = Experiment(check_name(name, "experiment"), a, b, method, started_at=utc_now())  # type: ignore[arg-type]
             self._write(exp, new=True)
         return exp
 

@@ -217,15 +217,15 @@ def embed_behaviour(
     embedding version `version` (default: the method name). Items without interactions are left out."""
     import time
 
-    from embedscope.collection import _check_name
     from embedscope.encoders.registry import create_encoder
+    from embedscope.names import check_name
     from embedscope.recommend.interactions import Interactions as _I
     from embedscope.store.base import VersionData, VersionInfo, fingerprint
     from embedscope.store.embedded import now
 
     if method not in METHODS:
         raise EmbedscopeError(f"unknown behavioural method '{method}'; valid: {', '.join(METHODS)}")
-    version = _check_name(version or method, "version")
+    version = check_name(version or method, "version")
     enc = create_encoder(method, params)  # validates the parameters before any training
     inter = interactions if interactions is not None else _I.of(collection)
     started = time.perf_counter()

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.names import check_name
 from embedscope.search.fusion import fusion_method
 
 if TYPE_CHECKING:
@@ -98,9 +99,7 @@ def make_recipe(
     depth: int = DEFAULT_DEPTH,
 ) -> Recipe:
     """A validated recipe (versions are not checked here; `validate_against` does that)."""
-    from embedscope.collection import _check_name  # api imports this module
-
-    _check_name(name, "recipe")
+    check_name(name, "recipe")
     parts = tuple(p.strip() for p in parts if p and p.strip())
     if len(parts) < 2:
         raise EmbedscopeError("a recipe fuses at least two versions, e.g. --parts bm25,minilm")
