@@ -22,8 +22,9 @@ from embedscope.filters import evaluate_filter
 from embedscope.search.base import SearchResult
 
 if TYPE_CHECKING:
-    from embedscope.collection import Collection, LoadedVersion
+    from embedscope.collection import Collection
     from embedscope.search.pipeline import SearchPipeline
+    from embedscope.search.versions import LoadedVersion
 
 
 @dataclass
@@ -145,9 +146,9 @@ def _for_encoder(col: Collection, pipe: SearchPipeline, encoder: str) -> tuple[A
 
 def _on_the_fly(col: Collection, encoder: str) -> tuple[LoadedVersion, float]:
     """The collection encoded with `encoder` into an in-memory version (exact index), cached."""
-    from embedscope.collection import LoadedVersion
     from embedscope.encoders.registry import create_encoder
     from embedscope.index import create_index
+    from embedscope.search.versions import LoadedVersion
     from embedscope.store.base import VersionData, VersionInfo, fingerprint
 
     # the key is the items' fingerprint (ids and content hashes): a cache hit reads no texts

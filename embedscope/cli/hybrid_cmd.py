@@ -100,10 +100,8 @@ def create(
 @hybrid_app.command("list")
 def list_recipes(collection: CollectionArg, as_json: JsonOpt = False) -> None:
     """The collection's search recipes (stored ones, and the implicit `hybrid` when it can be made)."""
-    from embedscope.search.recipe import stored_recipes
-
     col = _open(collection)
-    stored = set(stored_recipes(col))
+    stored = set(col.stored_recipes())
     recipes = col.recipes()
     if as_json:
         print_json([{**r.to_dict(), "stored": n in stored} for n, r in recipes.items()])

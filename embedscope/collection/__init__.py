@@ -3,6 +3,6 @@
 `from embedscope.collection import Collection` (or `from embedscope import Collection`).
 """
 
-from embedscope.collection.facade import HYBRID, Collection, LoadedVersion, default_root
+from embedscope.collection.facade import HYBRID, Collection, default_root
 
-__all__ = ["HYBRID", "Collection", "LoadedVersion", "default_root"]
+__all__ = ["HYBRID", "Collection", "default_root"]

@@ -17,7 +17,6 @@ import shlex
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,13 @@ from embedscope.engines import create_engine
 from embedscope.engines.base import ProgressFn
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
-from embedscope.index import VectorIndex, create_index
+from embedscope.index import create_index
 from embedscope.names import check_name
 from embedscope.search import recipe as _recipe
 from embedscope.search.base import Hit
 from embedscope.search.pipeline import SearchPipeline
 from embedscope.search.rerank import WorkKey, work_key
+from embedscope.search.versions import LoadedVersion
 from embedscope.sources import TextSpec, load_items
 from embedscope.store import locate
 from embedscope.store.base import Item, Store, VersionData, VersionInfo, fingerprint
@@ -49,19 +49,6 @@ HYBRID = _recipe.HYBRID  # `embed("hybrid")`: embeds a sparse and a dense versio
 def default_root() -> Path:
     """Where collections live: $EMBEDSCOPE_HOME, else ~/.embedscope."""
     return Path(os.environ.get("EMBEDSCOPE_HOME") or Path.home() / ".embedscope")
-
-
-@dataclass
-class LoadedVersion:
-    info: VersionInfo
-    data: VersionData
-    encoder: Encoder
-    index: VectorIndex
-    row_of: dict[str, int]
-    #: changes whenever the version is rewritten; key caches of anything derived from it on this
-    revision: str = ""
-    #: (data revision, position of each row's item in the metadata frame or -1 if deleted)
-    item_positions: tuple[int, np.ndarray] | None = None
 
 
 def _holding_writer_lock(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -242,6 +229,10 @@ class Collection:
             raise NotFoundError(f"collection '{self.name}' has no item '{item_id}'")
         return item
 
+    def get_items(self, ids: Sequence[str]) -> list[Item | None]:
+        """The items of `ids`, in that order (None where an id is unknown)."""
+        return self.store.get_items(ids)
+
     def items(self) -> list[Item]:
         return list(self.store.iter_items())
 
@@ -306,9 +297,9 @@ class Collection:
         """What a search with no version answers with: a recipe made the default by `activate`
         (e.g. `hybrid`), else the active version. The active version stays a stored version, since
         more-like-this, recommendations and projections need vectors of their own."""
-        return self._default_search(self.recipes)
+        return self.default_search_using(self.recipes)
 
-    def _default_search(self, recipes: Callable[[], Mapping[str, _recipe.Recipe]]) -> str:
+    def default_search_using(self, recipes: Callable[[], Mapping[str, _recipe.Recipe]]) -> str:
         """`default_search`, for a caller that reads the recipes itself (once) and passes the reader."""
         name = self.store.get_setting("default_search")
         if name and name in recipes():
@@ -488,7 +479,11 @@ class Collection:
     # --- search recipes -----------------------------------------------------------------------------
     def recipes(self) -> dict[str, _recipe.Recipe]:
         """Stored search recipes, plus the implicit `hybrid` when a sparse and a dense version exist."""
-        return _recipe.all_recipes(self)
+        return _recipe.all_recipes(self.store, self.versions)
+
+    def stored_recipes(self) -> dict[str, _recipe.Recipe]:
+        """The recipes stored with the collection (`recipes` adds the implicit `hybrid`)."""
+        return _recipe.stored_recipes(self.store)
 
     @_holding_writer_lock
     def create_recipe(
@@ -503,11 +498,11 @@ class Collection:
     ) -> _recipe.Recipe:
         """Store (or replace) a named search configuration fusing versions; search it by its name."""
         recipe = _recipe.make_recipe(name, parts, fusion=fusion, params=params, weights=weights, depth=depth)
-        return _recipe.save_recipe(self, recipe)
+        return _recipe.save_recipe(self.store, recipe, self.versions(), self.name)
 
     @_holding_writer_lock
     def delete_recipe(self, name: str) -> None:
-        _recipe.delete_recipe(self, name)
+        _recipe.delete_recipe(self.store, name, self.name)
 
     def load_version(self, version: str | None = None) -> LoadedVersion:
         """The version's vectors, fitted encoder and index, cached until the version changes."""
@@ -618,7 +613,7 @@ class Collection:
             d["problems"] = self.store.inspect_version(v.name)  # cheap: `check` goes further
             versions.append(d)
         frame, _ = self.metadata_frame()
-        stored = _recipe.stored_recipes(self)
+        stored = self.stored_recipes()
         return {
             "name": self.name,
             "path": str(self.store.path),

@@ -23,7 +23,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,9 +35,7 @@ from embedscope.search import recipe as recipes
 from embedscope.search.base import STAGES, Hit, SearchResult
 from embedscope.search.fusion import Run, fuse, score_floor
 from embedscope.search.rerank import WorkSet, collapse
-
-if TYPE_CHECKING:
-    from embedscope.collection import Collection, LoadedVersion
+from embedscope.search.versions import CollectionReader, LoadedVersion
 
 #: (version, query texts) -> (query matrix row-aligned with the texts, True if all came from a cache)
 QueryEncoder = Callable[["LoadedVersion", Sequence[str]], tuple[Any, bool]]
@@ -114,7 +112,7 @@ class SearchPipeline:
 
     def __init__(
         self,
-        collection: Collection,
+        collection: CollectionReader,
         *,
         encode: QueryEncoder | None = None,
         lock: contextlib.AbstractContextManager[Any] | None = None,
@@ -132,8 +130,6 @@ class SearchPipeline:
         the default search (`Collection.default_search`: the active version unless `activate` chose a
         recipe), for more-like-this and query vectors the active version (a recipe made the default
         does not move them: `activate`'s promise)."""
-        from embedscope.collection import LoadedVersion
-
         if isinstance(using, LoadedVersion):
             return self._single(using)
         if isinstance(using, recipes.Recipe):
@@ -142,7 +138,7 @@ class SearchPipeline:
             coll = self.collection
             found = functools.cache(coll.recipes)  # per query: read at most once, only if needed
             if using is None:
-                using = coll._default_search(found) if text_search else coll.active_version
+                using = coll.default_search_using(found) if text_search else coll.active_version
             names = [v.name for v in coll.versions()]
             if using in names:
                 return self._single(coll.load_version(using))
@@ -169,7 +165,7 @@ class SearchPipeline:
         coll = self.collection
         with self.lock:
             versions = coll.versions()
-            active = coll.store.get_setting("active_version")
+        active = next((v.name for v in versions if v.active), None)
         matches = [v.name for v in versions if v.encoder.get("name") == encoder]
         if not matches:
             have = sorted({v.encoder.get("name", "?") for v in versions}) or ["none"]
@@ -369,7 +365,7 @@ class SearchPipeline:
         results = []
         with _timed(stages, "rank"):
             with self.lock:
-                items = self.collection.store.get_items([i for ids, _, _ in ranked for i in ids])
+                items = self.collection.get_items([i for ids, _, _ in ranked for i in ids])
             pos = 0
             for qi, (ids, scores, dropped) in enumerate(ranked):
                 mine = items[pos : pos + len(ids)]
@@ -428,7 +424,7 @@ class SearchPipeline:
         """Rows of a version (e.g. from a recommender's own scoring) as Hits; deleted items skipped."""
         ids = [v.data.ids[r] for r in rows if r >= 0]
         with self.lock:
-            items = self.collection.store.get_items(ids)
+            items = self.collection.get_items(ids)
         return [
             Hit(i.id, float(s), i.text, i.metadata)
             for i, s in zip(items, scores[: len(ids)], strict=True)

@@ -13,20 +13,22 @@ wherever a version name is for search.
 A collection without a stored `hybrid` recipe still has one when it holds a sparse and a dense
 version: BM25 (or another sparse version) with the active dense version, fused with the defaults
 below (`default_recipe`).
+
+This module is pure: it parses, validates and stores recipes through the `Settings` interface (a
+`Store` is one) and the version list it is given; it never imports the collection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.names import check_name
 from embedscope.search.fusion import fusion_method
 
 if TYPE_CHECKING:
-    from embedscope.collection import Collection
     from embedscope.store.base import VersionInfo
 
 SETTING = "recipes"
@@ -119,21 +121,20 @@ def make_recipe(
     return Recipe(name, parts, fusion, full_params, norm, int(depth))
 
 
-def validate_against(collection: Collection, recipe: Recipe) -> None:
-    """Every part is a version that can encode a query text; the name is not a version's."""
+def validate_against(recipe: Recipe, versions: Sequence[VersionInfo], collection: str) -> None:
+    """Every part is one of the collection's `versions` that can encode a query text; the name is
+    not a version's. `collection`: its name, for the messages."""
     from embedscope.encoders.registry import encoder_class
 
-    versions = {v.name: v for v in collection.versions()}
-    if recipe.name in versions:
-        raise EmbedscopeError(
-            f"'{recipe.name}' is a version of '{collection.name}'; name the recipe otherwise"
-        )
+    by_name = {v.name: v for v in versions}
+    if recipe.name in by_name:
+        raise EmbedscopeError(f"'{recipe.name}' is a version of '{collection}'; name the recipe otherwise")
     for part in recipe.parts:
-        info = versions.get(part)
+        info = by_name.get(part)
         if info is None:
-            known = ", ".join(versions) or "none"
+            known = ", ".join(by_name) or "none"
             raise NotFoundError(
-                f"recipe part '{part}' is not a version of '{collection.name}' (versions: {known})"
+                f"recipe part '{part}' is not a version of '{collection}' (versions: {known})"
             )
         if not encoder_class(info.encoder["name"]).encodes_text:
             raise EmbedscopeError(f"version '{part}' ({info.encoder['name']}) cannot encode a query text")
@@ -180,10 +181,17 @@ def hybrid_shortcut(params: Mapping[str, Any] | None) -> HybridShortcut:
 
 
 # --- storage (through the Store contract's settings) -------------------------------------------------
-def stored_recipes(collection: Collection) -> dict[str, Recipe]:
-    store = collection.store
-    out = {n: Recipe.from_dict(d) for n, d in (store.get_setting(SETTING) or {}).items()}
-    legacy = store.get_setting(HYBRID)  # written by `embed --encoder hybrid` before recipes existed
+class Settings(Protocol):
+    """Where recipes are kept: a collection's settings, read and written as `Store` does."""
+
+    def get_setting(self, key: str, default: Any = None) -> Any: ...
+
+    def set_setting(self, key: str, value: Any) -> None: ...
+
+
+def stored_recipes(settings: Settings) -> dict[str, Recipe]:
+    out = {n: Recipe.from_dict(d) for n, d in (settings.get_setting(SETTING) or {}).items()}
+    legacy = settings.get_setting(HYBRID)  # written by `embed --encoder hybrid` before recipes existed
     if legacy and HYBRID not in out:
         weighted = legacy.get("fusion") == "weighted"
         alpha = float(legacy.get("alpha", 0.5))
@@ -197,55 +205,54 @@ def stored_recipes(collection: Collection) -> dict[str, Recipe]:
     return out
 
 
-def save_recipe(collection: Collection, recipe: Recipe) -> Recipe:
-    validate_against(collection, recipe)
-    all_ = {n: r.to_dict() for n, r in stored_recipes(collection).items()}
+def save_recipe(
+    settings: Settings, recipe: Recipe, versions: Sequence[VersionInfo], collection: str
+) -> Recipe:
+    """Validate `recipe` against the collection's `versions`, then store it (replacing one of its name)."""
+    validate_against(recipe, versions, collection)
+    all_ = {n: r.to_dict() for n, r in stored_recipes(settings).items()}
     all_[recipe.name] = recipe.to_dict()
-    collection.store.set_setting(SETTING, all_)
+    settings.set_setting(SETTING, all_)
     return recipe
 
 
-def delete_recipe(collection: Collection, name: str) -> None:
-    stored = stored_recipes(collection)
+def delete_recipe(settings: Settings, name: str, collection: str) -> None:
+    stored = stored_recipes(settings)
     if name not in stored:
         known = ", ".join(stored) or "none"
-        raise NotFoundError(
-            f"collection '{collection.name}' has no stored recipe '{name}' (recipes: {known})"
-        )
+        raise NotFoundError(f"collection '{collection}' has no stored recipe '{name}' (recipes: {known})")
     del stored[name]
-    collection.store.set_setting(SETTING, {n: r.to_dict() for n, r in stored.items()})
+    settings.set_setting(SETTING, {n: r.to_dict() for n, r in stored.items()})
     if name == HYBRID:
-        collection.store.set_setting(HYBRID, None)
+        settings.set_setting(HYBRID, None)
 
 
-def default_recipe(collection: Collection, versions: Sequence[VersionInfo] | None = None) -> Recipe | None:
+def default_recipe(settings: Settings, versions: Sequence[VersionInfo]) -> Recipe | None:
     """BM25 (else any sparse version) + the active dense version (else any dense one), default fusion;
-    None when the collection lacks a sparse or a dense text version. `versions`: the collection's,
-    where the caller has just read them."""
+    None when the collection (its `versions`) lacks a sparse or a dense text version."""
     from embedscope.encoders.registry import encoder_class
 
-    if versions is None:
-        versions = collection.versions()
     versions = [v for v in versions if encoder_class(v.encoder["name"]).encodes_text]
     sparse = [v.name for v in versions if v.sparse]
     dense = [v.name for v in versions if not v.sparse]
     if not sparse or not dense:
         return None
-    active = collection.store.get_setting("active_version")
+    active = settings.get_setting("active_version")
     bm25 = [v.name for v in versions if v.sparse and v.encoder.get("name") == "bm25"]
     return make_recipe(
         HYBRID, [(bm25 or sparse)[0], active if active in dense else dense[0]], **DEFAULT_HYBRID
     )
 
 
-def all_recipes(collection: Collection) -> dict[str, Recipe]:
-    """Stored recipes, plus the implicit `hybrid` when none is stored under that name and it can be made."""
-    out = stored_recipes(collection)
+def all_recipes(settings: Settings, versions: Callable[[], Sequence[VersionInfo]]) -> dict[str, Recipe]:
+    """Stored recipes, plus the implicit `hybrid` when none is stored under that name and it can be
+    made from the collection's versions (`versions` reads them, only when needed)."""
+    out = stored_recipes(settings)
     if HYBRID in out:
         return out  # the usual case once `embed --encoder hybrid` ran: no version list to read
-    versions = collection.versions()
-    if HYBRID not in {v.name for v in versions}:
-        implicit = default_recipe(collection, versions)
+    listed = versions()
+    if HYBRID not in {v.name for v in listed}:
+        implicit = default_recipe(settings, listed)
         if implicit is not None:
             out[HYBRID] = implicit
     return out

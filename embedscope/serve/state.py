@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
-from embedscope.collection import Collection, LoadedVersion
+from embedscope.collection import Collection
 from embedscope.errors import ConflictError, NotFoundError
 from embedscope.experiments import Experiments
 from embedscope.search.pipeline import QueryEncoder, SearchPipeline, encode_direct
+from embedscope.search.versions import LoadedVersion
 from embedscope.serve import models as m
 from embedscope.serve.batching import QueryBatcher
 from embedscope.serve.cache import QueryCache

@@ -1,0 +1,69 @@
+"""What the search path reads: a loaded version, and the small read interface of a collection.
+
+The search pipeline depends on these and on nothing above `search/`: `Collection` implements
+`CollectionReader` (so does anything else that can hand out loaded versions, item rows and the
+collection's recipes), and the pipeline never imports the collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from embedscope.encoders.base import Encoder
+from embedscope.index import VectorIndex
+from embedscope.store.base import Item, VersionData, VersionInfo
+
+if TYPE_CHECKING:
+    from embedscope.search.recipe import Recipe
+    from embedscope.search.rerank import WorkKey
+
+
+@dataclass
+class LoadedVersion:
+    info: VersionInfo
+    data: VersionData
+    encoder: Encoder
+    index: VectorIndex
+    row_of: dict[str, int]
+    #: changes whenever the version is rewritten; key caches of anything derived from it on this
+    revision: str = ""
+    #: (data revision, position of each row's item in the metadata frame or -1 if deleted)
+    item_positions: tuple[int, np.ndarray] | None = None
+
+
+class CollectionReader(Protocol):
+    """The reads a search needs from a collection (`Collection` is one)."""
+
+    name: str
+
+    @property
+    def active_version(self) -> str:
+        """The active version's name; NotFoundError when the collection has none yet."""
+        ...
+
+    def versions(self) -> list[VersionInfo]: ...
+
+    def load_version(self, version: str | None = None) -> LoadedVersion: ...
+
+    def recipes(self) -> Mapping[str, Recipe]: ...
+
+    def default_search_using(self, recipes: Callable[[], Mapping[str, Recipe]]) -> str:
+        """The default search (a recipe `activate` chose, else the active version), the recipes
+        read through `recipes` (once, and only if needed)."""
+        ...
+
+    def allowed_rows(
+        self, v: LoadedVersion, where: str | None, exclude: Sequence[str] = ()
+    ) -> np.ndarray | None:
+        """Row mask of `v`: rows of items that exist, match `where` and are not excluded (None: all)."""
+        ...
+
+    def work_keys(self) -> dict[str, WorkKey | None]: ...
+
+    def get(self, item_id: str) -> Item: ...
+
+    def get_items(self, ids: Sequence[str]) -> list[Item | None]: ...
