@@ -1,4 +1,8 @@
-"""The public Python API. The CLI, the HTTP server and the web page are thin layers over it.
+"""`Collection`: the public Python API. The CLI, the HTTP server and the web page are thin layers
+over it, and it is a thin facade itself over modules that each own one job:
+`opening` (where collections live), `items` (writing items; the views search derives from them),
+`versions` (loading a version), `embedding` (writing one), `checks` (`info`'s and `check`'s
+reports), and below it `search.pipeline` (every search) and `search.recipe` (recipes).
 
 from embedscope import Collection
 books = Collection.create("books")
@@ -11,11 +15,6 @@ books.similar("9780002005883")
 from __future__ import annotations
 
 import functools
-import json
-import os
-import shlex
-import shutil
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,31 +23,25 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from embedscope.collection import checks, embedding, opening
+from embedscope.collection.items import ItemViews, check_id_field, write_items
+from embedscope.collection.opening import default_root
+from embedscope.collection.versions import VersionCache
 from embedscope.display import DisplayFields
 from embedscope.encoders.base import Encoder
-from embedscope.encoders.registry import create_encoder
-from embedscope.engines import create_engine
 from embedscope.engines.base import ProgressFn
-from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
-from embedscope.filters import evaluate_filter
-from embedscope.index import create_index
+from embedscope.errors import NotFoundError
 from embedscope.names import check_name
 from embedscope.search import recipe as _recipe
 from embedscope.search.base import Hit
 from embedscope.search.pipeline import SearchPipeline
-from embedscope.search.rerank import WorkKey, work_key
+from embedscope.search.rerank import WorkKey
 from embedscope.search.versions import LoadedVersion
-from embedscope.sources import TextSpec, load_items
+from embedscope.sources import load_items
 from embedscope.store import locate
-from embedscope.store.base import Item, Store, VersionData, VersionInfo, fingerprint
-from embedscope.store.embedded import now
+from embedscope.store.base import Item, Store, VersionInfo
 
 HYBRID = _recipe.HYBRID  # `embed("hybrid")`: embeds a sparse and a dense version and a recipe fusing them
-
-
-def default_root() -> Path:
-    """Where collections live: $EMBEDSCOPE_HOME, else ~/.embedscope."""
-    return Path(os.environ.get("EMBEDSCOPE_HOME") or Path.home() / ".embedscope")
 
 
 def _holding_writer_lock(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -62,23 +55,14 @@ def _holding_writer_lock(method: Callable[..., Any]) -> Callable[..., Any]:
     return locked
 
 
-def _check_index_kind(kind: str) -> str:
-    from embedscope.index.base import INDEX_KINDS
-
-    if kind not in INDEX_KINDS:
-        raise EmbedscopeError(f"unknown index '{kind}'; valid: {', '.join(INDEX_KINDS)}")
-    return kind
-
-
 class Collection:
     """Items with metadata plus any number of embedding versions, one of them active."""
 
     def __init__(self, name: str, store: Store) -> None:
         self.name = name
         self.store = store
-        self._versions: dict[str, tuple[str, LoadedVersion]] = {}
-        self._frame: tuple[int, pd.DataFrame, dict[str, int]] | None = None
-        self._display: tuple[int, DisplayFields, dict[str, WorkKey | None]] | None = None
+        self._loaded = VersionCache(store, name)
+        self._items = ItemViews(store)
         #: the search path (`embedscope.search.pipeline`); the server makes its own with its cache
         self.pipeline = SearchPipeline(self)
 
@@ -94,20 +78,11 @@ class Collection:
     ) -> Collection:
         """Create (or open) a collection. `store` is a PostgreSQL URL for the PostgreSQL + pgvector
         store; without it, $EMBEDSCOPE_STORE decides, else the embedded store (store/locate.py)."""
-        check_name(name)
-        path = Path(root or default_root()) / name
-        if locate.exists(path) and not exist_ok:
-            raise EmbedscopeError(f"collection '{name}' already exists at {path}")
-        return cls(name, locate.open_store(path, create=True, url=store))
+        return cls(name, opening.create_store(name, root, exist_ok=exist_ok, url=store))
 
     @classmethod
     def open(cls, name: str, root: str | Path | None = None) -> Collection:
-        check_name(name)
-        try:
-            return cls(name, locate.open_store(Path(root or default_root()) / name))
-        except NotFoundError:
-            known = ", ".join(cls.list(root)) or "none"
-            raise NotFoundError(f"collection '{name}' does not exist (collections: {known})") from None
+        return cls(name, opening.open_store(name, root))
 
     @classmethod
     def create_from(
@@ -126,10 +101,9 @@ class Collection:
         The input is read and validated before a new collection is created, and a new collection
         whose first write fails anyway (a full disk) is removed again: a failed ingest never leaves
         an empty collection behind."""
-        check_name(name)
+        path = opening.collection_path(name, root)
         if default_index is not None:
-            _check_index_kind(default_index)
-        path = Path(root or default_root()) / name
+            opening.check_index_kind(default_index)
         if locate.exists(path):
             col = cls(name, locate.open_store(path, url=store))  # a contradicting `store` is an error
             if default_index is not None:
@@ -137,31 +111,19 @@ class Collection:
             return col, col.ingest(source, **ingest_args)
         replace = ingest_args.pop("replace", False)
         items, spec = load_items(source, **ingest_args)
-        try:
-            col = cls.create(name, root, store=store)
-        except BaseException:  # e.g. no space for the database: remove what was begun
-            shutil.rmtree(path, ignore_errors=True)
-            raise
+        col = cls(name, opening.new_store(path, store))
         try:
             if default_index is not None:
                 col.set_default_index(default_index)
-            counts = col._write_items(items, spec, ingest_args.get("id_field", "id"), replace=replace)
+            counts = write_items(col.store, items, spec, ingest_args.get("id_field", "id"), replace=replace)
         except BaseException:
-            col._discard_if_empty()
+            opening.discard_if_empty(col.store)
             raise
         return col, counts
 
-    def _discard_if_empty(self) -> None:
-        """Remove this collection if it holds nothing (a creation whose first write failed)."""
-        if len(self) == 0 and not self.versions():
-            path = self.store.path
-            self.store.destroy()
-            self.close()
-            shutil.rmtree(path, ignore_errors=True)
-
     @staticmethod
     def list(root: str | Path | None = None) -> list[str]:
-        return locate.list_collections(Path(root or default_root()))
+        return opening.list_collections(root)
 
     def close(self) -> None:
         self.store.close()
@@ -202,19 +164,8 @@ class Collection:
             encoding=encoding,
             default_text=self.store.get_setting("text_spec"),
         )
-        stored_id = self.store.get_setting("id_field")
-        if stored_id is not None and stored_id != id_field and not replace and len(self):
-            raise EmbedscopeError(
-                f"collection '{self.name}' identifies items by '{stored_id}', not '{id_field}': "
-                f"ingest with --id-field {stored_id} (or --replace to re-key every item)"
-            )
-        return self._write_items(items, spec, id_field, replace=replace)
-
-    def _write_items(
-        self, items: list[Item], spec: TextSpec, id_field: str, *, replace: bool
-    ) -> dict[str, int]:
-        settings = {"text_spec": {"field": spec.field, "template": spec.template}, "id_field": id_field}
-        return self.store.upsert_items(items, replace_all=replace, settings=settings)
+        check_id_field(self.store, self.name, id_field, replace=replace)
+        return write_items(self.store, items, spec, id_field, replace=replace)
 
     def upsert(self, records: Sequence[dict[str, Any]], **kwargs: Any) -> dict[str, int]:
         kwargs.setdefault("id_field", self.store.get_setting("id_field", "id"))
@@ -244,40 +195,21 @@ class Collection:
 
     def metadata_frame(self) -> tuple[pd.DataFrame, dict[str, int]]:
         """Metadata of all items as a frame (index = item id), cached per data revision."""
-        rev = self.store.data_revision()
-        if self._frame is None or self._frame[0] != rev:
-            items = list(self.store.iter_items())
-            frame = pd.DataFrame.from_records([i.metadata for i in items], index=[i.id for i in items])
-            self._frame = (rev, frame, {i.id: n for n, i in enumerate(items)})
-        return self._frame[1], self._frame[2]
+        return self._items.metadata_frame()
 
     def display_fields(self) -> DisplayFields:
         """Which metadata field is the title, subtitle (authors), tags, year, image: guessed from the
         field names unless the `display_fields` setting names them (see embedscope.display)."""
-        return self._display_state()[1]
+        return self._items.display_state()[1]
 
     def set_display_fields(self, fields: dict[str, Any]) -> None:
         """Name the display fields, e.g. {"title": "name", "subtitle": "director"}."""
-        self.store.set_setting("display_fields", fields)
-        self._display = None
+        self._items.set_display_fields(fields)
 
     def work_keys(self) -> dict[str, WorkKey | None]:
         """Item id -> the work it is an edition of (normalised title and authors), for collapsing
         repeated works in results; computed once per data revision."""
-        return self._display_state()[2]
-
-    def _display_state(self) -> tuple[int, DisplayFields, dict[str, WorkKey | None]]:
-        rev = self.store.data_revision()
-        if self._display is None or self._display[0] != rev:
-            frame, _ = self.metadata_frame()
-            fields = DisplayFields.choose(list(frame.columns), self.store.get_setting("display_fields") or {})
-            keys: dict[str, WorkKey | None] = {}
-            if fields.title:
-                cols = [c for c in (fields.title, fields.subtitle) if c]
-                for item_id, row in zip(frame.index, frame[cols].to_dict("records"), strict=True):
-                    keys[item_id] = work_key(row, fields)
-            self._display = (rev, fields, keys)
-        return self._display
+        return self._items.display_state()[2]
 
     # --- versions ---------------------------------------------------------------------------------
     def versions(self) -> list[VersionInfo]:
@@ -323,11 +255,11 @@ class Collection:
 
     def delete_version(self, version: str) -> None:
         self.store.delete_version(version)
-        self._versions.pop(version, None)
+        self._loaded.forget(version)
 
     def set_default_index(self, kind: str) -> None:
         """The index new versions get unless `embed(index=...)` says otherwise."""
-        self.store.set_setting("default_index", _check_index_kind(kind))
+        self.store.set_setting("default_index", opening.check_index_kind(kind))
 
     @_holding_writer_lock
     def embed(
@@ -353,110 +285,22 @@ class Collection:
         ConflictError "busy", rather than both encoding and the last one silently winning.
         `engine="ray"` encodes on a Ray cluster (`address`, else a local Ray); everything else,
         the incremental choice and the write through the store included, is the same."""
+        run = {
+            "batch_size": batch_size,
+            "refit": refit,
+            "progress": progress,
+            "engine": engine,
+            "address": address,
+        }
         if encoder == HYBRID:
-            return self._embed_hybrid(
-                params,
-                batch_size=batch_size,
-                refit=refit,
-                activate=activate,
-                progress=progress,
-                engine=engine,
-                address=address,
-            )
+            return self._embed_hybrid(params, activate=activate, **run)
         version = check_name(version or encoder, "version")
-        enc = create_encoder(encoder, params)
-        runner = create_engine(engine, address=address)
-        runner.check(enc)
-        items = list(self.store.iter_items())
-        if not items:
-            raise EmbedscopeError(f"collection '{self.name}' is empty; ingest items first")
-        old = {v.name: v for v in self.versions()}.get(version)
-        kind = (
-            index
-            or (old.index["kind"] if old else None)
-            or self.store.get_setting("default_index")
-            or ("exact" if enc.sparse else "hnsw")
-        )
-        if kind == "hnsw" and enc.sparse:
-            raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
-        idx = self.store.new_index(
-            kind, index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})
-        )
-        if idx.params.get("dtype") == "i8" and enc.metric != "cosine":
-            raise EmbedscopeError(
-                f"hnsw dtype i8 normalises vectors: it suits cosine encoders, not '{encoder}' "
-                f"({enc.metric}); use dtype f16 or f32"
-            )
-        old_rows: dict[str, int] = {}
-        started = time.perf_counter()
-        if old is not None and old.encoder == enc.config() and not refit:
-            data, enc, _ = self.store.read_version(version)
-            current = {i.id: i.hash for i in items}
-            old_rows = {
-                i: r
-                for r, (i, h) in enumerate(zip(data.ids, data.hashes, strict=True))
-                if current.get(i) == h
-            }
-            old_vectors = data.vectors
-        elif enc.requires_fit:
-            enc.fit([i.text for i in items])
-        fit_s = time.perf_counter() - started
-        todo = [i for i in items if i.id not in old_rows]
-        new_vectors = (
-            runner.encode(enc, [i.text for i in todo], batch_size=batch_size, progress=progress)
-            if todo
-            else None
-        )
-        row_ids = [i.id for i in items]
-        if old_rows:
-            # assemble rows in item order: reused rows from the old matrix, the rest freshly encoded
-            pos_new = {i.id: n for n, i in enumerate(todo)}
-            parts = []
-            for iid in row_ids:
-                parts.append(("old", old_rows[iid]) if iid in old_rows else ("new", pos_new[iid]))
-            vectors = _gather(old_vectors, new_vectors, parts)
-        else:
-            vectors = new_vectors
-        encode_s = time.perf_counter() - started - fit_s
-        t0 = time.perf_counter()
-        idx.build(vectors)
-        index_s = time.perf_counter() - t0
-        hashes = [i.hash for i in items]
-        stamp = now()
-        nbytes = (
-            (vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes)
-            if sp.issparse(vectors)
-            else vectors.nbytes
-        )
-        info = VersionInfo(
-            name=version,
-            encoder=enc.config(),
-            dim=int(vectors.shape[1]),
-            count=len(items),
-            fingerprint=fingerprint(zip(row_ids, hashes, strict=True)),
-            index={"kind": kind, "params": idx.params},
-            sparse=bool(sp.issparse(vectors)),
-            metric=enc.metric,
-            created_at=old.created_at if old else stamp,
-            updated_at=stamp,
-            stats={
-                "encoded": len(todo),
-                "reused": len(old_rows),
-                "fit_seconds": round(fit_s, 3),
-                "encode_seconds": round(encode_s, 3),
-                "items_per_second": round(len(todo) / encode_s, 1) if todo and encode_s > 0 else None,
-                "index_seconds": round(index_s, 3),
-                "vector_bytes": int(nbytes),
-                "index_bytes": int(idx.nbytes()),
-                **({"engine": runner.stats} if todo else {}),
-            },
-        )
-        self.store.write_version(
-            info, VersionData(row_ids, hashes, vectors), enc, None if kind == "exact" else idx
+        embedding.embed_version(
+            self.store, self.name, version, encoder, params, index=index, index_params=index_params, **run
         )
         if activate:
             self.activate(version)
-        self._versions.pop(version, None)
+        self._loaded.forget(version)
         return {v.name: v for v in self.versions()}[version]
 
     def _embed_hybrid(self, params: dict[str, Any] | None, *, activate: bool, **kwargs: Any) -> VersionInfo:
@@ -506,25 +350,7 @@ class Collection:
 
     def load_version(self, version: str | None = None) -> LoadedVersion:
         """The version's vectors, fitted encoder and index, cached until the version changes."""
-        name = version or self.active_version
-        for _ in range(5):
-            revision = self.store.version_revision(name)
-            cached = self._versions.get(name)
-            if cached and cached[0] == revision:
-                return cached[1]
-            info = self.store.get_version(name)
-            data, enc, idx = self.store.read_version(name)
-            if self.store.version_revision(name) == revision:
-                break  # record and files are of one revision (a writer may have replaced it meanwhile)
-        else:
-            raise ConflictError(f"collection '{self.name}' is busy: version '{name}' keeps changing; retry")
-        if idx is None:
-            idx = create_index("exact").build(data.vectors)
-        elif hasattr(idx, "attach_vectors"):
-            idx.attach_vectors(np.asarray(data.vectors))
-        loaded = LoadedVersion(info, data, enc, idx, {i: r for r, i in enumerate(data.ids)}, revision)
-        self._versions[name] = (revision, loaded)
-        return loaded
+        return self._loaded.load(version or self.active_version)
 
     def encoder(self, version: str | None = None) -> Encoder:
         return self.load_version(version).encoder
@@ -538,23 +364,7 @@ class Collection:
         self, v: LoadedVersion, where: str | None, exclude: Sequence[str] = ()
     ) -> np.ndarray | None:
         """Row mask: rows of items that still exist, match the filter and are not excluded."""
-        frame, pos = self.metadata_frame()
-        rev = self.store.data_revision()
-        if v.item_positions is None or v.item_positions[0] != rev:
-            # computed once per version and data revision, not per query (a hot path)
-            v.item_positions = (rev, np.array([pos.get(i, -1) for i in v.data.ids], dtype=np.int64))
-        item_pos = v.item_positions[1]
-        ok = item_pos >= 0  # rows whose item was deleted since embedding never match
-        if where is None and not exclude and ok.all():
-            return None
-        if where:
-            matches = evaluate_filter(where, frame)
-            ok = ok & matches[np.maximum(item_pos, 0)] if len(matches) else np.zeros_like(ok)
-        for item_id in exclude:
-            r = v.row_of.get(item_id)
-            if r is not None:
-                ok[r] = False
-        return ok
+        return self._items.allowed_rows(v, where, exclude)
 
     def search_vectors(
         self,
@@ -603,15 +413,8 @@ class Collection:
 
     # --- description ------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        current = fingerprint(self.store.item_hashes().items())
         active = self.store.get_setting("active_version")
-        versions = []
-        for v in self.versions():
-            d = v.to_dict()
-            d["stale"] = v.fingerprint != current
-            d["active"] = v.name == active
-            d["problems"] = self.store.inspect_version(v.name)  # cheap: `check` goes further
-            versions.append(d)
+        versions = checks.version_rows(self.store, active)
         frame, _ = self.metadata_frame()
         stored = self.stored_recipes()
         return {
@@ -635,98 +438,4 @@ class Collection:
 
         Returns {"name", "ok", "problems" (collection-level), "versions": [{"name", "ok",
         "problems", "repair"}]}; `embedscope check` prints it and exits 1 when not ok."""
-        versions = []
-        for v in self.versions():
-            problems = self.store.inspect_version(v.name) or self._check_loaded(v)
-            versions.append(
-                {
-                    "name": v.name,
-                    "ok": not problems,
-                    "problems": problems,
-                    "repair": self._repair_hint(v) if problems else None,
-                }
-            )
-        problems = []
-        active = self.store.get_setting("active_version")
-        if active is not None and active not in {v["name"] for v in versions}:
-            problems.append(
-                f"the active version '{active}' does not exist: `embedscope activate {self.name} VERSION`"
-            )
-        ok = not problems and all(v["ok"] for v in versions)
-        return {"name": self.name, "ok": ok, "problems": problems, "versions": versions}
-
-    def _check_loaded(self, info: VersionInfo, sample: int = 20) -> list[str]:
-        """The deep half of `check`: load the version as a search would, then ask it questions."""
-        from embedscope.encoders.registry import encoder_class
-
-        try:
-            v = self.load_version(info.name)
-        except EmbedscopeError as exc:
-            return [str(exc)]
-        problems = []
-        vectors, n = v.data.vectors, v.data.vectors.shape[0]
-        values = vectors.data if sp.issparse(vectors) else np.asarray(vectors)
-        if not np.isfinite(values).all():
-            problems.append("some vectors hold NaN or infinite values")
-        if len(v.row_of) != len(v.data.ids):
-            problems.append(f"{len(v.data.ids) - len(v.row_of)} duplicate id(s) among the vectors")
-        if v.index.size != n:
-            problems.append(f"the index holds {v.index.size} vectors, the version {n}")
-        elif n:
-            rows = np.unique(np.linspace(0, n - 1, num=min(n, sample)).astype(np.int64))
-            queries = vectors[rows] if sp.issparse(vectors) else np.asarray(vectors[rows])
-            own = (
-                np.asarray(queries.multiply(queries).sum(axis=1)).ravel()
-                if sp.issparse(queries)
-                else np.einsum("ij,ij->i", queries, queries)
-            )
-            try:
-                found_rows, scores = v.index.search(queries, 1)
-            except Exception as exc:  # check reports any failure of the index, whatever raised it
-                problems.append(f"the index cannot search: {exc.__class__.__name__}: {exc}")
-            else:
-                # itself, or a row with the same score (duplicate texts have identical vectors)
-                found = (found_rows[:, 0] == rows) | (scores[:, 0] >= own - 1e-2)
-                if found.mean() < 0.9:
-                    problems.append(
-                        f"the index does not find the version's own vectors ({int((~found).sum())} of "
-                        f"{len(rows)} sampled rows missed): it does not match the vectors"
-                    )
-        if encoder_class(info.encoder["name"]).encodes_text and v.data.ids:
-            first = self.store.get_items(v.data.ids[:1])[0]
-            try:
-                width = v.encoder.encode([first.text if first else "check"]).shape[1]
-            except Exception as exc:  # as above: the point is to say what fails
-                problems.append(f"the encoder cannot encode: {exc.__class__.__name__}: {exc}")
-            else:
-                if width != info.dim:
-                    problems.append(
-                        f"the encoder makes vectors of dimension {width}, the version has {info.dim}"
-                    )
-        return problems
-
-    def _repair_hint(self, info: VersionInfo) -> str:
-        """The commands that rebuild a version from the items, or remove it."""
-        from embedscope.encoders.registry import encoder_class
-
-        name = info.encoder["name"]
-        defaults = encoder_class(name).defaults
-        params = [
-            f" --param {shlex.quote(f'{k}={json.dumps(v)}')}"
-            for k, v in info.encoder.get("params", {}).items()
-            if defaults.get(k) != v
-        ]
-        version = f" --version {info.name}" if info.name != name else ""
-        rebuild = f"embedscope embed {self.name} --encoder {name}{version}{''.join(params)} --refit"
-        return f"rebuild it: `{rebuild}`; or remove it: `embedscope delete-version {self.name} {info.name}`"
-
-
-def _gather(old: Any, new: Any, parts: list[tuple[str, int]]) -> Any:
-    """Stack rows taken from the old and the new matrix, in the given order."""
-    n_old = old.shape[0]
-    take = np.array([r if src == "old" else n_old + r for src, r in parts], dtype=np.int64)
-    if sp.issparse(old) or sp.issparse(new):
-        stacked = sp.csr_matrix(old) if new is None else sp.vstack([sp.csr_matrix(old), sp.csr_matrix(new)])
-        return stacked.tocsr()[take]
-    stacked = np.asarray(old) if new is None else np.concatenate([np.asarray(old), np.asarray(new)])
-    return stacked[take].astype(np.float32, copy=False)
+        return checks.check_collection(self.name, self.store, self.load_version)

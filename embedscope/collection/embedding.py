@@ -1,0 +1,136 @@
+"""Writing an embedding version: the incremental `embed` of a collection.
+
+Reads the items, picks the new and changed ones by content hash (reusing the old version's rows
+and fitted encoder when the encoder configuration is unchanged), fits learning encoders, encodes
+through an engine, builds the index and writes the version through the store, in one call that
+`Collection.embed` makes while holding the collection's writer lock.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from embedscope.encoders.registry import create_encoder
+from embedscope.engines import create_engine
+from embedscope.engines.base import ProgressFn
+from embedscope.errors import EmbedscopeError
+from embedscope.store.base import Store, VersionData, VersionInfo, fingerprint
+from embedscope.store.embedded import now
+
+
+def embed_version(
+    store: Store,
+    collection: str,
+    version: str,
+    encoder: str,
+    params: dict[str, Any] | None,
+    *,
+    index: str | None,
+    index_params: dict[str, Any] | None,
+    batch_size: int,
+    refit: bool,
+    progress: ProgressFn | None,
+    engine: str,
+    address: str | None,
+) -> None:
+    """Encode `collection`'s items into `version` with `encoder` and write it (see the module
+    docstring; the arguments are `Collection.embed`'s, `version` already checked)."""
+    enc = create_encoder(encoder, params)
+    runner = create_engine(engine, address=address)
+    runner.check(enc)
+    items = list(store.iter_items())
+    if not items:
+        raise EmbedscopeError(f"collection '{collection}' is empty; ingest items first")
+    old = {v.name: v for v in store.list_versions()}.get(version)
+    kind = (
+        index
+        or (old.index["kind"] if old else None)
+        or store.get_setting("default_index")
+        or ("exact" if enc.sparse else "hnsw")
+    )
+    if kind == "hnsw" and enc.sparse:
+        raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
+    idx = store.new_index(
+        kind, index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})
+    )
+    if idx.params.get("dtype") == "i8" and enc.metric != "cosine":
+        raise EmbedscopeError(
+            f"hnsw dtype i8 normalises vectors: it suits cosine encoders, not '{encoder}' "
+            f"({enc.metric}); use dtype f16 or f32"
+        )
+    old_rows: dict[str, int] = {}
+    started = time.perf_counter()
+    if old is not None and old.encoder == enc.config() and not refit:
+        data, enc, _ = store.read_version(version)
+        current = {i.id: i.hash for i in items}
+        old_rows = {
+            i: r for r, (i, h) in enumerate(zip(data.ids, data.hashes, strict=True)) if current.get(i) == h
+        }
+        old_vectors = data.vectors
+    elif enc.requires_fit:
+        enc.fit([i.text for i in items])
+    fit_s = time.perf_counter() - started
+    todo = [i for i in items if i.id not in old_rows]
+    new_vectors = (
+        runner.encode(enc, [i.text for i in todo], batch_size=batch_size, progress=progress) if todo else None
+    )
+    row_ids = [i.id for i in items]
+    if old_rows:
+        # assemble rows in item order: reused rows from the old matrix, the rest freshly encoded
+        pos_new = {i.id: n for n, i in enumerate(todo)}
+        parts = []
+        for iid in row_ids:
+            parts.append(("old", old_rows[iid]) if iid in old_rows else ("new", pos_new[iid]))
+        vectors = _gather(old_vectors, new_vectors, parts)
+    else:
+        vectors = new_vectors
+    encode_s = time.perf_counter() - started - fit_s
+    t0 = time.perf_counter()
+    idx.build(vectors)
+    index_s = time.perf_counter() - t0
+    hashes = [i.hash for i in items]
+    stamp = now()
+    nbytes = (
+        (vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes)
+        if sp.issparse(vectors)
+        else vectors.nbytes
+    )
+    info = VersionInfo(
+        name=version,
+        encoder=enc.config(),
+        dim=int(vectors.shape[1]),
+        count=len(items),
+        fingerprint=fingerprint(zip(row_ids, hashes, strict=True)),
+        index={"kind": kind, "params": idx.params},
+        sparse=bool(sp.issparse(vectors)),
+        metric=enc.metric,
+        created_at=old.created_at if old else stamp,
+        updated_at=stamp,
+        stats={
+            "encoded": len(todo),
+            "reused": len(old_rows),
+            "fit_seconds": round(fit_s, 3),
+            "encode_seconds": round(encode_s, 3),
+            "items_per_second": round(len(todo) / encode_s, 1) if todo and encode_s > 0 else None,
+            "index_seconds": round(index_s, 3),
+            "vector_bytes": int(nbytes),
+            "index_bytes": int(idx.nbytes()),
+            **({"engine": runner.stats} if todo else {}),
+        },
+    )
+    store.write_version(info, VersionData(row_ids, hashes, vectors), enc, None if kind == "exact" else idx)
+
+
+def _gather(old: Any, new: Any, parts: list[tuple[str, int]]) -> Any:
+    """Stack rows taken from the old and the new matrix, in the given order."""
+    n_old = old.shape[0]
+    take = np.array([r if src == "old" else n_old + r for src, r in parts], dtype=np.int64)
+    if sp.issparse(old) or sp.issparse(new):
+        stacked = sp.csr_matrix(old) if new is None else sp.vstack([sp.csr_matrix(old), sp.csr_matrix(new)])
+        return stacked.tocsr()[take]
+    stacked = np.asarray(old) if new is None else np.concatenate([np.asarray(old), np.asarray(new)])
+    return stacked[take].astype(np.float32, copy=False)

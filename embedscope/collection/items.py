@@ -1,0 +1,99 @@
+"""A collection's items: writing what an ingest read, and what is derived from them, cached per
+data revision (the metadata frame, the display fields and work keys, each version's row mask for a
+filter).
+
+Search asks for the derived views on every query (through `Collection`, the `CollectionReader` of
+search/versions.py), so each is computed once per data revision, not per query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from embedscope.display import DisplayFields
+from embedscope.errors import EmbedscopeError
+from embedscope.filters import evaluate_filter
+from embedscope.search.rerank import WorkKey, work_key
+from embedscope.search.versions import LoadedVersion
+from embedscope.sources import TextSpec
+from embedscope.store.base import Item, Store
+
+
+class ItemViews:
+    """The derived views of one store's items (see the module docstring)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._frame: tuple[int, pd.DataFrame, dict[str, int]] | None = None
+        self._display: tuple[int, DisplayFields, dict[str, WorkKey | None]] | None = None
+
+    def metadata_frame(self) -> tuple[pd.DataFrame, dict[str, int]]:
+        """Metadata of all items as a frame (index = item id), cached per data revision."""
+        rev = self.store.data_revision()
+        if self._frame is None or self._frame[0] != rev:
+            items = list(self.store.iter_items())
+            frame = pd.DataFrame.from_records([i.metadata for i in items], index=[i.id for i in items])
+            self._frame = (rev, frame, {i.id: n for n, i in enumerate(items)})
+        return self._frame[1], self._frame[2]
+
+    def set_display_fields(self, fields: dict[str, Any]) -> None:
+        self.store.set_setting("display_fields", fields)
+        self._display = None
+
+    def display_state(self) -> tuple[int, DisplayFields, dict[str, WorkKey | None]]:
+        """(data revision, display fields, item id -> work key)."""
+        rev = self.store.data_revision()
+        if self._display is None or self._display[0] != rev:
+            frame, _ = self.metadata_frame()
+            fields = DisplayFields.choose(list(frame.columns), self.store.get_setting("display_fields") or {})
+            keys: dict[str, WorkKey | None] = {}
+            if fields.title:
+                cols = [c for c in (fields.title, fields.subtitle) if c]
+                for item_id, row in zip(frame.index, frame[cols].to_dict("records"), strict=True):
+                    keys[item_id] = work_key(row, fields)
+            self._display = (rev, fields, keys)
+        return self._display
+
+    def allowed_rows(
+        self, v: LoadedVersion, where: str | None, exclude: Sequence[str] = ()
+    ) -> np.ndarray | None:
+        """Row mask: rows of items that still exist, match the filter and are not excluded."""
+        frame, pos = self.metadata_frame()
+        rev = self.store.data_revision()
+        if v.item_positions is None or v.item_positions[0] != rev:
+            # computed once per version and data revision, not per query (a hot path)
+            v.item_positions = (rev, np.array([pos.get(i, -1) for i in v.data.ids], dtype=np.int64))
+        item_pos = v.item_positions[1]
+        ok = item_pos >= 0  # rows whose item was deleted since embedding never match
+        if where is None and not exclude and ok.all():
+            return None
+        if where:
+            matches = evaluate_filter(where, frame)
+            ok = ok & matches[np.maximum(item_pos, 0)] if len(matches) else np.zeros_like(ok)
+        for item_id in exclude:
+            r = v.row_of.get(item_id)
+            if r is not None:
+                ok[r] = False
+        return ok
+
+
+def check_id_field(store: Store, collection: str, id_field: str, *, replace: bool) -> None:
+    """An ingest keys items by the collection's id field, unless it replaces every item."""
+    stored_id = store.get_setting("id_field")
+    if stored_id is not None and stored_id != id_field and not replace and store.count():
+        raise EmbedscopeError(
+            f"collection '{collection}' identifies items by '{stored_id}', not '{id_field}': "
+            f"ingest with --id-field {stored_id} (or --replace to re-key every item)"
+        )
+
+
+def write_items(
+    store: Store, items: list[Item], spec: TextSpec, id_field: str, *, replace: bool
+) -> dict[str, int]:
+    """Write ingested items in one transaction, with the text spec and id field they were read by."""
+    settings = {"text_spec": {"field": spec.field, "template": spec.template}, "id_field": id_field}
+    return store.upsert_items(items, replace_all=replace, settings=settings)

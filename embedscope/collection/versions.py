@@ -1,0 +1,51 @@
+"""Reading embedding versions: loaded once (vectors, fitted encoder, index), kept until rewritten.
+
+A version is loaded with its revision checked before and after the read, so a reader never pairs
+one revision's record with another's files while a writer replaces it (docs/design.md, "Several
+processes at once").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embedscope.errors import ConflictError
+from embedscope.index import create_index
+from embedscope.search.versions import LoadedVersion
+from embedscope.store.base import Store
+
+
+class VersionCache:
+    """The loaded versions of one collection, each kept until its revision changes."""
+
+    def __init__(self, store: Store, collection: str) -> None:
+        self.store = store
+        self.collection = collection
+        self._versions: dict[str, tuple[str, LoadedVersion]] = {}
+
+    def load(self, name: str) -> LoadedVersion:
+        """The version's vectors, fitted encoder and index, cached until the version changes."""
+        for _ in range(5):
+            revision = self.store.version_revision(name)
+            cached = self._versions.get(name)
+            if cached and cached[0] == revision:
+                return cached[1]
+            info = self.store.get_version(name)
+            data, enc, idx = self.store.read_version(name)
+            if self.store.version_revision(name) == revision:
+                break  # record and files are of one revision (a writer may have replaced it meanwhile)
+        else:
+            raise ConflictError(
+                f"collection '{self.collection}' is busy: version '{name}' keeps changing; retry"
+            )
+        if idx is None:
+            idx = create_index("exact").build(data.vectors)
+        elif hasattr(idx, "attach_vectors"):
+            idx.attach_vectors(np.asarray(data.vectors))
+        loaded = LoadedVersion(info, data, enc, idx, {i: r for r, i in enumerate(data.ids)}, revision)
+        self._versions[name] = (revision, loaded)
+        return loaded
+
+    def forget(self, name: str) -> None:
+        """Drop the cached copy (the version was rewritten or deleted by this process)."""
+        self._versions.pop(name, None)
