@@ -147,7 +147,7 @@ SLOW_WRITER = textwrap.dedent(
     """
     import sys, time
     import embedscope.store.embedded as embedded
-    import embedscope.store.postgres as postgres
+    import embedscope.store.postgres.versions as postgres
     from embedscope import Collection
 
     def slowly(step):  # the revision is being written; hold here, as a big version would
