@@ -125,7 +125,8 @@ def ort_int8_static(st: Any, calibration: list[str], max_len: int) -> tuple[Any,
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from embedscope.encoders import onnx_query
-    from embedscope.encoders.transformer import resolve_model_path, tokenize
+    from embedscope.encoders.runtime import tokenize
+    from embedscope.encoders.transformer import resolve_model_path
 
     started = time.perf_counter()
     fp32 = onnx_query.export_path(resolve_model_path("all-MiniLM-L6-v2"))
@@ -161,7 +162,7 @@ def ort_int8_static(st: Any, calibration: list[str], max_len: int) -> tuple[Any,
 
 
 def ort_encoder(session: Any, tokenizer: Any, max_len: int, batch: int = 32) -> Encode:
-    from embedscope.encoders.transformer import pool, tokenize
+    from embedscope.encoders.runtime import pool, tokenize
 
     def run(texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), 384), dtype=np.float32)
@@ -183,7 +184,7 @@ def openvino_variant(
     import torch
 
     from embedscope.encoders import openvino_backend as ovb
-    from embedscope.encoders.transformer import pool, tokenize
+    from embedscope.encoders.runtime import pool, tokenize
 
     compiled = ov.Core().compile_model(
         str(xml),

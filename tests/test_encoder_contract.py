@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from embedscope.encoders.base import Encoder, NotFittedError
-from embedscope.encoders.registry import create_encoder, encoder_class, encoder_names
+from embedscope.encoders.base import NotFittedError
+from embedscope.encoders.registry import create_encoder, encoder_class, encoder_names, load_encoder
 from embedscope.errors import EmbedscopeError
 
 TEXT_ENCODERS = [n for n in encoder_names() if encoder_class(n).encodes_text]
@@ -87,6 +87,6 @@ def test_encoder_contract(name: str, texts: list[str], tmp_path: Path) -> None:
     again = _dense(enc.encode(texts[:20]))
     assert np.allclose(again, dense[:20], atol=1e-5)
     enc.save(tmp_path / "enc")
-    loaded = Encoder.load(tmp_path / "enc")
+    loaded = load_encoder(tmp_path / "enc")
     assert loaded.config() == config
     assert np.allclose(_dense(loaded.encode(texts[:20])), dense[:20], atol=1e-4)

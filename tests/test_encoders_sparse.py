@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from embedscope.encoders.base import Encoder, NotFittedError, is_empty_query
-from embedscope.encoders.registry import create_encoder, describe_encoders, encoder_names
+from embedscope.encoders.base import NotFittedError, is_empty_query
+from embedscope.encoders.registry import create_encoder, describe_encoders, encoder_names, load_encoder
 from embedscope.errors import EmbedscopeError
 
 SPARSE = ["onehot", "bow", "tfidf", "bm25"]
@@ -165,7 +165,7 @@ def test_save_load_round_trip_gives_identical_vectors(name: str, small: list[str
     enc = create_encoder(name, {"n_components": 16} if name in ("lsa", "lda") else {})
     enc.fit(small)
     enc.save(tmp_path / name)
-    loaded = Encoder.load(tmp_path / name)
+    loaded = load_encoder(tmp_path / name)
     assert loaded.config() == enc.config()
     probe = small[:20] + ["a completely new text about dragons"]
     x, y = enc.encode(probe), loaded.encode(probe)

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedscope.encoders import static
-from embedscope.encoders.base import Encoder, NotFittedError, is_empty_query, l2_normalize
-from embedscope.encoders.registry import create_encoder
+from embedscope.encoders.base import NotFittedError, is_empty_query, l2_normalize
+from embedscope.encoders.registry import create_encoder, load_encoder
 from embedscope.encoders.transformer import DEFAULT_MODEL, resolve_model_path
 from embedscope.encoders.word_tokens import WordPieceCounter, bert_wordpiece
 from embedscope.sources import load_beir
@@ -53,7 +53,7 @@ def test_static_distilled_offline_ranks_paraphrases_and_round_trips(
     assert is_empty_query(x[3:4])
     enc.save(tmp_path / "static")
     assert (tmp_path / "static" / "static_model" / "model.safetensors").exists()
-    loaded = Encoder.load(tmp_path / "static")
+    loaded = load_encoder(tmp_path / "static")
     np.testing.assert_allclose(loaded.encode(texts), x, atol=1e-6)
 
 

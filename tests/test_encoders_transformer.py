@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 
 from embedscope import Collection
-from embedscope.encoders.base import Encoder
-from embedscope.encoders.registry import create_encoder
+from embedscope.encoders.registry import create_encoder, encoder_from_bytes, load_encoder
 from embedscope.errors import EmbedscopeError
 
 
@@ -31,7 +30,7 @@ def test_precision_is_recorded_and_rebuilds_the_encoder(tmp_path: Path) -> None:
         create_encoder("minilm", {"precision": "int8", "device": "cuda"})
     # a config stored without `precision` (or with the previous default) loads as today's default
     (tmp_path / "encoder.json").write_text(json.dumps({"name": "minilm", "params": {"pooling": "mean"}}))
-    assert Encoder.load(tmp_path).params["precision"] == "bf16"
+    assert load_encoder(tmp_path).params["precision"] == "bf16"
 
 
 def test_int8_must_be_calibrated_before_encoding() -> None:
@@ -86,7 +85,7 @@ def test_int8_version_keeps_its_calibrated_model(precisions: Collection) -> None
     # packed and unpacked as the PostgreSQL store and Ray actors do: the folder it was loaded from
     # is gone, yet it encodes as before and can be saved again (it had kept a path into the folder)
     texts = [i.text for i in precisions.items()[:5]]
-    moved = Encoder.from_bytes(loaded.to_bytes())
+    moved = encoder_from_bytes(loaded.to_bytes())
     np.testing.assert_allclose(moved.encode(texts), loaded.encode(texts), atol=1e-6)
     moved.save(Path(precisions.store.path).parent / "resaved")
 
@@ -136,11 +135,11 @@ def test_fast_tokenizer_gives_the_ids_of_sentence_transformers_tokenizer(books_f
     """The OpenVINO and ONNX paths tokenise with `tokenizers` alone; every real book (and odd
     text: empty, accents, ligatures, CJK, special-token text, a text past 256 word pieces) gets
     the same model inputs as through sentence-transformers' tokenizer, in batches of mixed length."""
+    from embedscope.encoders.runtime import tokenize
     from embedscope.encoders.transformer import (
         fast_tokenizer,
         load_sentence_transformer,
         resolve_model_path,
-        tokenize,
     )
 
     fast = fast_tokenizer(resolve_model_path("all-MiniLM-L6-v2"), 256)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from embedscope.encoders.base import Encoder, is_empty_query
-from embedscope.encoders.registry import create_encoder
+from embedscope.encoders.registry import create_encoder, load_encoder
 from embedscope.errors import EmbedscopeError
 
 
@@ -56,7 +56,7 @@ def test_word2vec_is_deterministic_and_round_trips(lee: list[str], w2v: Encoder,
     again = create_encoder("word2vec", {"epochs": 50, "alpha": 0.05}).fit(lee)
     np.testing.assert_array_equal(again.wv.vectors, w2v.wv.vectors)
     w2v.save(tmp_path / "w2v")
-    loaded = Encoder.load(tmp_path / "w2v")
+    loaded = load_encoder(tmp_path / "w2v")
     np.testing.assert_array_equal(loaded.encode(lee[:10]), w2v.encode(lee[:10]))
     assert loaded.most_similar("fire", 3) == w2v.most_similar("fire", 3)
 
@@ -98,7 +98,7 @@ def test_torch_word2vec_loss_falls_and_related_words_are_closer(
     with pytest.raises(EmbedscopeError, match="not in the torch_word2vec vocabulary"):
         enc.similarity("fire", "qwertyuiop")
     enc.save(tmp_path / "t")
-    loaded = Encoder.load(tmp_path / "t")
+    loaded = load_encoder(tmp_path / "t")
     np.testing.assert_array_equal(loaded.encode(lee[:5]), enc.encode(lee[:5]))
     assert loaded.loss_history == pytest.approx(losses)
 

@@ -50,7 +50,7 @@ def serve(
     from embedscope.serve import create_app
 
     if torch_threads:
-        from embedscope.encoders.transformer import set_cpu_threads
+        from embedscope.encoders.runtime import set_cpu_threads
 
         set_cpu_threads(torch_threads)
     token = os.environ.get(token_env) if token_env else None

@@ -6,7 +6,7 @@ Every encoder:
 - turns texts into vectors with `encode(texts)`: a dense float32 array (n, dim) or a
   scipy.sparse CSR matrix for the count-based family,
 - may encode queries differently from documents (`encode_queries`, e.g. BM25),
-- saves and loads its learned state (`save(dir)` / `load(dir)`),
+- saves and loads its learned state (`save(dir)`; `registry.load_encoder(dir)` rebuilds it),
 - describes itself (`config()`), enough to rebuild it exactly.
 """
 
@@ -102,36 +102,19 @@ class Encoder(ABC):
 
     def _load_state(self, directory: Path) -> None:
         """Read learned state written by `save`; encoders that learn override this. The folder may
-        be deleted once `load` returns (`from_bytes` does), so nothing may be read from it later."""
+        be deleted once loading returns (`registry.encoder_from_bytes` does), so nothing may be read
+        from it later. Loading itself is `registry.load_encoder`: the saved config names the class."""
         return None
 
-    @classmethod
-    def load(cls, directory: Path) -> Encoder:
-        from embedscope.encoders.registry import create_encoder
-
-        directory = Path(directory)
-        cfg = json.loads((directory / "encoder.json").read_text())
-        enc = create_encoder(cfg["name"], cfg.get("params", {}))
-        enc._load_state(directory)
-        enc.fitted = True
-        return enc
-
     def to_bytes(self) -> bytes:
-        """The saved encoder as one gzip tar: how it travels (a database row, a Ray actor)."""
+        """The saved encoder as one gzip tar: how it travels (a database row, a Ray actor);
+        `registry.encoder_from_bytes` unpacks it."""
         with tempfile.TemporaryDirectory() as tmp:
             self.save(Path(tmp) / "encoder")
             buf = io.BytesIO()
             with tarfile.open(fileobj=buf, mode="w:gz") as tar:
                 tar.add(Path(tmp) / "encoder", arcname="encoder")
             return buf.getvalue()
-
-    @staticmethod
-    def from_bytes(blob: bytes) -> Encoder:
-        """The encoder `to_bytes` packed."""
-        with tempfile.TemporaryDirectory() as tmp:
-            with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-                tar.extractall(tmp, filter="data")
-            return Encoder.load(Path(tmp) / "encoder")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.encoders.transformer import (
+from embedscope.encoders.runtime import (
     TOKEN_INPUTS,
     cpu_threads,
     last_hidden,

@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.encoders.transformer import (
+from embedscope.encoders.runtime import (
+    PIN_THREADS_ENV,
     TOKEN_INPUTS,
     cpu_threads,
     last_hidden,
@@ -52,10 +53,6 @@ REQUEST_BATCH = 16
 #: calibration texts for int8 (NNCF's default subset size)
 CALIBRATION_SIZE = 300
 _COMPILED: dict[tuple[str, str, int, bool], Any] = {}
-#: where set to "0", OpenVINO does not pin its threads to cores. Pinning suits one process per
-#: machine; several encoding processes on one machine (Ray actors) each pinned to the same first
-#: cores: two 1-thread processes took 10.4 s each for 600 books pinned, 5.2 s not (2 cores).
-PIN_THREADS_ENV = "EMBEDSCOPE_OPENVINO_PIN_THREADS"
 
 
 def fp32_path(model_path: str) -> Path:

@@ -1,8 +1,18 @@
-"""Name -> encoder class. Adding an encoder = one module + one line in `_BUILTIN`."""
+"""Name -> encoder class, and rebuilding a saved encoder by the name its config gives.
+
+Adding an encoder = one module + one line in `_BUILTIN` (or a `register` call from a package above
+this one: `embedscope.recommend` registers its behavioural encoders itself, so this module never
+names a package that depends on it).
+"""
 
 from __future__ import annotations
 
 import importlib
+import io
+import json
+import tarfile
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from embedscope.encoders.base import Encoder
@@ -20,8 +30,6 @@ _BUILTIN: dict[str, str] = {
     "word2vec": "embedscope.encoders.word2vec:Word2VecEncoder",
     "torch_word2vec": "embedscope.encoders.torch_word2vec:TorchWord2VecEncoder",
     "static": "embedscope.encoders.static:StaticEncoder",
-    "item2vec": "embedscope.recommend.behavioural:Item2VecEncoder",
-    "als": "embedscope.recommend.behavioural:ALSEncoder",
 }
 
 
@@ -53,6 +61,25 @@ def create_encoder(name: str, params: dict[str, Any] | None = None) -> Encoder:
         # encoder's own checks let through (a list where a library wants a word) fails here
         valid = ", ".join(f"{k}={v!r}" for k, v in cls.defaults.items()) or "none"
         raise EmbedscopeError(f"encoder '{name}': invalid parameter value ({exc}); valid: {valid}") from None
+
+
+def load_encoder(directory: Path) -> Encoder:
+    """The encoder `Encoder.save` wrote to `directory`: rebuilt by the name and parameters of its
+    config, then its learned state read (`Encoder._load_state`)."""
+    directory = Path(directory)
+    cfg = json.loads((directory / "encoder.json").read_text())
+    enc = create_encoder(cfg["name"], cfg.get("params", {}))
+    enc._load_state(directory)
+    enc.fitted = True
+    return enc
+
+
+def encoder_from_bytes(blob: bytes) -> Encoder:
+    """The encoder `Encoder.to_bytes` packed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+            tar.extractall(tmp, filter="data")
+        return load_encoder(Path(tmp) / "encoder")
 
 
 def describe_encoders() -> list[dict[str, Any]]:

@@ -37,7 +37,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from embedscope.encoders.base import Encoder, check_corpus, l2_normalize
-from embedscope.encoders.transformer import DEFAULT_MODEL, model_cache_dir, resolve_model_path
+from embedscope.encoders.runtime import model_cache_dir
+from embedscope.encoders.transformer import DEFAULT_MODEL, resolve_model_path
 from embedscope.encoders.word_tokens import WordPieceCounter
 from embedscope.errors import EmbedscopeError
 

@@ -4,7 +4,7 @@ which puts them in row order.
 
 - Learning encoders (lsa, lda, word2vec, ...) are fitted once on the driver by `Collection.embed`;
   their saved state (`Encoder.save`, a few files) travels through Ray's object store and every
-  actor restores it (`Encoder.load`), so all actors encode with the same fitted model.
+  actor restores it (`registry.encoder_from_bytes`), so all actors encode with the same fitted model.
 - Sparse encoders (onehot, bow, tfidf, bm25) are refused: they vectorise a whole corpus in
   seconds in-process, and CSR rows do not fit Ray Data's tensor columns. (`hybrid` embeds its
   sparse half locally and its dense half on Ray.)
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from embedscope.encoders.base import Encoder, Vectors
+from embedscope.encoders.registry import encoder_from_bytes
 from embedscope.engines.base import Engine, ProgressFn, chunk_size
 from embedscope.errors import EmbedscopeError
 
@@ -54,13 +55,10 @@ class EncodeActor:
     def __init__(self, state: bytes, batch_size: int, device: str | None, threads: int) -> None:
         started = time.perf_counter()
         # actors share the machine: OpenVINO's thread pinning would put them all on the same cores
-        from embedscope.encoders.openvino_backend import PIN_THREADS_ENV
-        from embedscope.encoders.transformer import set_cpu_threads
+        from embedscope.encoders.runtime import configure_worker
 
-        os.environ[PIN_THREADS_ENV] = "0"
-        if threads:
-            set_cpu_threads(threads)
-        self.encoder = Encoder.from_bytes(state)
+        configure_worker(threads, pin=False)
+        self.encoder = encoder_from_bytes(state)
         if device and "device" in self.encoder.params:
             self.encoder.params["device"] = device  # where it runs; the stored config stays as given
         self.encoder.encode(["warm-up"])  # load the model now, so its cost is counted here
@@ -104,11 +102,10 @@ class RayEngine(Engine):
         common = {"log_to_driver": False, "logging_level": logging.WARNING}
         try:
             if self.address:
-                import embedscope
-
+                package = Path(__file__).parent.parent  # the embedscope package, shipped to the cluster
                 ray.init(
                     address=self.address,
-                    runtime_env={"py_modules": [str(Path(embedscope.__file__).parent)]},
+                    runtime_env={"py_modules": [str(package)]},
                     **common,
                 )
             else:

@@ -417,7 +417,7 @@ def _sqlite_error(exc: sqlite3.Error) -> str:
 
 
 def _load_revision(d: Path, info: VersionInfo) -> tuple[VersionData, Any, Any | None]:
-    from embedscope.encoders.base import Encoder
+    from embedscope.encoders.registry import load_encoder
     from embedscope.index import load_index
 
     if not d.is_dir():
@@ -427,7 +427,7 @@ def _load_revision(d: Path, info: VersionInfo) -> tuple[VersionData, Any, Any | 
     else:
         vectors = np.load(d / "vectors.npy", mmap_mode="r")
     meta = json.loads((d / "ids.json").read_text())
-    encoder = Encoder.load(d / "encoder")
+    encoder = load_encoder(d / "encoder")
     index = load_index(d / "index") if (d / "index").exists() else None
     return VersionData(meta["ids"], meta["hashes"], vectors), encoder, index
 

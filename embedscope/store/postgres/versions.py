@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.encoders.registry import encoder_from_bytes
 from embedscope.errors import ConflictError, EmbedscopeError
 from embedscope.index.base import VectorIndex
 from embedscope.store.base import VersionData, VersionInfo
@@ -225,9 +226,7 @@ class PgVersions(PgConnection):
                 ).fetchone()
             except psycopg.errors.UndefinedTable:
                 raise ConflictError(f"version '{name}' was rewritten while it was read; try again") from None
-        from embedscope.encoders.base import Encoder
-
-        encoder = Encoder.from_bytes(blob)
+        encoder = encoder_from_bytes(blob)
         storage = storage_of(info["index"], info["sparse"])
         index = PgVectorIndex(info["index"]["kind"], **info["index"].get("params", {}))
         index.attach(self, self._table(revision), storage, size=len(ids), dim=int(info["dim"]))
