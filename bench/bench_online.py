@@ -173,7 +173,7 @@ def end_to_end(
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
-    from embedscope.evaluate.plots import pyplot, save
+    from embedscope.plots import pyplot, save
 
     plt = pyplot()
     models = list(dict.fromkeys(r["click_model"] for r in results))

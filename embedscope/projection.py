@@ -239,7 +239,7 @@ def point_data(
 
 
 def write_png(points: dict[str, Any], path: str | Path) -> Path:
-    from embedscope.evaluate.plots import pyplot, save
+    from embedscope.plots import pyplot, save
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 6))

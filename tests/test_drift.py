@@ -20,7 +20,7 @@ from embedscope import Collection
 from embedscope.errors import EmbedscopeError
 from embedscope.evaluate.drift import drift_report, rbo
 from embedscope.evaluate.shift import item_drift, mmd_test, query_drift, windows
-from embedscope.serve.querylog import QueryLog, read_searches
+from embedscope.querylog import QueryLog, read_searches
 
 
 def _vibe(description: str, words: int = 14) -> str:

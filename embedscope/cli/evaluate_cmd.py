@@ -216,7 +216,7 @@ def ann_recall_cmd(
     from embedscope.collection import Collection
     from embedscope.errors import EmbedscopeError
     from embedscope.evaluate.ann import ann_recall
-    from embedscope.evaluate.plots import recall_curve
+    from embedscope.plots import recall_curve
 
     try:
         efs = [int(x) for x in ef.split(",") if x.strip()]
@@ -340,8 +340,8 @@ def drift_cmd(
     from embedscope.collection import Collection
     from embedscope.errors import EmbedscopeError
     from embedscope.evaluate.drift import drift_report
-    from embedscope.evaluate.plots import drift_chart
     from embedscope.evaluate.shift import parse_window
+    from embedscope.plots import drift_chart
 
     if (version_a is None) != (version_b is None):
         raise EmbedscopeError("version drift needs two versions: embedscope drift NAME VERSION_A VERSION_B")

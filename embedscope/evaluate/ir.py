@@ -486,7 +486,7 @@ def evaluate_beir(
 
 def write_outputs(report: EvalReport, out: str | Path) -> dict[str, str]:
     """metrics.json, one TREC run per encoder (runs/<encoder>.trec) and a bar chart (metrics.png)."""
-    from embedscope.evaluate.plots import bar_chart
+    from embedscope.plots import bar_chart
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

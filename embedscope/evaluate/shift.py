@@ -16,7 +16,7 @@ into a matrix product: the libraries that ship it would downgrade NumPy and SciP
 TensorFlow or PyTorch stacks (alibi-detect, torchdrift), or six packages and a numba JIT for one
 statistic (hyppo).
 
-Query drift reads the server's query log (`serve/querylog.py`), windowed by UTC day or by N
+Query drift reads the server's query log (`querylog.py`), windowed by UTC day or by N
 queries, and compares each window with the one before. Data drift compares the items as a version
 embedded them (its stored vectors) with the items now (unchanged items keep their vectors, new and
 changed ones are encoded with the version's encoder).
@@ -199,7 +199,7 @@ def query_drift(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Each window of logged queries against the window before it."""
-    from embedscope.serve.querylog import read_searches
+    from embedscope.querylog import read_searches
 
     v = dense_version(collection, version)
     searches, skipped = read_searches(log, collection.name)

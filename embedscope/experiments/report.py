@@ -166,7 +166,7 @@ def plot_preference(exp: Experiment, results: Sequence[ImpressionResult], path: 
     """Interleaving: cumulative (wins B - wins A) / impressions; A/B: cumulative CTR per side."""
     import numpy as np
 
-    from embedscope.evaluate.plots import pyplot, save
+    from embedscope.plots import pyplot, save
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))

@@ -23,13 +23,13 @@ from fastapi import Request
 from embedscope.collection import Collection
 from embedscope.errors import ConflictError, NotFoundError
 from embedscope.experiments import Experiments
+from embedscope.querylog import QueryLog
 from embedscope.search.pipeline import QueryEncoder, SearchPipeline, encode_direct
 from embedscope.search.versions import LoadedVersion
 from embedscope.serve import models as m
 from embedscope.serve.batching import QueryBatcher
 from embedscope.serve.cache import QueryCache
 from embedscope.serve.metrics import Metrics
-from embedscope.serve.querylog import QueryLog
 
 if TYPE_CHECKING:
     from embedscope.display import DisplayFields

@@ -1,6 +1,7 @@
 """The query log: one JSON line per API request with what was asked and which ids came back.
 
-It feeds offline evaluation and drift checks (which queries people ask, what they got);
+The server writes it (serve/state.py) and drift reads it back (evaluate/shift.py), so it lives
+below both. It feeds offline evaluation and drift checks (which queries people ask, what they got);
 `read_searches` reads it back for `embedscope drift --queries`. Lines are
 written through `logging` with a RotatingFileHandler, so the file never grows without bound and
 writes from concurrent requests do not interleave. What is logged is an explicit allow-list built by

@@ -1,4 +1,5 @@
-"""PNG charts for evaluation reports (matplotlib, Agg backend: no display needed)."""
+"""PNG charts for evaluation reports, experiment reports and projections (matplotlib, Agg backend: no
+display needed). A low module: evaluate, experiments and projection all draw through it."""
 
 from __future__ import annotations
 
