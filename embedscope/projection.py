@@ -269,7 +269,8 @@ def write_png(points: dict[str, Any], path: str | Path) -> Path:
 
 def map_script() -> str:
     """The map drawing script shared with the web page."""
-    return resources.files("embedscope.serve").joinpath("static/map.js").read_text(encoding="utf-8")
+    # a data file of the package, read without importing embedscope.serve (a layer above this one)
+    return resources.files("embedscope").joinpath("serve/static/map.js").read_text(encoding="utf-8")
 
 
 def write_html(points: dict[str, Any], path: str | Path) -> Path:
