@@ -115,7 +115,7 @@ def real_vectors() -> tuple[np.ndarray, str]:
         books = SHARED_DATA / "books" / "books.csv"
         if not books.exists():
             raise SystemExit(f"no books collection and no {books}; run `embedscope demo` first")
-        from embedscope.demo import run_demo
+        from embedscope.cli.demo import run_demo
 
         run_demo(data=str(books), collection="books", encoder="minilm", limit=None)
     col = Collection.open("books")

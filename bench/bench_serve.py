@@ -84,7 +84,7 @@ def ensure_books(home: Path) -> None:
     books = SHARED_DATA / "books" / "books.csv"
     if not books.exists():
         raise SystemExit(f"no books collection under {home} and no {books}; run `embedscope demo` first")
-    from embedscope.demo import run_demo
+    from embedscope.cli.demo import run_demo
 
     run_demo(data=str(books), collection="books", encoder="minilm", limit=None)
 

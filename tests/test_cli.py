@@ -165,7 +165,7 @@ def test_demo_from_url_downloads_once(tmp_path: Path, books_frame: pd.DataFrame)
 
 @pytest.mark.slow
 def test_demo_falls_back_to_shipped_wikipedia(home: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    import embedscope.demo as demo
+    import embedscope.cli.demo as demo
     from embedscope import Collection
 
     monkeypatch.setattr(demo, "default_books_path", lambda: None)

@@ -384,6 +384,6 @@ def demo(
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N items (quick try).")] = None,
 ) -> None:
     """The main job: ingest the books corpus, embed it, and answer a few example vibe queries."""
-    from embedscope.demo import run_demo
+    from embedscope.cli.demo import run_demo
 
     run_demo(data=data, collection=collection, encoder=encoder, limit=limit)

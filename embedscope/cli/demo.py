@@ -37,7 +37,7 @@ BOOK_METADATA = [
 def default_books_path() -> Path | None:
     """The shared books corpus: $EMBEDSCOPE_BOOKS, else ../shared/data/books/books.csv near here."""
     candidates = [os.environ.get("EMBEDSCOPE_BOOKS")]
-    for base in [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[1]]:
+    for base in [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[2]]:
         candidates.append(str(base / ".." / "shared" / "data" / "books" / "books.csv"))
         candidates.append(str(base / "shared" / "data" / "books" / "books.csv"))
     for c in candidates:
