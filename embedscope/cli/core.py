@@ -3,72 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from embedscope.cli.app import app, console, print_json
-
-CollectionArg = Annotated[str, typer.Argument(help="Collection name (see `embedscope collections`).")]
-K = Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="Number of results.")]
-Where = Annotated[
-    str | None,
-    typer.Option(
-        "--where",
-        "-w",
-        help="Metadata filter, e.g. \"published_year >= 2000 and categories contains 'Fiction'\".",
-    ),
-]
-VersionOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--version",
-        "-v",
-        help="Embedding version or search recipe, e.g. hybrid (default: the active version).",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-CollapseOpt = Annotated[
-    bool,
-    typer.Option(help="Show one edition of each work (same normalised title and author), the best-ranked."),
-]
-
-
-def progress_bar(description: str) -> Progress:
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def _open(name: str) -> Any:
-    from embedscope.collection import Collection
-
-    return Collection.open(name)
-
-
-def print_hits(hits: list[Any], title: str, fields: Any) -> None:
-    """Hits as a table, each shown by embedscope.display.show with the collection's display fields."""
-    from embedscope.display import show
-
-    table = Table(title=title, show_lines=False)
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("id", style="cyan", no_wrap=True)
-    table.add_column("score", justify="right")
-    table.add_column("title")
-    table.add_column("details", style="dim", overflow="fold")
-    for n, h in enumerate(hits, 1):
-        s = show(h.text, h.metadata, fields)
-        details = " · ".join(x for x in (s.subtitle, s.year, ", ".join(s.tags[:3])) if x)
-        table.add_row(str(n), h.id, f"{h.score:.3f}", s.title, details[:80])
-    console.print(table)
+from embedscope.cli.app import app, console, open_collection, print_hits, print_json, progress_bar
+from embedscope.cli.options import CollapseOpt, CollectionArg, JsonOpt, K, VersionOpt, Where
 
 
 @app.command()
@@ -181,7 +122,7 @@ def embed(
     if precision is not None:
         if params.setdefault("precision", precision) != precision:
             raise EmbedscopeError(f"--precision {precision} contradicts -p precision={params['precision']}")
-    col = _open(collection)
+    col = open_collection(collection)
     with progress_bar("encoding") as bar:
         task = bar.add_task(f"encoding {collection} with {encoder}", total=len(col))
         info = col.embed(
@@ -231,7 +172,7 @@ def search(
 ) -> None:
     """Semantic search: the items nearest to the query. One edition per work (same title and
     author) unless --no-collapse; --version hybrid (or any recipe) fuses several versions."""
-    col = _open(collection)
+    col = open_collection(collection)
     hits = col.search(query, k, where=where, version=version, exact=exact, collapse=collapse)
     if as_json:
         print_json([h.to_dict() for h in hits])
@@ -252,7 +193,7 @@ def similar(
     """More like this: items nearest to an item (itself and its other editions excluded)."""
     from embedscope.display import show
 
-    col = _open(collection)
+    col = open_collection(collection)
     hits = col.similar(item_id, k, where=where, version=version, collapse=collapse)
     if as_json:
         print_json([h.to_dict() for h in hits])
@@ -265,7 +206,7 @@ def similar(
 def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
     """Items, metadata fields and embedding versions of a collection (with a quick health check of
     each version's files; `embedscope check` goes further)."""
-    data = _open(collection).info()
+    data = open_collection(collection).info()
     if as_json:
         print_json(data)
         return
@@ -302,7 +243,7 @@ def check(collection: CollectionArg, as_json: JsonOpt = False) -> None:
     """Check that every embedding version can answer: files present and loadable, ids, vectors and
     index of one size, the index finding the version's own vectors, the encoder matching the
     dimension. Exits 1 if anything is wrong, printing what and the commands that repair it."""
-    report = _open(collection).check()
+    report = open_collection(collection).check()
     if as_json:
         print_json(report)
     else:
@@ -344,7 +285,7 @@ def activate(
 
     Activating a recipe leaves the active version as it is: more-like-this, recommendations and
     projections keep using that version's vectors."""
-    col = _open(collection)
+    col = open_collection(collection)
     col.activate(version)
     console.print(f"{collection}: searches now use [bold]{col.default_search}[/] by default")
 
@@ -352,7 +293,7 @@ def activate(
 @app.command("delete-version")
 def delete_version(collection: CollectionArg, version: Annotated[str, typer.Argument()]) -> None:
     """Delete an embedding version (items are kept)."""
-    _open(collection).delete_version(version)
+    open_collection(collection).delete_version(version)
     console.print(f"{collection}: deleted version {version}")
 
 
@@ -361,7 +302,7 @@ def delete_items(
     collection: CollectionArg, ids: Annotated[list[str], typer.Argument(help="Item ids.")]
 ) -> None:
     """Delete items; the next `embed` drops their vectors."""
-    n = _open(collection).delete(ids)
+    n = open_collection(collection).delete(ids)
     console.print(f"{collection}: deleted {n} of {len(ids)} item(s)")
 
 

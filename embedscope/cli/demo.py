@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from embedscope.cli.app import console
+from embedscope.cli.app import console, print_hits, progress_bar
 from embedscope.collection import Collection
 from embedscope.errors import EmbedscopeError
 from embedscope.search.recipe import HYBRID
@@ -47,7 +47,6 @@ def default_books_path() -> Path | None:
 
 
 def run_demo(data: str | None, collection: str, encoder: str, limit: int | None) -> None:
-    from embedscope.cli.core import print_hits, progress_bar
     from embedscope.sources import fetch_url, read_table, wikipedia_sample
 
     if data and data.startswith(("http://", "https://")):

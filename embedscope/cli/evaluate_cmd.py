@@ -11,9 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeE
 from rich.table import Table
 
 from embedscope.cli.app import app, console, err_console, print_json
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-CollectionArg = Annotated[str, typer.Argument(help="Collection name (see `embedscope collections`).")]
+from embedscope.cli.options import CollectionArg, JsonOpt
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from embedscope.cli.app import app, console, print_json
+from embedscope.cli.options import CollectionArg, JsonOpt
 
 experiment_app = typer.Typer(
     help="Compare two search configurations on live traffic (served by `embedscope serve`): "
@@ -17,12 +18,10 @@ experiment_app = typer.Typer(
 )
 app.add_typer(experiment_app, name="experiment")
 
-CollectionArg = Annotated[str, typer.Argument(help="Collection name (see `embedscope collections`).")]
 ExperimentOpt = Annotated[
     str | None,
     typer.Option("--name", "-n", help="Experiment name (default: the running one, else the latest)."),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _experiments(collection: str) -> Any:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from embedscope.cli.app import app, console, fail, print_json
-from embedscope.cli.core import CollectionArg, JsonOpt, _open
+from embedscope.cli.app import app, console, fail, open_collection, print_json
+from embedscope.cli.options import CollectionArg, JsonOpt
 from embedscope.search.recipe import DEFAULT_FUSION
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def create(
         if fusion != "convex":
             fail("--normalization applies to --fusion convex only")
         params["normalization"] = normalization
-    recipe = _open(collection).create_recipe(
+    recipe = open_collection(collection).create_recipe(
         name, names, fusion=fusion, params=params, weights=per_part, depth=depth
     )
     console.print(
@@ -100,7 +100,7 @@ def create(
 @hybrid_app.command("list")
 def list_recipes(collection: CollectionArg, as_json: JsonOpt = False) -> None:
     """The collection's search recipes (stored ones, and the implicit `hybrid` when it can be made)."""
-    col = _open(collection)
+    col = open_collection(collection)
     stored = set(col.stored_recipes())
     recipes = col.recipes()
     if as_json:
@@ -133,7 +133,7 @@ def delete(
     name: Annotated[str, typer.Option("--name", help="Recipe to delete.")] = "hybrid",
 ) -> None:
     """Delete a stored recipe (the versions it fuses are kept)."""
-    _open(collection).delete_recipe(name)
+    open_collection(collection).delete_recipe(name)
     console.print(f"{collection}: deleted recipe {name}")
 
 

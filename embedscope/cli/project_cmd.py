@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 
 from embedscope.cli.app import app, console, print_json
+from embedscope.cli.options import CollectionArg
 
 
 @app.command("project")
 def project_cmd(
-    collection: Annotated[str, typer.Argument(help="Collection name (see `embedscope collections`).")],
+    collection: CollectionArg,
     version: Annotated[
         str | None, typer.Option("--version", "-v", help="Version to draw (default: the active one).")
     ] = None,

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from embedscope.cli.app import app, console, err_console, print_json
+from embedscope.cli.app import app, console, err_console, open_collection, print_json
+from embedscope.cli.options import CollectionArg, JsonOpt
 from embedscope.display import show
 
 interactions_app = typer.Typer(
@@ -18,15 +19,7 @@ interactions_app = typer.Typer(
 )
 app.add_typer(interactions_app, name="interactions")
 
-CollectionArg = Annotated[str, typer.Argument(help="Collection name (see `embedscope collections`).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DEFAULT_MOVIELENS = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-100k"
-
-
-def _open(name: str) -> Any:
-    from embedscope.collection import Collection
-
-    return Collection.open(name)
 
 
 @interactions_app.command("load")
@@ -57,7 +50,7 @@ def interactions_load(
     from embedscope.recommend.interactions import load_interactions
 
     report = load_interactions(
-        _open(collection),
+        open_collection(collection),
         file,
         user_field=user_field,
         item_field=item_field,
@@ -79,7 +72,7 @@ def interactions_info(collection: CollectionArg, as_json: JsonOpt = False) -> No
     """Counts of the stored interactions: users, items, ratings, time span."""
     from embedscope.recommend.interactions import Interactions
 
-    inter = Interactions.of(_open(collection))
+    inter = Interactions.of(open_collection(collection))
     f = inter.frame
     sizes = f.groupby("user").size()
     out = {
@@ -118,7 +111,12 @@ def embed_behaviour_cmd(
 
     with console.status(f"training {method} on the interactions of {collection}"):
         info = embed_behaviour(
-            _open(collection), method, parse_params(param), version=version, index=index, activate=activate
+            open_collection(collection),
+            method,
+            parse_params(param),
+            version=version,
+            index=index,
+            activate=activate,
         )
     s = info.stats
     console.print(
@@ -178,7 +176,7 @@ def recommend(
     if (user is None) == (items is None):
         raise EmbedscopeError("give --user USER or --items ID1,ID2,... (an anonymous session)")
     session = [s for s in (items or "").split(",") if s.strip()] if items is not None else None
-    col = _open(collection)
+    col = open_collection(collection)
     res = Recommender(col, version).recommend(
         user,
         items=session,
@@ -286,7 +284,7 @@ def evaluate_recs(
 
     with console.status("evaluating") as status:
         report = evaluate_recommenders(
-            _open(collection),
+            open_collection(collection),
             k=k,
             negatives=negatives,
             seed=seed,
