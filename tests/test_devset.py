@@ -1,0 +1,88 @@
+"""The books development set (bench/data/vibe) is consistent with the catalogue it judges: every
+judged book exists, every query has something worth finding, ids and kinds are sound, editions of
+one work carry one grade, and every recorded catalogue browse still matches books."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import devset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def books() -> pd.DataFrame:
+    if not devset.BOOKS.exists():
+        pytest.skip(f"real books data not found at {devset.BOOKS} (../shared/data is absent)")
+    return devset.books_frame()
+
+
+@pytest.fixture(scope="module")
+def qrels() -> list[tuple[str, str, int]]:
+    return devset.load_qrels()
+
+
+def test_queries_have_unique_ids_and_known_kinds() -> None:
+    queries = devset.load_queries()  # raises on a repeated id or an unknown kind
+    assert len(queries) >= 60
+    kinds = Counter(q["kind"] for q in queries.values())
+    assert kinds["vibe"] >= 30 and kinds["request"] >= 24, kinds
+    assert all(q["text"].strip() for q in queries.values())
+
+
+def test_judgements_are_unique_graded_and_about_known_queries(qrels: list[tuple[str, str, int]]) -> None:
+    queries = devset.load_queries()
+    pairs = Counter((q, d) for q, d, _ in qrels)
+    assert [p for p, n in pairs.items() if n > 1] == []
+    assert {s for _, _, s in qrels} <= {0, 1, 2}
+    assert {q for q, _, _ in qrels} == set(queries), "a query without judgements, or judgements without a query"
+
+
+def test_every_judged_book_is_in_the_catalogue(books: pd.DataFrame, qrels: list[tuple[str, str, int]]) -> None:
+    known = set(books.isbn13)
+    assert sorted({d for _, d, _ in qrels} - known) == []
+
+
+def test_every_query_has_a_book_worth_finding(qrels: list[tuple[str, str, int]]) -> None:
+    best: dict[str, int] = defaultdict(int)
+    for q, _, s in qrels:
+        best[q] = max(best[q], s)
+    assert sorted(q for q in devset.load_queries() if best[q] < 1) == []
+
+
+def test_editions_of_one_work_share_a_grade(books: pd.DataFrame, qrels: list[tuple[str, str, int]]) -> None:
+    key = dict(zip(books.isbn13, map(devset.work_key, books.title, books.authors), strict=True))
+    grades: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for q, d, s in qrels:
+        grades[(q, key[d])].add(s)
+    assert {k: g for k, g in grades.items() if len(g) > 1} == {}
+
+
+def test_browses_name_known_queries_and_fields_and_match_books(books: pd.DataFrame) -> None:
+    queries = devset.load_queries()
+    browses: list[dict[str, Any]] = devset.load_browses()
+    assert browses, "browse.jsonl is missing"
+    empty = [b for b in browses if b["query-id"] not in queries or not devset.browse_hits(books, b["where"])]
+    assert empty == []
+
+
+def test_beir_folders_keep_kinds_and_text_fields(books: pd.DataFrame, tmp_path: Path) -> None:
+    from embedscope.sources import load_beir, read_jsonl
+
+    plain = devset.write_folder(tmp_path, "books-vibe")
+    fields = devset.write_folder(tmp_path, "books-vibe-fields")
+    ds = load_beir(plain)
+    assert len(ds.corpus) == len(books) and set(ds.qrels) == set(devset.load_queries())
+    kinds = {r["_id"]: r["metadata"]["kind"] for r in read_jsonl(plain / "queries.jsonl")}
+    assert kinds == {q: v["kind"] for q, v in devset.load_queries().items()}
+    row = books.iloc[0]
+    doc = load_beir(fields).corpus[row.isbn13]
+    assert row.categories in doc["text"] and row.authors.split(";")[0] in doc["text"]
