@@ -3,7 +3,7 @@ as BEIR folders `embedscope evaluate` reads, its pool for judging, and metrics p
 
     python bench/devset.py folder [--cache DIR]          # write the BEIR folders (plain and fields)
     python bench/devset.py pool SHEET [--depth 10]       # judging sheet: pooled books not yet judged
-    python bench/devset.py kinds EVAL_DIR [EVAL_DIR ...] # per-kind metrics of `evaluate -o EVAL_DIR` runs
+    python bench/devset.py kinds EVAL_DIR [EVAL_DIR ...] [--baseline RUN]  # per-kind metrics of evaluate runs
 
 The set is `queries.jsonl` + `qrels.tsv`, plus `long-queries.jsonl` + `long-qrels.tsv` when present
 (same format); each query's kind is its `metadata.kind` (KINDS). Two folders are written from
@@ -43,8 +43,9 @@ BOOKS = SHARED_DATA / "books" / "books.csv"
 DEVSET = ROOT / "bench" / "data" / "vibe"
 #: query kinds: short vibe lists, natural one-sentence requests, long known-item requests
 KINDS = ("vibe", "request", "long")
-#: (queries, qrels) file pairs of the set; a pair whose queries file is absent is skipped
-FILES = (("queries.jsonl", "qrels.tsv"), ("long-queries.jsonl", "long-qrels.tsv"))
+#: (queries, qrels, kind when a query states none) per file pair of the set; a pair whose queries
+#: file is absent is skipped
+FILES = (("queries.jsonl", "qrels.tsv", None), ("long-queries.jsonl", "long-qrels.tsv", "long"))
 BROWSE = "browse.jsonl"
 #: browse fields: books.csv columns a browse may match, by regular expression (case-insensitive)
 BROWSE_FIELDS = ("title", "authors", "categories", "description")
@@ -59,12 +60,12 @@ def load_queries(folder: Path = DEVSET) -> dict[str, dict[str, str]]:
     from embedscope.sources import read_jsonl
 
     out: dict[str, dict[str, str]] = {}
-    for qfile, _ in FILES:
+    for qfile, _, default in FILES:
         path = folder / qfile
         if not path.exists():
             continue
         for rec in read_jsonl(path):
-            qid, kind = str(rec["_id"]), str((rec.get("metadata") or {}).get("kind", ""))
+            qid, kind = str(rec["_id"]), str((rec.get("metadata") or {}).get("kind", default or ""))
             if kind not in KINDS:
                 raise ValueError(f"{path.name}: query {qid} has kind {kind!r}; valid: {', '.join(KINDS)}")
             if qid in out:
@@ -79,7 +80,7 @@ def load_qrels(folder: Path = DEVSET) -> list[tuple[str, str, int]]:
 
     return [
         j
-        for qfile, rfile in FILES
+        for qfile, rfile, _ in FILES
         if (folder / qfile).exists() and (folder / rfile).exists()
         for j in iter_qrels(folder / rfile, columns=(3,), sep="\t")
     ]
@@ -139,13 +140,20 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 # --- per-kind metrics ---------------------------------------------------------------------------------
 def per_kind(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """kind -> {"queries": n, metric: mean} (and "all"), from ir-measures' per-query scores."""
+    """kind -> {"queries": n, metric: mean, "judged@10"} (and "all"), from ir-measures' per-query
+    scores."""
     import numpy as np
 
     from embedscope.evaluate.ir import per_query_scores
 
     kinds = {q: v["kind"] for q, v in load_queries().items()}
     per = per_query_scores(qrels, run)
+    # the share of each top 10 that is judged: unjudged books count as not relevant, so a system
+    # whose top 10 is often unjudged (one that was not pooled) is underrated by this set
+    judged = {
+        q: np.mean([d in qrels[q] for d in sorted(run.get(q, {}), key=lambda d: -run[q][d])[:10]] or [0.0])
+        for q in qrels
+    }
     out: dict[str, Any] = {}
     for kind in (*KINDS, "all"):
         qs = [q for q in qrels if kind == "all" or kinds.get(q) == kind]
@@ -153,36 +161,75 @@ def per_kind(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]])
             out[kind] = {"queries": len(qs)} | {
                 m: round(float(np.mean([per[m][q] for q in qs])), 4) for m in ("nDCG@10", "Recall@100")
             }
+            out[kind]["judged@10"] = round(float(np.mean([judged[q] for q in qs])), 3)
     return out
 
 
-def kinds_report(eval_dirs: Iterable[Path]) -> dict[str, Any]:
-    """Per-kind metrics of every run under each `embedscope evaluate -o` folder, as a table."""
+def kinds_report(eval_dirs: Iterable[Path], baseline: str | None = None) -> dict[str, Any]:
+    """Per-kind metrics of every run under each `embedscope evaluate -o` folder, as a table; with
+    `baseline` (a run name as the table shows it, e.g. eval-plain/minilm), each other run's nDCG@10
+    against it per kind: difference, wins/ties/losses and the paired randomisation test's p."""
     from rich.console import Console
     from rich.table import Table
 
-    from embedscope.evaluate.ir import read_trec_run
+    from embedscope.evaluate.ir import compare_runs, read_trec_run
 
     qrels: dict[str, dict[str, int]] = {}
     for q, d, s in load_qrels():
         qrels.setdefault(q, {})[d] = s
-    rows: dict[str, Any] = {}
-    for d in eval_dirs:
-        for path in sorted(Path(d).glob("runs/*.trec")):
-            rows[f"{Path(d).name}/{path.stem}"] = per_kind(qrels, read_trec_run(path))
+    runs = {
+        f"{Path(d).name}/{path.stem}": read_trec_run(path)
+        for d in eval_dirs
+        for path in sorted(Path(d).glob("runs/*.trec"))
+    }
+    if not runs:
+        raise SystemExit("no runs/*.trec under the folders given; run `embedscope evaluate ... -o DIR` first")
+    rows = {name: per_kind(qrels, run) for name, run in runs.items()}
     kinds = [k for k in (*KINDS, "all") if any(k in r for r in rows.values())]
-    table = Table(title="books dev set: nDCG@10 / Recall@100 per query kind")
+    console = Console(width=max(Console().width, 140))
+    table = Table(title="books dev set: nDCG@10 / Recall@100 (judged share of the top 10) per query kind")
     table.add_column("run")
     for k in kinds:
         n = next(r[k]["queries"] for r in rows.values() if k in r)
         table.add_column(f"{k} ({n})", justify="right")
     for name, r in rows.items():
         table.add_row(
-            name, *[f"{r[k]['nDCG@10']:.4f} / {r[k]['Recall@100']:.4f}" if k in r else "-" for k in kinds]
+            name,
+            *[
+                f"{r[k]['nDCG@10']:.4f} / {r[k]['Recall@100']:.4f} ({r[k]['judged@10']:.2f})"
+                if k in r
+                else "-"
+                for k in kinds
+            ],
         )
-    Console(width=max(Console().width, 140)).print(table)
+    console.print(table)
+    tests: dict[str, Any] = {}
+    if baseline:
+        if baseline not in runs:
+            raise SystemExit(f"baseline {baseline!r} is not one of the runs: {', '.join(runs)}")
+        kind_of = {q: v["kind"] for q, v in load_queries().items()}
+        t = Table(title=f"nDCG@10 against {baseline}: difference, win/tie/loss, p (paired randomisation)")
+        t.add_column("run")
+        for k in kinds:
+            t.add_column(k, justify="right")
+        for name, run in runs.items():
+            if name == baseline:
+                continue
+            tests[name] = {}
+            for k in kinds:
+                sub = {q: j for q, j in qrels.items() if k == "all" or kind_of.get(q) == k}
+                m = compare_runs(sub, runs[baseline], run, test="randomisation")["metrics"][0]
+                tests[name][k] = {key: m[key] for key in ("diff", "wins", "ties", "losses", "p_rand")}
+            t.add_row(
+                name,
+                *[
+                    f"{v['diff']:+.4f} {v['wins']}/{v['ties']}/{v['losses']} p={v['p_rand']:.3f}"
+                    for v in tests[name].values()
+                ],
+            )
+        console.print(t)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = {"benchmark": "devset", "machine": machine(), "runs": rows}
+    out = {"benchmark": "devset", "machine": machine(), "runs": rows, "baseline": baseline, "tests": tests}
     (RESULTS / "devset.json").write_text(json.dumps(out, indent=2))
     print(f"wrote {RESULTS / 'devset.json'}")
     return out
@@ -339,6 +386,7 @@ def main() -> None:
     p.add_argument("--root", type=Path, help="collections folder (default $EMBEDSCOPE_HOME)")
     k = sub.add_parser("kinds", help="per-kind metrics of `embedscope evaluate -o DIR` runs")
     k.add_argument("eval_dirs", type=Path, nargs="+")
+    k.add_argument("--baseline", help="run to test the others against, e.g. eval-plain/minilm")
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.cmd == "folder":
@@ -351,7 +399,7 @@ def main() -> None:
         n = write_sheet(args.cache, args.root, args.sheet, args.depth)
         print(f"wrote {n} (query, book) pairs to judge to {args.sheet}")
     else:
-        kinds_report(args.eval_dirs)
+        kinds_report(args.eval_dirs, args.baseline)
 
 
 if __name__ == "__main__":

@@ -98,3 +98,27 @@ def test_beir_folders_keep_kinds_and_text_fields(books: pd.DataFrame, tmp_path: 
     row = books.iloc[0]
     doc = load_beir(fields).corpus[row.isbn13]
     assert row.categories in doc["text"] and row.authors.split(";")[0] in doc["text"]
+
+
+def test_long_request_files_join_the_set_with_their_kind(tmp_path: Path) -> None:
+    """The other kind's files (long-queries.jsonl / long-qrels.tsv), when present, are read with the
+    main ones; a kind outside KINDS or an id used twice is an error, not a silent merge."""
+    import json
+    import shutil
+
+    for name in ("queries.jsonl", "qrels.tsv"):
+        shutil.copy(devset.DEVSET / name, tmp_path / name)
+    long_q = {"_id": "l01", "text": "a book I read years ago " * 10, "metadata": {"kind": "long"}}
+    (tmp_path / "long-queries.jsonl").write_text(json.dumps(long_q) + "\n")
+    (tmp_path / "long-qrels.tsv").write_text("query-id\tcorpus-id\tscore\nl01\t9780002005883\t2\n")
+    queries = devset.load_queries(tmp_path)
+    assert queries["l01"]["kind"] == "long" and queries["v01"]["kind"] == "vibe"
+    assert ("l01", "9780002005883", 2) in devset.load_qrels(tmp_path)
+    (tmp_path / "long-queries.jsonl").write_text(json.dumps({"_id": "l01", "text": "a book"}) + "\n")
+    assert devset.load_queries(tmp_path)["l01"]["kind"] == "long", "the long file's kind by default"
+    (tmp_path / "long-queries.jsonl").write_text(json.dumps(long_q | {"_id": "v01"}) + "\n")
+    with pytest.raises(ValueError, match="appears twice"):
+        devset.load_queries(tmp_path)
+    (tmp_path / "long-queries.jsonl").write_text(json.dumps(long_q | {"metadata": {"kind": "essay"}}) + "\n")
+    with pytest.raises(ValueError, match="kind 'essay'"):
+        devset.load_queries(tmp_path)
