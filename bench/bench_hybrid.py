@@ -76,9 +76,17 @@ def harness_dataset(folder: Path, cache: Path) -> Dataset:
 def vibe_folder(cache: Path) -> Path:
     """bench/data/vibe's queries and judgements next to a corpus.jsonl generated from books.csv
     (the books are not copied into the repository): a BEIR folder `embedscope evaluate` reads."""
+    return books_folder(
+        cache / "books-vibe", (VIBE / "queries.jsonl").read_text(), (VIBE / "qrels.tsv").read_text()
+    )
+
+
+def books_folder(folder: Path, queries: str, qrels: str) -> Path:
+    """A BEIR folder of the books (corpus.jsonl from books.csv: _id isbn13, title, text =
+    description) with the given queries.jsonl and qrels/test.tsv texts. The harness names its
+    collection after the folder (beir-<folder name>), so folders named alike share one."""
     import pandas as pd
 
-    folder = cache / "books-vibe"
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
     frame = pd.read_csv(BOOKS, dtype={"isbn13": str})
     lines = [
@@ -86,8 +94,8 @@ def vibe_folder(cache: Path) -> Path:
         for r in frame.itertuples()
     ]
     _write_if_changed(folder / "corpus.jsonl", "\n".join(lines) + "\n")
-    _write_if_changed(folder / "queries.jsonl", (VIBE / "queries.jsonl").read_text())
-    _write_if_changed(folder / "qrels" / "test.tsv", (VIBE / "qrels.tsv").read_text())
+    _write_if_changed(folder / "queries.jsonl", queries)
+    _write_if_changed(folder / "qrels" / "test.tsv", qrels)
     return folder
 
 
