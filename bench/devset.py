@@ -113,21 +113,27 @@ def _missing(v: Any) -> bool:
 def write_folder(cache: Path, name: str = "books-vibe") -> Path:
     """The set as a BEIR folder under `cache` (corpus from books.csv, queries with their metadata,
     all judgements as qrels/test.tsv); files are rewritten only when they change."""
-    fields = FOLDERS[name]
-    folder = cache / name
-    (folder / "qrels").mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(document(r, fields)) for r in books_frame().itertuples()]
-    _write_if_changed(folder / "corpus.jsonl", "\n".join(lines) + "\n")
     queries = load_queries()
-    _write_if_changed(
-        folder / "queries.jsonl",
+    return books_folder(
+        cache / name,
         "".join(
             json.dumps({"_id": q, "text": v["text"], "metadata": {"kind": v["kind"]}}) + "\n"
             for q, v in queries.items()
         ),
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in load_qrels()),
+        fields=FOLDERS[name],
     )
-    qrels = "".join(f"{q}\t{d}\t{s}\n" for q, d, s in load_qrels())
-    _write_if_changed(folder / "qrels" / "test.tsv", "query-id\tcorpus-id\tscore\n" + qrels)
+
+
+def books_folder(folder: Path, queries: str, qrels: str, *, fields: bool = False) -> Path:
+    """A BEIR folder of the books (corpus.jsonl from books.csv, `document` per row) with the given
+    queries.jsonl and qrels/test.tsv texts. The harness names its collection after the folder
+    (beir-<folder name>), so folders named alike share one collection and its vectors."""
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(document(r, fields)) for r in books_frame().itertuples()]
+    _write_if_changed(folder / "corpus.jsonl", "\n".join(lines) + "\n")
+    _write_if_changed(folder / "queries.jsonl", queries)
+    _write_if_changed(folder / "qrels" / "test.tsv", qrels)
     return folder
 
 

@@ -63,7 +63,12 @@ def test_every_query_has_a_book_worth_finding(qrels: list[tuple[str, str, int]])
 
 
 def test_editions_of_one_work_share_a_grade(books: pd.DataFrame, qrels: list[tuple[str, str, int]]) -> None:
-    key = dict(zip(books.isbn13, map(devset.work_key, books.title, books.authors), strict=True))
+    # the title up to a bracket, subtitle kept: "Pirates of the Caribbean: The Sword of Cortes" and
+    # "...: The Siren Song" are two books of one series (graded 2 and 1 for l05), not two editions
+    def edition_key(title: object, authors: object) -> str:
+        return devset.work_key(str(title).split("(")[0].replace(":", " "), authors)
+
+    key = dict(zip(books.isbn13, map(edition_key, books.title, books.authors), strict=True))
     grades: dict[tuple[str, str], set[int]] = defaultdict(set)
     for q, d, s in qrels:
         grades[(q, key[d])].add(s)
@@ -76,7 +81,10 @@ def test_browses_name_known_queries_and_fields() -> None:
     assert browses, "browse.jsonl is missing"
     fields = {*devset.BROWSE_FIELDS, "max_pages"}
     assert [b for b in browses if b["query-id"] not in queries or not set(b["where"]) <= fields] == []
-    assert {b["query-id"] for b in browses} == set(queries), "every query is browsed at least once"
+    # long known-item requests are pooled by title/author searches for the target's editions
+    # (bench/data/vibe/LONG.md), not by browses
+    browsed = {q for q, v in queries.items() if v["kind"] != "long"}
+    assert {b["query-id"] for b in browses} == browsed, "every vibe list and request is browsed at least once"
 
 
 @pytest.mark.slow
