@@ -233,7 +233,7 @@ def recommend(
         table.add_column("because you liked", style="dim")
     fields = col.display_fields()
     for n, r in enumerate(res.items, 1):
-        row = [str(n), r.id, f"{r.score:.3f}", show(r.text, r.metadata, fields).title]
+        row = [str(n), r.id, f"{r.score:.3g}", show(r.text, r.metadata, fields).title]
         if res.profile == "multi":
             row.append(str(r.interest if r.interest is not None else ""))
         if explain:

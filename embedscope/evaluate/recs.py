@@ -529,6 +529,10 @@ def evaluate_recommenders(
             chosen = f"{what} = {model.chosen[key]:g}" + (
                 " (validation: each user's last training item)" if params[method][key] == "auto" else ""
             )
+            chosen += (
+                f"; fit {model.chosen['fit_seconds']:g} s + validation "
+                f"{model.chosen['validation_seconds']:g} s"
+            )
             for p in [p for p in profiles if p != "multi"]:
                 weights = None if p == "mean" else _recency_matrix(split, half_life)
                 run(
