@@ -22,6 +22,8 @@ _BUILTIN: dict[str, str] = {
     "static": "embedscope.encoders.static:StaticEncoder",
     "item2vec": "embedscope.recommend.behavioural:Item2VecEncoder",
     "als": "embedscope.recommend.behavioural:ALSEncoder",
+    "ease": "embedscope.recommend.behavioural:EASEEncoder",
+    "itemknn": "embedscope.recommend.behavioural:ItemKNNEncoder",
 }
 
 
