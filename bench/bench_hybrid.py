@@ -41,12 +41,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import devset  # noqa: E402
 from common import RESULTS, SHARED_DATA, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = SHARED_DATA / "beir" / "scifact"
-BOOKS = SHARED_DATA / "books" / "books.csv"
-VIBE = ROOT / "bench" / "data" / "vibe"
 METRICS = ("nDCG@10", "Recall@100")
 ALPHAS = [float(round(a, 2)) for a in np.arange(0.0, 1.0001, 0.05)]  # weight of the sparse part
 DEPTH = 100  # candidates per part before fusion (the recipe default)
@@ -74,28 +73,9 @@ def harness_dataset(folder: Path, cache: Path) -> Dataset:
 
 
 def vibe_folder(cache: Path) -> Path:
-    """bench/data/vibe's queries and judgements next to a corpus.jsonl generated from books.csv
-    (the books are not copied into the repository): a BEIR folder `embedscope evaluate` reads."""
-    import pandas as pd
-
-    folder = cache / "books-vibe"
-    (folder / "qrels").mkdir(parents=True, exist_ok=True)
-    frame = pd.read_csv(BOOKS, dtype={"isbn13": str})
-    lines = [
-        json.dumps({"_id": r.isbn13, "title": str(r.title), "text": str(r.description)})
-        for r in frame.itertuples()
-    ]
-    _write_if_changed(folder / "corpus.jsonl", "\n".join(lines) + "\n")
-    _write_if_changed(folder / "queries.jsonl", (VIBE / "queries.jsonl").read_text())
-    _write_if_changed(folder / "qrels" / "test.tsv", (VIBE / "qrels.tsv").read_text())
-    return folder
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not path.exists() or path.read_text() != text:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+    """The books development set (bench/data/vibe, every query kind) as a BEIR folder `embedscope
+    evaluate` reads, its corpus generated from books.csv (bench/devset.py)."""
+    return devset.write_folder(cache, "books-vibe")
 
 
 # --- parts: a score for every (query, document) -----------------------------------------------------
@@ -472,8 +452,8 @@ def scifact_ablation(data: Dataset, cache: Path, seeds: int, folds: int, passage
 
 # --- the vibe development set ---------------------------------------------------------------------------
 def vibe_table(data: Dataset, candidates: dict[str, tuple[str, float]]) -> dict[str, Any]:
-    """nDCG@10 per configuration on the books vibe queries (a development set: 20 queries judged by
-    pooling; bench/data/vibe/README.md). `candidates`: the SciFact-chosen setting of each family."""
+    """nDCG@10 per configuration on the books development set (every query kind, and per kind;
+    bench/data/vibe/README.md). `candidates`: the SciFact-chosen setting of each family."""
     parts = {
         "bm25": encoder_part(data, "bm25"),
         "bm25 (no stemming)": encoder_part(data, "bm25", BM25_NO_STEM, "bm25 (no stemming)"),
@@ -491,9 +471,15 @@ def vibe_table(data: Dataset, candidates: dict[str, tuple[str, float]]) -> dict[
         method, params, _ = FAMILIES[fam]
         table[name] = per_query(data, fused_run(data, rs, rd, method, params, a))
     best_single = max(("bm25", "minilm"), key=lambda n: table[n]["nDCG@10"].mean())
+    kind = np.array([devset.load_queries()[q]["kind"] for q in data.qids])
+    kinds = [k for k in devset.KINDS if (kind == k).any()]
     return {
         "queries": len(data.qids),
+        "queries_by_kind": {k: int((kind == k).sum()) for k in kinds},
         "ndcg10": {n: round(float(v["nDCG@10"].mean()), 4) for n, v in table.items()},
+        "ndcg10_by_kind": {
+            n: {k: round(float(v["nDCG@10"][kind == k].mean()), 4) for k in kinds} for n, v in table.items()
+        },
         "best_single": best_single,
         "vs_best_single": {
             n: paired(table[best_single]["nDCG@10"], v["nDCG@10"], resamples=5000)
@@ -502,57 +488,6 @@ def vibe_table(data: Dataset, candidates: dict[str, tuple[str, float]]) -> dict[
         },
         "candidates": {fam: f"hybrid {f} bm25 weight {a}" for fam, (f, a) in candidates.items()},
     }
-
-
-#: the systems whose top 10 per query were pooled for judging (bench/data/vibe/README.md)
-POOL_SYSTEMS = {
-    "bm25": ("bm25", {"stemmer": "porter"}),
-    "bm25 (no stemming)": ("bm25", BM25_NO_STEM),
-    "tfidf": ("tfidf", None),
-    "static": ("static", None),
-    "minilm": ("minilm", None),
-}
-POOL_FUSIONS = {"rrf": ("rrf", 0.5), "zscore": ("zscore", 0.5), "tmm": ("tmm", 0.25)}
-
-
-def write_pool(cache: Path, out: Path, depth: int = 10) -> int:
-    """A judging sheet: the top `depth` books of every pooled system for each vibe query, without
-    the system names (so the grader cannot favour one), leaving out books already judged. One JSON
-    line per (query, book) with the fields a grader reads; returns the number of lines."""
-    import pandas as pd
-
-    from embedscope.evaluate.ir import corpus_collection
-    from embedscope.sources import BeirDataset, iter_qrels, read_jsonl
-
-    folder = vibe_folder(cache)
-    corpus = {
-        str(r["_id"]): {"title": r["title"], "text": r["text"]} for r in read_jsonl(folder / "corpus.jsonl")
-    }
-    queries = {str(r["_id"]): str(r["text"]) for r in read_jsonl(VIBE / "queries.jsonl")}
-    judged = (
-        {(q, d) for q, d, _ in iter_qrels(VIBE / "qrels.tsv")} if (VIBE / "qrels.tsv").exists() else set()
-    )
-    ds = BeirDataset(corpus, queries, {q: {} for q in queries}, [])
-    col, _ = corpus_collection(ds, "beir-books-vibe", cache / "collections")
-    data = Dataset("books-vibe", ds, col, list(corpus), list(queries))
-    parts = {name: encoder_part(data, enc, params, name) for name, (enc, params) in POOL_SYSTEMS.items()}
-    runs = [single_run(data, p, depth) for p in parts.values()]
-    rs, rd = top_runs(data, parts["bm25"]), top_runs(data, parts["minilm"])
-    for fam, a in POOL_FUSIONS.values():
-        method, params, _ = FAMILIES[fam]
-        runs.append(fused_run(data, rs, rd, method, params, a))
-    books = pd.read_csv(BOOKS, dtype={"isbn13": str}).set_index("isbn13")
-    lines = []
-    for q, text in queries.items():
-        pooled = sorted(
-            {d for run in runs for d in list(run[q])[:depth]} - {d for qq, d in judged if qq == q}
-        )
-        for d in pooled:
-            b = books.loc[d]
-            fields = {k: str(b[k]) for k in ("title", "authors", "categories", "description")}
-            lines.append(json.dumps({"query-id": q, "query": text, "corpus-id": d, **fields}))
-    out.write_text("\n".join(lines) + ("\n" if lines else ""))
-    return len(lines)
 
 
 def choose_setting(sci: dict[str, Any], vibe: dict[str, Any] | None) -> dict[str, Any]:
@@ -651,14 +586,21 @@ def print_tables(
         f"(sd over folds {j['heldout_sd_over_folds']}, over seeds {j['heldout_sd_over_seeds']})"
     )
     if vibe:
-        v = Table(title=f"books vibe development set ({vibe['queries']} queries), nDCG@10")
-        for c in ("configuration", "nDCG@10", f"vs {vibe['best_single']}: win/tie/loss, p"):
+        v = Table(title=f"books development set ({vibe['queries']} queries), nDCG@10")
+        kinds = vibe["queries_by_kind"]
+        for c in (
+            "configuration",
+            "nDCG@10",
+            *(f"{k} ({n})" for k, n in kinds.items()),
+            f"vs {vibe['best_single']}: win/tie/loss, p",
+        ):
             v.add_column(c, justify="left" if c == "configuration" else "right")
         for name, score in vibe["ndcg10"].items():
             cmp = vibe["vs_best_single"].get(name)
             v.add_row(
                 name,
                 f"{score:.4f}",
+                *(f"{vibe['ndcg10_by_kind'][name][k]:.4f}" for k in kinds),
                 f"{cmp['wins']}/{cmp['ties']}/{cmp['losses']}, p={cmp['p']}" if cmp else "",
             )
         console.print(v)
@@ -688,7 +630,8 @@ def main() -> None:
         print(f"wrote {vibe_folder(args.cache)}; e.g. embedscope evaluate it -e bm25,minilm,hybrid")
         return
     if args.pool:
-        print(f"wrote {write_pool(args.cache, args.pool)} (query, book) pairs to judge to {args.pool}")
+        n = devset.write_sheet(args.cache, args.cache / "collections", args.pool)
+        print(f"wrote {n} (query, book) pairs to judge to {args.pool}")
         return
     load_before = os.getloadavg()
     sci = scifact_ablation(

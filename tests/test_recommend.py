@@ -138,7 +138,14 @@ def test_leave_last_out_has_no_leakage(ml: Collection) -> None:
 
 @pytest.mark.slow
 def test_behavioural_embeddings_beat_popularity(ml: Collection) -> None:
-    report = ev.evaluate_recommenders(ml, profiles=("mean", "recency"), tfidf=False, content_versions=[])
+    report = ev.evaluate_recommenders(
+        ml,
+        profiles=("mean", "recency"),
+        tfidf=False,
+        content_versions=[],
+        ease_params={"l2": 500.0},  # fixed: the choice by validation has its own tests
+        itemknn_params={"k": 100},
+    )
     by = {r.method: r for r in report.results}
     pop = by["popularity"].full["HR@10"]
     assert 0.02 < pop < 0.5  # popularity is a real baseline, not zero
@@ -334,6 +341,11 @@ def test_cli_end_to_end(tmp_path: Path, movies: pd.DataFrame, ratings: pd.DataFr
     rec = run("recommend", "ml", "--user", "196", "-k", "5", "--explain", "--json")
     body = json.loads(rec.stdout)
     assert len(body["items"]) == 5 and all(r["because"] for r in body["items"])
+    assert body["version"] == "als" and "not measured" in body["version_reason"]
+    ease = run("embed-behaviour", "ml", "ease", "-p", "l2=500")
+    assert ease.returncode == 0 and "version ease (ease, dim 64)" in ease.stdout, ease.stderr
+    picked = run("recommend", "ml", "--user", "196", "-k", "3")
+    assert picked.returncode == 0 and "version ease: behavioural version, not measured" in picked.stderr
     table = run("recommend", "ml", "--user", "196", "-k", "3", "--explain", "--profile", "multi")
     assert table.returncode == 0 and "because you liked" in table.stdout
     odd = tmp_path / "odd.csv"
@@ -364,8 +376,15 @@ def test_cli_end_to_end(tmp_path: Path, movies: pd.DataFrame, ratings: pd.DataFr
     ev_out = run("evaluate-recs", "ml", "--profiles", "recency", "--no-tfidf", "--json", str(report))
     assert ev_out.returncode == 0, ev_out.stderr
     saved = json.loads(report.read_text())
-    assert {"popularity", "als", "item2vec-predict/recency"} <= {r["method"] for r in saved["results"]}
+    assert {"popularity", "als", "item2vec-predict/recency", "ease/recency"} <= {
+        r["method"] for r in saved["results"]
+    }
     assert saved["checks"] and all(c["passed"] for c in saved["checks"]) and "PASS" in ev_out.stdout
+    best = saved["best"]
+    assert best["version"] in {"als", "ease"} and "recorded" in ev_out.stdout
+    measured = json.loads(run("recommend", "ml", "--user", "196", "-k", "3", "--json").stdout)
+    assert (measured["version"], measured["profile"]) == (best["version"], best["profile"])
+    assert "measured best by evaluate-recs" in measured["version_reason"]
     bad = run("recommend", "ml", "--user", "nobody")
     assert bad.returncode == 2 and "error:" in bad.stderr and "unknown user 'nobody'" in bad.stderr
     assert "Traceback" not in bad.stderr

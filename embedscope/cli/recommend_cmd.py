@@ -95,7 +95,7 @@ def interactions_info(collection: CollectionArg, as_json: JsonOpt = False) -> No
 @app.command("embed-behaviour")
 def embed_behaviour_cmd(
     collection: CollectionArg,
-    method: Annotated[str, typer.Argument(help="item2vec | als")] = "item2vec",
+    method: Annotated[str, typer.Argument(help="item2vec | als | ease | itemknn")] = "item2vec",
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Parameter key=value (repeatable).")
     ] = None,
@@ -105,7 +105,7 @@ def embed_behaviour_cmd(
     index: Annotated[str, typer.Option(help="exact | hnsw")] = "exact",
     activate: Annotated[bool, typer.Option(help="Make this the active version.")] = False,
 ) -> None:
-    """Learn item vectors from the stored interactions (item2vec or ALS) as an embedding version."""
+    """Learn item vectors from the stored interactions (item2vec, ALS, EASE, ItemKNN) as a version."""
     from embedscope.encoders.registry import parse_params
     from embedscope.recommend.behavioural import embed_behaviour
 
@@ -119,10 +119,15 @@ def embed_behaviour_cmd(
             activate=activate,
         )
     s = info.stats
+    chosen = "".join(
+        f"; {key} = {s[f'chosen_{key}']:g} (by validation)"
+        for key in ("l2", "k")
+        if f"chosen_{key}" in s and info.encoder["params"].get(key) == "auto"
+    )
     console.print(
         f"version [bold]{info.name}[/] ({method}, dim {info.dim}): {info.count:,} items from "
         f"{s['trained_on_interactions']:,} interactions in {s['encode_seconds']} s; "
-        f"{s['items_without_interactions']:,} item(s) without interactions left out"
+        f"{s['items_without_interactions']:,} item(s) without interactions left out{chosen}"
     )
 
 
@@ -140,10 +145,20 @@ def recommend(
         str | None, typer.Option("--where", "-w", help="Metadata filter (business rules).")
     ] = None,
     profile: Annotated[
-        str, typer.Option(help="mean | recency | multi (multi-interest, PinnerSage-style).")
-    ] = "mean",
+        str | None,
+        typer.Option(
+            help="mean | recency | multi (multi-interest, PinnerSage-style); default: the one measured "
+            "with the default version, else mean."
+        ),
+    ] = None,
     version: Annotated[
-        str | None, typer.Option("--version", "-v", help="Embedding version (default: active).")
+        str | None,
+        typer.Option(
+            "--version",
+            "-v",
+            help="Embedding version (default: the one evaluate-recs measured best, else a behavioural "
+            "one, else the active one; the output says which and why).",
+        ),
     ] = None,
     half_life: Annotated[float, typer.Option(help="Recency half-life (see --half-life-unit).")] = 5.0,
     half_life_unit: Annotated[str, typer.Option(help="items (interactions back) | days")] = "items",
@@ -162,7 +177,8 @@ def recommend(
         bool, typer.Option(help="Keep one item per work (same normalised title and author).")
     ] = True,
     scoring: Annotated[
-        str, typer.Option(help="auto | cosine | predict (item2vec context vectors).")
+        str,
+        typer.Option(help="auto | cosine | predict (item2vec context vectors, EASE/ItemKNN weights)."),
     ] = "auto",
     explain: Annotated[
         bool, typer.Option(help="Show the history items each recommendation comes from.")
@@ -198,6 +214,8 @@ def recommend(
         return
     if res.message:
         err_console.print(f"[yellow]note:[/] {res.message}", highlight=False)
+    if version is None:
+        err_console.print(f"version {res.version}: {res.version_reason}", highlight=False)
     who = f"user {user}" if user is not None else f"session of {len(session or [])} item(s)"
     table = Table(
         title=f"{collection}: {k} for {who} (history {res.history_size}, profile {res.profile}, "
@@ -213,7 +231,7 @@ def recommend(
         table.add_column("because you liked", style="dim")
     fields = col.display_fields()
     for n, r in enumerate(res.items, 1):
-        row = [str(n), r.id, f"{r.score:.3f}", show(r.text, r.metadata, fields).title]
+        row = [str(n), r.id, f"{r.score:.3g}", show(r.text, r.metadata, fields).title]
         if res.profile == "multi":
             row.append(str(r.interest if r.interest is not None else ""))
         if explain:
@@ -261,6 +279,28 @@ def print_recs_report(report: Any) -> None:
         console.print(f"[dim]note: {note}[/]", highlight=False)
 
 
+def print_random_report(report: Any) -> None:
+    """The random 80/20 protocol's table: mean (± std over seeds) per method."""
+    k = report.k
+    seeds = len(report.seeds)
+    table = Table(
+        title=f"{report.collection}: {report.protocol}; {report.users:,} users, {report.items:,} items; "
+        f"{seeds} seed(s) {', '.join(map(str, report.seeds))}" + (", mean ± std" if seeds > 1 else "")
+    )
+    table.add_column("method")
+    cols = [f"NDCG@{k}", f"Recall@{k}", f"Precision@{k}", f"HR@{k}", "MRR", f"MAP@{k}"]
+    for col in [*cols, "fit s", "chosen"]:
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in report.results:
+        mean, std = r["mean"], r["std"]
+        cells = [f"{mean[c]:.4f}" + (f" ± {std[c]:.4f}" if seeds > 1 else "") for c in cols]
+        chosen = ", ".join(f"{key} {mean[key]:g}" for key in ("l2", "k") if key in mean)
+        table.add_row(r["method"], *cells, f"{mean['seconds']:.1f}", chosen)
+    console.print(table)
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/]", highlight=False)
+
+
 @app.command("evaluate-recs")
 def evaluate_recs(
     collection: CollectionArg,
@@ -278,25 +318,67 @@ def evaluate_recs(
     tfidf: Annotated[bool, typer.Option(help="Also evaluate tf-idf content vectors (cheap).")] = True,
     negatives: Annotated[int, typer.Option(min=1, help="Sampled protocol: negatives per user.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed for the sampled negatives.")] = 42,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="last (leave-last-out by time, the default) | random (random 80/20 of all interactions, "
+            "the published MovieLens tables' protocol) | both."
+        ),
+    ] = "last",
+    seeds: Annotated[int, typer.Option(min=1, max=20, help="random: splits (seeds 0..n-1) to average.")] = 1,
+    record: Annotated[
+        bool,
+        typer.Option(help="Record the best version for `recommend` to use by default (leave-last-out)."),
+    ] = True,
 ) -> None:
-    """Offline evaluation on the stored interactions: leave-last-out by time, full and sampled ranking."""
-    from embedscope.evaluate.recs import evaluate_recommenders
+    """Offline evaluation on the stored interactions: leave-last-out by time (full and sampled
+    ranking) and/or random 80/20; records the best version as recommend's default."""
+    from embedscope.errors import EmbedscopeError
+    from embedscope.evaluate.recs import evaluate_random_split, evaluate_recommenders
+    from embedscope.recommend.choice import record_best
+    from embedscope.recommend.interactions import read_interactions
 
-    with console.status("evaluating") as status:
-        report = evaluate_recommenders(
-            open_collection(collection),
-            k=k,
-            negatives=negatives,
-            seed=seed,
-            tfidf=tfidf,
-            content_versions=[v.strip() for v in versions.split(",") if v.strip()] if versions else None,
-            profiles=[p.strip() for p in profiles.split(",") if p.strip()],
-            progress=lambda name: status.update(f"evaluating {name}"),
-        )
-    print_recs_report(report)
+    if protocol not in ("last", "random", "both"):
+        raise EmbedscopeError(f"unknown protocol '{protocol}'; valid: last, random, both")
+    col = open_collection(collection)
+    out: dict[str, Any] = {}
+    if protocol in ("last", "both"):
+        with console.status("evaluating") as status:
+            report = evaluate_recommenders(
+                col,
+                k=k,
+                negatives=negatives,
+                seed=seed,
+                tfidf=tfidf,
+                content_versions=[v.strip() for v in versions.split(",") if v.strip()] if versions else None,
+                profiles=[p.strip() for p in profiles.split(",") if p.strip()],
+                progress=lambda name: status.update(f"evaluating {name}"),
+            )
+        print_recs_report(report)
+        out = report.to_dict()
+        if report.best is not None:
+            b = report.best
+            line = f"best for recommend: version {b['version']}, profile {b['profile']} ({b['row']}: "
+            line += f"{b['metric']} {b['value']:.4f})"
+            if record:
+                record_best(col, b)
+                line += f"; recorded: `embedscope recommend {collection}` uses it by default"
+            console.print(line, highlight=False)
+    if protocol in ("random", "both"):
+        with console.status("evaluating (random 80/20)") as status:
+            rand = evaluate_random_split(
+                read_interactions(col),
+                list(col.store.item_hashes()),
+                collection=collection,
+                seeds=list(range(seeds)),
+                k=k,
+                progress=lambda name: status.update(f"evaluating {name}"),
+            )
+        print_random_report(rand)
+        out = {**out, "random_split": rand.to_dict()} if out else rand.to_dict()
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report.to_dict(), indent=2))
+        json_out.write_text(json.dumps(out, indent=2))
         console.print(f"wrote {json_out}")
 
 
@@ -312,7 +394,8 @@ def demo_movielens(
     evaluate: Annotated[bool, typer.Option(help="Run evaluate-recs at the end.")] = True,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the evaluation JSON here.")] = None,
 ) -> None:
-    """One command: movies from u.item, ratings from u.data, text + item2vec + ALS embeddings, evaluation."""
+    """One command: movies from u.item, ratings from u.data, text + item2vec + ALS + EASE embeddings,
+    evaluation."""
     from embedscope.collection import Collection
     from embedscope.recommend.behavioural import embed_behaviour
     from embedscope.recommend.interactions import load_interactions
@@ -342,7 +425,7 @@ def demo_movielens(
         col.embed(
             encoder, activate=True, progress=lambda done, total: bar.update(task, completed=done, total=total)
         )
-    for method in ("item2vec", "als"):
+    for method in ("item2vec", "als", "ease"):
         with console.status(f"training {method}"):
             info = embed_behaviour(col, method)
         console.print(f"version {info.name}: {info.count:,} items, {info.stats['encode_seconds']} s")
@@ -350,5 +433,5 @@ def demo_movielens(
         evaluate_recs(collection, json_out=json_out)
     console.print(
         f"try: embedscope recommend {collection} --user 196 --explain; "
-        f"embedscope recommend {collection} --user 196 --version item2vec --profile recency"
+        f"embedscope recommend {collection} --user 196 --version als --profile recency"
     )

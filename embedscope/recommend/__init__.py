@@ -1,5 +1,6 @@
 """Recommendations from embeddings: interactions, user profiles, behavioural item vectors
-(item2vec, ALS), candidate generation, filtering and re-ranking (popularity blend, MMR, dedupe)."""
+(item2vec, ALS, EASE, ItemKNN), candidate generation, filtering and re-ranking (popularity blend,
+MMR, dedupe)."""
 
 from embedscope.encoders.registry import register
 from embedscope.recommend.behavioural import embed_behaviour
@@ -11,6 +12,8 @@ from embedscope.recommend.recommender import Recommendation, Recommender, Recomm
 # can read a behavioural version knows them.
 register("item2vec", "embedscope.recommend.behavioural:Item2VecEncoder")
 register("als", "embedscope.recommend.behavioural:ALSEncoder")
+register("ease", "embedscope.recommend.behavioural:EASEEncoder")
+register("itemknn", "embedscope.recommend.behavioural:ItemKNNEncoder")
 
 __all__ = [
     "Interactions",

@@ -1,16 +1,21 @@
 """Recommendations = candidate generation from embeddings + filtering + ranking.
 
+0. version: the one named, else the one `evaluate-recs` measured best on this collection, else a
+   behavioural one, else the active version (embedscope.recommend.choice says which and why);
 1. history: the user's stored interactions (time-ordered), or an anonymous session's item ids;
 2. profile: mean / recency-weighted / multi-interest vector(s) over the history items' vectors in
-   the chosen embedding version (text or behavioural);
+   the chosen embedding version (text or behavioural); for EASE / ItemKNN versions, the same
+   profiles weight the history rows of their item x item matrix ("predict" scoring);
 3. candidates: nearest items to the profile (per interest for `multi`, merged round-robin), with
    the seen items excluded and the metadata filter (`where`) applied inside the index search;
 4. ranking (embedscope.search.rerank, shared with search): one edition per work, blend with
    popularity/quality, MMR for diversity;
 5. explanation: for each recommendation, the history items nearest to it (and its interest).
 
-A user with no usable history (no interaction with an embedded item) gets the most popular items,
-with a message saying so; an unknown user is an error.
+History items without a vector in a behavioural version chosen by default (no interaction history
+when it was trained: cold start) send the request to the text version, with a message. A user with
+no usable history at all gets the most popular items, with a message saying so; an unknown user is
+an error.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import scipy.sparse as sp
 from embedscope.encoders.base import l2_normalize
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.recommend import profiles as prof
+from embedscope.recommend.behavioural import ItemItemEncoder
 from embedscope.recommend.interactions import Interactions, path_for
 from embedscope.search import rerank
 
@@ -49,13 +55,15 @@ class Recommendation:
 class RecommendResult:
     user: str | None
     profile: str
-    version: str | None
+    version: str | None  # the version the items come from
     items: list[Recommendation]
     history_size: int
     fallback: bool = False  # True when these are popular items, not personalised
     message: str | None = None
     removed_duplicates: list[str] = field(default_factory=list)
     interests: list[dict[str, Any]] = field(default_factory=list)  # multi: size and example members
+    #: why this version: named by the caller, or the default rule's reason (embedscope.recommend.choice)
+    version_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,7 +143,7 @@ class Recommender:
         items: Sequence[str] | None = None,
         k: int = 10,
         where: str | None = None,
-        profile: str = "mean",
+        profile: str | None = None,
         half_life: float = 5.0,
         half_life_unit: str = "items",
         max_interests: int = 3,
@@ -150,16 +158,32 @@ class Recommender:
     ) -> RecommendResult:
         """Top-k items for a stored user (`user`) or an anonymous session (`items`, oldest first).
 
+        With no version given (here or to the Recommender), the default rule picks one
+        (embedscope.recommend.choice); `profile=None` takes the profile measured with it, else mean.
         `scoring`: "cosine" (nearest items to the profile, through the version's index), "predict"
-        (item2vec versions only: profile . context vectors, the skip-gram model's co-occurrence
-        estimate, measured much better on MovieLens), "auto" = predict where available."""
+        (the model's own score: item2vec's profile . context vectors, EASE / ItemKNN's weighted
+        history rows of their item x item matrix; measured much better on MovieLens), "auto" =
+        predict where available."""
+        from embedscope.recommend.choice import choose_version
+
         if k < 1:
             raise EmbedscopeError("k must be at least 1")
-        if profile not in prof.PROFILES:
+        if profile is not None and profile not in prof.PROFILES:
             raise EmbedscopeError(f"unknown profile '{profile}'; valid: {', '.join(prof.PROFILES)}")
+        if scoring not in ("auto", "cosine", "predict"):
+            raise EmbedscopeError(f"unknown scoring '{scoring}'; valid: auto, cosine, predict")
         if (user is None) == (items is None):
             raise EmbedscopeError("give either a user or a list of items (anonymous session), not both")
         coll = self.collection
+        if self.version is not None:
+            version, reason, chosen = self.version, "named by the caller", None
+        else:
+            chosen = choose_version(coll)
+            version, reason = chosen.version, chosen.reason
+            if chosen.scoring and scoring == "auto":
+                scoring = chosen.scoring
+        if profile is None:
+            profile = chosen.profile if chosen is not None and chosen.profile else "mean"
         if user is not None:
             hist = self._need_interactions().history(str(user))
             seen = hist["item"].tolist()
@@ -173,7 +197,7 @@ class Recommender:
                     f"{', '.join(map(repr, unknown[:5]))}"
                 )
             times = None
-        v = coll.load_version(self.version)
+        v = coll.load_version(version)
         if sp.issparse(v.data.vectors):
             raise EmbedscopeError(
                 f"version '{v.info.name}' is sparse ({v.info.encoder['name']}); "
@@ -182,6 +206,22 @@ class Recommender:
         rows = [v.row_of.get(i) for i in seen]
         usable = [n for n, r in enumerate(rows) if r is not None]
         who = f"user '{user}'" if user is not None else "this session"
+        notes: list[str] = []
+        if seen and not usable and chosen is not None and chosen.version is not None:
+            # cold start: the history has no interaction-learnt vector; the text version can place it
+            text = _text_version(coll, v.info.name)
+            if text is not None:
+                tv = coll.load_version(text)
+                trows = [tv.row_of.get(i) for i in seen]
+                if any(r is not None for r in trows):
+                    notes.append(
+                        f"{who}'s item(s) have no interaction history in '{v.info.name}' (cold start); "
+                        f"recommended from the text version '{text}'"
+                    )
+                    reason = f"cold start: text version instead of '{v.info.name}' ({reason})"
+                    v, rows = tv, trows
+                    usable = [n for n, r in enumerate(rows) if r is not None]
+                    scoring = "auto"
         if not usable:
             hits = popular(coll, self._need_interactions(), k, where=where, exclude=seen)
             why = (
@@ -197,8 +237,15 @@ class Recommender:
                 fallback=True,
                 items=[Recommendation(h.id, h.score, h.text, h.metadata) for h in hits],
                 message=f"{who} {why}; showing the most popular items instead",
+                version_reason=reason,
             )
-        hvec = np.asarray(v.data.vectors[[rows[n] for n in usable]], dtype=np.float32)
+        if len(usable) < len(seen):
+            notes.append(
+                f"{len(seen) - len(usable)} of {len(seen)} history item(s) have no vector in version "
+                f"'{v.info.name}' and were left out"
+            )
+        hrows = np.array([rows[n] for n in usable], dtype=np.int64)
+        hvec = np.asarray(v.data.vectors[hrows], dtype=np.float32)
         htimes = times[usable] if times is not None else None
         hids = [seen[n] for n in usable]
         reranks = dedupe or popularity_weight > 0 or mmr_lambda is not None
@@ -217,14 +264,21 @@ class Recommender:
             interests = prof.multi_interest(hvec, max_interests=max_interests, min_size=min_interest_size)
         queries = np.stack([i.vector for i in interests])
         context = getattr(v.encoder, "context", None)
-        if scoring not in ("auto", "cosine", "predict"):
-            raise EmbedscopeError(f"unknown scoring '{scoring}'; valid: auto, cosine, predict")
-        if scoring == "predict" and context is None:
+        item_item = (
+            v.encoder if isinstance(v.encoder, ItemItemEncoder) and v.encoder.weights is not None else None
+        )
+        if scoring == "predict" and context is None and item_item is None:
             raise EmbedscopeError(
-                f"scoring 'predict' needs an item2vec version; '{v.info.name}' has no context vectors"
+                f"scoring 'predict' needs an item2vec version or an item x item one (ease, itemknn); "
+                f"'{v.info.name}' is neither"
             )
-        if scoring != "cosine" and context is not None:
-            runs = _predict(coll, v, queries, context, n_cand, where, seen)
+        predict = scoring != "cosine" and (context is not None or item_item is not None)
+        hist_weights = None
+        if predict and item_item is not None:
+            hist_weights = _history_weights(interests, profile, len(hids), htimes, half_life, half_life_unit)
+            runs = _rank_rows(coll, v, item_item.score_history(hrows, hist_weights), n_cand, where, seen)
+        elif predict:
+            runs = _rank_rows(coll, v, queries @ context.T, n_cand, where, seen)
         else:
             runs = coll.search_vectors(queries, n_cand, version=v.info.name, where=where, exclude=seen)
         hits, origin = _merge_round_robin(runs)
@@ -247,12 +301,16 @@ class Recommender:
                 h.id, h.score, h.text, h.metadata, interest=origin.get(h.id) if profile == "multi" else None
             )
             if explain:
+                members = interests[origin[h.id]].members if profile == "multi" else None
+                weights = None
+                if hist_weights is not None and item_item is not None:
+                    # each history item's share of this item's score: w_i * W[i, item] / score
+                    weights = hist_weights[origin.get(h.id, 0)] * item_item.contributions(
+                        hrows, v.row_of[h.id]
+                    )
+                    weights = weights / max(float(weights.sum()), 1e-12)
                 rec.because = _because(
-                    _rows_vectors(v, [h])[0],
-                    hnorm,
-                    hids,
-                    coll,
-                    members=(interests[origin[h.id]].members if profile == "multi" else None),
+                    _rows_vectors(v, [h])[0], hnorm, hids, coll, members=members, sims=weights
                 )
             out.append(rec)
         info = []
@@ -260,9 +318,8 @@ class Recommender:
             info = [
                 {"size": len(i.members), "examples": [hids[m] for m in i.members[-3:]]} for i in interests
             ]
-        message = None
         if len(out) < k:
-            message = f"only {len(out)} item(s) match (filter and seen items exclude the rest)"
+            notes.append(f"only {len(out)} item(s) match (filter and seen items exclude the rest)")
         return RecommendResult(
             user=user,
             profile=profile,
@@ -271,24 +328,61 @@ class Recommender:
             history_size=len(seen),
             removed_duplicates=removed,
             interests=info,
-            message=message,
+            message="; ".join(notes) or None,
+            version_reason=reason,
         )
 
 
-def _predict(
+def _text_version(coll: Collection, other: str) -> str | None:
+    """The active version when it is a dense text one (not `other`): where cold items have vectors."""
+    from embedscope.encoders.registry import encoder_class
+
+    try:
+        name = coll.active_version
+    except NotFoundError:
+        return None
+    if name == other:
+        return None
+    info = coll.store.get_version(name)
+    try:
+        cls = encoder_class(info.encoder.get("name", ""))
+    except NotFoundError:
+        return None
+    return name if cls.encodes_text and not info.sparse else None
+
+
+def _history_weights(
+    interests: list[prof.Interest],
+    profile: str,
+    n: int,
+    times: np.ndarray | None,
+    half_life: float,
+    unit: str,
+) -> np.ndarray:
+    """(interests, n) weights of the history rows, each row summing to 1: uniform (mean), decayed
+    (recency, the same weights as the recency vector profile), or uniform within each interest."""
+    out = np.zeros((len(interests), n), dtype=np.float32)
+    if profile == "recency":
+        out[0] = prof.recency_weights(times, n, half_life, unit)
+    else:
+        for r, interest in enumerate(interests):
+            out[r, interest.members] = 1.0
+    return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-12)
+
+
+def _rank_rows(
     coll: Collection,
     v: Any,
-    queries: np.ndarray,
-    context: np.ndarray,
+    scores: np.ndarray,
     k: int,
     where: str | None,
     seen: Sequence[str],
 ) -> list[list[Hit]]:
-    """Exact scoring of every row by profile . context vector, with the same row mask (filter, seen
-    items, deleted items) the index search uses; one matrix product, as the exact index does."""
+    """Top k rows of (queries, rows) model scores ("predict" scoring), with the same row mask
+    (filter, seen items, deleted items) the index search uses; exact, as the exact index is."""
     from embedscope.index.base import top_k
 
-    scores = queries @ context.T
+    scores = np.array(scores, dtype=np.float32, copy=True)
     allowed = coll.allowed_rows(v, where, seen)
     if allowed is not None:
         scores[:, ~allowed] = -np.inf
@@ -319,9 +413,12 @@ def _because(
     coll: Collection,
     members: np.ndarray | None = None,
     top: int = 2,
+    sims: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """History items most similar to a recommended item (within its interest for multi)."""
-    sims = hnorm @ l2_normalize(vec[None, :])[0]
+    """History items most similar to a recommended item (within its interest for multi); with
+    `sims` (an item x item model's shares of the item's score) those that add most to it."""
+    if sims is None:
+        sims = hnorm @ l2_normalize(vec[None, :])[0]
     cand = np.asarray(members) if members is not None and len(members) else np.arange(len(hids))
     best = cand[np.argsort(-sims[cand], kind="stable")[:top]]
     from embedscope.display import show

@@ -70,8 +70,10 @@ class RecommendRequest(_Strict):
     k: int = Field(10, ge=1, le=K_MAX)
     where: str | None = Field(None, max_length=WHERE_MAX)
     version: str | None = None
-    profile: str = Field(
-        "mean", description="user profile: mean, recency, multi, ... (see embedscope recommend)"
+    profile: str | None = Field(
+        None,
+        description="user profile: mean, recency, multi (see embedscope recommend); default: the one "
+        "measured with the default version, else mean",
     )
 
 
@@ -159,6 +161,7 @@ class RecommendResponse(BaseModel):
     user: str | None
     profile: str
     version: str | None
+    version_reason: str | None = Field(None, description="why this version (see embedscope recommend)")
     history_size: int
     fallback: bool = Field(description="True when these are popular items, not personalised")
     message: str | None

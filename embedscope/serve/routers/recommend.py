@@ -47,6 +47,7 @@ def recommend(name: str, req: m.RecommendRequest, request: Request, state: State
         user=result.user,
         profile=result.profile,
         version=result.version,
+        version_reason=result.version_reason,
         history_size=result.history_size,
         fallback=result.fallback,
         message=result.message,
