@@ -1,4 +1,5 @@
-"""The layering contract of `embedscope/`, checked from the code's own imports.
+"""The layering contract of `embedscope/`, checked from the code's own imports (and, beside it, the
+size rule: no module over 700 lines, no class over 400).
 
 Every module belongs to one layer (LAYERS, bottom to top). A module may import modules of its own
 layer and of layers below it, never above; no two modules import each other, directly or round a
@@ -203,6 +204,24 @@ def violations(
 
 def test_embedscope_keeps_its_layers() -> None:
     assert violations(EMBEDSCOPE, LAYERS, INDEPENDENT) == []
+
+
+#: past these a module or class does more than one job (issue 18): split it by job, as collection/
+#: and store/postgres/ are, rather than raise the numbers
+MAX_MODULE_LINES, MAX_CLASS_LINES = 700, 400
+
+
+def test_no_module_over_700_lines_and_no_class_over_400() -> None:
+    too_big = []
+    for path in sorted(EMBEDSCOPE.rglob("*.py")):
+        text = path.read_text()
+        name = path.relative_to(EMBEDSCOPE.parent)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_big.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                too_big.append(f"{name}: class {node.name}, {node.end_lineno - node.lineno + 1} lines")
+    assert too_big == []
 
 
 def test_the_checker_fails_on_an_upward_import_a_circle_and_a_private_name(tmp_path: Path) -> None:
