@@ -199,8 +199,8 @@ def main() -> None:
 def speed(rounds: int, limit: int | None) -> None:
     import pandas as pd
 
-    from embedscope.encoders.base import Encoder, l2_normalize
-    from embedscope.encoders.registry import create_encoder
+    from embedscope.encoders.base import l2_normalize
+    from embedscope.encoders.registry import create_encoder, load_encoder
     from embedscope.engines.local import LocalEngine
     from embedscope.sources import load_beir
 
@@ -223,7 +223,7 @@ def speed(rounds: int, limit: int | None) -> None:
             timings[FIT].append(time.perf_counter() - started)
             with tempfile.TemporaryDirectory() as tmp:
                 enc.save(Path(tmp) / "static")
-                cold = Encoder.load(Path(tmp) / "static")
+                cold = load_encoder(Path(tmp) / "static")
             cold.encode(texts[:1])  # the model is loaded; its word cache all but empty
             paths = {
                 AFTER_FIT: partial(enc.encode, texts),
