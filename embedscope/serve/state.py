@@ -170,6 +170,21 @@ class ServerState:
             raise NotFoundError(f"collection '{name}' is not served (served: {known})")
         return served
 
+    def summaries(self) -> list[m.CollectionSummary]:
+        """Each served collection's name, size, versions and active version (/health, listings)."""
+        out = []
+        for served in self.collections.values():
+            with served.lock:
+                out.append(
+                    m.CollectionSummary(
+                        name=served.name,
+                        items=len(served.reader),
+                        versions=[v.name for v in served.reader.versions()],
+                        active_version=served.reader.store.get_setting("active_version"),
+                    )
+                )
+        return out
+
     def _query_encoder(self, collection: str) -> QueryEncoder:
         """The pipeline's encode hook: the query cache (keyed by the version's revision), then the
         version's micro-batcher, so concurrent requests share one encoder call."""

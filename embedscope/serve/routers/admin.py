@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.serve import models as m
 from embedscope.serve.deps import WRITES, State
-from embedscope.serve.routers.items import summaries
 from embedscope.store.embedded import now
 
 log = logging.getLogger("embedscope.serve")
@@ -147,4 +146,4 @@ def activate(name: str, version: str, request: Request, state: State) -> m.Colle
     with served.writing() as coll:
         coll.activate(version)
     served.after_write()
-    return next(c for c in summaries(state) if c.name == name)
+    return next(c for c in state.summaries() if c.name == name)

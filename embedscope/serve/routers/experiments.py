@@ -1,12 +1,5 @@
-"""Online experiments over HTTP: start and stop (bearer token), list, report (JSON and PNG), the
-clicks the page sends, and `present`, which `/search` calls to serve a running experiment.
-
-Which searches join the running experiment (the rule docs/serve.md states): a search that names
-neither `version` nor `encoder`, so asks for the collection's default search, which is what the
-experiment is about, and that carries a `session` id, so that an A/B user can be bucketed and a
-click tied to the list it was made on. Searches naming a version or encoder (the page's encoder
-switch and side-by-side view, API clients that pin a version), more-like-this, compare and
-recommendations are served as if no experiment ran, and are not logged in it.
+"""Online experiments over HTTP: start and stop (bearer token), list, report (JSON and PNG), and
+the clicks the page sends. Serving a running experiment's lists to `/search` is serve/online.py.
 """
 
 from __future__ import annotations
@@ -19,10 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from embedscope.errors import ConflictError, NotFoundError
-from embedscope.experiments import configurations, report, search_ranker
+from embedscope.experiments import configurations, report
 from embedscope.experiments.experiment import Experiment
-from embedscope.search.base import STAGES, SearchResult
 from embedscope.serve import models as m
 from embedscope.serve.deps import WRITES, State
 from embedscope.serve.state import Served
@@ -30,37 +21,6 @@ from embedscope.serve.state import Served
 router = APIRouter(prefix="/api/collections/{name}", tags=["experiments"])
 # matplotlib's pyplot keeps global state: one report picture at a time
 _plot_lock = threading.Lock()
-
-
-def present(
-    served: Served, query: str, k: int, where: str | None, session: str
-) -> tuple[SearchResult, m.ExperimentShown] | None:
-    """The running experiment's list for this query (interleaved, or the session's A/B side), logged
-    as an impression; None when no experiment runs. Both sides search through the served
-    collection's pipeline, as `/search?version=<side>` would."""
-    exps = served.experiments
-    exp = exps.running()
-    if exp is None:
-        return None
-    runs: list[SearchResult] = []
-    rank_a, rank_b = (
-        search_ranker(served.pipeline, side, k=k, where=where, results=runs) for side in (exp.a, exp.b)
-    )
-    try:
-        imp = exps.present(exp, query, rank_a, rank_b, k=k, user=session)
-    except NotFoundError as exc:  # a side's version was deleted after the experiment started
-        raise ConflictError(
-            f"experiment '{exp.name}' cannot be served: {exc}; stop it (`embedscope experiment stop "
-            f"{served.name}`)"
-        ) from None
-    stages = {s: sum(r.stages[s] for r in runs) for s in STAGES}
-    if imp.side is not None:  # A/B: one side answered
-        using, encoder = runs[0].using, runs[0].encoder
-    else:
-        using = f"{exp.a}|{exp.b}"
-        encoder = f"interleaved({runs[0].encoder}, {runs[1].encoder})"
-    result = SearchResult(imp.results, using, encoder, stages, cached=all(r.cached for r in runs))
-    return result, m.ExperimentShown(name=exp.name, method=exp.method, impression=imp.id, side=imp.side)
 
 
 def _out(exp: Experiment) -> m.ExperimentOut:

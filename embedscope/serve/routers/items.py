@@ -8,29 +8,13 @@ from embedscope.search.base import Hit
 from embedscope.serve import models as m
 from embedscope.serve.deps import State
 from embedscope.serve.present import hit_out
-from embedscope.serve.state import ServerState
 
 router = APIRouter(prefix="/api/collections", tags=["read"])
 
 
-def summaries(state: ServerState) -> list[m.CollectionSummary]:
-    out = []
-    for served in state.collections.values():
-        with served.lock:
-            out.append(
-                m.CollectionSummary(
-                    name=served.name,
-                    items=len(served.reader),
-                    versions=[v.name for v in served.reader.versions()],
-                    active_version=served.reader.store.get_setting("active_version"),
-                )
-            )
-    return out
-
-
 @router.get("")
 def list_collections(state: State) -> list[m.CollectionSummary]:
-    return summaries(state)
+    return state.summaries()
 
 
 @router.get("/{name}")

@@ -11,9 +11,9 @@ from embedscope.compare import compare
 from embedscope.errors import EmbedscopeError
 from embedscope.search.base import SearchResult
 from embedscope.serve import models as m
+from embedscope.serve import online
 from embedscope.serve.deps import State, ms
 from embedscope.serve.present import hit_out
-from embedscope.serve.routers import experiments
 from embedscope.serve.state import Served, ServerState
 
 router = APIRouter(prefix="/api/collections/{name}", tags=["read"])
@@ -65,9 +65,9 @@ def run_search(
     record.update(collection=name, query=query, k=req.k, where=req.where)
     using = resolve(served, req.version, req.encoder)
     shown = None
-    # the rule of routers/experiments.py: the default search of a session joins a running experiment
+    # the rule of serve/online.py: the default search of a session joins a running experiment
     if req.session and using is None:
-        shown = experiments.present(served, query, req.k, req.where, req.session)
+        shown = online.present(served, query, req.k, req.where, req.session)
     if shown is not None:
         result, experiment = shown
         record.update(experiment=experiment.name, impression=experiment.impression)

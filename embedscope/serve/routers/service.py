@@ -9,7 +9,6 @@ from fastapi.responses import FileResponse, Response
 
 from embedscope.serve import models as m
 from embedscope.serve.deps import State
-from embedscope.serve.routers.items import summaries
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 router = APIRouter()
@@ -22,7 +21,7 @@ def page() -> FileResponse:
 
 @router.get("/health", tags=["service"])
 def health(state: State) -> m.Health:
-    return m.Health(status="ok", collections=summaries(state), writes_enabled=state.token is not None)
+    return m.Health(status="ok", collections=state.summaries(), writes_enabled=state.token is not None)
 
 
 @router.get(
