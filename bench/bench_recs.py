@@ -161,7 +161,7 @@ def random_protocol(args: argparse.Namespace) -> None:
     from rich.console import Console
 
     import embedscope.cli.recommend_cmd as rc
-    from embedscope.evaluate.recs import evaluate_random_split
+    from embedscope.evaluate.recs_random import evaluate_random_split
     from embedscope.recommend.interactions import normalise
     from embedscope.sources_movielens import read_movielens_items, read_movielens_ratings
 

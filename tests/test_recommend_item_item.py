@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from embedscope import Collection
 from embedscope.errors import EmbedscopeError
 from embedscope.evaluate import recs as ev
+from embedscope.evaluate import recs_random
 from embedscope.recommend import Interactions, Recommender, embed_behaviour, load_interactions
 from embedscope.recommend.behavioural import (
     L2_GRID,
@@ -173,7 +174,7 @@ def test_ease_beats_itemknn_and_popularity_on_the_random_protocol(ratings: pd.Da
     """One seed of the published protocol (all 100,000 ratings): EASE with λ chosen inside the
     training part reaches the published MF/SLIM level, ItemKNN the published ItemKNN level."""
     catalogue = sorted(ratings["item"].unique())
-    report = ev.evaluate_random_split(
+    report = recs_random.evaluate_random_split(
         ratings, catalogue, seeds=[0], methods=("popularity", "itemknn", "ease")
     )
     by = {r["method"]: r["mean"] for r in report.results}

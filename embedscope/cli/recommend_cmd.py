@@ -334,7 +334,8 @@ def evaluate_recs(
     """Offline evaluation on the stored interactions: leave-last-out by time (full and sampled
     ranking) and/or random 80/20; records the best version as recommend's default."""
     from embedscope.errors import EmbedscopeError
-    from embedscope.evaluate.recs import evaluate_random_split, evaluate_recommenders
+    from embedscope.evaluate.recs import evaluate_recommenders
+    from embedscope.evaluate.recs_random import evaluate_random_split
     from embedscope.recommend.choice import record_best
     from embedscope.recommend.interactions import read_interactions
 

@@ -13,7 +13,7 @@ leakage). Two rankings are scored per user:
 Metrics: HR@10, NDCG@10, Recall@20 (one held-out item: the share of users whose item is in the top
 20), catalogue coverage@10 (share of the catalogue appearing in someone's top 10; full ranking).
 
-Random 80/20 (`evaluate_random_split`, `--protocol random`): a seeded random 20% of all
+Random 80/20 (`recs_random.evaluate_random_split`, `--protocol random`): a seeded random 20% of all
 interactions is the test part, every user with a test item is ranked over the full catalogue minus
 her training items, and NDCG@10 / Recall@10 / Precision@10 / HR@10 / MRR / MAP@10 are averaged
 over users (embedscope.recommend.validation.topk_metrics), the protocol of the published MovieLens
@@ -38,7 +38,7 @@ from embedscope.encoders.base import l2_normalize
 from embedscope.errors import EmbedscopeError
 from embedscope.recommend import profiles as prof
 from embedscope.recommend.interactions import Interactions
-from embedscope.recommend.validation import binary_matrix, split_last, split_random, topk_metrics
+from embedscope.recommend.validation import binary_matrix, split_last, split_random
 
 if TYPE_CHECKING:
     from embedscope.collection import Collection
@@ -601,109 +601,3 @@ def _best_row(collection: Collection, report: RecsReport, k: int) -> dict[str, A
         "encoder": info.encoder,
         "protocol": "leave-last-out by time, full ranking",
     }
-
-
-# --- random 80/20 (the published MovieLens tables' protocol) ----------------------------------------
-@dataclass
-class RandomSplitReport:
-    """Per method: metrics averaged over seeds (mean and std), fit seconds, parameters chosen."""
-
-    collection: str
-    interactions: int
-    users: int
-    items: int
-    test_ratio: float
-    seeds: list[int]
-    k: int
-    protocol: str
-    results: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-RANDOM_METHODS = ("popularity", "itemknn", "als", "item2vec", "ease")
-
-
-def evaluate_random_split(
-    frame: pd.DataFrame,
-    catalogue: Sequence[str],
-    *,
-    collection: str = "",
-    seeds: Sequence[int] = (0,),
-    test_ratio: float = 0.2,
-    k: int = 10,
-    methods: Sequence[str] = RANDOM_METHODS,
-    params: dict[str, dict[str, Any]] | None = None,
-    progress: ProgressFn | None = None,
-) -> RandomSplitReport:
-    """MostPop, ItemKNN, ALS (user x item factors, i.e. MF), item2vec (predict scoring, mean
-    profile) and EASE on seeded random `test_ratio` hold-outs of all interactions, each one fitted
-    on the training part only; EASE's λ and ItemKNN's k by validation on two random 20% hold-outs
-    of that training part (`cv="random"`), unless `params` fixes them."""
-    import time
-
-    from embedscope.recommend.behavioural import train_item2vec_model
-
-    say = progress or (lambda _msg: None)
-    unknown = sorted(set(methods) - set(RANDOM_METHODS))
-    if unknown:
-        raise EmbedscopeError(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(RANDOM_METHODS)}")
-    params = {m: dict((params or {}).get(m) or {}) for m in RANDOM_METHODS}
-    for m in ("ease", "itemknn"):
-        params[m].setdefault("cv", "random")
-    in_catalogue = frame[frame["item"].isin(set(catalogue))]
-    report = RandomSplitReport(
-        collection,
-        len(in_catalogue),
-        int(in_catalogue["user"].nunique()),
-        len(catalogue),
-        test_ratio,
-        list(seeds),
-        k,
-        f"random {1 - test_ratio:.0%}/{test_ratio:.0%} of all interactions (seeded), every interaction "
-        "a positive; users with a test interaction ranked over all items minus their training items",
-    )
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
-    for seed in seeds:
-        split = random_split(frame, catalogue, test_ratio=test_ratio, seed=seed)
-        for m in methods:
-            say(f"seed {seed}: {m}")
-            t0, c0 = time.perf_counter(), time.process_time()
-            chosen: dict[str, Any] = {}
-            if m == "popularity":
-                scores = score_popularity(split)
-            elif m == "als":
-                scores = score_als_users(split, params["als"])
-            elif m == "item2vec":
-                ids, vecs, ctx = train_item2vec_model(split.train, params["item2vec"])
-                scores = score_profile(
-                    split,
-                    item_matrix(split, ids, vecs),
-                    "mean",
-                    context=item_matrix(split, ids, ctx, normalise=False),
-                )
-            else:
-                model = fit_item_item_on(split, m, params[m])
-                scores = score_item_item(split, model)
-                chosen = {key: v for key, v in model.chosen.items() if key != "validation"}
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            metrics = topk_metrics(scores, split.train_matrix, split.test_matrix, k)
-            runs[m].append({"seed": seed, **metrics, "seconds": wall, "cpu_seconds": cpu, **chosen})
-    for m in methods:
-        rows = runs[m]
-        names = [key for key in rows[0] if key not in ("seed",) and isinstance(rows[0][key], int | float)]
-        report.results.append(
-            {
-                "method": m,
-                "mean": {key: round(float(np.mean([r[key] for r in rows])), 4) for key in names},
-                "std": {key: round(float(np.std([r[key] for r in rows])), 4) for key in names},
-                "runs": rows,
-            }
-        )
-    report.notes.append(
-        "seconds = fitting + scoring every user, wall clock (cpu_seconds: process CPU time); for EASE "
-        "and ItemKNN they include the validation that picks λ / k"
-    )
-    return report
