@@ -31,7 +31,7 @@ from embedscope.encoders.base import Encoder
 from embedscope.encoders.registry import create_encoder
 from embedscope.engines import create_engine
 from embedscope.engines.base import ProgressFn
-from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
+from embedscope.errors import ConflictError, DamagedError, EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
 from embedscope.index import VectorIndex, create_index
 from embedscope.search import recipe as _recipe
@@ -379,30 +379,12 @@ class Collection:
                 engine=engine,
                 address=address,
             )
-        version = _check_name(version or encoder, "version")
-        enc = create_encoder(encoder, params)
-        runner = create_engine(engine, address=address)
-        runner.check(enc)
+        version, enc, runner, old, kind, idx = self._embed_setup(
+            encoder, params, version, index, index_params, engine, address
+        )
         items = list(self.store.iter_items())
         if not items:
             raise EmbedscopeError(f"collection '{self.name}' is empty; ingest items first")
-        old = {v.name: v for v in self.versions()}.get(version)
-        kind = (
-            index
-            or (old.index["kind"] if old else None)
-            or self.store.get_setting("default_index")
-            or ("exact" if enc.sparse else "hnsw")
-        )
-        if kind == "hnsw" and enc.sparse:
-            raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
-        idx = self.store.new_index(
-            kind, index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})
-        )
-        if idx.params.get("dtype") == "i8" and enc.metric != "cosine":
-            raise EmbedscopeError(
-                f"hnsw dtype i8 normalises vectors: it suits cosine encoders, not '{encoder}' "
-                f"({enc.metric}); use dtype f16 or f32"
-            )
         old_rows: dict[str, int] = {}
         started = time.perf_counter()
         if old is not None and old.encoder == enc.config() and not refit:
@@ -475,6 +457,66 @@ class Collection:
         self._versions.pop(version, None)
         return {v.name: v for v in self.versions()}[version]
 
+    def _embed_setup(
+        self,
+        encoder: str,
+        params: dict[str, Any] | None,
+        version: str | None,
+        index: str | None,
+        index_params: dict[str, Any] | None,
+        engine: str = "local",
+        address: str | None = None,
+    ) -> tuple[str, Encoder, Any, VersionInfo | None, str, VectorIndex]:
+        """What `embed` decides before it reads an item: the version name, the encoder (its
+        parameters checked), the engine, the version it replaces, the index kind and the (unbuilt)
+        index; every user mistake among them is an EmbedscopeError here."""
+        version = _check_name(version or encoder, "version")
+        enc = create_encoder(encoder, params)
+        runner = create_engine(engine, address=address)
+        runner.check(enc)
+        old = {v.name: v for v in self.versions()}.get(version)
+        kind = (
+            index
+            or (old.index["kind"] if old else None)
+            or self.store.get_setting("default_index")
+            or ("exact" if enc.sparse else "hnsw")
+        )
+        if kind == "hnsw" and enc.sparse:
+            raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
+        idx = self.store.new_index(
+            kind, index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})
+        )
+        if idx.params.get("dtype") == "i8" and enc.metric != "cosine":
+            raise EmbedscopeError(
+                f"hnsw dtype i8 normalises vectors: it suits cosine encoders, not '{encoder}' "
+                f"({enc.metric}); use dtype f16 or f32"
+            )
+        return version, enc, runner, old, kind, idx
+
+    def check_embed(
+        self,
+        encoder: str,
+        params: dict[str, Any] | None = None,
+        *,
+        version: str | None = None,
+        index: str | None = None,
+        index_params: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Everything `embed` with these arguments can know before it encodes, checked without
+        writing or encoding anything (the server answers a bad embedding job with a 4xx, not a 202
+        and a failed job). Returns the versions it would write (two for `hybrid`)."""
+        if encoder == HYBRID:
+            plan = _recipe.hybrid_shortcut(params)
+            parts = [(plan.sparse, plan.sparse_params), (plan.dense, plan.dense_params)]
+            for name, part_params in parts:  # as `embed` runs them: each part's own index
+                self._embed_setup(name, part_params, name, None, None)
+            touched = [plan.sparse, plan.dense]
+        else:
+            touched = [self._embed_setup(encoder, params, version, index, index_params)[0]]
+        if not len(self):
+            raise EmbedscopeError(f"collection '{self.name}' is empty; ingest items first")
+        return touched
+
     def _embed_hybrid(self, params: dict[str, Any] | None, *, activate: bool, **kwargs: Any) -> VersionInfo:
         """The `embed --encoder hybrid` shortcut: embed a sparse and a dense version (named after their
         encoders) and store the recipe `hybrid` fusing them (see embedscope.search.recipe);
@@ -517,7 +559,11 @@ class Collection:
         _recipe.delete_recipe(self, name)
 
     def load_version(self, version: str | None = None) -> LoadedVersion:
-        """The version's vectors, fitted encoder and index, cached until the version changes."""
+        """The version's vectors, fitted encoder and index, cached until the version changes.
+
+        A version that fails the checks a load can afford (`_load_problems`: sizes that disagree,
+        rows holding another item's content, an index that does not find the vectors) is refused
+        with DamagedError naming the repair, rather than answering searches wrongly."""
         name = version or self.active_version
         for _ in range(5):
             revision = self.store.version_revision(name)
@@ -525,7 +571,10 @@ class Collection:
             if cached and cached[0] == revision:
                 return cached[1]
             info = self.store.get_version(name)
-            data, enc, idx = self.store.read_version(name)
+            try:
+                data, enc, idx = self.store.read_version(name)
+            except DamagedError as exc:
+                raise self.damaged(info, exc.problems) from None
             if self.store.version_revision(name) == revision:
                 break  # record and files are of one revision (a writer may have replaced it meanwhile)
         else:
@@ -535,8 +584,72 @@ class Collection:
         elif hasattr(idx, "attach_vectors"):
             idx.attach_vectors(np.asarray(data.vectors))
         loaded = LoadedVersion(info, data, enc, idx, {i: r for r, i in enumerate(data.ids)}, revision)
+        problems = self._load_problems(loaded)
+        if problems:
+            raise self.damaged(info, problems)
         self._versions[name] = (revision, loaded)
         return loaded
+
+    def damaged(self, info: VersionInfo, problems: Sequence[str]) -> DamagedError:
+        """The error a damaged version answers with: what is wrong and the commands that repair it."""
+        return DamagedError(
+            f"version '{info.name}' of collection '{self.name}' is damaged ({'; '.join(problems)}); "
+            f"{self._repair_hint(info)} (`embedscope check {self.name}` lists every problem)",
+            problems,
+        )
+
+    def _load_problems(self, v: LoadedVersion) -> list[str]:
+        """What must stop a version from answering, checked when it is loaded (cheap: sizes, a
+        dictionary pass over the ids, and, where the vectors are in memory, 20 index lookups).
+        `check` runs these and more (`_check_loaded`)."""
+        info, data = v.info, v.data
+        n = len(data.ids)
+        problems = []
+        if not n == len(data.hashes) == info.count:
+            problems.append(
+                f"counts disagree: {n} ids, {len(data.hashes)} hashes, the record says {info.count}"
+            )
+        shape = data.loaded_shape()
+        if shape is not None and (shape[0] != n or len(shape) != 2 or shape[1] != info.dim):
+            problems.append(f"vectors of shape {shape} for {n} ids of dimension {info.dim}")
+        if v.index.size != n:
+            problems.append(f"the index holds {v.index.size} vectors, the version {n}")
+        if len(v.row_of) != n:
+            problems.append(f"{n - len(v.row_of)} duplicate id(s) among the vectors")
+        misplaced = misplaced_rows(data.ids, data.hashes, self.store.item_hashes())
+        if misplaced:
+            problems.append(
+                f"{len(misplaced)} row(s) hold another item's content (ids swapped or misaligned), e.g. "
+                f"{', '.join(map(repr, misplaced[:3]))}"
+            )
+        if not problems and shape is not None:
+            problems += self._index_problems(v)
+        return problems
+
+    def _index_problems(self, v: LoadedVersion, sample: int = 20) -> list[str]:
+        """Whether the index finds the version's own vectors (a sample of rows)."""
+        vectors, n = v.data.vectors, v.data.vectors.shape[0]
+        if not n or v.index.size != n:
+            return []
+        rows = np.unique(np.linspace(0, n - 1, num=min(n, sample)).astype(np.int64))
+        queries = vectors[rows] if sp.issparse(vectors) else np.asarray(vectors[rows])
+        own = (
+            np.asarray(queries.multiply(queries).sum(axis=1)).ravel()
+            if sp.issparse(queries)
+            else np.einsum("ij,ij->i", queries, queries)
+        )
+        try:
+            found_rows, scores = v.index.search(queries, 1)
+        except Exception as exc:  # check reports any failure of the index, whatever raised it
+            return [f"the index cannot search: {exc.__class__.__name__}: {exc}"]
+        # itself, or a row with the same score (duplicate texts have identical vectors)
+        found = (found_rows[:, 0] == rows) | (scores[:, 0] >= own - 1e-2)
+        if found.mean() < 0.9:
+            return [
+                f"the index does not find the version's own vectors ({int((~found).sum())} of "
+                f"{len(rows)} sampled rows missed): it does not match the vectors"
+            ]
+        return []
 
     def encoder(self, version: str | None = None) -> Encoder:
         return self.load_version(version).encoder
@@ -672,7 +785,9 @@ class Collection:
         from embedscope.encoders.registry import encoder_class
 
         try:
-            v = self.load_version(info.name)
+            v = self.load_version(info.name)  # runs `_load_problems`
+        except DamagedError as exc:
+            return exc.problems
         except EmbedscopeError as exc:
             return [str(exc)]
         problems = []
@@ -680,42 +795,45 @@ class Collection:
         values = vectors.data if sp.issparse(vectors) else np.asarray(vectors)
         if not np.isfinite(values).all():
             problems.append("some vectors hold NaN or infinite values")
-        if len(v.row_of) != len(v.data.ids):
-            problems.append(f"{len(v.data.ids) - len(v.row_of)} duplicate id(s) among the vectors")
-        if v.index.size != n:
-            problems.append(f"the index holds {v.index.size} vectors, the version {n}")
-        elif n:
-            rows = np.unique(np.linspace(0, n - 1, num=min(n, sample)).astype(np.int64))
-            queries = vectors[rows] if sp.issparse(vectors) else np.asarray(vectors[rows])
-            own = (
-                np.asarray(queries.multiply(queries).sum(axis=1)).ravel()
-                if sp.issparse(queries)
-                else np.einsum("ij,ij->i", queries, queries)
+        if vectors.shape != (len(v.data.ids), info.dim):  # a store that reads vectors on demand
+            problems.append(
+                f"vectors of shape {vectors.shape} for {len(v.data.ids)} ids of dimension {info.dim}"
             )
-            try:
-                found_rows, scores = v.index.search(queries, 1)
-            except Exception as exc:  # check reports any failure of the index, whatever raised it
-                problems.append(f"the index cannot search: {exc.__class__.__name__}: {exc}")
-            else:
-                # itself, or a row with the same score (duplicate texts have identical vectors)
-                found = (found_rows[:, 0] == rows) | (scores[:, 0] >= own - 1e-2)
-                if found.mean() < 0.9:
-                    problems.append(
-                        f"the index does not find the version's own vectors ({int((~found).sum())} of "
-                        f"{len(rows)} sampled rows missed): it does not match the vectors"
-                    )
-        if encoder_class(info.encoder["name"]).encodes_text and v.data.ids:
-            first = self.store.get_items(v.data.ids[:1])[0]
-            try:
-                width = v.encoder.encode([first.text if first else "check"]).shape[1]
-            except Exception as exc:  # as above: the point is to say what fails
-                problems.append(f"the encoder cannot encode: {exc.__class__.__name__}: {exc}")
-            else:
-                if width != info.dim:
-                    problems.append(
-                        f"the encoder makes vectors of dimension {width}, the version has {info.dim}"
-                    )
+        else:
+            problems += self._index_problems(v, sample)
+        if encoder_class(info.encoder["name"]).encodes_text and n:
+            problems += self._encoding_problems(v)
         return problems
+
+    def _encoding_problems(self, v: LoadedVersion, sample: int = 8) -> list[str]:
+        """Encode a sample of items again: the encoder must make vectors of the version's dimension,
+        and each sampled row must hold its own item's vector (an id and its hash swapped together
+        with another row's escape the hash comparison; the vectors do not lie)."""
+        info, data = v.info, v.data
+        n = len(data.ids)
+        rows = np.unique(np.linspace(0, n - 1, num=min(n, sample)).astype(np.int64)).tolist()
+        items = self.store.get_items([data.ids[r] for r in rows])
+        # rows of items unchanged since embedding (a stale row's vector is of older text)
+        pairs = [
+            (r, it) for r, it in zip(rows, items, strict=True) if it is not None and it.hash == data.hashes[r]
+        ]
+        try:
+            fresh = v.encoder.encode([it.text for _, it in pairs] or ["check"])
+        except Exception as exc:  # the point is to say what fails, whatever raised it
+            return [f"the encoder cannot encode: {exc.__class__.__name__}: {exc}"]
+        if fresh.shape[1] != info.dim:
+            return [f"the encoder makes vectors of dimension {fresh.shape[1]}, the version has {info.dim}"]
+        if not pairs:
+            return []
+        stored = _rows_of(data.vectors, [r for r, _ in pairs])
+        similarity = _row_cosines(stored, fresh)
+        wrong = [data.ids[r] for (r, _), s in zip(pairs, similarity, strict=True) if s < 0.9]
+        if wrong:
+            return [
+                f"{len(wrong)} of {len(pairs)} sampled rows do not hold their item's vector (rows "
+                f"misaligned with ids), e.g. {', '.join(map(repr, wrong[:3]))}"
+            ]
+        return []
 
     def _repair_hint(self, info: VersionInfo) -> str:
         """The commands that rebuild a version from the items, or remove it."""
@@ -731,6 +849,37 @@ class Collection:
         version = f" --version {info.name}" if info.name != name else ""
         rebuild = f"embedscope embed {self.name} --encoder {name}{version}{''.join(params)} --refit"
         return f"rebuild it: `{rebuild}`; or remove it: `embedscope delete-version {self.name} {info.name}`"
+
+
+def misplaced_rows(ids: Sequence[str], hashes: Sequence[str], stored: Mapping[str, str]) -> list[str]:
+    """Ids whose row holds another item's content: the row's content hash differs from the item's
+    and is the current hash of another item whose row is also wrong (two ids swapped, rows shifted).
+    A stale row (its item changed since embedding, or was deleted) is not misplaced: its old hash is
+    no other item's current one."""
+    wrong = {i: h for i, h in zip(ids, hashes, strict=False) if stored.get(i, h) != h}
+    current = {stored[i] for i in wrong}
+    return [i for i, h in wrong.items() if h in current]
+
+
+def _rows_of(matrix: Any, rows: list[int]) -> Any:
+    picked = matrix[rows]
+    return picked.tocsr() if sp.issparse(picked) else np.asarray(picked, dtype=np.float32)
+
+
+def _row_cosines(a: Any, b: Any) -> np.ndarray:
+    """Cosine of each row of `a` with the same row of `b` (dense or sparse); 1 where both are zero."""
+    if sp.issparse(a) or sp.issparse(b):
+        a, b = sp.csr_matrix(a), sp.csr_matrix(b)
+        dot = np.asarray(a.multiply(b).sum(axis=1)).ravel()
+        na = np.sqrt(np.asarray(a.multiply(a).sum(axis=1)).ravel())
+        nb = np.sqrt(np.asarray(b.multiply(b).sum(axis=1)).ravel())
+    else:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        dot, na, nb = np.einsum("ij,ij->i", a, b), np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    both_zero = (na == 0) & (nb == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(both_zero, 1.0, dot / (na * nb))
+    return np.nan_to_num(cos, nan=0.0)
 
 
 def _gather(old: Any, new: Any, parts: list[tuple[str, int]]) -> Any:

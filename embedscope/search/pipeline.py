@@ -236,6 +236,12 @@ class SearchPipeline:
         with _timed(stages, "encode"):
             for i, v in active:
                 matrices[i], hit = self._encode(v, list(queries))
+                if matrices[i].shape[-1] != v.info.dim:  # the fitted encoder is not the vectors'
+                    width = matrices[i].shape[-1]
+                    raise self.collection.damaged(
+                        v.info,
+                        [f"its encoder makes vectors of dimension {width}, not {v.info.dim}"],
+                    )
                 cached = cached and hit
                 known[i] = ~empty_rows(matrices[i])
         for qi, text in enumerate(queries):

@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError, StorageFullError
+from embedscope.errors import ConflictError, DamagedError, EmbedscopeError, NotFoundError, StorageFullError
 from embedscope.index.base import VectorIndex
 from embedscope.store.base import Item, ItemChanges, Store, VersionData, VersionInfo
+from embedscope.validation import can_be_id, count_param
 
 if TYPE_CHECKING:
     import psycopg
@@ -227,13 +228,13 @@ class PostgresStore(Store):
         )
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self, wait: float | None = None) -> Iterator[None]:
         """The collection's version-writer lock: a session-level advisory lock on this thread's
         connection, so it spans many transactions, is re-entrant (PostgreSQL counts a session's
-        holds) and is released by the server when the connection dies. Waits `write_wait` seconds,
-        then ConflictError "busy"."""
+        holds) and is released by the server when the connection dies. Waits `wait` seconds
+        (default `write_wait`), then ConflictError "busy"."""
         conn, key = self._conn(), _lock_key(self.name, "versions")
-        deadline = time.monotonic() + self.write_wait
+        deadline = time.monotonic() + (self.write_wait if wait is None else wait)
         while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
             if time.monotonic() > deadline:
                 raise self._busy()
@@ -421,7 +422,7 @@ class PostgresStore(Store):
         with self._write() as cur:
             cur.execute(
                 f"DELETE FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)",
-                (self.collection_id, list(ids)),
+                (self.collection_id, [i for i in ids if can_be_id(i)]),
             )
             n = cur.rowcount
             if n:
@@ -433,7 +434,7 @@ class PostgresStore(Store):
         rows = self._read(
             f"SELECT id, text, metadata FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)",
             self.collection_id,
-            ids,
+            [i for i in ids if can_be_id(i)],  # no item has any other id; a NUL would be an error
         )
         found = {i: Item(i, text, meta) for i, text, meta in rows}
         return [found.get(i) for i in ids]
@@ -587,26 +588,34 @@ class PostgresStore(Store):
         import psycopg
 
         conn = self._conn()
+        revision = ""
         # one snapshot for the record, the encoder and the rows: a concurrent rewrite is either
         # entirely before or entirely after this read
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            row = conn.execute(
-                f"SELECT info, revision, encoder FROM {SCHEMA}.versions "
-                "WHERE collection_id = %s AND name = %s",
-                (self.collection_id, name),
-            ).fetchone()
-            if row is None:
-                self.get_version(name)
-            info, revision, blob = row
-            try:
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                row = conn.execute(
+                    f"SELECT info, revision, encoder FROM {SCHEMA}.versions "
+                    "WHERE collection_id = %s AND name = %s",
+                    (self.collection_id, name),
+                ).fetchone()
+                if row is None:
+                    self.get_version(name)
+                info, revision, blob = row
                 ids, hashes = conn.execute(
                     "SELECT coalesce(array_agg(item_id ORDER BY row), '{}'), "
                     "coalesce(array_agg(hash ORDER BY row), '{}') "
                     f'FROM {SCHEMA}."{self._table(revision)}"'
                 ).fetchone()
-            except psycopg.errors.UndefinedTable:
-                raise ConflictError(f"version '{name}' was rewritten while it was read; try again") from None
+        except psycopg.errors.UndefinedTable:
+            if self.version_revision(name) == revision:  # not rewritten meanwhile: the table is gone
+                problem = f"its vector table {SCHEMA}.{self._table(revision)} is missing"
+                raise DamagedError(
+                    f"version '{name}' of collection '{self.name}' is damaged ({problem}); "
+                    f"run `embedscope check {self.name}` for how to repair it",
+                    [problem],
+                ) from None
+            raise ConflictError(f"version '{name}' was rewritten while it was read; try again") from None
         from embedscope.encoders.base import Encoder
 
         encoder = Encoder.from_bytes(blob)
@@ -800,6 +809,9 @@ class PgVectorIndex(VectorIndex):
                 f"pgvector {kind} index has no parameter {', '.join(unknown)}; valid: {valid}"
             )
         super().__init__(**{**self.defaults[kind], **params})
+        for key in ("connectivity", "expansion_add", "expansion_search"):
+            if key in self.params:
+                count_param(self.params[key], f"pgvector {kind} {key}")
         if self.params["dtype"] not in _DTYPES:
             raise EmbedscopeError(
                 f"dtype {self.params['dtype']!r}: pgvector stores f32 (vector) or f16 (halfvec); "
