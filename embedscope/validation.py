@@ -59,14 +59,6 @@ def id_problem(value: Any) -> str | None:
     return None
 
 
-def item_id(value: Any) -> str:
-    """`value` as an id (an integer as its decimal text), or EmbedscopeError saying why not."""
-    problem = id_problem(value)
-    if problem:
-        raise EmbedscopeError(f"the id {value!r:.60} {problem}")
-    return str(value)
-
-
 def can_be_id(value: Any) -> bool:
     """Could an item have this id? Lookups answer "not found" for anything else at once (a NUL
     in a PostgreSQL query parameter is an error, not a miss)."""

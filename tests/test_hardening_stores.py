@@ -356,3 +356,25 @@ def test_embedding_jobs_are_checked_before_they_are_accepted(stores: dict[str, S
             break
         time.sleep(0.1)
     assert job["status"] == "done", job
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_507_names_neither_the_folder_nor_the_database(
+    stores: dict[str, Served], store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 12: the stores' own no-space messages (a folder; a database URL without its password)
+    reach HTTP clients as `<collections>` and `<database>`."""
+    from embedscope.errors import StorageFullError
+
+    served = stores[store]
+    location = served.col.store.location
+
+    def full(self: Collection, records: list, **kwargs: object) -> dict:
+        raise StorageFullError(
+            f"no space left on device: writing failed at {self.store.location}; nothing was changed"
+        )
+
+    monkeypatch.setattr(Collection, "upsert", full)
+    resp = served.http.post(ITEMS, json={"records": [{"id": "p", "text": "t"}]}, headers=AUTH)
+    assert resp.status_code == 507 and location not in resp.text and str(served.root) not in resp.text
+    assert ("<database>" if store == "postgres" else "<collections>/cat") in resp.json()["error"]

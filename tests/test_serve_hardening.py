@@ -208,7 +208,8 @@ def test_an_id_given_as_a_list_is_refused_not_stored_as_text(client: TestClient)
 
 
 @pytest.mark.parametrize(
-    "token", [" " * 20, "\t\n  ", " leading-space-token-0123", "token-with-a-\x01-inside-0123"]
+    "token",
+    [" " * 20, "\t\n  ", " leading-space-token-0123", "token-with-a-\x01-inside-0123", "pässwörd-0123456789"],
 )
 def test_a_token_no_request_can_match_is_refused_at_start(root: Path, token: str) -> None:
     """Item 9: a whitespace-only token started the server with `writes: enabled`, matching nothing."""

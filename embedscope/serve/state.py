@@ -166,7 +166,9 @@ class ServerState:
 
     def public(self, message: str) -> str:
         """An error message as an HTTP client may see it: no server paths (`redact_paths`)."""
-        return redact_paths(message, [(self.root, "<collections>")])
+        databases = {s.reader.store.location for s in self.collections.values()} - {str(self.root)}
+        known: list[tuple[Path | str, str]] = [(url, "<database>") for url in databases if "://" in url]
+        return redact_paths(message, [*known, (self.root, "<collections>")])
 
     def get(self, name: str) -> Served:
         served = self.collections.get(name)
@@ -229,12 +231,14 @@ class ServerState:
 _PATH = re.compile(r"(?<![\w/.:~-])/[^\s'\"`,;()\[\]{}<>]+")
 
 
-def redact_paths(message: str, known: Sequence[tuple[Path, str]]) -> str:
-    """`message` without server file system paths: each `known` folder (the collections root) by
-    its label, then any other absolute path whose first folder exists here by `<path>`. An HTTP
-    client has no business knowing where the server keeps its files (a 507's store path, a log)."""
-    for folder, label in known:
-        for form in {str(folder), str(folder.resolve())}:
+def redact_paths(message: str, known: Sequence[tuple[Path | str, str]]) -> str:
+    """`message` without server file system paths: each `known` folder (the collections root) or
+    string (a database URL) by its label, then any other absolute path whose first folder exists
+    here by `<path>`. An HTTP client has no business knowing where the server keeps its data (a
+    507's store path, a log, the database's host)."""
+    for where, label in known:
+        forms = {str(where), str(where.resolve())} if isinstance(where, Path) else {where}
+        for form in sorted(forms, key=len, reverse=True):
             message = message.replace(form.rstrip("/") + "/", label + "/").replace(form, label)
 
     def one(match: re.Match[str]) -> str:
@@ -248,7 +252,8 @@ def redact_paths(message: str, known: Sequence[tuple[Path, str]]) -> str:
 def check_token(token: str | None) -> str | None:
     """The write token, or None (writes disabled) for none or an empty one. A token no request can
     present is refused at start-up rather than enabling writes that then match nothing: only
-    whitespace, whitespace at either end (HTTP strips it from the header), control characters."""
+    whitespace, whitespace at either end (HTTP strips it from the header), control or non-ASCII
+    characters."""
     if not token:
         return None
     if not token.strip():
@@ -260,8 +265,12 @@ def check_token(token: str | None) -> str | None:
             "the write token starts or ends with whitespace, which HTTP strips from the header, so no "
             "request could match it; remove the whitespace"
         )
-    if any(ord(c) < 32 or ord(c) == 127 for c in token):
-        raise EmbedscopeError("the write token holds a control character, which no HTTP header can carry")
+    odd = next((c for c in token if not 32 <= ord(c) < 127), None)
+    if odd is not None:
+        raise EmbedscopeError(
+            f"the write token holds U+{ord(odd):04X}, a control or non-ASCII character, which HTTP "
+            "headers do not carry reliably; use printable ASCII (e.g. `openssl rand -hex 24`)"
+        )
     return token
 
 
