@@ -1,6 +1,6 @@
 """One catalogue of bad inputs and faults, run on both stores (embedded and PostgreSQL) through the
-Python API and over HTTP (issue 16), so that the two can never drift apart in what they accept:
-every case must end the same way on both, with the same message.
+Python API and over HTTP, and the CLI for ids (issue 16), so that the two can never drift apart in
+what they accept: every case must end the same way on both, with the same message.
 
 Inputs: ids that are not text or integers, ids and texts with control characters or lone
 surrogates, non-finite metadata, empty and overlong texts, lookups of ids no item can have. Faults:
@@ -378,3 +378,15 @@ def test_a_507_names_neither_the_folder_nor_the_database(
     resp = served.http.post(ITEMS, json={"records": [{"id": "p", "text": "t"}]}, headers=AUTH)
     assert resp.status_code == 507 and location not in resp.text and str(served.root) not in resp.text
     assert ("<database>" if store == "postgres" else "<collections>/cat") in resp.json()["error"]
+
+
+def test_the_cli_refuses_the_same_ids(store_home: Path, run_cli: Callable[..., Any], tmp_path: Path) -> None:
+    """The CLI reads JSON lines through the same rules, on either store (ids `[embedded]`,
+    `[postgres]`): a one-line error naming the row, exit 2, and no collection left behind."""
+    path = tmp_path / "bad.jsonl"
+    rows = [{"id": "fine", "text": "a"}, {"id": [1, 2], "text": "b"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = run_cli("ingest", str(path), "-c", "clicat", "--text", "text")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "row 2: the id [1, 2] in 'id' is a list; ids are text or integers" in proc.stderr
+    assert Collection.list() == []
