@@ -33,6 +33,7 @@ import pandas as pd
 
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.store.base import Item
+from embedscope.validation import id_problem, text_problem
 
 FORMATS = ("csv", "jsonl", "parquet")
 #: the longest item text accepted; encoders read far less (MiniLM: 256 word pieces, about 1,000
@@ -52,12 +53,9 @@ def detect_format(path: Path) -> str:
 
 
 def _id_text(value: Any) -> Any:
-    """An id as text, exactly as written: a JSON number 7 is '7', never '7.0'; missing stays None."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool | dict | list):
-        return json.dumps(value)
-    return str(value)
+    """An id as text, exactly as written: a JSON number 7 is '7', never '7.0'. Anything else is
+    left as it is, for `rows_to_items` to accept (text) or refuse naming its row (validation.py)."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _check_csv_fields(path: Path, sep: str, encoding: str) -> None:
@@ -142,7 +140,7 @@ def read_table(
         if fmt == "csv":
             return _read_csv(path, encoding, id_field)
         if fmt == "jsonl":
-            return _records_frame(read_jsonl(path), id_field)
+            return _records_frame(read_jsonl(path), id_field, path.name)
         if fmt == "parquet":
             return _read_parquet(path, id_field)
     except UnicodeDecodeError as exc:
@@ -254,6 +252,10 @@ def rows_to_items(
         ids = pd.Series([_id_text(_plain(v)) for v in frame[id_field]], dtype=object)
     except _BadValue as exc:
         raise EmbedscopeError(f"{source}: an id in '{id_field}' {exc}; ids are text") from None
+    for row, value in enumerate(ids, 1):
+        problem = None if value is None else id_problem(value)
+        if problem and problem != "is blank":  # blank ids get their own message below
+            raise EmbedscopeError(f"{source}: row {row}: the id {value!r:.60} in '{id_field}' {problem}")
     blank = ids.map(lambda v: v is None or not v.strip())
     if blank.any():
         row = int(blank.to_numpy().nonzero()[0][0]) + 1
@@ -298,8 +300,29 @@ def rows_to_items(
     return items
 
 
-def _records_frame(records: Sequence[Mapping[str, Any]], id_field: str | None) -> pd.DataFrame:
-    """Records as a frame, their ids as text exactly as written (never parsed as numbers)."""
+def _record_problem(record: Mapping[str, Any], id_field: str | None) -> str | None:
+    for key, value in record.items():
+        if key == id_field:
+            problem = None if value is None else id_problem(value)
+            if problem and problem != "is blank":  # blank ids get their own message, with the others
+                return f"the id {value!r:.60} in '{key}' {problem}"
+        elif problem := text_problem(key):
+            return f"a field name {key!r:.40} {problem}"
+        elif problem := text_problem(value):
+            return f"field '{key}' {problem}"
+    return None
+
+
+def _records_frame(
+    records: Sequence[Mapping[str, Any]], id_field: str | None, source: str = "input"
+) -> pd.DataFrame:
+    """Records as a frame, their ids as text exactly as written (never parsed as numbers). A string
+    no store keeps (NUL, a lone surrogate, which pandas' text columns cannot even hold) is an error
+    naming its row and field, before the frame is made (validation.py)."""
+    for row, record in enumerate(records, 1):
+        problem = _record_problem(record, id_field)
+        if problem:
+            raise EmbedscopeError(f"{source}: row {row}: {problem}; fix it or leave it out")
     if id_field:
         records = [{**r, id_field: _id_text(r[id_field])} if id_field in r else r for r in records]
     return pd.DataFrame.from_records(records)

@@ -323,6 +323,43 @@ def test_event_log_survives_kill_9(tmp_path: Path) -> None:
     assert ids == list(range(len(ids))) and len(ids) > acknowledged
 
 
+def test_event_log_rotates_into_segments_read_in_order(tmp_path: Path) -> None:
+    """Issue 16, item 11: the log was never rotated. It continues in a new segment every
+    `max_bytes`, renaming nothing, and readers read every segment in order (a reopened log too)."""
+    from embedscope.experiments.eventlog import segments
+
+    path = tmp_path / "x.events.jsonl"
+    log = EventLog(path, fsync=False, max_bytes=400)
+    for i in range(30):
+        log.append({"type": "impression", "id": i, "pad": "y" * 40})
+    log.close()
+    log = EventLog(path, fsync=False, max_bytes=400)  # a restart continues in the last segment
+    log.append({"type": "impression", "id": 30})
+    log.close()
+    parts = segments(path)
+    assert len(parts) >= 5 and parts[1].name == "x.events.1.jsonl"
+    assert all(p.stat().st_size <= 400 + 100 for p in parts)
+    assert [r["id"] for r in read_events(path).records] == list(range(31))
+
+
+def test_clicks_are_deduplicated_across_a_restart(tmp_path: Path) -> None:
+    """A click repeated after the server restarted (a fresh `Experiments` reading the log back) is
+    still recognised as the duplicate it is; a click the disk refused can be retried."""
+    exps = Experiments(tmp_path / "experiments", fsync=False)
+    exp = exps.start("a", "b", name="dedupe")
+    imp = exps.present(exp, "q", lambda q: ["x", "y", "z"], lambda q: ["y", "w"], k=3)
+    assert not exps.click("dedupe", imp.id, 1)["duplicate"]
+    exps.close()
+    again = Experiments(tmp_path / "experiments", fsync=False)
+    assert again.click("dedupe", imp.id, 1)["duplicate"]
+    assert not again.click("dedupe", imp.id, 0)["duplicate"]
+    clicks = [r for r in read_events(again.events_path("dedupe")).records if r["type"] == "click"]
+    assert [c["position"] for c in clicks] == [1, 0]
+    out = report(again, "dedupe")
+    assert out["log"]["clicks_logged"] == 2 == out["clicks"]["a"] + out["clicks"]["b"]
+    again.close()
+
+
 # --- CLI ------------------------------------------------------------------------------------------
 def _cli(args: list[str], home: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "EMBEDSCOPE_HOME": str(home), "COLUMNS": "200"}

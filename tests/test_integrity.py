@@ -203,3 +203,112 @@ def test_a_full_disk_still_reads_and_refuses_writes_cleanly(
     assert len(col) == 300 and col.check()["ok"] and Collection.list(home) == ["full"]
     col.ingest(more, id_field="isbn13", template=TEMPLATE, metadata=META)
     assert len(col) == 400 and col.embed("tfidf").count == 400
+
+
+# --- experiments on a full disk (issue 16, item 5) ------------------------------------------------
+def test_an_experiment_write_that_runs_out_of_space_leaves_nothing(
+    small: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Monkeypatched ENOSPC (runs everywhere): `experiment start` raised OSError (a traceback in the
+    CLI, a 500 over HTTP) and left a `.tmp` file per attempt; a full event log must not tear the
+    next record either."""
+    from embedscope.experiments import Experiments
+    from embedscope.experiments.eventlog import read_events
+
+    exps = Experiments.of(small)
+    real_fsync, real_write = os.fsync, os.write
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    for _ in range(3):
+        with pytest.raises(StorageFullError, match="no space left on device: starting experiment"):
+            exps.start("tfidf", "lsa", name="full")
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert sorted(p.name for p in exps.folder.iterdir()) == [".lock"] and exps.list() == []
+    exp = exps.start("tfidf", "lsa", name="full")
+    imp = exps.present(exp, "q", lambda q: ["a", "b"], lambda q: ["c", "d"], k=2)
+
+    def half(fd: int, data: bytes) -> int:  # writes part of the line, then the disk is full
+        monkeypatch.setattr(os, "write", full)
+        return real_write(fd, bytes(data)[:7])
+
+    monkeypatch.setattr(os, "write", half)
+    with pytest.raises(StorageFullError, match="no space left on device: writing the event log"):
+        exps.click("full", imp.id, 0)
+    monkeypatch.setattr(os, "write", real_write)
+    assert not exps.click("full", imp.id, 0)["duplicate"]  # refused, so not a duplicate: retried
+    read = read_events(exps.events_path("full"))
+    assert read.skipped == 1 and [r["type"] for r in read.records] == ["impression", "click"]
+    exps.close()
+
+
+def test_experiment_start_on_a_full_disk(tiny_disk: Path, books_frame: pd.DataFrame) -> None:
+    """A real full disk: the CLI says so in one line (exit 2), HTTP answers 507 without the server's
+    path, nothing is left behind; a click that cannot be logged is a 507, a search with a session
+    is still answered (without the experiment), and both work again once there is space."""
+    from fastapi.testclient import TestClient
+
+    from embedscope.serve import create_app
+
+    home = tiny_disk / "home"
+    col = Collection.create("full", root=home)
+    col.ingest(books_frame.head(60), id_field="isbn13", template=TEMPLATE, metadata=META)
+    col.embed("tfidf")
+    col.embed("bm25")
+    col.close()
+    token = "full-disk-token-0123456789"
+    auth = {"Authorization": f"Bearer {token}"}
+    http = TestClient(create_app(["full"], root=home, token=token, warm=False), raise_server_exceptions=False)
+    http.get("/api/collections/full/experiments")  # the server's experiments folder exists
+    filler = _fill(tiny_disk)
+    folder = home / "full" / "experiments"
+    for _ in range(2):
+        proc = _cli(["experiment", "start", "full", "--a", "tfidf", "--b", "bm25"], home)
+        assert proc.returncode == 2, proc.stderr
+        assert "error: no space left on device: starting experiment" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        resp = http.post("/api/collections/full/experiments", json={"a": "tfidf", "b": "bm25"}, headers=auth)
+        assert resp.status_code == 507 and "no space left on device" in resp.json()["error"]
+        assert str(tiny_disk) not in resp.text
+    assert not [p.name for p in folder.iterdir() if p.name != ".lock"]
+    filler.unlink()
+    started = http.post("/api/collections/full/experiments", json={"a": "tfidf", "b": "bm25"}, headers=auth)
+    assert started.status_code == 201
+    http.close()
+
+
+def test_a_full_event_log_over_http(small: Collection, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A click that cannot be logged is a 507 without the server's path; a search with a session
+    is still answered (without the experiment, whose impression cannot be logged); both work again
+    once there is space. (Monkeypatched: on a real full tmpfs an append fits in its page's slack.)"""
+    from fastapi.testclient import TestClient
+
+    from embedscope.experiments.eventlog import EventLog
+    from embedscope.serve import create_app
+
+    token = "full-log-token-0123456789"
+    auth = {"Authorization": f"Bearer {token}"}
+    http = TestClient(
+        create_app(["small"], root=home, token=token, warm=False), raise_server_exceptions=False
+    )
+    started = http.post("/api/collections/small/experiments", json={"a": "tfidf", "b": "lsa"}, headers=auth)
+    assert started.status_code == 201, started.text
+    search = {"query": "a ghost story", "k": 5, "session": "s1"}
+    shown = http.post("/api/collections/small/search", json=search).json()["experiment"]
+    click = {"experiment": shown["name"], "impression": shown["impression"], "position": 0}
+    real = EventLog._write
+
+    def full(self: EventLog, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(EventLog, "_write", full)
+    resp = http.post("/api/collections/small/click", json=click)
+    assert resp.status_code == 507 and "no space left on device" in resp.json()["error"]
+    assert str(home) not in resp.text
+    plain = http.post("/api/collections/small/search", json=search)
+    assert plain.status_code == 200 and plain.json()["experiment"] is None and plain.json()["hits"]
+    monkeypatch.setattr(EventLog, "_write", real)
+    assert http.post("/api/collections/small/click", json=click).json()["duplicate"] is False
+    http.close()

@@ -35,9 +35,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("embedscope.errors",),
     # helpers over plain data that know nothing of embeddings: the name rule, the metadata filter
     # language, how a hit is shown, PNG charts, the server's query log format (written by serve,
-    # read by evaluate), the MovieLens file readers
+    # read by evaluate), the MovieLens file readers, the input rules every way in shares (ids, texts)
     (
         "embedscope.names",
+        "embedscope.validation",
         "embedscope.filters",
         "embedscope.display",
         "embedscope.plots",

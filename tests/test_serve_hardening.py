@@ -7,8 +7,11 @@ Cheap on purpose (TF-IDF and BM25 over 60 real books); tests/test_serve_fuzz.py 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +22,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from embedscope import Collection
+from embedscope.errors import EmbedscopeError
 from embedscope.serve import create_app
 
 TOKEN = "hardening-token-0123456789"
@@ -174,6 +178,182 @@ def test_an_unexpected_error_keeps_the_connection(root: Path, monkeypatch: pytes
             assert _exchange(conn, B)[0] == 200  # the same connection, still open
             assert _exchange(conn, f"{B}/search?query=x&where=((")[0] == 400
             assert _exchange(conn, B)[0] == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+# --- issue 16 ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["search", "similar", "compare"])
+def test_booleans_are_not_numbers(client: TestClient, path: str) -> None:
+    """Item 8: `"k": true` was read as k = 1."""
+    body = {"query": "a mystery", "k": True} if path != "similar" else {"id": "x", "k": True}
+    resp = client.post(f"{B}/{path}", json=body)
+    assert resp.status_code == 422 and "k: " in resp.json()["error"], resp.text
+    assert client.post(f"{B}/search", json={"query": "a mystery", "k": 2}).status_code == 200
+    assert client.get(f"{B}/search", params={"query": "a mystery", "k": "2"}).status_code == 200
+
+
+def test_an_id_given_as_a_list_is_refused_not_stored_as_text(client: TestClient) -> None:
+    """Item 8: `"isbn13": [1, 2]` was stored as the item '[1, 2]'."""
+    for bad, says in (([1, 2], "is a list"), (True, "is a boolean"), ("a\x00b", "holds NUL")):
+        record = {"isbn13": bad, "title": "T", "description": "D"}
+        resp = client.post(f"{B}/items", json={"records": [record]}, headers=AUTH)
+        assert resp.status_code == 400 and says in resp.json()["error"], resp.text
+    assert client.get(f"{B}/items/[1, 2]").status_code == 404
+    resp = client.post(
+        f"{B}/items", json={"records": [{"isbn13": 12345, "title": "T", "description": "D"}]}, headers=AUTH
+    )
+    assert resp.status_code == 200 and client.get(f"{B}/items/12345").json()["id"] == "12345"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [" " * 20, "\t\n  ", " leading-space-token-0123", "token-with-a-\x01-inside-0123", "pässwörd-0123456789"],
+)
+def test_a_token_no_request_can_match_is_refused_at_start(root: Path, token: str) -> None:
+    """Item 9: a whitespace-only token started the server with `writes: enabled`, matching nothing."""
+    with pytest.raises(EmbedscopeError, match="write token"):
+        create_app(["books"], root=root, token=token, warm=False)
+
+
+def test_serve_refuses_a_whitespace_token(root: Path) -> None:
+    env = {**os.environ, "EMBEDSCOPE_HOME": str(root), "EMBEDSCOPE_TOKEN": " " * 24}
+    proc = subprocess.run(
+        [sys.executable, "-m", "embedscope.cli", "serve", "books", "--port", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "only whitespace" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_answers_never_show_server_paths(
+    client: TestClient, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 12: a 507 showed the server's absolute store path; so could a failed job."""
+    from embedscope.errors import StorageFullError
+
+    def full(self: Collection, records: list, **kwargs: object) -> dict:
+        raise StorageFullError(self.store._full_message("writing to collection 'books'", "disk full"))
+
+    monkeypatch.setattr(Collection, "upsert", full)
+    resp = client.post(f"{B}/items", json={"records": [{"isbn13": "p1", "title": "T"}]}, headers=AUTH)
+    assert resp.status_code == 507 and "no space left on device" in resp.json()["error"]
+    assert str(root) not in resp.text and str(root.resolve()) not in resp.text and "/tmp" not in resp.text
+    assert "<collections>/books" in resp.json()["error"]
+
+
+def _experiment(client: TestClient, name: str) -> dict:
+    for e in client.get(f"{B}/experiments").json():
+        if e["status"] == "running":
+            client.post(f"{B}/experiments/{e['name']}/stop", headers=AUTH)
+    started = client.post(f"{B}/experiments", json={"a": "tfidf", "b": "bm25", "name": name}, headers=AUTH)
+    assert started.status_code == 201, started.text
+    resp = client.post(f"{B}/search", json={"query": "a murder mystery", "k": 5, "session": "s-1"})
+    return resp.json()["experiment"]
+
+
+def test_repeated_clicks_are_logged_once_and_rate_limited(client: TestClient, root: Path) -> None:
+    """Item 11: 2,000 identical clicks on one impression were all written, though the report
+    counted one. Now: logged once, 429 past 30 a minute, and the report's counts are the log's."""
+    from embedscope.experiments.eventlog import read_events
+    from embedscope.experiments.experiment import CLICKS_PER_MINUTE
+
+    shown = _experiment(client, "clicks")
+    click = {"experiment": "clicks", "impression": shown["impression"], "position": 0}
+    answers = [client.post(f"{B}/click", json=click) for _ in range(CLICKS_PER_MINUTE + 10)]
+    assert [a.status_code for a in answers] == [200] * CLICKS_PER_MINUTE + [429] * 10
+    assert [a.json()["duplicate"] for a in answers[:3]] == [False, True, True]
+    assert "slow down" in answers[-1].json()["error"]
+    assert client.post(f"{B}/click", json={**click, "position": True}).status_code == 422
+    log = read_events(root / "books" / "experiments" / "clicks.events.jsonl").records
+    assert sum(r["type"] == "click" for r in log) == 1
+    report = client.get(f"{B}/experiments/clicks/report").json()
+    assert report["clicks"]["a"] + report["clicks"]["b"] == report["log"]["clicks_logged"] == 1
+    assert report["log"]["duplicate_clicks"] == 0 and "path" not in report["log"]
+    client.post(f"{B}/experiments/clicks/stop", headers=AUTH)
+
+
+def _serve(app: object, limits: object) -> tuple[uvicorn.Server, threading.Thread, int]:
+    from embedscope.serve.server import config
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(config(app, "127.0.0.1", port, limits, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    return server, thread, port
+
+
+def _until_closed(conn: socket.socket) -> bytes:
+    """What the server sends until it closes the connection (a 10 s safety net: the limits under
+    test are 0.5 s; a connection the server keeps open fails the test instead of hanging it)."""
+    data = b""
+    conn.settimeout(10)
+    while True:
+        try:
+            chunk = conn.recv(65536)
+        except ConnectionResetError:
+            return data
+        except TimeoutError:
+            raise AssertionError(f"the server kept the connection open; got {data[:80]!r}") from None
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_slow_and_idle_connections_are_closed_and_connections_bounded(root: Path) -> None:
+    """Item 7: `Content-Length: 100` with 9 bytes sent held a connection forever (1,000 such stayed
+    open). A real uvicorn server with the limits `embedscope serve` uses, shortened for the test."""
+    from embedscope.serve.server import Limits
+
+    app = create_app(["books"], root=root, body_timeout=0.5, warm=False)
+    server, thread, port = _serve(
+        app, Limits(head_timeout=0.5, body_timeout=0.5, keep_alive=0.5, max_connections=8)
+    )
+
+    def connect() -> socket.socket:
+        return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+    try:
+        with connect() as c:  # a body that never completes: 408, then closed
+            c.sendall(
+                b"POST /api/collections/books/search HTTP/1.1\r\nHost: t\r\n"
+                b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"query":'
+            )
+            answer = _until_closed(c)
+            assert answer.startswith(b"HTTP/1.1 408") and b"request body not received within 0.5 s" in answer
+        with connect() as c:  # nothing sent at all
+            assert _until_closed(c) == b""
+        with connect() as c:  # a request head that never ends
+            c.sendall(b"GET /api/collections HTTP/1.1\r\nHost: t\r\n")
+            assert _until_closed(c) == b""
+        with connect() as c:  # a body the app does not read (GET), never completed
+            c.sendall(b"GET /api/collections HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
+            assert _until_closed(c).startswith(b"HTTP/1.1 200")
+        with connect() as c:  # an idle keep-alive connection after a whole exchange
+            assert _exchange(c, "/api/collections")[0] == 200
+            assert _until_closed(c) == b""
+        held = [connect() for _ in range(8)]  # as many connections as allowed, sending nothing
+        try:
+            time.sleep(0.1)
+            with connect() as c:
+                c.sendall(b"GET /api/collections HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert c.recv(12) == b"HTTP/1.1 503"
+            for h in held:  # ... until their head timeout frees them
+                assert _until_closed(h) == b""
+        finally:
+            for h in held:
+                h.close()
+        with connect() as c:
+            assert _exchange(c, "/api/collections")[0] == 200
     finally:
         server.should_exit = True
         thread.join(timeout=10)

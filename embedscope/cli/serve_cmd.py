@@ -41,6 +41,19 @@ def serve(
             "other processes compete for the cores (docs/serve.md).",
         ),
     ] = 0,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Connections served at once; a request beyond them gets 503.")
+    ] = 256,
+    head_timeout: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds a request head may take to arrive (then the connection closes)."),
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a request body may take after its head (408).")
+    ] = 30.0,
+    keep_alive: Annotated[
+        float, typer.Option(min=0.1, help="Seconds an idle keep-alive connection stays open.")
+    ] = 5.0,
 ) -> None:
     """Serve collections over HTTP: API (OpenAPI at /docs), Prometheus /metrics, web page at /."""
     import uvicorn
@@ -48,6 +61,7 @@ def serve(
     from embedscope.collection import Collection, default_root
     from embedscope.errors import EmbedscopeError
     from embedscope.serve import create_app
+    from embedscope.serve.server import Limits, config
 
     if torch_threads:
         from embedscope.encoders.runtime import set_cpu_threads
@@ -61,7 +75,9 @@ def serve(
         fail(f"no collections under {default_root()}; create one with `embedscope ingest` or `demo`")
     try:
         with console.status(f"loading {', '.join(chosen)} (versions, encoders, indexes)"):
-            application = create_app(chosen, token=token, log_dir=log_dir, cache_size=cache_size)
+            application = create_app(
+                chosen, token=token, log_dir=log_dir, cache_size=cache_size, body_timeout=body_timeout
+            )
     except EmbedscopeError as exc:
         fail(str(exc))
     writes = f"enabled (token from ${token_env})" if token else f"disabled (set ${token_env} to enable)"
@@ -79,4 +95,5 @@ def serve(
                 f"B = {live.b}): default searches with a session get its list (docs/online.md)",
                 highlight=False,
             )
-    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+    limits = Limits(head_timeout, body_timeout, keep_alive, max_connections)
+    uvicorn.Server(config(application, host, port, limits, log_level="warning", access_log=False)).run()

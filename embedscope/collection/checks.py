@@ -8,17 +8,15 @@ index finding the version's own vectors, the encoder making vectors of the versi
 
 from __future__ import annotations
 
-import json
-import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from embedscope.encoders.registry import encoder_class
-from embedscope.errors import EmbedscopeError
-from embedscope.search.versions import LoadedVersion
+from embedscope.errors import DamagedError, EmbedscopeError
+from embedscope.search.versions import LoadedVersion, repair_hint
 from embedscope.store.base import Store, VersionInfo, fingerprint
 
 
@@ -60,9 +58,12 @@ def check_collection(name: str, store: Store, load: Callable[[str], LoadedVersio
 def check_loaded(
     store: Store, load: Callable[[str], LoadedVersion], info: VersionInfo, sample: int = 20
 ) -> list[str]:
-    """The deep half of `check`: load the version as a search would, then ask it questions."""
+    """The deep half of `check`: load the version as a search would (which runs `load_problems`),
+    then ask it questions."""
     try:
         v = load(info.name)
+    except DamagedError as exc:
+        return exc.problems
     except EmbedscopeError as exc:
         return [str(exc)]
     problems = []
@@ -70,51 +71,125 @@ def check_loaded(
     values = vectors.data if sp.issparse(vectors) else np.asarray(vectors)
     if not np.isfinite(values).all():
         problems.append("some vectors hold NaN or infinite values")
-    if len(v.row_of) != len(v.data.ids):
-        problems.append(f"{len(v.data.ids) - len(v.row_of)} duplicate id(s) among the vectors")
-    if v.index.size != n:
-        problems.append(f"the index holds {v.index.size} vectors, the version {n}")
-    elif n:
-        rows = np.unique(np.linspace(0, n - 1, num=min(n, sample)).astype(np.int64))
-        queries = vectors[rows] if sp.issparse(vectors) else np.asarray(vectors[rows])
-        own = (
-            np.asarray(queries.multiply(queries).sum(axis=1)).ravel()
-            if sp.issparse(queries)
-            else np.einsum("ij,ij->i", queries, queries)
-        )
-        try:
-            found_rows, scores = v.index.search(queries, 1)
-        except Exception as exc:  # check reports any failure of the index, whatever raised it
-            problems.append(f"the index cannot search: {exc.__class__.__name__}: {exc}")
-        else:
-            # itself, or a row with the same score (duplicate texts have identical vectors)
-            found = (found_rows[:, 0] == rows) | (scores[:, 0] >= own - 1e-2)
-            if found.mean() < 0.9:
-                problems.append(
-                    f"the index does not find the version's own vectors ({int((~found).sum())} of "
-                    f"{len(rows)} sampled rows missed): it does not match the vectors"
-                )
-    if encoder_class(info.encoder["name"]).encodes_text and v.data.ids:
-        first = store.get_items(v.data.ids[:1])[0]
-        try:
-            width = v.encoder.encode([first.text if first else "check"]).shape[1]
-        except Exception as exc:  # as above: the point is to say what fails
-            problems.append(f"the encoder cannot encode: {exc.__class__.__name__}: {exc}")
-        else:
-            if width != info.dim:
-                problems.append(f"the encoder makes vectors of dimension {width}, the version has {info.dim}")
+    if vectors.shape != (len(v.data.ids), info.dim):  # a store that reads vectors on demand
+        problems.append(f"vectors of shape {vectors.shape} for {len(v.data.ids)} ids of dimension {info.dim}")
+    else:
+        problems += index_problems(v, sample)
+    if encoder_class(info.encoder["name"]).encodes_text and n:
+        problems += encoding_problems(store, v)
     return problems
 
 
-def repair_hint(collection: str, info: VersionInfo) -> str:
-    """The commands that rebuild a version from the items, or remove it."""
-    name = info.encoder["name"]
-    defaults = encoder_class(name).defaults
-    params = [
-        f" --param {shlex.quote(f'{k}={json.dumps(v)}')}"
-        for k, v in info.encoder.get("params", {}).items()
-        if defaults.get(k) != v
+def load_problems(store: Store, v: LoadedVersion) -> list[str]:
+    """What must stop a version from answering, checked when it is loaded (cheap: sizes, a
+    dictionary pass over the ids, and, where the vectors are in memory, 20 index lookups).
+    `check` runs these and more (`check_loaded`)."""
+    info, data = v.info, v.data
+    n = len(data.ids)
+    problems = []
+    if not n == len(data.hashes) == info.count:
+        problems.append(f"counts disagree: {n} ids, {len(data.hashes)} hashes, the record says {info.count}")
+    shape = data.loaded_shape()
+    if shape is not None and (shape[0] != n or len(shape) != 2 or shape[1] != info.dim):
+        problems.append(f"vectors of shape {shape} for {n} ids of dimension {info.dim}")
+    if v.index.size != n:
+        problems.append(f"the index holds {v.index.size} vectors, the version {n}")
+    if len(v.row_of) != n:
+        problems.append(f"{n - len(v.row_of)} duplicate id(s) among the vectors")
+    misplaced = misplaced_rows(data.ids, data.hashes, store.item_hashes())
+    if misplaced:
+        problems.append(
+            f"{len(misplaced)} row(s) hold another item's content (ids swapped or misaligned), e.g. "
+            f"{', '.join(map(repr, misplaced[:3]))}"
+        )
+    if not problems and shape is not None:
+        problems += index_problems(v)
+    return problems
+
+
+def index_problems(v: LoadedVersion, sample: int = 20) -> list[str]:
+    """Whether the index finds the version's own vectors (a sample of rows)."""
+    vectors, n = v.data.vectors, v.data.vectors.shape[0]
+    if not n or v.index.size != n:
+        return []
+    rows = np.unique(np.linspace(0, n - 1, num=min(n, sample)).astype(np.int64))
+    queries = vectors[rows] if sp.issparse(vectors) else np.asarray(vectors[rows])
+    own = (
+        np.asarray(queries.multiply(queries).sum(axis=1)).ravel()
+        if sp.issparse(queries)
+        else np.einsum("ij,ij->i", queries, queries)
+    )
+    try:
+        found_rows, scores = v.index.search(queries, 1)
+    except Exception as exc:  # check reports any failure of the index, whatever raised it
+        return [f"the index cannot search: {exc.__class__.__name__}: {exc}"]
+    # itself, or a row with the same score (duplicate texts have identical vectors)
+    found = (found_rows[:, 0] == rows) | (scores[:, 0] >= own - 1e-2)
+    if found.mean() < 0.9:
+        return [
+            f"the index does not find the version's own vectors ({int((~found).sum())} of "
+            f"{len(rows)} sampled rows missed): it does not match the vectors"
+        ]
+    return []
+
+
+def encoding_problems(store: Store, v: LoadedVersion, sample: int = 8) -> list[str]:
+    """Encode a sample of items again: the encoder must make vectors of the version's dimension,
+    and each sampled row must hold its own item's vector (an id and its hash swapped together
+    with another row's escape the hash comparison; the vectors do not lie)."""
+    info, data = v.info, v.data
+    n = len(data.ids)
+    rows = np.unique(np.linspace(0, n - 1, num=min(n, sample)).astype(np.int64)).tolist()
+    items = store.get_items([data.ids[r] for r in rows])
+    # rows of items unchanged since embedding (a stale row's vector is of older text)
+    pairs = [
+        (r, it) for r, it in zip(rows, items, strict=True) if it is not None and it.hash == data.hashes[r]
     ]
-    version = f" --version {info.name}" if info.name != name else ""
-    rebuild = f"embedscope embed {collection} --encoder {name}{version}{''.join(params)} --refit"
-    return f"rebuild it: `{rebuild}`; or remove it: `embedscope delete-version {collection} {info.name}`"
+    try:
+        fresh = v.encoder.encode([it.text for _, it in pairs] or ["check"])
+    except Exception as exc:  # the point is to say what fails, whatever raised it
+        return [f"the encoder cannot encode: {exc.__class__.__name__}: {exc}"]
+    if fresh.shape[1] != info.dim:
+        return [f"the encoder makes vectors of dimension {fresh.shape[1]}, the version has {info.dim}"]
+    if not pairs:
+        return []
+    stored = _rows_of(data.vectors, [r for r, _ in pairs])
+    similarity = _row_cosines(stored, fresh)
+    wrong = [data.ids[r] for (r, _), s in zip(pairs, similarity, strict=True) if s < 0.9]
+    if wrong:
+        return [
+            f"{len(wrong)} of {len(pairs)} sampled rows do not hold their item's vector (rows "
+            f"misaligned with ids), e.g. {', '.join(map(repr, wrong[:3]))}"
+        ]
+    return []
+
+
+def misplaced_rows(ids: Sequence[str], hashes: Sequence[str], stored: Mapping[str, str]) -> list[str]:
+    """Ids whose row holds another item's content: the row's content hash differs from the item's
+    and is the current hash of another item whose row is also wrong (two ids swapped, rows shifted).
+    A stale row (its item changed since embedding, or was deleted) is not misplaced: its old hash is
+    no other item's current one."""
+    wrong = {i: h for i, h in zip(ids, hashes, strict=False) if stored.get(i, h) != h}
+    current = {stored[i] for i in wrong}
+    return [i for i, h in wrong.items() if h in current]
+
+
+def _rows_of(matrix: Any, rows: list[int]) -> Any:
+    picked = matrix[rows]
+    return picked.tocsr() if sp.issparse(picked) else np.asarray(picked, dtype=np.float32)
+
+
+def _row_cosines(a: Any, b: Any) -> np.ndarray:
+    """Cosine of each row of `a` with the same row of `b` (dense or sparse); 1 where both are zero."""
+    if sp.issparse(a) or sp.issparse(b):
+        a, b = sp.csr_matrix(a), sp.csr_matrix(b)
+        dot = np.asarray(a.multiply(b).sum(axis=1)).ravel()
+        na = np.sqrt(np.asarray(a.multiply(a).sum(axis=1)).ravel())
+        nb = np.sqrt(np.asarray(b.multiply(b).sum(axis=1)).ravel())
+    else:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        dot, na, nb = np.einsum("ij,ij->i", a, b), np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    both_zero = (na == 0) & (nb == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(both_zero, 1.0, dot / (na * nb))
+    return np.nan_to_num(cos, nan=0.0)

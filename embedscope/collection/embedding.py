@@ -14,10 +14,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.encoders.base import Encoder
 from embedscope.encoders.registry import create_encoder
 from embedscope.engines import create_engine
-from embedscope.engines.base import ProgressFn
+from embedscope.engines.base import Engine, ProgressFn
 from embedscope.errors import EmbedscopeError
+from embedscope.index.base import VectorIndex
+from embedscope.names import check_name
+from embedscope.search import recipe
 from embedscope.store.base import Store, VersionData, VersionInfo, fingerprint
 from embedscope.store.embedded import now
 
@@ -39,29 +43,19 @@ def embed_version(
 ) -> None:
     """Encode `collection`'s items into `version` with `encoder` and write it (see the module
     docstring; the arguments are `Collection.embed`'s, `version` already checked)."""
-    enc = create_encoder(encoder, params)
-    runner = create_engine(engine, address=address)
-    runner.check(enc)
+    enc, runner, old, kind, idx = embed_setup(
+        store,
+        version,
+        encoder,
+        params,
+        index=index,
+        index_params=index_params,
+        engine=engine,
+        address=address,
+    )
     items = list(store.iter_items())
     if not items:
         raise EmbedscopeError(f"collection '{collection}' is empty; ingest items first")
-    old = {v.name: v for v in store.list_versions()}.get(version)
-    kind = (
-        index
-        or (old.index["kind"] if old else None)
-        or store.get_setting("default_index")
-        or ("exact" if enc.sparse else "hnsw")
-    )
-    if kind == "hnsw" and enc.sparse:
-        raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
-    idx = store.new_index(
-        kind, index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})
-    )
-    if idx.params.get("dtype") == "i8" and enc.metric != "cosine":
-        raise EmbedscopeError(
-            f"hnsw dtype i8 normalises vectors: it suits cosine encoders, not '{encoder}' "
-            f"({enc.metric}); use dtype f16 or f32"
-        )
     old_rows: dict[str, int] = {}
     started = time.perf_counter()
     if old is not None and old.encoder == enc.config() and not refit:
@@ -123,6 +117,70 @@ def embed_version(
         },
     )
     store.write_version(info, VersionData(row_ids, hashes, vectors), enc, None if kind == "exact" else idx)
+
+
+def check_embed(
+    store: Store,
+    collection: str,
+    encoder: str,
+    params: dict[str, Any] | None,
+    *,
+    version: str | None = None,
+    index: str | None = None,
+    index_params: dict[str, Any] | None = None,
+) -> list[str]:
+    """`Collection.check_embed`: `embed_setup` for every version `embed` would write (both parts,
+    each under its own name and index, for `hybrid`), and the collection not empty."""
+    if encoder == recipe.HYBRID:
+        plan = recipe.hybrid_shortcut(params)
+        for name, part_params in [(plan.sparse, plan.sparse_params), (plan.dense, plan.dense_params)]:
+            embed_setup(store, name, name, part_params, index=None, index_params=None)
+        touched = [plan.sparse, plan.dense]
+    else:
+        name = check_name(version or encoder, "version")
+        embed_setup(store, name, encoder, params, index=index, index_params=index_params)
+        touched = [name]
+    if not store.count():
+        raise EmbedscopeError(f"collection '{collection}' is empty; ingest items first")
+    return touched
+
+
+def embed_setup(
+    store: Store,
+    version: str,
+    encoder: str,
+    params: dict[str, Any] | None,
+    *,
+    index: str | None,
+    index_params: dict[str, Any] | None,
+    engine: str = "local",
+    address: str | None = None,
+) -> tuple[Encoder, Engine, VersionInfo | None, str, VectorIndex]:
+    """What `embed` decides before it reads an item: the encoder (its parameters checked), the
+    engine, the version it replaces, the index kind and the (unbuilt) index. Every user mistake
+    among them is an EmbedscopeError here, so `Collection.check_embed` (the server, before it
+    accepts a job) finds them without encoding anything."""
+    enc = create_encoder(encoder, params)
+    runner = create_engine(engine, address=address)
+    runner.check(enc)
+    old = {v.name: v for v in store.list_versions()}.get(version)
+    kind = (
+        index
+        or (old.index["kind"] if old else None)
+        or store.get_setting("default_index")
+        or ("exact" if enc.sparse else "hnsw")
+    )
+    if kind == "hnsw" and enc.sparse:
+        raise EmbedscopeError(f"encoder '{encoder}' is sparse: use --index exact")
+    idx = store.new_index(
+        kind, index_params or (old.index.get("params", {}) if old and old.index["kind"] == kind else {})
+    )
+    if idx.params.get("dtype") == "i8" and enc.metric != "cosine":
+        raise EmbedscopeError(
+            f"hnsw dtype i8 normalises vectors: it suits cosine encoders, not '{encoder}' "
+            f"({enc.metric}); use dtype f16 or f32"
+        )
+    return enc, runner, old, kind, idx
 
 
 def _gather(old: Any, new: Any, parts: list[tuple[str, int]]) -> Any:

@@ -320,6 +320,12 @@ class Collection:
             self.activate(HYBRID)
         return dense
 
+    def check_embed(self, encoder: str, params: dict[str, Any] | None = None, **where: Any) -> list[str]:
+        """Everything `embed` with these arguments (`version`, `index`, `index_params`) can know
+        before it encodes, checked without writing or encoding (`embedding.check_embed`): the server
+        answers a bad job with a 4xx, not a 202 and a failed job. Returns the versions it would write."""
+        return embedding.check_embed(self.store, self.name, encoder, params, **where)
+
     # --- search recipes -----------------------------------------------------------------------------
     def recipes(self) -> dict[str, _recipe.Recipe]:
         """Stored search recipes, plus the implicit `hybrid` when a sparse and a dense version exist."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedscope.errors import ConflictError
+from embedscope.collection import checks
+from embedscope.errors import ConflictError, DamagedError
 from embedscope.index import create_index
-from embedscope.search.versions import LoadedVersion
+from embedscope.search.versions import LoadedVersion, damaged_error
 from embedscope.store.base import Store
 
 
@@ -24,14 +25,21 @@ class VersionCache:
         self._versions: dict[str, tuple[str, LoadedVersion]] = {}
 
     def load(self, name: str) -> LoadedVersion:
-        """The version's vectors, fitted encoder and index, cached until the version changes."""
+        """The version's vectors, fitted encoder and index, cached until the version changes.
+
+        A version that fails the checks a load can afford (`checks.load_problems`: sizes that
+        disagree, rows holding another item's content, an index that does not find the vectors) is
+        refused with DamagedError naming the repair, rather than answering searches wrongly."""
         for _ in range(5):
             revision = self.store.version_revision(name)
             cached = self._versions.get(name)
             if cached and cached[0] == revision:
                 return cached[1]
             info = self.store.get_version(name)
-            data, enc, idx = self.store.read_version(name)
+            try:
+                data, enc, idx = self.store.read_version(name)
+            except DamagedError as exc:
+                raise damaged_error(self.collection, info, exc.problems) from None
             if self.store.version_revision(name) == revision:
                 break  # record and files are of one revision (a writer may have replaced it meanwhile)
         else:
@@ -43,6 +51,9 @@ class VersionCache:
         elif hasattr(idx, "attach_vectors"):
             idx.attach_vectors(np.asarray(data.vectors))
         loaded = LoadedVersion(info, data, enc, idx, {i: r for r, i in enumerate(data.ids)}, revision)
+        problems = checks.load_problems(self.store, loaded)
+        if problems:
+            raise damaged_error(self.collection, info, problems)
         self._versions[name] = (revision, loaded)
         return loaded
 

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.errors import EmbedscopeError
+from embedscope.validation import count_param, is_number
 
 Vectors = np.ndarray | sp.csr_matrix
 
@@ -40,6 +41,11 @@ class Encoder(ABC):
     description: ClassVar[str] = ""
     #: every accepted parameter with its default value; unknown parameters are rejected
     defaults: ClassVar[dict[str, Any]] = {}
+    #: what a parameter whose default is null takes when it is given (the others take their
+    #: default's type): "count" a whole number >= 1, "number" any number. So that a value an encoder
+    #: would only refuse while fitting (`max_features: "abc"`) is refused when the encoder is made:
+    #: before an HTTP embedding job is accepted, not after it answered 202
+    nullable: ClassVar[dict[str, str]] = {"max_features": "count", "epochs": "count", "min_rating": "number"}
     requires_fit: ClassVar[bool] = False
     sparse: ClassVar[bool] = False
     #: False for behavioural encoders (item2vec, ALS): vectors learned from interactions, not text
@@ -55,7 +61,7 @@ class Encoder(ABC):
                 f"encoder '{self.name}' has no parameter {', '.join(map(repr, unknown))}; valid: {valid}"
             )
         for key, value in params.items():
-            _check_param_type(self.name, key, value, self.defaults[key])
+            _check_param_type(self.name, key, value, self.defaults[key], self.nullable.get(key))
         self.params: dict[str, Any] = {**self.defaults, **params}
         self.fitted = not self.requires_fit
 
@@ -121,11 +127,18 @@ class Encoder(ABC):
         return f"{type(self).__name__}({args})"
 
 
-def _check_param_type(encoder: str, key: str, value: Any, default: Any) -> None:
+def _check_param_type(encoder: str, key: str, value: Any, default: Any, nullable: str | None = None) -> None:
     """A parameter whose default is a number or a flag takes a number or a flag (or null): a list
     or a word there is the user's mistake, said in one line, not a TypeError deep in a library.
-    Text, list and null defaults are left to each encoder (some accept several shapes)."""
-    if value is None or default is None:
+    A null default takes what `nullable` says; text and list defaults are left to each encoder
+    (some accept several shapes). A flag is never a number, nor a number a flag."""
+    if value is None:
+        return
+    if default is None:
+        if nullable == "count":
+            count_param(value, f"encoder '{encoder}': parameter '{key}'")
+        elif nullable == "number" and not is_number(value):
+            raise EmbedscopeError(f"encoder '{encoder}': parameter '{key}' must be a number, got {value!r}")
         return
     if isinstance(default, bool):
         if not isinstance(value, bool):

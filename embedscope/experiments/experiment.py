@@ -17,8 +17,9 @@ import json
 import os
 import random
 import threading
+import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -26,8 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
-from embedscope.experiments.eventlog import EventLog, iter_events
+from embedscope.errors import (
+    ConflictError,
+    EmbedscopeError,
+    NotFoundError,
+    TooManyRequestsError,
+    storage_errors,
+)
+from embedscope.experiments.eventlog import MAX_SEGMENT_BYTES, EventLog, iter_events
 from embedscope.experiments.interleave import Ranker, Side, bucket, item_id, team_draft
 from embedscope.names import check_name
 
@@ -38,6 +45,8 @@ if TYPE_CHECKING:
 Method = Literal["interleave", "ab"]
 METHODS: tuple[Method, ...] = ("interleave", "ab")
 _RECENT_IMPRESSIONS = 50_000  # impressions kept in memory to check and credit clicks
+#: click requests one impression may get per minute (more are HTTP 429)
+CLICKS_PER_MINUTE = 30
 
 
 def utc_now() -> str:
@@ -94,18 +103,27 @@ class Impression:
 class Experiments:
     """The experiments of one collection: start, stop, list, serve impressions, log clicks."""
 
-    def __init__(self, folder: str | Path, *, fsync: bool = True) -> None:
+    def __init__(
+        self, folder: str | Path, *, fsync: bool = True, max_log_bytes: int = MAX_SEGMENT_BYTES
+    ) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        with storage_errors("creating the experiments folder"):
+            self.folder.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
+        #: the event log continues in a new segment after this many bytes (eventlog.py)
+        self.max_log_bytes = max_log_bytes
         self._logs: dict[str, EventLog] = {}
         self._recent: dict[str, OrderedDict[str, dict[str, Any]]] = {}
+        #: per impression: the positions clicked (logged once each) and recent click requests' times
+        self._clicks: dict[tuple[str, str], tuple[set[int], deque[float]]] = {}
         self._read_back: set[str] = set()
         self._guard = threading.Lock()
 
     @classmethod
     def of(cls, collection: Any, **kwargs: Any) -> Experiments:
-        return cls(collection.folder("experiments"), **kwargs)
+        with storage_errors("creating the experiments folder"):
+            folder = collection.folder("experiments")
+        return cls(folder, **kwargs)
 
     # --- definitions --------------------------------------------------------------------------
     def _definition(self, name: str) -> Path:
@@ -117,7 +135,9 @@ class Experiments:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """Serialise start/stop between processes (the CLI and a running server)."""
-        with open(self.folder / ".lock", "a") as fh:
+        with storage_errors("locking the experiments folder"):
+            fh = open(self.folder / ".lock", "a")  # noqa: SIM115 - closed below, after the block
+        with fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
@@ -128,24 +148,28 @@ class Experiments:
         """Atomic: a reader sees the old definition or the new one whole; `new` refuses to overwrite."""
         path = self._definition(exp.name)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(asdict(exp), fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            if new:
-                os.link(tmp, path)  # fails if the name is taken, unlike os.replace
-            else:
-                os.replace(tmp, path)
-        except FileExistsError:
-            raise ConflictError(f"experiment '{exp.name}' already exists; choose another --name") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        dir_fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        # a full disk is StorageFullError (HTTP 507), never a traceback, and leaves no .tmp behind
+        with storage_errors(f"{'starting' if new else 'stopping'} experiment '{exp.name}'"):
+            try:
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    json.dump(asdict(exp), fh, indent=2)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                if new:
+                    os.link(tmp, path)  # fails if the name is taken, unlike os.replace
+                else:
+                    os.replace(tmp, path)
+            except FileExistsError:
+                raise ConflictError(
+                    f"experiment '{exp.name}' already exists; choose another --name"
+                ) from None
+            finally:
+                tmp.unlink(missing_ok=True)
+            dir_fd = os.open(self.folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
 
     def list(self) -> list[Experiment]:
         """All experiments, oldest first."""
@@ -230,7 +254,9 @@ class Experiments:
         with self._guard:
             log = self._logs.get(name)
             if log is None:
-                log = self._logs[name] = EventLog(self.events_path(name), fsync=self.fsync)
+                log = self._logs[name] = EventLog(
+                    self.events_path(name), fsync=self.fsync, max_bytes=self.max_log_bytes
+                )
             return log
 
     def _close_log(self, name: str) -> None:
@@ -277,7 +303,8 @@ class Experiments:
             recent = self._recent.setdefault(name, OrderedDict())
             recent[record["id"]] = record
             while len(recent) > _RECENT_IMPRESSIONS:
-                recent.popitem(last=False)
+                forgotten, _ = recent.popitem(last=False)
+                self._clicks.pop((name, forgotten), None)
 
     def _impression(self, name: str, impression_id: str) -> dict[str, Any]:
         with self._guard:
@@ -285,16 +312,32 @@ class Experiments:
         if found is not None:
             return found
         if name not in self._read_back:
-            # logged before this process started (a server restart): read the file once, not per click
+            # logged before this process started (a server restart): read the file once, not per
+            # click; the clicks already logged too, so that a repeated click is still a duplicate
             self._read_back.add(name)
+            clicked: list[dict[str, Any]] = []
             for record in iter_events(self.events_path(name)):
                 if record and record.get("type") == "impression" and record.get("id"):
                     self._remember(name, record)
+                elif record and record.get("type") == "click" and isinstance(record.get("position"), int):
+                    clicked.append(record)
+            with self._guard:
+                kept = self._recent.get(name, {})
+                for record in clicked:
+                    if str(record.get("impression")) in kept:
+                        key = (name, str(record.get("impression")))
+                        self._clicks.setdefault(key, (set(), deque()))[0].add(record["position"])
             return self._impression(name, impression_id)
         raise NotFoundError(f"experiment '{name}' has no impression '{impression_id}'")
 
     def click(self, name: str, impression_id: str, position: int, item: str | None = None) -> dict[str, Any]:
-        """Log a click on `position` (0-based) of an impression; `item`, if given, must be shown there."""
+        """Log a click on `position` (0-based) of an impression; `item`, if given, must be shown there.
+
+        A position is logged once per impression: a repeated click (a double click, a replayed
+        request) answers the same record with `duplicate: True` and writes nothing, so the log holds
+        what the report counts. More than CLICKS_PER_MINUTE click requests on one impression within a
+        minute are refused (TooManyRequestsError, HTTP 429): a person does not click that fast, and
+        the log must not grow at whatever rate a script sends."""
         exp = self.get(name)
         if exp.status != "running":
             raise ConflictError(f"experiment '{name}' is stopped; clicks are no longer recorded")
@@ -314,8 +357,27 @@ class Experiments:
             "query": imp["query"],
             "user": imp.get("user"),
         }
-        self._log(name).append(record)
-        return record
+        now = time.monotonic()
+        with self._guard:
+            positions, recent = self._clicks.setdefault((name, impression_id), (set(), deque()))
+            while recent and recent[0] < now - 60:
+                recent.popleft()
+            if len(recent) >= CLICKS_PER_MINUTE:
+                raise TooManyRequestsError(
+                    f"more than {CLICKS_PER_MINUTE} clicks a minute on impression {impression_id}; "
+                    "slow down (each result's click is logged once anyway)"
+                )
+            recent.append(now)
+            if position in positions:
+                return {**record, "duplicate": True}
+            positions.add(position)  # claimed before writing, so two racing requests log it once
+        try:
+            self._log(name).append(record)
+        except BaseException:
+            with self._guard:
+                positions.discard(position)  # not logged: a retry may log it
+            raise
+        return {**record, "duplicate": False}
 
 
 # --- wiring to the collection's search -------------------------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedscope.experiments.eventlog import read_events
+from embedscope.experiments.eventlog import read_events, segments
 from embedscope.experiments.experiment import Experiment, Experiments
 from embedscope.experiments.interleave import Side, credit, winner
 
@@ -152,10 +152,17 @@ def report(
     read = read_events(experiments.events_path(exp.name))
     results, orphans = impression_results(read.records)
     out = summarise(exp, results, alpha=alpha)
+    clicks = [(str(r.get("impression")), r.get("position")) for r in read.records if r.get("type") == "click"]
     out["log"] = {
         "path": str(experiments.events_path(exp.name)),
+        "segments": len(segments(experiments.events_path(exp.name))),
         "skipped_lines": read.skipped,
         "clicks_without_impression": orphans,
+        # what is stored, beside what is counted: a click is written once per position of a list
+        # (older logs, or two servers sharing one, may hold repeats, which count once)
+        "impressions_logged": sum(1 for r in read.records if r.get("type") == "impression"),
+        "clicks_logged": len(clicks),
+        "duplicate_clicks": len(clicks) - len(set(clicks)),
     }
     if plot is not None:
         out["plot"] = str(plot_preference(exp, results, plot))

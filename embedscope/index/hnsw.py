@@ -21,6 +21,7 @@ import numpy as np
 
 from embedscope.errors import EmbedscopeError
 from embedscope.index.base import VectorIndex, search_rows, top_k
+from embedscope.validation import count_param
 
 _FILE = "hnsw.usearch"
 #: how the graph stores vectors (usearch scalar kinds): 4, 2 or 1 byte per dimension
@@ -58,6 +59,12 @@ class HNSWIndex(VectorIndex):
     ) -> None:
         if dtype not in DTYPES:
             raise EmbedscopeError(f"hnsw dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        for key, value in (
+            ("connectivity", connectivity),
+            ("expansion_add", expansion_add),
+            ("expansion_search", expansion_search),
+        ):
+            count_param(value, f"hnsw {key}")
         super().__init__(
             connectivity=connectivity,
             expansion_add=expansion_add,

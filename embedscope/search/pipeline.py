@@ -35,7 +35,7 @@ from embedscope.search import recipe as recipes
 from embedscope.search.base import STAGES, Hit, SearchResult
 from embedscope.search.fusion import Run, fuse, score_floor
 from embedscope.search.rerank import WorkSet, collapse
-from embedscope.search.versions import CollectionReader, LoadedVersion
+from embedscope.search.versions import CollectionReader, LoadedVersion, damaged_error
 
 #: (version, query texts) -> (query matrix row-aligned with the texts, True if all came from a cache)
 QueryEncoder = Callable[["LoadedVersion", Sequence[str]], tuple[Any, bool]]
@@ -232,6 +232,13 @@ class SearchPipeline:
         with _timed(stages, "encode"):
             for i, v in active:
                 matrices[i], hit = self._encode(v, list(queries))
+                if matrices[i].shape[-1] != v.info.dim:  # the fitted encoder is not the vectors'
+                    width = matrices[i].shape[-1]
+                    raise damaged_error(
+                        self.collection.name,
+                        v.info,
+                        [f"its encoder makes vectors of dimension {width}, not {v.info.dim}"],
+                    )
                 cached = cached and hit
                 known[i] = ~empty_rows(matrices[i])
         for qi, text in enumerate(queries):

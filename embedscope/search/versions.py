@@ -7,6 +7,8 @@ collection's recipes), and the pipeline never imports the collection.
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -14,6 +16,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from embedscope.encoders.base import Encoder
+from embedscope.encoders.registry import encoder_class
+from embedscope.errors import DamagedError
 from embedscope.index import VectorIndex
 from embedscope.store.base import Item, VersionData, VersionInfo
 
@@ -67,3 +71,26 @@ class CollectionReader(Protocol):
     def get(self, item_id: str) -> Item: ...
 
     def get_items(self, ids: Sequence[str]) -> list[Item | None]: ...
+
+
+def damaged_error(collection: str, info: VersionInfo, problems: Sequence[str]) -> DamagedError:
+    """The error a damaged version answers with: what is wrong and the commands that repair it."""
+    return DamagedError(
+        f"version '{info.name}' of collection '{collection}' is damaged ({'; '.join(problems)}); "
+        f"{repair_hint(collection, info)} (`embedscope check {collection}` lists every problem)",
+        problems,
+    )
+
+
+def repair_hint(collection: str, info: VersionInfo) -> str:
+    """The commands that rebuild a version from the items, or remove it."""
+    name = info.encoder["name"]
+    defaults = encoder_class(name).defaults
+    params = [
+        f" --param {shlex.quote(f'{k}={json.dumps(v)}')}"
+        for k, v in info.encoder.get("params", {}).items()
+        if defaults.get(k) != v
+    ]
+    version = f" --version {info.name}" if info.name != name else ""
+    rebuild = f"embedscope embed {collection} --encoder {name}{version}{''.join(params)} --refit"
+    return f"rebuild it: `{rebuild}`; or remove it: `embedscope delete-version {collection} {info.name}`"

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from embedscope.collection import default_root
 from embedscope.errors import EmbedscopeError
 from embedscope.serve import models as m
-from embedscope.serve.middleware import MAX_BODY, BodyLimit, Observe, ServerErrors
+from embedscope.serve.middleware import BODY_TIMEOUT, MAX_BODY, BodyLimit, Observe, ServerErrors
 from embedscope.serve.routers import ROUTERS
 from embedscope.serve.routers.service import STATIC
 from embedscope.serve.state import ServerState
@@ -39,12 +39,14 @@ def create_app(
     *,
     cache_size: int = 1024,
     max_body: int = MAX_BODY,
+    body_timeout: float = BODY_TIMEOUT,
     warm: bool = True,
 ) -> FastAPI:
     """The FastAPI app serving `collections` (default: every collection under `root`).
 
     `token` enables the write endpoints (bearer token); without it they answer 403. `log_dir` enables
-    the JSON-lines query log (rotated). `warm` preloads every version and encoder."""
+    the JSON-lines query log (rotated). `warm` preloads every version and encoder. A request body
+    over `max_body` bytes is a 413, one not received within `body_timeout` seconds a 408."""
     state = ServerState(collections, Path(root or default_root()), token, log_dir, cache_size)
     if warm:
         state.warm()
@@ -65,7 +67,7 @@ def create_app(
     )
     app.state.embedscope = state
     app.add_middleware(ServerErrors)  # innermost: sees what the exception handlers below do not handle
-    app.add_middleware(BodyLimit, max_bytes=max_body)
+    app.add_middleware(BodyLimit, max_bytes=max_body, timeout=body_timeout)
     _error_handlers(app)
     # outermost, so 413s from BodyLimit are counted and logged too
     app.add_middleware(Observe, state=state)
@@ -81,7 +83,8 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(EmbedscopeError)
     def _embedscope_error(request: Request, exc: EmbedscopeError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
+        state: ServerState = request.app.state.embedscope
+        return JSONResponse({"error": state.public(str(exc))}, status_code=exc.http_status)
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -3,6 +3,7 @@ for every request."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -15,16 +16,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("embedscope.serve")
 MAX_BODY = 1_000_000  # bytes; a search body is tiny, an upsert of ~1,000 records fits
+BODY_TIMEOUT = 30.0  # seconds a request body may take to arrive (serve/server.py: Limits)
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413 before the app reads them.
+    """Refuse request bodies over `max_bytes` with 413 before the app reads them, and bodies that do
+    not arrive within `timeout` seconds with 408 (a client that declares 100 bytes and sends 9 held
+    its connection forever; serve/server.py closes what the app never reads).
 
     Pure ASGI (not BaseHTTPMiddleware) so it can count a chunked body as it arrives; the body is at
     most `max_bytes`, so buffering it and replaying it to the app is cheap."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float = BODY_TIMEOUT) -> None:
+        self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -40,8 +44,15 @@ class BodyLimit:
                     scope, receive, send
                 )
         chunks, size = [], 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                msg = f"request body not received within {self.timeout:g} s; send it whole, or a smaller one"
+                close = {"Connection": "close"}  # the rest of the body may still come: do not read it
+                return await JSONResponse({"error": msg}, 408, headers=close)(scope, receive, send)
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")

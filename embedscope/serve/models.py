@@ -7,15 +7,28 @@ which field is wrong, before any of our code runs).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 K_MAX = 1000
 QUERY_MAX = 2000  # characters; a "vibe" is a sentence, and MiniLM reads 256 word pieces at most
 WHERE_MAX = 2000
 SESSION_MAX = 128
 SESSION_PATTERN = r"^[A-Za-z0-9_.:-]+$"  # an opaque id; kept plain because it is written to the event log
+
+
+def _not_a_flag(value: Any) -> Any:
+    # pydantic's lax mode reads JSON true as 1; a query string ("10") still parses as usual
+    if isinstance(value, bool):
+        raise ValueError("a number is expected, not true or false")
+    return value
+
+
+#: an integer field that refuses booleans (`"k": true` is a 422, not k = 1)
+Count = Annotated[int, BeforeValidator(_not_a_flag)]
+#: a JSON-only flag: true or false, never 1, 0 or "yes"
+Flag = Annotated[bool, Field(strict=True)]
 
 
 class _Strict(BaseModel):
@@ -31,7 +44,7 @@ class SearchRequest(_Strict):
         description="free text: a title, a question, a vibe",
         examples=["atmospheric, female lead, worldbuilding, funny"],
     )
-    k: int = Field(10, ge=1, le=K_MAX, description="number of results")
+    k: Count = Field(10, ge=1, le=K_MAX, description="number of results")
     where: str | None = Field(
         None,
         max_length=WHERE_MAX,
@@ -56,7 +69,7 @@ class SearchRequest(_Strict):
 
 class SimilarRequest(_Strict):
     id: str = Field(min_length=1, description="item id")
-    k: int = Field(10, ge=1, le=K_MAX)
+    k: Count = Field(10, ge=1, le=K_MAX)
     where: str | None = Field(None, max_length=WHERE_MAX)
     version: str | None = None
     encoder: str | None = None
@@ -67,7 +80,7 @@ class RecommendRequest(_Strict):
     items: list[str] | None = Field(
         None, min_length=1, max_length=K_MAX, description="item ids the user liked (when there is no user id)"
     )
-    k: int = Field(10, ge=1, le=K_MAX)
+    k: Count = Field(10, ge=1, le=K_MAX)
     where: str | None = Field(None, max_length=WHERE_MAX)
     version: str | None = None
     profile: str | None = Field(
@@ -85,7 +98,7 @@ class CompareRequest(_Strict):
         max_length=20,
         description="versions or recipes (default: every version and recipe)",
     )
-    k: int = Field(10, ge=1, le=K_MAX)
+    k: Count = Field(10, ge=1, le=K_MAX)
     where: str | None = Field(None, max_length=WHERE_MAX)
 
 
@@ -274,8 +287,8 @@ class EmbedRequest(_Strict):
     )
     params: dict[str, Any] | None = Field(None, description="encoder parameters (default: the version's)")
     index: str | None = Field(None, description="hnsw | exact (default: as before)")
-    activate: bool = False
-    refit: bool = Field(
+    activate: Flag = False
+    refit: Flag = Field(
         False, description="re-fit the encoder (e.g. a new BM25 vocabulary) and encode everything"
     )
 
@@ -331,7 +344,7 @@ class ExperimentReport(ExperimentOut):
 class ClickRequest(_Strict):
     experiment: str = Field(min_length=1, max_length=64, description="`experiment.name` of the search answer")
     impression: str = Field(min_length=1, max_length=64, description="`experiment.impression` of the answer")
-    position: int = Field(ge=0, lt=K_MAX, description="0-based position of the clicked result in that list")
+    position: Count = Field(ge=0, lt=K_MAX, description="0-based position of the clicked result in that list")
     item: str | None = Field(None, max_length=1000, description="its id; checked against the list if given")
 
 
@@ -341,6 +354,9 @@ class ClickOut(BaseModel):
     position: int
     item: str
     logged_at: str
+    duplicate: bool = Field(
+        False, description="this position of the list was clicked before: logged once, nothing written now"
+    )
 
 
 class LegendEntry(BaseModel):

@@ -11,11 +11,15 @@ recommendations are served as if no experiment ran, and are not logged in it.
 
 from __future__ import annotations
 
-from embedscope.errors import ConflictError, NotFoundError
+import logging
+
+from embedscope.errors import ConflictError, NotFoundError, StorageFullError
 from embedscope.experiments import search_ranker
 from embedscope.search.base import STAGES, SearchResult
 from embedscope.serve import models as m
 from embedscope.serve.state import Served
+
+log = logging.getLogger("embedscope.serve")
 
 
 def present(
@@ -34,6 +38,9 @@ def present(
     )
     try:
         imp = exps.present(exp, query, rank_a, rank_b, k=k, user=session)
+    except StorageFullError as exc:  # the impression cannot be logged: answer as if none ran
+        log.warning("experiment '%s' is not served: %s", exp.name, exc)
+        return None
     except NotFoundError as exc:  # a side's version was deleted after the experiment started
         raise ConflictError(
             f"experiment '{exp.name}' cannot be served: {exc}; stop it (`embedscope experiment stop "

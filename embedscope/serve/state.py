@@ -11,6 +11,8 @@ encoder goes through the shared query cache and the version's micro-batcher.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 
 from embedscope.collection import Collection
-from embedscope.errors import ConflictError, NotFoundError
+from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.experiments import Experiments
 from embedscope.querylog import QueryLog
 from embedscope.search.pipeline import QueryEncoder, SearchPipeline, encode_direct
@@ -149,7 +151,7 @@ class ServerState:
         cache_size: int,
     ) -> None:
         self.root = root
-        self.token = token or None
+        self.token = check_token(token)
         names = Collection.list(root) if names is None else list(names)
         self.cache = QueryCache(cache_size)
         self._batchers: dict[tuple[str, str], tuple[str, QueryBatcher]] = {}
@@ -162,6 +164,12 @@ class ServerState:
             self.collections[name] = Served(
                 name, root, Collection.open(name, root), self._query_encoder(name)
             )
+
+    def public(self, message: str) -> str:
+        """An error message as an HTTP client may see it: no server paths (`redact_paths`)."""
+        databases = {s.reader.store.location for s in self.collections.values()} - {str(self.root)}
+        known: list[tuple[Path | str, str]] = [(url, "<database>") for url in databases if "://" in url]
+        return redact_paths(message, [*known, (self.root, "<collections>")])
 
     def get(self, name: str) -> Served:
         served = self.collections.get(name)
@@ -233,6 +241,53 @@ class ServerState:
             self._batchers.clear()
         for served in self.collections.values():
             served.close()
+
+
+#: an absolute path in a message: a '/' that starts a word, then what a file name is made of
+_PATH = re.compile(r"(?<![\w/.:~-])/[^\s'\"`,;()\[\]{}<>]+")
+
+
+def redact_paths(message: str, known: Sequence[tuple[Path | str, str]]) -> str:
+    """`message` without server file system paths: each `known` folder (the collections root) or
+    string (a database URL) by its label, then any other absolute path whose first folder exists
+    here by `<path>`. An HTTP client has no business knowing where the server keeps its data (a
+    507's store path, a log, the database's host)."""
+    for where, label in known:
+        forms = {str(where), str(where.resolve())} if isinstance(where, Path) else {where}
+        for form in sorted(forms, key=len, reverse=True):
+            message = message.replace(form.rstrip("/") + "/", label + "/").replace(form, label)
+
+    def one(match: re.Match[str]) -> str:
+        path = match.group()
+        first = path.strip("/").split("/", 1)[0]
+        return "<path>" if first and os.path.isdir("/" + first) else path
+
+    return _PATH.sub(one, message)
+
+
+def check_token(token: str | None) -> str | None:
+    """The write token, or None (writes disabled) for none or an empty one. A token no request can
+    present is refused at start-up rather than enabling writes that then match nothing: only
+    whitespace, whitespace at either end (HTTP strips it from the header), control or non-ASCII
+    characters."""
+    if not token:
+        return None
+    if not token.strip():
+        raise EmbedscopeError(
+            "the write token is only whitespace, so no request could match it; set a real one"
+        )
+    if token != token.strip():
+        raise EmbedscopeError(
+            "the write token starts or ends with whitespace, which HTTP strips from the header, so no "
+            "request could match it; remove the whitespace"
+        )
+    odd = next((c for c in token if not 32 <= ord(c) < 127), None)
+    if odd is not None:
+        raise EmbedscopeError(
+            f"the write token holds U+{ord(odd):04X}, a control or non-ASCII character, which HTTP "
+            "headers do not carry reliably; use printable ASCII (e.g. `openssl rand -hex 24`)"
+        )
+    return token
 
 
 def get_state(request: Request) -> ServerState:

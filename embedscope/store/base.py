@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.validation import check_items
 
 if TYPE_CHECKING:
     from embedscope.index import VectorIndex
@@ -85,6 +86,10 @@ class VersionData:
             self._vectors = self._load()
         return self._vectors
 
+    def loaded_shape(self) -> tuple[int, ...] | None:
+        """The vectors' shape if they are in memory (or memory-mapped), without reading them."""
+        return None if self._vectors is None else tuple(self._vectors.shape)
+
     def check_aligned(self, version: str) -> None:
         """One vector and one hash per id, before any store writes them."""
         if len(self.ids) != self.vectors.shape[0] or len(self.hashes) != len(self.ids):
@@ -105,6 +110,8 @@ class ItemChanges:
 
     @classmethod
     def of(cls, items: Sequence[Item], existing: dict[str, str], *, replace_all: bool) -> ItemChanges:
+        """Both stores decide their writes here, so both refuse the same items (validation.py)."""
+        check_items(items)
         added, updated, unchanged = [], [], 0
         for item in items:
             h = item.hash
@@ -228,9 +235,10 @@ class Store(ABC):
         return create_index(kind, **params)
 
     @abstractmethod
-    def writing(self) -> AbstractContextManager[None]:
+    def writing(self, wait: float | None = None) -> AbstractContextManager[None]:
         """The collection's writer lock (guarantee 2): re-entrant in one thread, `ConflictError`
-        "busy" after `write_wait` seconds."""
+        "busy" after `wait` seconds (default `write_wait`; 0: at once, as the server's embedding
+        jobs ask, so that a busy collection is a 409 rather than a job that fails later)."""
 
     @abstractmethod
     def inspect_version(self, name: str) -> list[str]:

@@ -38,8 +38,9 @@ import filelock
 import numpy as np
 import scipy.sparse as sp
 
-from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError, StorageFullError
+from embedscope.errors import ConflictError, DamagedError, EmbedscopeError, NotFoundError, StorageFullError
 from embedscope.store.base import Item, ItemChanges, Store, VersionData, VersionInfo
+from embedscope.validation import can_be_id
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -168,13 +169,14 @@ class EmbeddedStore(Store):
         return f"no space left on device: {what} failed ({why}) at {self.path}; nothing was changed"
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self, wait: float | None = None) -> Iterator[None]:
+        wait = self.write_wait if wait is None else wait
         try:
-            self._writer_lock.acquire(timeout=self.write_wait)
+            self._writer_lock.acquire(timeout=wait)
         except filelock.Timeout:
             raise ConflictError(
                 f"collection '{self.path.name}' is busy: another process is writing an embedding "
-                f"version (waited {self.write_wait:g} s); retry when it is done"
+                f"version (waited {wait:g} s); retry when it is done"
             ) from None
         except OSError as exc:  # the lock file cannot be created: a full or read-only file system
             with self._storage_errors(f"locking collection '{self.path.name}' for writing"):
@@ -265,7 +267,7 @@ class EmbeddedStore(Store):
 
     def delete_items(self, ids: Sequence[str]) -> int:
         with self._tx() as c:
-            n = sum(c.execute("DELETE FROM items WHERE id=?", (i,)).rowcount for i in ids)
+            n = sum(c.execute("DELETE FROM items WHERE id=?", (i,)).rowcount for i in ids if can_be_id(i))
             if n:
                 self._bump_revision(c)
         return n
@@ -273,8 +275,9 @@ class EmbeddedStore(Store):
     def get_items(self, ids: Sequence[str]) -> list[Item | None]:
         found: dict[str, Item] = {}
         ids = list(ids)
-        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-            chunk = ids[start : start + 900]
+        valid = [i for i in ids if can_be_id(i)]  # no item has another id; SQLite cannot bind surrogates
+        for start in range(0, len(valid), 900):  # SQLite's bound-parameter limit
+            chunk = valid[start : start + 900]
             q = f"SELECT id, text, metadata FROM items WHERE id IN ({','.join('?' * len(chunk))})"
             for i, text, meta in self._conn.execute(q, chunk):
                 found[i] = Item(i, text, json.loads(meta))
@@ -386,15 +389,18 @@ class EmbeddedStore(Store):
                     if isinstance(exc, FileNotFoundError) and exc.filename
                     else f"{exc.__class__.__name__}: {exc}"
                 )
-                raise EmbedscopeError(
+                raise DamagedError(
                     f"version '{name}' of collection '{self.path.name}' is damaged ({problem}); "
-                    f"run `embedscope check {self.path.name}` for how to repair it"
+                    f"run `embedscope check {self.path.name}` for how to repair it",
+                    [problem],
                 ) from exc
         raise ConflictError(f"collection '{self.path.name}' is busy: version '{name}' keeps changing; retry")
 
     def inspect_version(self, name: str) -> list[str]:
         try:
             return self._read_consistent(name, _inspect_revision)
+        except DamagedError as exc:
+            return exc.problems
         except EmbedscopeError as exc:
             return [str(exc)]
 

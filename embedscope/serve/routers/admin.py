@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from contextlib import ExitStack
 from typing import Any
 
 from fastapi import APIRouter, Request
 
+from embedscope.collection import Collection
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.serve import models as m
 from embedscope.serve.deps import WRITES, State
@@ -60,14 +62,19 @@ def delete_item(name: str, item_id: str, request: Request, state: State) -> m.Wr
     return m.WriteResult(collection=name, counts={"deleted": deleted})
 
 
-@router.post(f"{C}/versions/{{version}}/embed", dependencies=WRITES, status_code=202)
+@router.post(
+    f"{C}/versions/{{version}}/embed",
+    dependencies=WRITES,
+    status_code=202,
+    responses={409: {"model": m.ErrorOut}, 507: {"model": m.ErrorOut}},
+)
 def embed_version(name: str, version: str, req: m.EmbedRequest, request: Request, state: State) -> m.EmbedJob:
     """Re-embed a version in the background (incremental: only new and changed items are encoded).
     Poll GET /api/jobs/{id}. A new version needs `encoder`; `encoder: hybrid` embeds a sparse and a
-    dense version and stores the `hybrid` search recipe fusing them."""
-    from embedscope.encoders.registry import create_encoder
-    from embedscope.search.recipe import HYBRID, hybrid_shortcut
-
+    dense version and stores the `hybrid` search recipe fusing them. Everything the job can know
+    before encoding (version name, encoder, parameters, index, an empty collection) is checked
+    before it is accepted (4xx), and so is the collection's writer lock: 409 while another
+    process (a CLI `embed`) or job holds it."""
     served = state.get(name)
     request.state.record.update(collection=name, action="embed", version=version)
     with served.lock:
@@ -78,22 +85,33 @@ def embed_version(name: str, version: str, req: m.EmbedRequest, request: Request
     params = req.params
     if params is None and existing is not None and existing.encoder.get("name") == enc_name:
         params = existing.encoder.get("params")
-    # an unknown encoder or parameter is a 4xx now, not a failed job later
-    touched = [version]
-    if enc_name == HYBRID:
-        shortcut = hybrid_shortcut(params)
-        touched = [shortcut.sparse, shortcut.dense]
-    else:
-        create_encoder(enc_name, params)
+    with served.lock:
+        touched = served.reader.check_embed(enc_name, params, version=version, index=req.index)
     if not served.write_lock.acquire(blocking=False):
         raise ConflictError(f"collection '{name}' is busy with another write or embedding job; retry later")
     job = m.EmbedJob(id=uuid.uuid4().hex[:12], collection=name, version=version)
-    state.jobs[job.id] = job
+    started, refused = threading.Event(), []
 
     def work() -> None:
+        try:
+            with ExitStack() as held:
+                try:  # the store's writer lock, at once: held by another process, the job is a 409
+                    coll = served.writer()
+                    held.enter_context(coll.store.writing(wait=0))
+                except BaseException as exc:
+                    refused.append(exc)
+                    return
+                finally:
+                    started.set()
+                _run(coll)
+        finally:
+            served.write_lock.release()  # after the store's lock, so the next job finds it free
+            if not refused:
+                served.after_write()
+
+    def _run(coll: Collection) -> None:
         job.status, job.started_at = "running", now()
         try:
-            coll = served.writer()
 
             def progress(done: int, total: int) -> None:
                 job.done, job.total = done, total
@@ -117,17 +135,24 @@ def embed_version(name: str, version: str, req: m.EmbedRequest, request: Request
                     served.reader.load_version(touched_version)  # reload now, so the next query is fast
             job.status = "done"
         except Exception as exc:  # reported through the job, the server keeps running
-            job.status, job.error = "failed", str(exc) if isinstance(exc, EmbedscopeError) else repr(exc)
-            if isinstance(exc, EmbedscopeError):  # e.g. busy, disk full: said in one line
+            job.status = "failed"
+            job.error = (
+                state.public(str(exc))
+                if isinstance(exc, EmbedscopeError)
+                else f"internal error ({exc.__class__.__name__}); see the server log"
+            )
+            if isinstance(exc, EmbedscopeError):  # e.g. disk full: said in one line
                 log.warning("embedding job %s failed: %s", job.id, exc)
             else:
                 log.exception("embedding job %s failed", job.id)
         finally:
             job.finished_at = now()
-            served.write_lock.release()
-            served.after_write()
 
     threading.Thread(target=work, name=f"embed-{name}-{version}", daemon=True).start()
+    started.wait()
+    if refused:
+        raise refused[0]
+    state.jobs[job.id] = job
     return job.model_copy()
 
 

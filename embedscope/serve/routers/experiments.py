@@ -4,6 +4,7 @@ the clicks the page sends. Serving a running experiment's lists to `/search` is 
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 from pathlib import Path
@@ -18,6 +19,7 @@ from embedscope.serve import models as m
 from embedscope.serve.deps import WRITES, State
 from embedscope.serve.state import Served
 
+log = logging.getLogger("embedscope.serve")
 router = APIRouter(prefix="/api/collections/{name}", tags=["experiments"])
 # matplotlib's pyplot keeps global state: one report picture at a time
 _plot_lock = threading.Lock()
@@ -33,7 +35,12 @@ def list_experiments(name: str, state: State) -> list[m.ExperimentOut]:
     return [_out(e) for e in state.get(name).experiments.list()]
 
 
-@router.post("/experiments", dependencies=WRITES, status_code=201, responses={409: {"model": m.ErrorOut}})
+@router.post(
+    "/experiments",
+    dependencies=WRITES,
+    status_code=201,
+    responses={409: {"model": m.ErrorOut}, 507: {"model": m.ErrorOut}},
+)
 def start_experiment(name: str, req: m.ExperimentStart, request: Request, state: State) -> m.ExperimentOut:
     """Start comparing two search configurations on live traffic (one running experiment per
     collection: 409 while another runs)."""
@@ -80,11 +87,16 @@ def experiment_plot(name: str, experiment: str, state: State) -> Response:
         return Response(path.read_bytes(), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-@router.post("/click", responses={409: {"model": m.ErrorOut}})
+@router.post(
+    "/click",
+    responses={409: {"model": m.ErrorOut}, 429: {"model": m.ErrorOut}, 507: {"model": m.ErrorOut}},
+)
 def click(name: str, req: m.ClickRequest, request: Request, state: State) -> m.ClickOut:
     """Log a click on a result of an experiment's list (the page sends one per mouse click or Enter
     on a result card). 404 for an unknown experiment or impression, 400 for a position outside the
-    list, 409 when the experiment has stopped or `item` is not at that position."""
+    list, 409 when the experiment has stopped or `item` is not at that position. A position is
+    logged once per list (a repeat answers `duplicate: true`); more than 30 clicks a minute on one
+    list are 429; a full disk is 507."""
     served = state.get(name)
     request.state.record.update(
         collection=name, experiment=req.experiment, impression=req.impression, position=req.position
@@ -97,4 +109,5 @@ def click(name: str, req: m.ClickRequest, request: Request, state: State) -> m.C
         position=req.position,
         item=logged["item"],
         logged_at=logged["ts"],
+        duplicate=logged["duplicate"],
     )

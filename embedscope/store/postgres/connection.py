@@ -118,13 +118,13 @@ class PgConnection(Store):
         )
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self, wait: float | None = None) -> Iterator[None]:
         """The collection's version-writer lock: a session-level advisory lock on this thread's
         connection, so it spans many transactions, is re-entrant (PostgreSQL counts a session's
-        holds) and is released by the server when the connection dies. Waits `write_wait` seconds,
-        then ConflictError "busy"."""
+        holds) and is released by the server when the connection dies. Waits `wait` seconds
+        (default `write_wait`), then ConflictError "busy"."""
         conn, key = self._conn(), lock_key(self.name, "versions")
-        deadline = time.monotonic() + self.write_wait
+        deadline = time.monotonic() + (self.write_wait if wait is None else wait)
         while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
             if time.monotonic() > deadline:
                 raise self._busy()

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from embedscope.errors import ConflictError, EmbedscopeError
 from embedscope.index.base import VectorIndex
 from embedscope.store.postgres.schema import DTYPES, EF_SEARCH_MAX, HNSW_MAX_DIM, INDEX_BYTES, SCHEMA
+from embedscope.validation import count_param
 
 if TYPE_CHECKING:
     import psycopg
@@ -59,6 +60,9 @@ class PgVectorIndex(VectorIndex):
                 f"pgvector {kind} index has no parameter {', '.join(unknown)}; valid: {valid}"
             )
         super().__init__(**{**self.defaults[kind], **params})
+        for key in ("connectivity", "expansion_add", "expansion_search"):
+            if key in self.params:
+                count_param(self.params[key], f"pgvector {kind} {key}")
         if self.params["dtype"] not in DTYPES:
             raise EmbedscopeError(
                 f"dtype {self.params['dtype']!r}: pgvector stores f32 (vector) or f16 (halfvec); "

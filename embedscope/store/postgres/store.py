@@ -8,6 +8,7 @@ from typing import Any
 from embedscope.store.base import Item, ItemChanges
 from embedscope.store.postgres.schema import SCHEMA
 from embedscope.store.postgres.versions import PgVersions
+from embedscope.validation import can_be_id
 
 
 class PostgresStore(PgVersions):
@@ -59,7 +60,7 @@ class PostgresStore(PgVersions):
         with self._write() as cur:
             cur.execute(
                 f"DELETE FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)",
-                (self.collection_id, list(ids)),
+                (self.collection_id, [i for i in ids if can_be_id(i)]),
             )
             n = cur.rowcount
             if n:
@@ -71,7 +72,7 @@ class PostgresStore(PgVersions):
         rows = self._read(
             f"SELECT id, text, metadata FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)",
             self.collection_id,
-            ids,
+            [i for i in ids if can_be_id(i)],  # no item has any other id; a NUL would be an error
         )
         found = {i: Item(i, text, meta) for i, text, meta in rows}
         return [found.get(i) for i in ids]

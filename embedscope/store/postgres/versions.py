@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.encoders.registry import encoder_from_bytes
-from embedscope.errors import ConflictError, EmbedscopeError
+from embedscope.errors import ConflictError, DamagedError, EmbedscopeError
 from embedscope.index.base import VectorIndex
 from embedscope.store.base import VersionData, VersionInfo
 from embedscope.store.postgres.connection import PgConnection
@@ -206,26 +206,34 @@ class PgVersions(PgConnection):
         import psycopg
 
         conn = self._conn()
+        revision = ""
         # one snapshot for the record, the encoder and the rows: a concurrent rewrite is either
         # entirely before or entirely after this read
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            row = conn.execute(
-                f"SELECT info, revision, encoder FROM {SCHEMA}.versions "
-                "WHERE collection_id = %s AND name = %s",
-                (self.collection_id, name),
-            ).fetchone()
-            if row is None:
-                self.get_version(name)
-            info, revision, blob = row
-            try:
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                row = conn.execute(
+                    f"SELECT info, revision, encoder FROM {SCHEMA}.versions "
+                    "WHERE collection_id = %s AND name = %s",
+                    (self.collection_id, name),
+                ).fetchone()
+                if row is None:
+                    self.get_version(name)
+                info, revision, blob = row
                 ids, hashes = conn.execute(
                     "SELECT coalesce(array_agg(item_id ORDER BY row), '{}'), "
                     "coalesce(array_agg(hash ORDER BY row), '{}') "
                     f'FROM {SCHEMA}."{self._table(revision)}"'
                 ).fetchone()
-            except psycopg.errors.UndefinedTable:
-                raise ConflictError(f"version '{name}' was rewritten while it was read; try again") from None
+        except psycopg.errors.UndefinedTable:
+            if self.version_revision(name) == revision:  # not rewritten meanwhile: the table is gone
+                problem = f"its vector table {SCHEMA}.{self._table(revision)} is missing"
+                raise DamagedError(
+                    f"version '{name}' of collection '{self.name}' is damaged ({problem}); "
+                    f"run `embedscope check {self.name}` for how to repair it",
+                    [problem],
+                ) from None
+            raise ConflictError(f"version '{name}' was rewritten while it was read; try again") from None
         encoder = encoder_from_bytes(blob)
         storage = storage_of(info["index"], info["sparse"])
         index = PgVectorIndex(info["index"]["kind"], **info["index"].get("params", {}))
