@@ -1,5 +1,5 @@
 """The storage contract. The embedded default (SQLite + files, store/embedded.py) and PostgreSQL +
-pgvector (store/postgres.py) implement it; search, recommendation and serving code only ever talk
+pgvector (store/postgres/) implement it; search, recommendation and serving code only ever talk
 to this interface. tests/test_store_api.py runs the same tests against both."""
 
 from __future__ import annotations
