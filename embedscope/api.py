@@ -28,6 +28,7 @@ import scipy.sparse as sp
 
 from embedscope.display import DisplayFields
 from embedscope.encoders.base import Encoder
+from embedscope.encoders.document import Document, document_hash
 from embedscope.encoders.registry import create_encoder
 from embedscope.engines import create_engine
 from embedscope.engines.base import ProgressFn
@@ -99,6 +100,8 @@ class Collection:
         self._versions: dict[str, tuple[str, LoadedVersion]] = {}
         self._frame: tuple[int, pd.DataFrame, dict[str, int]] | None = None
         self._display: tuple[int, DisplayFields, dict[str, WorkKey | None]] | None = None
+        #: (data revision, document template) -> item id -> document hash
+        self._doc_hashes: dict[tuple[int, str | None], dict[str, str]] = {}
         #: the search path (`embedscope.search.pipeline`); the server makes its own with its cache
         self.pipeline = SearchPipeline(self)
 
@@ -337,6 +340,36 @@ class Collection:
                 f"(versions: {versions}; recipes: {recipes})"
             )
 
+    def document(self, version: str | VersionInfo) -> Document:
+        """How the version builds each item's document (its stored template; the item's text by default)."""
+        info = version if isinstance(version, VersionInfo) else self.store.get_version(version)
+        return Document.parse(info.document)
+
+    def document_hashes(self, version: str | VersionInfo) -> dict[str, str]:
+        """Item id -> the hash of the item's document as the version would build it now (compared
+        with the version's row hashes: a differing one is an item the version must encode again).
+        Computed once per data revision and template."""
+        doc = self.document(version)
+        key = (self.store.data_revision(), doc.template)
+        if key not in self._doc_hashes:
+            self._doc_hashes = {
+                key: {i.id: document_hash(doc.render(i.text, i.metadata)) for i in self.store.iter_items()}
+            } | {k: v for k, v in self._doc_hashes.items() if k[0] == key[0]}
+        return self._doc_hashes[key]
+
+    def is_current(self, version: str | VersionInfo) -> bool:
+        """The version encodes every item's document as it is now (no item added, changed or deleted
+        in a way its document sees)."""
+        from embedscope.encoders.registry import encoder_class
+
+        info = version if isinstance(version, VersionInfo) else self.store.get_version(version)
+        items = fingerprint(self.store.item_hashes().items())
+        if not encoder_class(info.encoder["name"]).encodes_text:
+            return info.fingerprint == items  # behavioural versions: the items, not a document
+        if info.document is None and info.fingerprint == items:
+            return True  # written before documents existed: its rows hold item hashes
+        return info.fingerprint == fingerprint(self.document_hashes(info).items())
+
     def delete_version(self, version: str) -> None:
         self.store.delete_version(version)
         self._versions.pop(version, None)
@@ -360,16 +393,27 @@ class Collection:
         progress: ProgressFn | None = None,
         engine: str = "local",
         address: str | None = None,
+        document: str | None = None,
     ) -> VersionInfo:
         """Encode the collection into the embedding version `version` (default: the encoder name).
 
-        If the version exists with the same encoder configuration, only new and changed items are
-        encoded (the fitted encoder is reused unless `refit`); deleted items are dropped. The
+        `document` is the template each item is encoded as (`embedscope.encoders.document`, e.g.
+        "{title}. {authors}. {categories}. {text}", boosts for BM25F: "{title^2} {text}"); None keeps
+        the version's own (a new version: the item's text), "{text}" is the item's text.
+
+        If the version exists with the same encoder configuration and document, only items whose
+        document changed are encoded (the fitted encoder is reused unless `refit`); deleted items are
+        dropped. The
         collection's writer lock is held throughout: a second writer waits briefly, then gets
         ConflictError "busy", rather than both encoding and the last one silently winning.
         `engine="ray"` encodes on a Ray cluster (`address`, else a local Ray); everything else,
         the incremental choice and the write through the store included, is the same."""
         if encoder == HYBRID:
+            if document is not None:
+                raise EmbedscopeError(
+                    "hybrid embeds two versions: give their documents as --param sparse_document=... "
+                    "and --param dense_document=..."
+                )
             return self._embed_hybrid(
                 params,
                 batch_size=batch_size,
@@ -380,13 +424,17 @@ class Collection:
                 address=address,
             )
         version = _check_name(version or encoder, "version")
+        old = {v.name: v for v in self.versions()}.get(version)
+        doc = Document.parse(document if document is not None else (old.document if old else None))
+        doc.check_fields(self.metadata_frame()[0].columns)
         enc = create_encoder(encoder, params)
         runner = create_engine(engine, address=address)
         runner.check(enc)
         items = list(self.store.iter_items())
         if not items:
             raise EmbedscopeError(f"collection '{self.name}' is empty; ingest items first")
-        old = {v.name: v for v in self.versions()}.get(version)
+        docs = [doc.render(i.text, i.metadata) for i in items]
+        hashes = [document_hash(d) for d in docs]
         kind = (
             index
             or (old.index["kind"] if old else None)
@@ -405,28 +453,31 @@ class Collection:
             )
         old_rows: dict[str, int] = {}
         started = time.perf_counter()
-        if old is not None and old.encoder == enc.config() and not refit:
+        if old is not None and old.encoder == enc.config() and old.document == doc.template and not refit:
             data, enc, _ = self.store.read_version(version)
-            current = {i.id: i.hash for i in items}
+            current = {i.id: h for i, h in zip(items, hashes, strict=True)}
+            # a version written before documents existed holds item hashes (text and metadata): an
+            # unchanged item has an unchanged document, so its row is reused and gets the new hash
+            legacy = {i.id: i.hash for i in items} if old.document is None else {}
             old_rows = {
                 i: r
                 for r, (i, h) in enumerate(zip(data.ids, data.hashes, strict=True))
-                if current.get(i) == h
+                if current.get(i) == h or legacy.get(i) == h
             }
             old_vectors = data.vectors
         elif enc.requires_fit:
-            enc.fit([i.text for i in items])
+            enc.fit(docs)
         fit_s = time.perf_counter() - started
-        todo = [i for i in items if i.id not in old_rows]
+        todo = [n for n, i in enumerate(items) if i.id not in old_rows]
         new_vectors = (
-            runner.encode(enc, [i.text for i in todo], batch_size=batch_size, progress=progress)
+            runner.encode(enc, [docs[n] for n in todo], batch_size=batch_size, progress=progress)
             if todo
             else None
         )
         row_ids = [i.id for i in items]
         if old_rows:
             # assemble rows in item order: reused rows from the old matrix, the rest freshly encoded
-            pos_new = {i.id: n for n, i in enumerate(todo)}
+            pos_new = {items[n].id: p for p, n in enumerate(todo)}
             parts = []
             for iid in row_ids:
                 parts.append(("old", old_rows[iid]) if iid in old_rows else ("new", pos_new[iid]))
@@ -437,7 +488,6 @@ class Collection:
         t0 = time.perf_counter()
         idx.build(vectors)
         index_s = time.perf_counter() - t0
-        hashes = [i.hash for i in items]
         stamp = now()
         nbytes = (
             (vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes)
@@ -466,6 +516,7 @@ class Collection:
                 "index_bytes": int(idx.nbytes()),
                 **({"engine": runner.stats} if todo else {}),
             },
+            document=doc.template,
         )
         self.store.write_version(
             info, VersionData(row_ids, hashes, vectors), enc, None if kind == "exact" else idx
@@ -484,8 +535,12 @@ class Collection:
         plan = _recipe.hybrid_shortcut(params)
         # the sparse half is count-based and fast in-process; only the dense half uses the engine
         local = {**kwargs, "engine": "local", "address": None}
-        self.embed(plan.sparse, plan.sparse_params, version=plan.sparse, **local)
-        dense = self.embed(plan.dense, plan.dense_params, version=plan.dense, **kwargs)
+        self.embed(
+            plan.sparse, plan.sparse_params, version=plan.sparse, document=plan.sparse_document, **local
+        )
+        dense = self.embed(
+            plan.dense, plan.dense_params, version=plan.dense, document=plan.dense_document, **kwargs
+        )
         self.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe)
         if activate:
             self.activate(plan.dense)
@@ -507,9 +562,14 @@ class Collection:
         params: dict[str, Any] | None = None,
         weights: Sequence[float] | None = None,
         depth: int = _recipe.DEFAULT_DEPTH,
+        stages: Mapping[str, Any] | None = None,
     ) -> _recipe.Recipe:
-        """Store (or replace) a named search configuration fusing versions; search it by its name."""
-        recipe = _recipe.make_recipe(name, parts, fusion=fusion, params=params, weights=weights, depth=depth)
+        """Store (or replace) a named search configuration fusing versions; search it by its name.
+        `stages`: query stages by name with their options (embedscope.search.query), e.g.
+        {"split": {"fuse": "max"}, "rm3": {}}."""
+        recipe = _recipe.make_recipe(
+            name, parts, fusion=fusion, params=params, weights=weights, depth=depth, stages=stages
+        )
         return _recipe.save_recipe(self, recipe)
 
     @_holding_writer_lock
@@ -615,12 +675,11 @@ class Collection:
 
     # --- description ------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        current = fingerprint(self.store.item_hashes().items())
         active = self.store.get_setting("active_version")
         versions = []
         for v in self.versions():
             d = v.to_dict()
-            d["stale"] = v.fingerprint != current
+            d["stale"] = not self.is_current(v)
             d["active"] = v.name == active
             d["problems"] = self.store.inspect_version(v.name)  # cheap: `check` goes further
             versions.append(d)
@@ -706,8 +765,9 @@ class Collection:
                     )
         if encoder_class(info.encoder["name"]).encodes_text and v.data.ids:
             first = self.store.get_items(v.data.ids[:1])[0]
+            sample_doc = Document.parse(info.document).render(first.text, first.metadata) if first else ""
             try:
-                width = v.encoder.encode([first.text if first else "check"]).shape[1]
+                width = v.encoder.encode([sample_doc or "check"]).shape[1]
             except Exception as exc:  # as above: the point is to say what fails
                 problems.append(f"the encoder cannot encode: {exc.__class__.__name__}: {exc}")
             else:
@@ -729,7 +789,8 @@ class Collection:
             if defaults.get(k) != v
         ]
         version = f" --version {info.name}" if info.name != name else ""
-        rebuild = f"embedscope embed {self.name} --encoder {name}{version}{''.join(params)} --refit"
+        document = f" --document {shlex.quote(info.document)}" if info.document else ""
+        rebuild = f"embedscope embed {self.name} --encoder {name}{version}{''.join(params)}{document} --refit"
         return f"rebuild it: `{rebuild}`; or remove it: `embedscope delete-version {self.name} {info.name}`"
 
 

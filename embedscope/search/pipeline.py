@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from embedscope.encoders.base import empty_rows
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.index import create_index
+from embedscope.search import query as stages_
 from embedscope.search import recipe as recipes
 from embedscope.search.base import STAGES, Hit, SearchResult
 from embedscope.search.fusion import Run, fuse, score_floor
@@ -103,10 +104,35 @@ class Plan:
     fusion: str | None = None  # None: one part, its scores as they are
     params: dict[str, Any] = field(default_factory=dict)
     depth: int = 0
+    #: the recipe's query stages (`search.query`); empty for a version
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def fused(self) -> bool:
         return self.fusion is not None
+
+
+@dataclass
+class Pieces:
+    """The texts a batch of queries is encoded as: the n queries themselves first, then the pieces
+    of the long ones (`split` stage); `rows[qi]` = the rows whose runs make query qi's run in each part."""
+
+    texts: list[str]
+    rows: list[list[int]]
+
+    @classmethod
+    def of(cls, queries: Sequence[str], options: dict[str, Any] | None) -> Pieces:
+        texts, rows = list(queries), [[qi] for qi in range(len(queries))]
+        if options is None:
+            return cls(texts, rows)
+        for qi, text in enumerate(queries):
+            pieces = stages_.split(text, options)
+            if len(pieces) < 2:
+                continue
+            start = len(texts)
+            texts.extend(pieces)
+            rows[qi] = ([qi] if options["whole"] else []) + list(range(start, start + len(pieces)))
+        return cls(texts, rows)
 
 
 class SearchPipeline:
@@ -193,6 +219,7 @@ class SearchPipeline:
             recipe.fusion,
             recipe.params,
             recipe.depth,
+            recipe.stages,
         )
 
     # --- entry points --------------------------------------------------------------------------------
@@ -229,14 +256,19 @@ class SearchPipeline:
         stages = dict.fromkeys(STAGES, 0.0)
         with _timed(stages, "search"):
             masks = self._masks(plan, where, ())  # a bad filter fails before anything is encoded
-        active = [(i, v) for i, v in enumerate(plan.parts) if plan.weights[i] > 0]
+        adaptive = plan.stages.get("adaptive")
+        active = [(i, v) for i, v in enumerate(plan.parts) if plan.weights[i] > 0 or adaptive]
+        pieces = Pieces.of(queries, plan.stages.get("split"))
+        terms = plan.stages.get("terms")
         matrices: dict[int, Any] = {}
         known: dict[int, np.ndarray] = {}
         cached = True
         with _timed(stages, "encode"):
             for i, v in active:
-                matrices[i], hit = self._encode(v, list(queries))
+                matrices[i], hit = self._encode(v, pieces.texts)
                 cached = cached and hit
+                if terms is not None and v.info.sparse:
+                    matrices[i] = stages_.weight_terms(v, matrices[i], terms)
                 known[i] = ~empty_rows(matrices[i])
         for qi, text in enumerate(queries):
             if strict and not any(known[i][qi] for i, _ in active):
@@ -247,7 +279,9 @@ class SearchPipeline:
                 raise EmbedscopeError(
                     f"query {text!r} has no terms known to {what} (only stop words or unknown words)"
                 )
-        results = self._answer(plan, matrices, known, len(queries), k, masks, where, exact, collapse, stages)
+        results = self._answer(
+            plan, matrices, known, len(queries), k, masks, where, exact, collapse, stages, pieces=pieces
+        )
         for r in results:
             r.cached = cached
         return results
@@ -309,8 +343,9 @@ class SearchPipeline:
                 if plan.weights[i] == 0:
                     continue
                 row = v.row_of.get(item_id)
-                if row is None:  # added since the version was built: encode its text
-                    matrices[i] = v.encoder.encode([item.text])
+                if row is None:  # added since the version was built: encode its document
+                    doc = self.collection.document(v.info).render(item.text, item.metadata)
+                    matrices[i] = v.encoder.encode([doc])
                 else:
                     q = v.data.vectors[row : row + 1]
                     matrices[i] = q if sp.issparse(q) else np.asarray(q)
@@ -339,6 +374,7 @@ class SearchPipeline:
         collapse_works: bool,
         stages: dict[str, float],
         seen: WorkSet | None = None,
+        pieces: Pieces | None = None,
     ) -> list[SearchResult]:
         keys: dict[str, Any] = {}
         if collapse_works:
@@ -352,11 +388,14 @@ class SearchPipeline:
         ranked: list[tuple[list[str], np.ndarray, int]] = [([], np.zeros(0), 0)] * n
         while pending:
             with _timed(stages, "search"):
-                runs = self._candidates(plan, matrices, known, pending, depth, masks, where, exact)
+                runs = self._candidates(plan, matrices, known, pending, depth, masks, where, exact, pieces)
             again = []
             with _timed(stages, "rank"):
                 for qi in pending:
-                    ids, scores = self._fuse(plan, runs[qi])
+                    weights = plan.weights
+                    if pieces is not None and "adaptive" in plan.stages:
+                        weights = stages_.adaptive_weights(pieces.texts[qi], plan.stages["adaptive"])
+                    ids, scores = self._fuse(plan, runs[qi], weights)
                     if collapse_works:
                         kept, dropped = collapse(ids, keys, k, seen=seen.copy() if seen else None)
                     else:
@@ -398,26 +437,109 @@ class SearchPipeline:
         masks: list[np.ndarray | None],
         where: str | None,
         exact: bool,
+        pieces: Pieces | None = None,
     ) -> dict[int, list[Run | None]]:
         """Each part's candidates for the given queries, in plan order (None: the part was not asked,
-        because its weight is 0 or it knows none of the query's terms)."""
+        because its weight is 0 or it knows none of the query's terms). A query split into pieces
+        (`split` stage) gets the fusion of its pieces' runs; a part with feedback (`rm3`, `rocchio`)
+        is searched a second time with the expanded query."""
         out: dict[int, list[Run | None]] = {qi: [None] * len(plan.parts) for qi in queries}
+        split = plan.stages.get("split")
         for i, matrix in matrices.items():
             v = plan.parts[i]
-            asked = [qi for qi in queries if known[i][qi]]
-            if not asked:
+            rows_of = {qi: [qi] if pieces is None else pieces.rows[qi] for qi in queries}
+            asked = {qi: [r for r in rows if known[i][r]] for qi, rows in rows_of.items()}
+            flat = sorted({r for rows in asked.values() for r in rows})
+            if not flat:
                 continue
-            rows, scores = lookup(v, _rows(matrix, asked), depth, allowed=masks[i], where=where, exact=exact)
-            floor = score_floor(v.info.sparse, v.info.metric)
-            ids = v.data.ids
-            for qi, r, s in zip(asked, rows, scores, strict=True):
-                # a sparse score of 0 shares no term with the query: not retrieved (as in an inverted index)
-                keep = (r >= 0) & np.isfinite(s) & ((s > 0) if v.info.sparse else True)
-                out[qi][i] = Run([ids[x] for x in r[keep]], s[keep].astype(np.float64), floor)
+            runs = dict(
+                zip(flat, self._lookup(v, _rows(matrix, flat), depth, masks[i], where, exact), strict=True)
+            )
+            for qi, rows in asked.items():
+                if len(rows) == 1:
+                    out[qi][i] = runs[rows[0]]
+                elif rows:
+                    assert split is not None
+                    out[qi][i] = _fuse_pieces([runs[r] for r in rows], split, depth)
+            feedback = plan.stages.get(stages_.feedback_kind(v.info.sparse))
+            if feedback is not None and pieces is not None:  # text searches only, not more-like-this
+                self._feedback(v, matrix, known[i], out, i, feedback, depth, masks[i], where, exact)
         return out
 
-    def _fuse(self, plan: Plan, runs: list[Run | None]) -> tuple[list[str], np.ndarray]:
-        answered = [(r, w) for r, w in zip(runs, plan.weights, strict=True) if r is not None and len(r)]
+    def _lookup(
+        self,
+        v: LoadedVersion,
+        queries: Any,
+        depth: int,
+        mask: np.ndarray | None,
+        where: str | None,
+        exact: bool,
+    ) -> list[Run]:
+        """One index call for some query rows of one part: a Run per row."""
+        rows, scores = lookup(v, queries, depth, allowed=mask, where=where, exact=exact)
+        floor = score_floor(v.info.sparse, v.info.metric)
+        ids = v.data.ids
+        runs = []
+        for r, s in zip(rows, scores, strict=True):
+            # a sparse score of 0 shares no term with the query: not retrieved (as in an inverted index)
+            keep = (r >= 0) & np.isfinite(s) & ((s > 0) if v.info.sparse else True)
+            runs.append(Run([ids[x] for x in r[keep]], s[keep].astype(np.float64), floor))
+        return runs
+
+    def _feedback(
+        self,
+        v: LoadedVersion,
+        matrix: Any,
+        known: np.ndarray,
+        out: dict[int, list[Run | None]],
+        part: int,
+        options: dict[str, Any],
+        depth: int,
+        mask: np.ndarray | None,
+        where: str | None,
+        exact: bool,
+    ) -> None:
+        """Pseudo-relevance feedback for one part: each query (its whole text, row qi) expanded with
+        its first run's top documents (`search.query.rm3` / `rocchio`), searched again; the second
+        run replaces the first."""
+        todo = [qi for qi, runs in out.items() if runs[part] is not None and len(runs[part]) and known[qi]]
+        if not todo:
+            return
+        if v.info.sparse:
+            counts = self._feedback_counts(v, [out[qi][part].ids[: options["docs"]] for qi in todo])
+            rows = [
+                stages_.rm3(matrix[qi : qi + 1], c, out[qi][part], options)
+                for qi, c in zip(todo, counts, strict=True)
+            ]
+        else:
+            rows = [stages_.rocchio(v, matrix[qi : qi + 1], out[qi][part], options) for qi in todo]
+        expanded = sp.vstack(rows).tocsr() if v.info.sparse else np.vstack(rows).astype(np.float32)
+        for qi, run in zip(todo, self._lookup(v, expanded, depth, mask, where, exact), strict=True):
+            out[qi][part] = run
+
+    def _feedback_counts(self, v: LoadedVersion, ids: list[list[str]]) -> list[sp.csr_matrix]:
+        """The term counts of feedback documents (their documents encoded on the query side, which
+        for BM25 is term counts), one matrix per query; one store read and one encoder call."""
+        wanted = list(dict.fromkeys(i for group in ids for i in group))
+        with self.lock:
+            items = {it.id: it for it in self.collection.store.get_items(wanted) if it is not None}
+            document = self.collection.document(v.info)
+        found = [i for i in wanted if i in items]
+        texts = [document.render(items[i].text, items[i].metadata) for i in found]
+        matrix = sp.csr_matrix(v.encoder.encode_queries(texts)) if texts else None
+        row = {i: n for n, i in enumerate(found)}
+        return [
+            matrix[[row[i] for i in group if i in row]]
+            if matrix is not None
+            else sp.csr_matrix((0, v.info.dim))
+            for group in ids
+        ]
+
+    def _fuse(
+        self, plan: Plan, runs: list[Run | None], weights: Sequence[float] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        weights = plan.weights if weights is None else weights
+        answered = [(r, w) for r, w in zip(runs, weights, strict=True) if r is not None and len(r)]
         if not answered:
             return [], np.zeros(0)
         if not plan.fused:
@@ -439,6 +561,15 @@ class SearchPipeline:
 def _check_k(k: int) -> None:
     if k < 1:
         raise EmbedscopeError("k must be at least 1")
+
+
+def _fuse_pieces(runs: list[Run], options: dict[str, Any], depth: int) -> Run:
+    """The runs of a query's pieces in one part -> that part's run (the `split` stage's fusion, equal
+    weights), cut to the part's depth so that the recipe's fusion sees as many candidates as without it."""
+    method = options["fuse"]
+    params = {"k": 60} if method == "rrf" else {"normalization": "zscore", "missing": "cutoff"}
+    ids, scores = fuse(runs, [1.0] * len(runs), method, params)
+    return Run(ids[:depth], scores[:depth], None)
 
 
 def _rows(matrix: Any, rows: list[int]) -> Any:

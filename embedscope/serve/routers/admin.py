@@ -86,6 +86,10 @@ def embed_version(name: str, version: str, req: m.EmbedRequest, request: Request
         touched = [shortcut.sparse, shortcut.dense]
     else:
         create_encoder(enc_name, params)
+    if req.document is not None:
+        from embedscope.encoders.document import Document
+
+        Document.parse(req.document)
     if not served.write_lock.acquire(blocking=False):
         raise ConflictError(f"collection '{name}' is busy with another write or embedding job; retry later")
     job = m.EmbedJob(id=uuid.uuid4().hex[:12], collection=name, version=version)
@@ -107,6 +111,7 @@ def embed_version(name: str, version: str, req: m.EmbedRequest, request: Request
                 refit=req.refit,
                 activate=req.activate,
                 progress=progress,
+                document=req.document,
             )
             job.result = {
                 "encoded": info.stats.get("encoded"),
