@@ -20,7 +20,7 @@ from embedscope.cli.app import app
 from embedscope.errors import EmbedscopeError
 from embedscope.search.fusion import fuse
 from embedscope.search.pipeline import lookup
-from embedscope.search.query import check_stages, parse_stage, split
+from embedscope.search.query import check_stages, drop_negated, parse_stage, split
 from embedscope.search.recipe import Recipe, hybrid_shortcut, make_recipe
 
 _load_commands()
@@ -184,6 +184,21 @@ def test_split_finds_the_book_a_long_request_names_where_the_whole_request_does_
     assert ids(catalogue, short, make_recipe("r", ["bm25"], stages={"split": {}})) == ids(
         catalogue, short, "bm25"
     )
+
+
+def test_negated_clauses_are_dropped(catalogue: Collection) -> None:
+    """'It was not Rebecca and it was not a Poirot mystery' names the books the reader does not mean;
+    without the clause the book meant comes first."""
+    options = check_stages({"negation": {}}, 1)["negation"]
+    assert (
+        drop_negated("It was not Rebecca, although it felt gothic.", options)
+        == "It was , although it felt gothic."
+    )
+    assert drop_negated("It wasn\u2019t a thriller! Dragons.", options) == "It ! Dragons."
+    assert drop_negated("not", options) == "not"  # nothing would be left: the query stays as it is
+    assert drop_negated("not a thriller", {"min_words": 5}) == "not a thriller"  # shorter than min_words
+    found = ids(catalogue, LONG_REQUEST, make_recipe("r", ["bm25"], stages={"negation": {}}))
+    assert found[0] == MOONSPINNERS and ids(catalogue, LONG_REQUEST, "bm25")[0] != MOONSPINNERS
 
 
 def test_term_weighting_drops_the_terms_most_books_share(catalogue: Collection) -> None:

@@ -121,7 +121,12 @@ class Pieces:
     rows: list[list[int]]
 
     @classmethod
-    def of(cls, queries: Sequence[str], options: dict[str, Any] | None) -> Pieces:
+    def of(cls, queries: Sequence[str], stages: dict[str, dict[str, Any]]) -> Pieces:
+        """The texts to encode: each query (without its negated clauses, `negation` stage), then the
+        pieces of the long ones (`split` stage)."""
+        negation, options = stages.get("negation"), stages.get("split")
+        if negation is not None:
+            queries = [stages_.drop_negated(q, negation) for q in queries]
         texts, rows = list(queries), [[qi] for qi in range(len(queries))]
         if options is None:
             return cls(texts, rows)
@@ -258,7 +263,7 @@ class SearchPipeline:
             masks = self._masks(plan, where, ())  # a bad filter fails before anything is encoded
         adaptive = plan.stages.get("adaptive")
         active = [(i, v) for i, v in enumerate(plan.parts) if plan.weights[i] > 0 or adaptive]
-        pieces = Pieces.of(queries, plan.stages.get("split"))
+        pieces = Pieces.of(queries, plan.stages)
         terms = plan.stages.get("terms")
         matrices: dict[int, Any] = {}
         known: dict[int, np.ndarray] = {}

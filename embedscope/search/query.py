@@ -4,6 +4,10 @@ All are optional and off by default; a recipe names the ones it uses with their 
 (`Recipe.stages`, stored with it, validated by `check_stages`). Each stage works on any part of the
 right kind, whatever encoder made it:
 
+- `negation` (long requests): a clause that denies ("it was not Rebecca", "not a Poirot mystery",
+  "wasn't a thriller") is dropped from queries of at least `min_words` words, from the negation to
+  the end of its clause: every system reads "not X" as X, and X is usually a famous book that then
+  wins. A query that would be left empty keeps its text.
 - `split` (long requests): a query longer than `min_words` is cut into its sentences (pysbd's rule
   based segmenter) or into passages of `words` words; every piece is searched in every part, and
   each part's runs of the pieces are fused into that part's run with a fusion method (`fuse`: `max`
@@ -74,6 +78,7 @@ def _edges(v: Any) -> str | None:
 
 #: stage -> its options (default, check); the order is the order in which they run
 STAGES: dict[str, OptionSpec] = {
+    "negation": {"min_words": (1, positive_int)},
     "split": {
         "by": ("sentence", one_of(["sentence", "passage"])),
         "min_words": (40, positive_int),
@@ -128,6 +133,21 @@ def parse_stage(spec: str) -> tuple[str, dict[str, Any]]:
             current += ch
     pairs = [p for p in [*pairs, current] if p.strip()]
     return name.strip(), parse_params(pairs, f"--stage {name.strip()}")
+
+
+# --- negation -----------------------------------------------------------------------------------------
+_NEGATED = re.compile(
+    r"\b(?:not|never|nor|(?:is|was|are|were|do|does|did|wo|would|could|has|had)n['’]t)\b[^.,;:!?()\n]*",
+    re.IGNORECASE,
+)
+
+
+def drop_negated(text: str, options: Mapping[str, Any]) -> str:
+    """The query without its negated clauses ('It was not Rebecca.' -> 'It was .')."""
+    if words(text) < options["min_words"]:
+        return text
+    kept = " ".join(_NEGATED.sub(" ", text).split())
+    return kept if _WORD.search(kept) and any(c.isalnum() for c in kept) else text
 
 
 # --- split --------------------------------------------------------------------------------------------
@@ -251,6 +271,7 @@ __all__ = [
     "STAGES",
     "adaptive_weights",
     "check_stages",
+    "drop_negated",
     "describe",
     "document_frequency",
     "feedback_kind",
