@@ -74,6 +74,7 @@ def test_stages_are_validated_filled_in_and_stored(slice300: Collection) -> None
         "words": 50,
         "fuse": "convex",
         "whole": True,
+        "on": "all",
     }
     assert recipe.stages["rm3"] == {"docs": 10, "terms": 10, "weight": 0.5}
     # as a new process reads it
@@ -179,6 +180,9 @@ def test_split_finds_the_book_a_long_request_names_where_the_whole_request_does_
     for fuse_by in ("max", "convex"):
         found = ids(catalogue, LONG_REQUEST, make_recipe("r", ["bm25"], stages={"split": {"fuse": fuse_by}}))
         assert found[0] == MOONSPINNERS, fuse_by
+    # `on` names the parts that search the pieces: BM25 is not split here, so it answers as without
+    on_dense = make_recipe("r", ["bm25"], stages={"split": {"on": "dense"}})
+    assert ids(catalogue, LONG_REQUEST, on_dense) == whole
     # short queries are not split: the same answer as without the stage
     short = "a cozy mystery in a small english village"
     assert ids(catalogue, short, make_recipe("r", ["bm25"], stages={"split": {}})) == ids(

@@ -268,9 +268,16 @@ class SearchPipeline:
         matrices: dict[int, Any] = {}
         known: dict[int, np.ndarray] = {}
         cached = True
+        split_on = (plan.stages.get("split") or {}).get("on", "all")
         with _timed(stages, "encode"):
             for i, v in active:
-                matrices[i], hit = self._encode(v, pieces.texts)
+                matrices[i], hit = self._encode(v, pieces.texts[: len(queries)])
+                if len(pieces.texts) > len(queries) and _splits(split_on, v):
+                    # the pieces in a batch of their own: padded to the longest piece, not to the
+                    # longest whole query (a transformer pads a batch to its longest text)
+                    extra, extra_hit = self._encode(v, pieces.texts[len(queries) :])
+                    matrices[i] = _stack(matrices[i], extra)
+                    hit = hit and extra_hit
                 cached = cached and hit
                 if terms is not None and v.info.sparse:
                     matrices[i] = stages_.weight_terms(v, matrices[i], terms)
@@ -452,7 +459,8 @@ class SearchPipeline:
         split = plan.stages.get("split")
         for i, matrix in matrices.items():
             v = plan.parts[i]
-            rows_of = {qi: [qi] if pieces is None else pieces.rows[qi] for qi in queries}
+            whole_only = pieces is None or not _splits((split or {}).get("on", "all"), v)
+            rows_of = {qi: [qi] if whole_only else pieces.rows[qi] for qi in queries}
             asked = {qi: [r for r in rows if known[i][r]] for qi, rows in rows_of.items()}
             flat = sorted({r for rows in asked.values() for r in rows})
             if not flat:
@@ -575,6 +583,15 @@ def _fuse_pieces(runs: list[Run], options: dict[str, Any], depth: int) -> Run:
     params = {"k": 60} if method == "rrf" else {"normalization": "zscore", "missing": "cutoff"}
     ids, scores = fuse(runs, [1.0] * len(runs), method, params)
     return Run(ids[:depth], scores[:depth], None)
+
+
+def _splits(on: str, v: LoadedVersion) -> bool:
+    """Whether a part searches the pieces of a split query (`split` stage's `on`)."""
+    return on == "all" or (on == "sparse") == bool(v.info.sparse)
+
+
+def _stack(a: Any, b: Any) -> Any:
+    return sp.vstack([a, b]).tocsr() if sp.issparse(a) else np.vstack([np.asarray(a), np.asarray(b)])
 
 
 def _rows(matrix: Any, rows: list[int]) -> Any:

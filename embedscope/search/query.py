@@ -12,8 +12,10 @@ right kind, whatever encoder made it:
   based segmenter) or into passages of `words` words; every piece is searched in every part, and
   each part's runs of the pieces are fused into that part's run with a fusion method (`fuse`: `max`
   = CombMAX, `convex` = the mean of z-scores, `rrf`), the whole query joining them as one more piece
-  when `whole`. A reader's 150-word "which book was it" request mixes the one sentence that names
-  the book with hedges and asides; a piece can find the book the whole text drowns.
+  when `whole`; `on` = sparse (or dense) splits those parts only (the others search the whole query,
+  and skip encoding the pieces). A reader's 150-word "which book was it" request mixes the one
+  sentence that names the book with hedges and asides; a piece can find the book the whole text
+  drowns.
 - `terms` (query term weighting, sparse parts): drop query terms found in more than `max_df` of the
   documents (low idf: "book", "story", "read" in a request over books), and with `binary` count a
   repeated term once. BM25 already weights each term by idf; this removes the terms whose weight is
@@ -85,6 +87,7 @@ STAGES: dict[str, OptionSpec] = {
         "words": (50, positive_int),  # passage length, `by=passage` only
         "fuse": ("max", one_of(["max", "convex", "rrf"])),
         "whole": (True, boolean),
+        "on": ("all", one_of(["all", "sparse", "dense"])),  # which parts search the pieces
     },
     "terms": {"max_df": (0.1, number_in(0.0, 1.0)), "binary": (False, boolean)},
     "rm3": {"docs": (10, positive_int), "terms": (10, positive_int), "weight": (0.5, number_in(0.0, 1.0))},
