@@ -162,3 +162,41 @@ def test_cli_embed_document_and_hybrid_documents(books: tuple[Collection, pd.Dat
     assert isinstance(res.exception, EmbedscopeError) and "unknown field(s) nope" in str(res.exception)
     res = runner.invoke(app, ["embed", "books", "-e", "hybrid", "--document", "{text}"])
     assert isinstance(res.exception, EmbedscopeError) and "dense_document" in str(res.exception)
+
+
+def test_http_embed_job_takes_a_document_and_checks_stages_first(
+    books: tuple[Collection, pd.DataFrame], home: Path
+) -> None:
+    """The embed job's body names the document (stored with the version, shown by the collection's
+    info); a bad template or a bad recipe stage is a 4xx before any job starts."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from embedscope.serve import create_app
+
+    col, _ = books
+    col.close()
+    token = "test-token-0123456789abcdef"
+    client = TestClient(create_app(["books"], root=home, token=token))
+    auth = {"Authorization": f"Bearer {token}"}
+    url = "/api/collections/books"
+    job = client.post(
+        f"{url}/versions/bm25f/embed", json={"encoder": "bm25", "document": "{title^2} {text}"}, headers=auth
+    )
+    assert job.status_code == 202, job.text
+    deadline = time.time() + 60
+    while (state := client.get(f"/api/jobs/{job.json()['id']}").json())["status"] in ("queued", "running"):
+        assert time.time() < deadline, state
+        time.sleep(0.1)
+    assert state["status"] == "done", state
+    versions = {v["name"]: v for v in client.get(url).json()["versions"]}
+    assert versions["bm25f"]["document"] == "{title^2} {text}"
+    bad = client.post(f"{url}/versions/x/embed", json={"encoder": "bm25", "document": "{title"}, headers=auth)
+    assert bad.status_code == 400 and "expected '}'" in bad.json()["error"]
+    bad = client.post(
+        f"{url}/versions/x/embed",
+        json={"encoder": "hybrid", "params": {"stages": {"rm3": {"docs": 0}}}},
+        headers=auth,
+    )
+    assert bad.status_code == 400 and "docs=0" in bad.json()["error"]

@@ -50,7 +50,7 @@ DEFAULT_HYBRID: dict[str, Any] = {
     "depth": DEFAULT_DEPTH,
     # a query of more than 40 words is also searched sentence by sentence, each part's runs fused by
     # the mean of their z-scores with the whole query's: on the books dev set's 40 long requests
-    # nDCG@10 0.723 -> 0.767 (CV held-out 0.587 -> 0.602 over all 106 queries; picked in 48 of 50
+    # nDCG@10 0.723 -> 0.768 (CV held-out 0.588 -> 0.596 over all 106 queries; picked in 40 of 50
     # training splits); short queries (and all of SciFact's) never reach it (docs/evaluation.md)
     "stages": {"split": {"by": "sentence", "fuse": "convex", "min_words": 40, "whole": True}},
 }
