@@ -303,8 +303,11 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
             state.strip(),
         )
     console.print(table)
+    from embedscope.search.query import describe
+
     for r in data["recipes"]:
-        console.print(f"recipe [bold]{r['name']}[/]: {' + '.join(r['parts'])}, {r['fusion']}")
+        stages = f"; stages: {describe(r['stages'])}" if r.get("stages") else ""
+        console.print(f"recipe [bold]{r['name']}[/]: {' + '.join(r['parts'])}, {r['fusion']}{stages}")
     if data.get("default_search"):
         console.print(f"searches use [bold]{data['default_search']}[/] by default")
 
