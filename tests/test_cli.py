@@ -149,6 +149,9 @@ def test_demo_from_url_downloads_once(tmp_path: Path, books_frame: pd.DataFrame)
         assert "40 books" in proc.stdout
         # the default: BM25 + MiniLM, and the hybrid recipe answers searches without a --version
         assert "searches use the recipe hybrid(bm25+minilm" in proc.stdout
+        # the best measured configuration, said in full: documents from the fields, the split stage
+        said = " ".join(proc.stdout.split())
+        assert "minilm encodes {categories}. {text}" in said and "split(by=sentence" in said
         (served / "books.csv").unlink()  # a second run must use the cache, not the server
         again = run(["demo", "--data", url, "--collection", "web"], env_home)
         assert "0 encoded, 40 reused" in again.stdout

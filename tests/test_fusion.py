@@ -114,8 +114,8 @@ def test_convex_by_hand_and_missing_documents() -> None:
 
 
 def test_fusion_errors_are_clear() -> None:
-    with pytest.raises(EmbedscopeError, match="unknown fusion 'max'"):
-        fuse([SPARSE], [1.0], "max", {})
+    with pytest.raises(EmbedscopeError, match="unknown fusion 'sum'"):
+        fuse([SPARSE], [1.0], "sum", {})
     with pytest.raises(EmbedscopeError, match=r"unknown fusion parameter\(s\) alpha"):
         fuse([SPARSE], [1.0], "rrf", {"alpha": 0.5})
     with pytest.raises(EmbedscopeError, match="k=0: must be a positive integer"):
@@ -124,7 +124,22 @@ def test_fusion_errors_are_clear() -> None:
         fuse([SPARSE], [1.0], "convex", {"normalization": "l2"})
     with pytest.raises(EmbedscopeError, match="2 weights for 1 runs"):
         fuse([SPARSE], [0.5, 0.5], "rrf", {})
-    assert set(FUSIONS) == {"rrf", "convex"}
+    assert set(FUSIONS) == {"rrf", "convex", "max"}
+
+
+def test_combmax_takes_each_documents_best_normalised_score() -> None:
+    """CombMAX: a document's best weighted normalised score over the runs; one missing from a run has at
+    least that run's cutoff (as `convex` assumes)."""
+    ids, scores = fuse([SPARSE, DENSE], [1.0, 1.0], "max", {"normalization": "minmax"})
+    s = dict(zip(SPARSE.ids, minmax(SPARSE.scores), strict=True))
+    d = dict(zip(DENSE.ids, minmax(DENSE.scores), strict=True))
+    want = {doc: max(s.get(doc, 0.0), d.get(doc, 0.0)) for doc in set(s) | set(d)}
+    assert dict(zip(ids, scores, strict=True)) == pytest.approx(want)
+    assert ids[:2] == ["a", "b"]  # both 1.0 after min-max, ties by id
+    # z-score: the cutoff of the other run is a floor
+    ids, scores = fuse([SPARSE, DENSE], [1.0, 1.0], "max", {})
+    floor = max(zscore(SPARSE.scores)[-1], zscore(DENSE.scores)[-1])
+    assert scores.min() >= floor - 1e-12 and set(ids) == {"a", "b", "c", "d", "e", "f"}
 
 
 # --- recipes ----------------------------------------------------------------------------------------
@@ -146,7 +161,7 @@ def test_make_recipe_validates_and_normalises() -> None:
         ({"weights": [-1.0, 2.0]}, ">= 0"),
         ({"weights": [0.0, 0.0]}, "not all 0"),
         ({"depth": 0}, "depth"),
-        ({"fusion": "max"}, "unknown fusion"),
+        ({"fusion": "sum"}, "unknown fusion"),
         ({"fusion": "rrf", "params": {"normalization": "tmm"}}, "unknown fusion parameter"),  # rrf: none
         ({"name": "bad name"}, "invalid recipe name"),
     ]
@@ -219,6 +234,7 @@ def test_hybrid_cli_create_list_delete(sparse_pair, run_cli) -> None:  # noqa: A
             "params": {"normalization": "tmm", "missing": "cutoff"},
             "weights": [0.25, 0.75],
             "depth": 100,
+            "stages": {},
             "stored": True,
         }
     ]

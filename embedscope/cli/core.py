@@ -113,8 +113,18 @@ def embed(
         str | None,
         typer.Option("--address", help="Ray cluster to join with --engine ray, e.g. ray://head:10001."),
     ] = None,
+    document: Annotated[
+        str | None,
+        typer.Option(
+            "--document",
+            "-d",
+            help="What each item is encoded as: a template over its metadata fields and {text}, e.g. "
+            "'{title}. {authors}. {categories}. {text}'; a boost repeats a field (BM25F): "
+            "'{title^2} {text}'. Default: the version's own, else the item's text ('{text}').",
+        ),
+    ] = None,
 ) -> None:
-    """Encode the collection into an embedding version; only new or changed items are encoded."""
+    """Encode the collection into an embedding version; only items whose document changed are encoded."""
     from embedscope.encoders.registry import parse_params
     from embedscope.errors import EmbedscopeError
 
@@ -137,6 +147,7 @@ def embed(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             engine=engine,
             address=address,
+            document=document,
         )
         bar.update(task, completed=len(col), total=len(col))
     if encoder == "hybrid":
@@ -216,7 +227,7 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
     )
     console.print("metadata: " + ", ".join(f"{k} ({v})" for k, v in data["metadata_fields"].items()))
     table = Table(title="embedding versions")
-    for col in ("version", "encoder", "dim", "items", "index", "updated", "state"):
+    for col in ("version", "encoder", "document", "dim", "items", "index", "updated", "state"):
         table.add_column(col)
     for v in data["versions"]:
         state = ("active" if v["active"] else "") + (" stale: run embed again" if v["stale"] else "")
@@ -225,6 +236,7 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
         table.add_row(
             v["name"],
             f"{v['encoder']['name']} {v['encoder']['params']}"[:60],
+            v.get("document") or "{text}",
             str(v["dim"]),
             str(v["count"]),
             v["index"]["kind"],
@@ -232,8 +244,11 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
             state.strip(),
         )
     console.print(table)
+    from embedscope.search.query import describe
+
     for r in data["recipes"]:
-        console.print(f"recipe [bold]{r['name']}[/]: {' + '.join(r['parts'])}, {r['fusion']}")
+        stages = f"; stages: {describe(r['stages'])}" if r.get("stages") else ""
+        console.print(f"recipe [bold]{r['name']}[/]: {' + '.join(r['parts'])}, {r['fusion']}{stages}")
     if data.get("default_search"):
         console.print(f"searches use [bold]{data['default_search']}[/] by default")
 

@@ -22,6 +22,13 @@ WIKI_QUERIES = [
     "ancient greek mathematics",
     "a famous painter",
 ]
+#: what the books' two versions encode (embedscope.encoders.document): BM25 reads authors and the
+#: categories twice (BM25F), MiniLM the categories before the text; the best measured documents on the
+#: books dev set (docs/evaluation.md, `python bench/bench_quality.py`)
+BOOK_DOCUMENTS = {
+    "sparse_document": "{text} {authors} {categories^2}",
+    "dense_document": "{categories}. {text}",
+}
 BOOK_METADATA = [
     "title",
     "authors",
@@ -89,8 +96,12 @@ def run_demo(data: str | None, collection: str, encoder: str, limit: int | None)
         # `embed hybrid` stores the recipe `hybrid` (BM25 + MiniLM, the default fusion, the best
         # measured on the books' vibe set: docs/evaluation.md): activated, searches (and `serve`)
         # use it by default
+        documents = BOOK_DOCUMENTS if encoder == HYBRID and queries is BOOK_QUERIES else None
         info = col.embed(
-            encoder, activate=encoder == HYBRID, progress=lambda d, t: bar.update(task, completed=d, total=t)
+            encoder,
+            documents,
+            activate=encoder == HYBRID,
+            progress=lambda d, t: bar.update(task, completed=d, total=t),
         )
         bar.update(task, completed=len(col), total=len(col))
     console.print(
@@ -98,7 +109,11 @@ def run_demo(data: str | None, collection: str, encoder: str, limit: int | None)
         f"(dim {info.dim}, {info.index['kind']} index)"
     )
     if encoder == HYBRID:
-        console.print(f"searches use the recipe [bold]{col.recipes()[HYBRID].label()}[/] by default")
+        docs = "; ".join(f"{v.name} encodes {v.document or '{text}'}" for v in col.versions())
+        console.print(
+            f"searches use the recipe [bold]{col.recipes()[HYBRID].label()}[/] by default: "
+            f"{col.recipes()[HYBRID].describe()}; {docs}"
+        )
     for q in queries:
         print_hits(col.search(q, k=5), f"{q!r}", col.display_fields())
     # name the command as this user can run it: plain `embedscope` only if it is on PATH

@@ -66,9 +66,21 @@ def create(
     depth: Annotated[
         int, typer.Option("--depth", min=1, max=10_000, help="Candidates per part before fusion.")
     ] = 100,
+    stage: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--stage",
+            "-s",
+            help="A query stage NAME[:key=value,...] (repeatable): split (long queries: sentences or "
+            "passages, fused), terms (drop common query terms), rm3 (BM25 feedback), rocchio (dense "
+            "feedback), adaptive (weights per query length); e.g. --stage split:fuse=max --stage rm3. "
+            "Options and defaults: docs/evaluation.md.",
+        ),
+    ] = None,
 ) -> None:
     """Store a search recipe (replacing one of the same name); the parts must be versions."""
     from embedscope.encoders.registry import parse_params
+    from embedscope.search.query import parse_stage
 
     if weight is not None and weights is not None:
         fail("give --weight (two parts) or --weights (one per part), not both")
@@ -88,8 +100,14 @@ def create(
         if fusion != "convex":
             fail("--normalization applies to --fusion convex only")
         params["normalization"] = normalization
+    stages: dict[str, dict] = {}
+    for spec in stage or []:
+        stage_name, options = parse_stage(spec)
+        if stage_name in stages:
+            fail(f"--stage {stage_name} given twice; give its options once: --stage {stage_name}:a=1,b=2")
+        stages[stage_name] = options
     recipe = open_collection(collection).create_recipe(
-        name, names, fusion=fusion, params=params, weights=per_part, depth=depth
+        name, names, fusion=fusion, params=params, weights=per_part, depth=depth, stages=stages
     )
     console.print(
         f"{collection}: recipe [bold]{recipe.name}[/] = {_describe(recipe)}; try "
@@ -100,6 +118,8 @@ def create(
 @hybrid_app.command("list")
 def list_recipes(collection: CollectionArg, as_json: JsonOpt = False) -> None:
     """The collection's search recipes (stored ones, and the implicit `hybrid` when it can be made)."""
+    from embedscope.search.query import describe
+
     col = open_collection(collection)
     stored = set(col.stored_recipes())
     recipes = col.recipes()
@@ -113,7 +133,7 @@ def list_recipes(collection: CollectionArg, as_json: JsonOpt = False) -> None:
         )
         return
     table = Table(title=f"{collection}: search recipes")
-    for column in ("name", "parts (weight)", "fusion", "params", "depth", "stored"):
+    for column in ("name", "parts (weight)", "fusion", "params", "depth", "stages", "stored"):
         table.add_column(column)
     for n, r in recipes.items():
         table.add_row(
@@ -122,6 +142,7 @@ def list_recipes(collection: CollectionArg, as_json: JsonOpt = False) -> None:
             r.fusion,
             json.dumps(r.params),
             str(r.depth),
+            describe(r.stages) or "-",
             "yes" if n in stored else "implicit default",
         )
     console.print(table)
@@ -138,5 +159,4 @@ def delete(
 
 
 def _describe(r: Recipe) -> str:
-    parts = " + ".join(f"{p} ({w:.2f})" for p, w in zip(r.parts, r.part_weights, strict=True))
-    return f"{parts}, {r.fusion} {json.dumps(r.params)}, depth {r.depth}"
+    return r.describe()

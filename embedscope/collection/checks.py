@@ -9,36 +9,81 @@ index finding the version's own vectors, the encoder making vectors of the versi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Collection as Collection_
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
+from embedscope.encoders.document import Document, document_hash
 from embedscope.encoders.registry import encoder_class
 from embedscope.errors import DamagedError, EmbedscopeError
+from embedscope.search.recipe import Recipe
 from embedscope.search.versions import LoadedVersion, repair_hint
 from embedscope.store.base import Store, VersionInfo, fingerprint
 
+#: item id -> the hash of its document as a version builds it now (`ItemViews.document_hashes`)
+DocumentHashes = Callable[[VersionInfo], dict[str, str]]
 
-def version_rows(store: Store, active: str | None) -> list[dict[str, Any]]:
+
+def is_current(store: Store, info: VersionInfo, document_hashes: DocumentHashes) -> bool:
+    """The version encodes every item's document as it is now (no item added, changed or deleted in a
+    way its document sees)."""
+    items = fingerprint(store.item_hashes().items())
+    if not encoder_class(info.encoder["name"]).encodes_text:
+        return info.fingerprint == items  # behavioural versions: the items, not a document
+    if info.document is None and info.fingerprint == items:
+        return True  # written before documents existed: its rows hold item hashes
+    return info.fingerprint == fingerprint(document_hashes(info).items())
+
+
+def version_rows(store: Store, active: str | None, document_hashes: DocumentHashes) -> list[dict[str, Any]]:
     """`info`'s versions: each record, whether it is stale (the items changed since) or active, and
     what `Store.inspect_version` finds wrong with its files (cheap: `check` goes further)."""
-    current = fingerprint(store.item_hashes().items())
     versions = []
     for v in store.list_versions():
         d = v.to_dict()
-        d["stale"] = v.fingerprint != current
+        d["stale"] = not is_current(store, v, document_hashes)
         d["active"] = v.name == active
         d["problems"] = store.inspect_version(v.name)
         versions.append(d)
     return versions
 
 
-def check_collection(name: str, store: Store, load: Callable[[str], LoadedVersion]) -> dict[str, Any]:
+def describe(
+    name: str,
+    store: Store,
+    frame: pd.DataFrame,
+    recipes: Mapping[str, Recipe],
+    stored: Collection_[str],
+    default_search: Callable[[], str],
+    document_hashes: DocumentHashes,
+) -> dict[str, Any]:
+    """`Collection.info`: items, metadata types, versions (`version_rows`) and recipes."""
+    active = store.get_setting("active_version")
+    return {
+        "name": name,
+        "path": str(store.path),
+        "store": store.location,
+        "items": store.count(),
+        "id_field": store.get_setting("id_field"),
+        "text": store.get_setting("text_spec"),
+        "metadata_fields": {c: str(frame[c].dtype) for c in frame.columns},
+        "active_version": active,
+        "default_search": default_search() if active else None,
+        "versions": version_rows(store, active, document_hashes),
+        "recipes": [{**r.to_dict(), "stored": n in stored} for n, r in recipes.items()],
+    }
+
+
+def check_collection(
+    name: str, store: Store, load: Callable[[str], LoadedVersion], document_hashes: DocumentHashes
+) -> dict[str, Any]:
     """`Collection.check`'s report on the collection `name`: each version loaded with `load`."""
     versions = []
     for v in store.list_versions():
-        problems = store.inspect_version(v.name) or check_loaded(store, load, v)
+        problems = store.inspect_version(v.name) or check_loaded(store, load, v, document_hashes)
         versions.append(
             {
                 "name": v.name,
@@ -56,7 +101,11 @@ def check_collection(name: str, store: Store, load: Callable[[str], LoadedVersio
 
 
 def check_loaded(
-    store: Store, load: Callable[[str], LoadedVersion], info: VersionInfo, sample: int = 20
+    store: Store,
+    load: Callable[[str], LoadedVersion],
+    info: VersionInfo,
+    document_hashes: DocumentHashes,
+    sample: int = 20,
 ) -> list[str]:
     """The deep half of `check`: load the version as a search would (which runs `load_problems`),
     then ask it questions."""
@@ -76,11 +125,11 @@ def check_loaded(
     else:
         problems += index_problems(v, sample)
     if encoder_class(info.encoder["name"]).encodes_text and n:
-        problems += encoding_problems(store, v)
+        problems += encoding_problems(store, v, document_hashes)
     return problems
 
 
-def load_problems(store: Store, v: LoadedVersion) -> list[str]:
+def load_problems(store: Store, v: LoadedVersion, document_hashes: DocumentHashes) -> list[str]:
     """What must stop a version from answering, checked when it is loaded (cheap: sizes, a
     dictionary pass over the ids, and, where the vectors are in memory, 20 index lookups).
     `check` runs these and more (`check_loaded`)."""
@@ -96,7 +145,7 @@ def load_problems(store: Store, v: LoadedVersion) -> list[str]:
         problems.append(f"the index holds {v.index.size} vectors, the version {n}")
     if len(v.row_of) != n:
         problems.append(f"{n - len(v.row_of)} duplicate id(s) among the vectors")
-    misplaced = misplaced_rows(data.ids, data.hashes, store.item_hashes())
+    misplaced = misplaced_rows(data.ids, data.hashes, *row_hashes_now(store, info, document_hashes))
     if misplaced:
         problems.append(
             f"{len(misplaced)} row(s) hold another item's content (ids swapped or misaligned), e.g. "
@@ -133,7 +182,9 @@ def index_problems(v: LoadedVersion, sample: int = 20) -> list[str]:
     return []
 
 
-def encoding_problems(store: Store, v: LoadedVersion, sample: int = 8) -> list[str]:
+def encoding_problems(
+    store: Store, v: LoadedVersion, document_hashes: DocumentHashes, sample: int = 8
+) -> list[str]:
     """Encode a sample of items again: the encoder must make vectors of the version's dimension,
     and each sampled row must hold its own item's vector (an id and its hash swapped together
     with another row's escape the hash comparison; the vectors do not lie)."""
@@ -141,12 +192,17 @@ def encoding_problems(store: Store, v: LoadedVersion, sample: int = 8) -> list[s
     n = len(data.ids)
     rows = np.unique(np.linspace(0, n - 1, num=min(n, sample)).astype(np.int64)).tolist()
     items = store.get_items([data.ids[r] for r in rows])
+    document = Document.parse(info.document)
+    docs = {r: document.render(it.text, it.metadata) for r, it in zip(rows, items, strict=True) if it}
+    legacy = store.item_hashes() if info.document is None else {}
     # rows of items unchanged since embedding (a stale row's vector is of older text)
     pairs = [
-        (r, it) for r, it in zip(rows, items, strict=True) if it is not None and it.hash == data.hashes[r]
+        (r, docs[r])
+        for r in rows
+        if r in docs and data.hashes[r] in (document_hash(docs[r]), legacy.get(data.ids[r]))
     ]
     try:
-        fresh = v.encoder.encode([it.text for _, it in pairs] or ["check"])
+        fresh = v.encoder.encode([d for _, d in pairs] or ["check"])
     except Exception as exc:  # the point is to say what fails, whatever raised it
         return [f"the encoder cannot encode: {exc.__class__.__name__}: {exc}"]
     if fresh.shape[1] != info.dim:
@@ -164,13 +220,27 @@ def encoding_problems(store: Store, v: LoadedVersion, sample: int = 8) -> list[s
     return []
 
 
-def misplaced_rows(ids: Sequence[str], hashes: Sequence[str], stored: Mapping[str, str]) -> list[str]:
-    """Ids whose row holds another item's content: the row's content hash differs from the item's
-    and is the current hash of another item whose row is also wrong (two ids swapped, rows shifted).
-    A stale row (its item changed since embedding, or was deleted) is not misplaced: its old hash is
-    no other item's current one."""
-    wrong = {i: h for i, h in zip(ids, hashes, strict=False) if stored.get(i, h) != h}
-    current = {stored[i] for i in wrong}
+def row_hashes_now(
+    store: Store, info: VersionInfo, document_hashes: DocumentHashes
+) -> tuple[Mapping[str, str], Mapping[str, str]]:
+    """What each row's hash may be now for the version's rows to be its items' own: the hash of the
+    item's document as the version builds it, and for a version written before documents existed
+    (its rows hold `Item.hash`, text and metadata) the item's hash."""
+    legacy = store.item_hashes() if info.document is None else {}
+    return document_hashes(info), legacy
+
+
+def misplaced_rows(
+    ids: Sequence[str], hashes: Sequence[str], stored: Mapping[str, str], legacy: Mapping[str, str]
+) -> list[str]:
+    """Ids whose row holds another item's content: the row's content hash is not the item's (its
+    document hash in `stored`, or its `legacy` item hash) and is the current hash of another item
+    whose row is also wrong (two ids swapped, rows shifted). A stale row (its item changed since
+    embedding, or was deleted) is not misplaced: its old hash is no other item's current one."""
+    wrong = {
+        i: h for i, h in zip(ids, hashes, strict=False) if i in stored and h not in (stored[i], legacy.get(i))
+    }
+    current = {stored[i] for i in wrong} | {legacy[i] for i in wrong if i in legacy}
     return [i for i, h in wrong.items() if h in current]
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.encoders.base import Encoder
+from embedscope.encoders.document import Document, document_hash
 from embedscope.encoders.registry import create_encoder
 from embedscope.engines import create_engine
 from embedscope.engines.base import Engine, ProgressFn
@@ -40,9 +41,12 @@ def embed_version(
     progress: ProgressFn | None,
     engine: str,
     address: str | None,
+    document: str | None = None,
 ) -> None:
     """Encode `collection`'s items into `version` with `encoder` and write it (see the module
-    docstring; the arguments are `Collection.embed`'s, `version` already checked)."""
+    docstring; the arguments are `Collection.embed`'s, `version` already checked). Each item is
+    encoded as the version's document (`encoders.document`: `document`, else the version's own,
+    else the item's text), and each row's hash is the hash of that document text."""
     enc, runner, old, kind, idx = embed_setup(
         store,
         version,
@@ -56,26 +60,37 @@ def embed_version(
     items = list(store.iter_items())
     if not items:
         raise EmbedscopeError(f"collection '{collection}' is empty; ingest items first")
+    doc = Document.parse(document if document is not None else (old.document if old else None))
+    doc.check_fields({k for i in items for k in i.metadata})
+    docs = [doc.render(i.text, i.metadata) for i in items]
+    hashes = [document_hash(d) for d in docs]
     old_rows: dict[str, int] = {}
     started = time.perf_counter()
-    if old is not None and old.encoder == enc.config() and not refit:
+    if old is not None and old.encoder == enc.config() and old.document == doc.template and not refit:
         data, enc, _ = store.read_version(version)
-        current = {i.id: i.hash for i in items}
+        current = {i.id: h for i, h in zip(items, hashes, strict=True)}
+        # a version written before documents existed holds item hashes (text and metadata): an
+        # unchanged item has an unchanged document, so its row is reused and gets the new hash
+        legacy = {i.id: i.hash for i in items} if old.document is None else {}
         old_rows = {
-            i: r for r, (i, h) in enumerate(zip(data.ids, data.hashes, strict=True)) if current.get(i) == h
+            i: r
+            for r, (i, h) in enumerate(zip(data.ids, data.hashes, strict=True))
+            if current.get(i) == h or legacy.get(i) == h
         }
         old_vectors = data.vectors
     elif enc.requires_fit:
-        enc.fit([i.text for i in items])
+        enc.fit(docs)
     fit_s = time.perf_counter() - started
-    todo = [i for i in items if i.id not in old_rows]
+    todo = [n for n, i in enumerate(items) if i.id not in old_rows]
     new_vectors = (
-        runner.encode(enc, [i.text for i in todo], batch_size=batch_size, progress=progress) if todo else None
+        runner.encode(enc, [docs[n] for n in todo], batch_size=batch_size, progress=progress)
+        if todo
+        else None
     )
     row_ids = [i.id for i in items]
     if old_rows:
         # assemble rows in item order: reused rows from the old matrix, the rest freshly encoded
-        pos_new = {i.id: n for n, i in enumerate(todo)}
+        pos_new = {items[n].id: p for p, n in enumerate(todo)}
         parts = []
         for iid in row_ids:
             parts.append(("old", old_rows[iid]) if iid in old_rows else ("new", pos_new[iid]))
@@ -86,7 +101,6 @@ def embed_version(
     t0 = time.perf_counter()
     idx.build(vectors)
     index_s = time.perf_counter() - t0
-    hashes = [i.hash for i in items]
     stamp = now()
     nbytes = (
         (vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes)
@@ -115,6 +129,7 @@ def embed_version(
             "index_bytes": int(idx.nbytes()),
             **({"engine": runner.stats} if todo else {}),
         },
+        document=doc.template,
     )
     store.write_version(info, VersionData(row_ids, hashes, vectors), enc, None if kind == "exact" else idx)
 
@@ -128,21 +143,39 @@ def check_embed(
     version: str | None = None,
     index: str | None = None,
     index_params: dict[str, Any] | None = None,
+    document: str | None = None,
 ) -> list[str]:
     """`Collection.check_embed`: `embed_setup` for every version `embed` would write (both parts,
-    each under its own name and index, for `hybrid`), and the collection not empty."""
+    each under its own name, index and document, for `hybrid`), and the collection not empty."""
     if encoder == recipe.HYBRID:
         plan = recipe.hybrid_shortcut(params)
-        for name, part_params in [(plan.sparse, plan.sparse_params), (plan.dense, plan.dense_params)]:
+        if document is not None:
+            raise EmbedscopeError(HYBRID_DOCUMENTS)
+        parts = [
+            (plan.sparse, plan.sparse_params, plan.sparse_document),
+            (plan.dense, plan.dense_params, plan.dense_document),
+        ]
+        for name, part_params, _ in parts:
             embed_setup(store, name, name, part_params, index=None, index_params=None)
+        documents = [d for _, _, d in parts]
         touched = [plan.sparse, plan.dense]
     else:
         name = check_name(version or encoder, "version")
         embed_setup(store, name, encoder, params, index=index, index_params=index_params)
-        touched = [name]
+        documents, touched = [document], [name]
     if not store.count():
         raise EmbedscopeError(f"collection '{collection}' is empty; ingest items first")
+    fields = {k for i in store.iter_items() for k in i.metadata}
+    for d in documents:
+        Document.parse(d).check_fields(fields)
     return touched
+
+
+#: why `embed("hybrid", document=...)` is refused
+HYBRID_DOCUMENTS = (
+    "hybrid embeds two versions: give their documents as --param sparse_document=... "
+    "and --param dense_document=..."
+)
 
 
 def embed_setup(

@@ -29,8 +29,9 @@ from embedscope.collection.opening import default_root
 from embedscope.collection.versions import VersionCache
 from embedscope.display import DisplayFields
 from embedscope.encoders.base import Encoder
+from embedscope.encoders.document import Document
 from embedscope.engines.base import ProgressFn
-from embedscope.errors import NotFoundError
+from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.names import check_name
 from embedscope.search import recipe as _recipe
 from embedscope.search.base import Hit
@@ -61,8 +62,8 @@ class Collection:
     def __init__(self, name: str, store: Store) -> None:
         self.name = name
         self.store = store
-        self._loaded = VersionCache(store, name)
         self._items = ItemViews(store)
+        self._loaded = VersionCache(store, name, self.document_hashes)
         #: the search path (`embedscope.search.pipeline`); the server makes its own with its cache
         self.pipeline = SearchPipeline(self)
 
@@ -96,30 +97,17 @@ class Collection:
         **ingest_args: Any,
     ) -> tuple[Collection, dict[str, int]]:
         """Ingest into `name`, creating it if needed (what `embedscope ingest -c NAME` does), in the
-        store `create` picks (`store`: a PostgreSQL URL).
-
-        The input is read and validated before a new collection is created, and a new collection
-        whose first write fails anyway (a full disk) is removed again: a failed ingest never leaves
-        an empty collection behind."""
+        store `create` picks; a failed ingest never leaves an empty collection behind (`ingest_new`)."""
         path = opening.collection_path(name, root)
         if default_index is not None:
             opening.check_index_kind(default_index)
-        if locate.exists(path):
-            col = cls(name, locate.open_store(path, url=store))  # a contradicting `store` is an error
-            if default_index is not None:
-                col.set_default_index(default_index)
-            return col, col.ingest(source, **ingest_args)
-        replace = ingest_args.pop("replace", False)
-        items, spec = load_items(source, **ingest_args)
-        col = cls(name, opening.new_store(path, store))
-        try:
-            if default_index is not None:
-                col.set_default_index(default_index)
-            counts = write_items(col.store, items, spec, ingest_args.get("id_field", "id"), replace=replace)
-        except BaseException:
-            opening.discard_if_empty(col.store)
-            raise
-        return col, counts
+        if not locate.exists(path):
+            new, counts = opening.ingest_new(path, store, source, default_index, ingest_args)
+            return cls(name, new), counts
+        col = cls(name, locate.open_store(path, url=store))  # a contradicting `store` is an error
+        if default_index is not None:
+            col.set_default_index(default_index)
+        return col, col.ingest(source, **ingest_args)
 
     @staticmethod
     def list(root: str | Path | None = None) -> list[str]:
@@ -187,9 +175,6 @@ class Collection:
     def items(self) -> list[Item]:
         return list(self.store.iter_items())
 
-    def texts(self) -> list[str]:
-        return [i.text for i in self.store.iter_items()]
-
     def __len__(self) -> int:
         return self.store.count()
 
@@ -253,6 +238,21 @@ class Collection:
                 f"(versions: {versions}; recipes: {recipes})"
             )
 
+    def document(self, version: str | VersionInfo) -> Document:
+        """How the version builds each item's document (its stored template; the item's text by default)."""
+        return Document.parse(self._info(version).document)
+
+    def document_hashes(self, version: str | VersionInfo) -> dict[str, str]:
+        """Item id -> the hash of the item's document as the version would build it now."""
+        return self._items.document_hashes(self.document(version))
+
+    def is_current(self, version: str | VersionInfo) -> bool:
+        """The version encodes every item's document as it is now (nothing its document sees changed)."""
+        return checks.is_current(self.store, self._info(version), self.document_hashes)
+
+    def _info(self, version: str | VersionInfo) -> VersionInfo:
+        return version if isinstance(version, VersionInfo) else self.store.get_version(version)
+
     def delete_version(self, version: str) -> None:
         self.store.delete_version(version)
         self._loaded.forget(version)
@@ -276,11 +276,16 @@ class Collection:
         progress: ProgressFn | None = None,
         engine: str = "local",
         address: str | None = None,
+        document: str | None = None,
     ) -> VersionInfo:
         """Encode the collection into the embedding version `version` (default: the encoder name).
 
-        If the version exists with the same encoder configuration, only new and changed items are
-        encoded (the fitted encoder is reused unless `refit`); deleted items are dropped. The
+        `document` is the template each item is encoded as (`embedscope.encoders.document`, e.g.
+        "{title}. {authors}. {categories}. {text}", boosts for BM25F: "{title^2} {text}"); None keeps
+        the version's own (a new version: the item's text), "{text}" is the item's text.
+        If the version exists with the same encoder configuration and document, only items whose
+        document changed are encoded (the fitted encoder is reused unless `refit`); deleted items are
+        dropped. The
         collection's writer lock is held throughout: a second writer waits briefly, then gets
         ConflictError "busy", rather than both encoding and the last one silently winning.
         `engine="ray"` encodes on a Ray cluster (`address`, else a local Ray); everything else,
@@ -293,10 +298,20 @@ class Collection:
             "address": address,
         }
         if encoder == HYBRID:
+            if document is not None:
+                raise EmbedscopeError(embedding.HYBRID_DOCUMENTS)
             return self._embed_hybrid(params, activate=activate, **run)
         version = check_name(version or encoder, "version")
         embedding.embed_version(
-            self.store, self.name, version, encoder, params, index=index, index_params=index_params, **run
+            self.store,
+            self.name,
+            version,
+            encoder,
+            params,
+            index=index,
+            index_params=index_params,
+            document=document,
+            **run,
         )
         if activate:
             self.activate(version)
@@ -304,16 +319,18 @@ class Collection:
         return {v.name: v for v in self.versions()}[version]
 
     def _embed_hybrid(self, params: dict[str, Any] | None, *, activate: bool, **kwargs: Any) -> VersionInfo:
-        """The `embed --encoder hybrid` shortcut: embed a sparse and a dense version (named after their
-        encoders) and store the recipe `hybrid` fusing them (see embedscope.search.recipe);
-        `activate` makes the recipe the default search and the dense part the active version, whose
-        vectors more-like-this, recommendations and projections use (BM25's word counts would
-        otherwise be active: the sparse part is embedded first)."""
+        """`embed --encoder hybrid`: a sparse and a dense version (named after their encoders) and the
+        recipe `hybrid` fusing them; `activate` makes the recipe the default search and the dense
+        part the active version (more-like-this, recommendations and projections use its vectors)."""
         plan = _recipe.hybrid_shortcut(params)
         # the sparse half is count-based and fast in-process; only the dense half uses the engine
         local = {**kwargs, "engine": "local", "address": None}
-        self.embed(plan.sparse, plan.sparse_params, version=plan.sparse, **local)
-        dense = self.embed(plan.dense, plan.dense_params, version=plan.dense, **kwargs)
+        self.embed(
+            plan.sparse, plan.sparse_params, version=plan.sparse, document=plan.sparse_document, **local
+        )
+        dense = self.embed(
+            plan.dense, plan.dense_params, version=plan.dense, document=plan.dense_document, **kwargs
+        )
         self.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe)
         if activate:
             self.activate(plan.dense)
@@ -345,9 +362,14 @@ class Collection:
         params: dict[str, Any] | None = None,
         weights: Sequence[float] | None = None,
         depth: int = _recipe.DEFAULT_DEPTH,
+        stages: Mapping[str, Any] | None = None,
     ) -> _recipe.Recipe:
-        """Store (or replace) a named search configuration fusing versions; search it by its name."""
-        recipe = _recipe.make_recipe(name, parts, fusion=fusion, params=params, weights=weights, depth=depth)
+        """Store (or replace) a named search configuration fusing versions; search it by its name.
+        `stages`: query stages by name with their options (embedscope.search.query), e.g.
+        {"split": {"fuse": "max"}, "rm3": {}}."""
+        recipe = _recipe.make_recipe(
+            name, parts, fusion=fusion, params=params, weights=weights, depth=depth, stages=stages
+        )
         return _recipe.save_recipe(self.store, recipe, self.versions(), self.name)
 
     @_holding_writer_lock
@@ -419,23 +441,11 @@ class Collection:
 
     # --- description ------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        active = self.store.get_setting("active_version")
-        versions = checks.version_rows(self.store, active)
-        frame, _ = self.metadata_frame()
-        stored = self.stored_recipes()
-        return {
-            "name": self.name,
-            "path": str(self.store.path),
-            "store": self.store.location,
-            "items": len(self),
-            "id_field": self.store.get_setting("id_field"),
-            "text": self.store.get_setting("text_spec"),
-            "metadata_fields": {c: str(frame[c].dtype) for c in frame.columns},
-            "active_version": active,
-            "default_search": self.default_search if active else None,
-            "versions": versions,
-            "recipes": [{**r.to_dict(), "stored": n in stored} for n, r in self.recipes().items()],
-        }
+        """Items, metadata types, versions (stale, active, damaged files) and recipes (`checks.describe`)."""
+        frame, recipes, stored = self.metadata_frame()[0], self.recipes(), self.stored_recipes()
+        return checks.describe(
+            self.name, self.store, frame, recipes, stored, lambda: self.default_search, self.document_hashes
+        )
 
     def check(self) -> dict[str, Any]:
         """Whether every version can answer: its files present and loadable, ids, vectors and index
@@ -444,4 +454,4 @@ class Collection:
 
         Returns {"name", "ok", "problems" (collection-level), "versions": [{"name", "ok",
         "problems", "repair"}]}; `embedscope check` prints it and exits 1 when not ok."""
-        return checks.check_collection(self.name, self.store, self.load_version)
+        return checks.check_collection(self.name, self.store, self.load_version, self.document_hashes)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from embedscope.display import DisplayFields
+from embedscope.encoders.document import Document, document_hash
 from embedscope.errors import EmbedscopeError
 from embedscope.filters import evaluate_filter
 from embedscope.search.rerank import WorkKey, work_key
@@ -30,6 +31,8 @@ class ItemViews:
         self.store = store
         self._frame: tuple[int, pd.DataFrame, dict[str, int]] | None = None
         self._display: tuple[int, DisplayFields, dict[str, WorkKey | None]] | None = None
+        #: (data revision, document template) -> item id -> document hash
+        self._doc_hashes: dict[tuple[int, str | None], dict[str, str]] = {}
 
     def metadata_frame(self) -> tuple[pd.DataFrame, dict[str, int]]:
         """Metadata of all items as a frame (index = item id), cached per data revision."""
@@ -39,6 +42,17 @@ class ItemViews:
             frame = pd.DataFrame.from_records([i.metadata for i in items], index=[i.id for i in items])
             self._frame = (rev, frame, {i.id: n for n, i in enumerate(items)})
         return self._frame[1], self._frame[2]
+
+    def document_hashes(self, document: Document) -> dict[str, str]:
+        """Item id -> the hash of the item's document as `document` builds it now (a version's row
+        whose hash differs holds an item it must encode again); once per data revision and template."""
+        key = (self.store.data_revision(), document.template)
+        if key not in self._doc_hashes:
+            hashes = {
+                i.id: document_hash(document.render(i.text, i.metadata)) for i in self.store.iter_items()
+            }
+            self._doc_hashes = {k: v for k, v in self._doc_hashes.items() if k[0] == key[0]} | {key: hashes}
+        return self._doc_hashes[key]
 
     def set_display_fields(self, fields: dict[str, Any]) -> None:
         self.store.set_setting("display_fields", fields)

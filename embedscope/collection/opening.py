@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
+from embedscope.collection.items import write_items
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.names import check_name
+from embedscope.sources import load_items
 from embedscope.store import locate
 from embedscope.store.base import Store
 
@@ -69,3 +72,23 @@ def check_index_kind(kind: str) -> str:
     if kind not in INDEX_KINDS:
         raise EmbedscopeError(f"unknown index '{kind}'; valid: {', '.join(INDEX_KINDS)}")
     return kind
+
+
+def ingest_new(
+    path: Path, url: str | None, source: Any, default_index: str | None, ingest_args: dict[str, Any]
+) -> tuple[Store, dict[str, int]]:
+    """`Collection.create_from` for a collection that does not exist yet: the input is read and
+    validated before the store is created, and a store whose first write fails anyway (a full disk)
+    is removed again, so a failed ingest never leaves an empty collection behind."""
+    args = dict(ingest_args)
+    replace = args.pop("replace", False)
+    items, spec = load_items(source, **args)
+    store = new_store(path, url)
+    try:
+        if default_index is not None:
+            store.set_setting("default_index", check_index_kind(default_index))
+        counts = write_items(store, items, spec, args.get("id_field", "id"), replace=replace)
+    except BaseException:
+        discard_if_empty(store)
+        raise
+    return store, counts

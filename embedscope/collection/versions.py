@@ -19,9 +19,10 @@ from embedscope.store.base import Store
 class VersionCache:
     """The loaded versions of one collection, each kept until its revision changes."""
 
-    def __init__(self, store: Store, collection: str) -> None:
+    def __init__(self, store: Store, collection: str, document_hashes: checks.DocumentHashes) -> None:
         self.store = store
         self.collection = collection
+        self.document_hashes = document_hashes
         self._versions: dict[str, tuple[str, LoadedVersion]] = {}
 
     def load(self, name: str) -> LoadedVersion:
@@ -51,7 +52,7 @@ class VersionCache:
         elif hasattr(idx, "attach_vectors"):
             idx.attach_vectors(np.asarray(data.vectors))
         loaded = LoadedVersion(info, data, enc, idx, {i: r for r, i in enumerate(data.ids)}, revision)
-        problems = checks.load_problems(self.store, loaded)
+        problems = checks.load_problems(self.store, loaded, self.document_hashes)
         if problems:
             raise damaged_error(self.collection, info, problems)
         self._versions[name] = (revision, loaded)

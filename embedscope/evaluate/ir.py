@@ -340,7 +340,6 @@ def _embed(
             progress(encoder, done, total)
 
     from embedscope.encoders.registry import create_encoder
-    from embedscope.store.base import fingerprint
 
     version = version_name(encoder, params)
     timings = col.store.get_setting(_TIMINGS_KEY, {}) or {}
@@ -348,8 +347,8 @@ def _embed(
     if (
         current is not None
         and current.encoder == create_encoder(encoder, params).config()
-        and current.fingerprint == fingerprint(col.store.item_hashes().items())
         and current.index.get("kind") == "exact"
+        and col.is_current(current)
     ):
         # up to date: skip embed() altogether (it would re-encode nothing but rewrite the files)
         old = timings.get(version, {})

@@ -243,9 +243,14 @@ def item_drift(
     """The items as `version` embedded them against the items now, in that version's space."""
     v = dense_version(collection, version)
     hashes_then = dict(zip(v.data.ids, v.data.hashes, strict=True))
-    hashes_now = collection.store.item_hashes()
+    # the documents the version would encode now: a metadata change its document does not read is none
+    hashes_now = collection.document_hashes(v.info)
+    # rows written before documents existed hold the item's hash (text and metadata)
+    legacy = collection.store.item_hashes() if v.info.document is None else {}
     added = [i for i in hashes_now if i not in hashes_then]
-    changed = [i for i, h in hashes_now.items() if i in hashes_then and hashes_then[i] != h]
+    changed = [
+        i for i, h in hashes_now.items() if i in hashes_then and hashes_then[i] not in (h, legacy.get(i))
+    ]
     deleted = [i for i in hashes_then if i not in hashes_now]
     out: dict[str, Any] = {
         "version": v.info.name,
@@ -273,7 +278,9 @@ def item_drift(
     new_or_changed = set(added) | set(changed)
     items = {it.id: it for it in collection.store.get_items(now_ids) if it is not None}
     fresh = [i for i in now_ids if i in new_or_changed]
-    encoded = dict(zip(fresh, np.asarray(v.encoder.encode([items[i].text for i in fresh])), strict=True))
+    document = collection.document(v.info)
+    docs = [document.render(items[i].text, items[i].metadata) for i in fresh]
+    encoded = dict(zip(fresh, np.asarray(v.encoder.encode(docs)), strict=True))
     now = np.stack([encoded[i] if i in encoded else stored[v.row_of[i]] for i in now_ids]).astype(np.float32)
     fields = collection.display_fields()
     labels = [show(items[i].text, items[i].metadata, fields).title for i in now_ids]

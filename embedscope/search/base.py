@@ -2,8 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from embedscope.errors import EmbedscopeError
+
+#: an option's default and its check (an error message, or None when the value is fine)
+OptionSpec = dict[str, tuple[Any, Callable[[Any], str | None]]]
+
+
+def check_options(what: str, spec: OptionSpec, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The full option set of a fusion method or a query stage (defaults filled in); an
+    EmbedscopeError naming `what` for unknown or bad options."""
+    unknown = sorted(set(given) - set(spec))
+    if unknown:
+        valid = ", ".join(f"{k}={v[0]}" for k, v in spec.items()) or "none"
+        raise EmbedscopeError(f"unknown {what} parameter(s) {', '.join(unknown)}; valid: {valid}")
+    out = {}
+    for name, (default, check) in spec.items():
+        value = given.get(name, default)
+        problem = check(value)
+        if problem:
+            raise EmbedscopeError(f"{what} parameter {name}={value!r}: {problem}")
+        out[name] = value
+    return out
+
+
+def positive_int(v: Any) -> str | None:
+    return None if isinstance(v, int) and not isinstance(v, bool) and v > 0 else "must be a positive integer"
+
+
+def number_in(lo: float, hi: float) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi
+        return None if ok else f"must be a number between {lo} and {hi}"
+
+    return check
+
+
+def one_of(choices: Sequence[str]) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
 
 
 @dataclass

@@ -5,6 +5,8 @@ call sites. Each takes the runs, one weight per run, and its own parameters:
 
 - `rrf`: reciprocal rank fusion (Cormack et al., 2009), score = sum of w / (k + rank). Scale-free,
   so BM25 scores and cosines mix without calibration; k = 60 is the paper's default.
+- `max`: CombMAX (Fox and Shaw, 1994), score = max of w * norm(s); the pieces of a long query
+  (`search.query`'s split stage) use it, so that the one sentence naming the book can decide.
 - `convex`: a convex combination of normalised scores, score = sum of w * norm(s) (Bruch et al.,
   2023, "An Analysis of Fusion Functions for Hybrid Retrieval"). Normalisations (`NORMALIZERS`):
   `minmax` (observed min and max of the run), `zscore` (mean and standard deviation of the run),
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from embedscope.errors import EmbedscopeError
+from embedscope.search.base import OptionSpec, check_options, one_of, positive_int
 
 
 @dataclass(frozen=True)
@@ -123,47 +126,60 @@ def convex(
     return _ranked(totals)
 
 
+def combmax(
+    runs: Sequence[Run],
+    weights: Sequence[float],
+    *,
+    normalization: str = "zscore",
+    missing: str = "cutoff",
+) -> tuple[list[str], np.ndarray]:
+    """CombMAX (Fox and Shaw, 1994): each document's best weighted normalised score over the runs; a
+    document missing from a run gets that run's cutoff (or 0), as in `convex`. What a long query split
+    into pieces uses to let the one piece that names the book decide."""
+    norm = NORMALIZERS[normalization]
+    active = [(run, w) for run, w in zip(runs, weights, strict=True) if w != 0 and len(run)]
+    best: dict[str, float] = {}
+    floor = -math.inf
+    for run, w in active:
+        values = norm(np.asarray(run.scores, dtype=np.float64), run.floor)
+        floor = max(floor, w * (float(values[-1]) if missing == "cutoff" else 0.0))
+        for doc, value in zip(run.ids, values.tolist(), strict=True):
+            if w * value > best.get(doc, -math.inf):
+                best[doc] = w * value
+    # a document found by one run only still had the other runs' cutoff as a lower bound of its max
+    return _ranked({doc: [max(score, floor)] for doc, score in best.items()})
+
+
 @dataclass(frozen=True)
 class FusionMethod:
     fuse: Callable[..., tuple[list[str], np.ndarray]]
     #: parameter name -> (default, check that returns an error message or None)
-    params: dict[str, tuple[Any, Callable[[Any], str | None]]] = field(default_factory=dict)
+    params: OptionSpec = field(default_factory=dict)
     description: str = ""
 
     def check(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The full parameter set (defaults filled in); an EmbedscopeError for unknown or bad ones."""
-        unknown = sorted(set(params) - set(self.params))
-        if unknown:
-            valid = ", ".join(f"{k}={v[0]}" for k, v in self.params.items()) or "none"
-            raise EmbedscopeError(f"unknown fusion parameter(s) {', '.join(unknown)}; valid: {valid}")
-        out = {}
-        for name, (default, check) in self.params.items():
-            value = params.get(name, default)
-            problem = check(value)
-            if problem:
-                raise EmbedscopeError(f"fusion parameter {name}={value!r}: {problem}")
-            out[name] = value
-        return out
-
-
-def _positive_int(v: Any) -> str | None:
-    return None if isinstance(v, int) and not isinstance(v, bool) and v > 0 else "must be a positive integer"
-
-
-def _one_of(choices: Sequence[str]) -> Callable[[Any], str | None]:
-    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+        return check_options("fusion", self.params, params)
 
 
 FUSIONS: dict[str, FusionMethod] = {
-    "rrf": FusionMethod(rrf, {"k": (60, _positive_int)}, "reciprocal rank fusion: sum of w / (k + rank)"),
+    "rrf": FusionMethod(rrf, {"k": (60, positive_int)}, "reciprocal rank fusion: sum of w / (k + rank)"),
     "convex": FusionMethod(
         convex,
         {
             # z-score: the best measured on SciFact and the books vibe set (docs/evaluation.md)
-            "normalization": ("zscore", _one_of(list(NORMALIZERS))),
-            "missing": ("cutoff", _one_of(["cutoff", "zero"])),
+            "normalization": ("zscore", one_of(list(NORMALIZERS))),
+            "missing": ("cutoff", one_of(["cutoff", "zero"])),
         },
         "convex combination of normalised scores: sum of w * norm(score)",
+    ),
+    "max": FusionMethod(
+        combmax,
+        {
+            "normalization": ("zscore", one_of(list(NORMALIZERS))),
+            "missing": ("cutoff", one_of(["cutoff", "zero"])),
+        },
+        "CombMAX: the best weighted normalised score over the runs",
     ),
 }
 

@@ -29,13 +29,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.encoders.base import empty_rows
+from embedscope.encoders.document import Document
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.index import create_index
+from embedscope.search import query as stages_
 from embedscope.search import recipe as recipes
 from embedscope.search.base import STAGES, Hit, SearchResult
 from embedscope.search.fusion import Run, fuse, score_floor
 from embedscope.search.rerank import WorkSet, collapse
 from embedscope.search.versions import CollectionReader, LoadedVersion, damaged_error
+from embedscope.store.base import Item
 
 #: (version, query texts) -> (query matrix row-aligned with the texts, True if all came from a cache)
 QueryEncoder = Callable[["LoadedVersion", Sequence[str]], tuple[Any, bool]]
@@ -101,10 +104,40 @@ class Plan:
     fusion: str | None = None  # None: one part, its scores as they are
     params: dict[str, Any] = field(default_factory=dict)
     depth: int = 0
+    #: the recipe's query stages (`search.query`); empty for a version
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def fused(self) -> bool:
         return self.fusion is not None
+
+
+@dataclass
+class Pieces:
+    """The texts a batch of queries is encoded as: the n queries themselves first, then the pieces
+    of the long ones (`split` stage); `rows[qi]` = the rows whose runs make query qi's run in each part."""
+
+    texts: list[str]
+    rows: list[list[int]]
+
+    @classmethod
+    def of(cls, queries: Sequence[str], stages: dict[str, dict[str, Any]]) -> Pieces:
+        """The texts to encode: each query (without its negated clauses, `negation` stage), then the
+        pieces of the long ones (`split` stage)."""
+        negation, options = stages.get("negation"), stages.get("split")
+        if negation is not None:
+            queries = [stages_.drop_negated(q, negation) for q in queries]
+        texts, rows = list(queries), [[qi] for qi in range(len(queries))]
+        if options is None:
+            return cls(texts, rows)
+        for qi, text in enumerate(queries):
+            pieces = stages_.split(text, options)
+            if len(pieces) < 2:
+                continue
+            start = len(texts)
+            texts.extend(pieces)
+            rows[qi] = ([qi] if options["whole"] else []) + list(range(start, start + len(pieces)))
+        return cls(texts, rows)
 
 
 class SearchPipeline:
@@ -189,6 +222,7 @@ class SearchPipeline:
             recipe.fusion,
             recipe.params,
             recipe.depth,
+            recipe.stages,
         )
 
     # --- entry points --------------------------------------------------------------------------------
@@ -225,13 +259,23 @@ class SearchPipeline:
         stages = dict.fromkeys(STAGES, 0.0)
         with _timed(stages, "search"):
             masks = self._masks(plan, where, ())  # a bad filter fails before anything is encoded
-        active = [(i, v) for i, v in enumerate(plan.parts) if plan.weights[i] > 0]
+        adaptive = plan.stages.get("adaptive")
+        active = [(i, v) for i, v in enumerate(plan.parts) if plan.weights[i] > 0 or adaptive]
+        pieces = Pieces.of(queries, plan.stages)
+        terms = plan.stages.get("terms")
         matrices: dict[int, Any] = {}
         known: dict[int, np.ndarray] = {}
         cached = True
+        split_on = (plan.stages.get("split") or {}).get("on", "all")
         with _timed(stages, "encode"):
             for i, v in active:
-                matrices[i], hit = self._encode(v, list(queries))
+                matrices[i], hit = self._encode(v, pieces.texts[: len(queries)])
+                if len(pieces.texts) > len(queries) and _splits(split_on, v):
+                    # the pieces in a batch of their own: padded to the longest piece, not to the
+                    # longest whole query (a transformer pads a batch to its longest text)
+                    extra, extra_hit = self._encode(v, pieces.texts[len(queries) :])
+                    matrices[i] = _stack(matrices[i], extra)
+                    hit = hit and extra_hit
                 if matrices[i].shape[-1] != v.info.dim:  # the fitted encoder is not the vectors'
                     width = matrices[i].shape[-1]
                     raise damaged_error(
@@ -240,6 +284,8 @@ class SearchPipeline:
                         [f"its encoder makes vectors of dimension {width}, not {v.info.dim}"],
                     )
                 cached = cached and hit
+                if terms is not None and v.info.sparse:
+                    matrices[i] = stages_.weight_terms(v, matrices[i], terms)
                 known[i] = ~empty_rows(matrices[i])
         for qi, text in enumerate(queries):
             if strict and not any(known[i][qi] for i, _ in active):
@@ -250,7 +296,9 @@ class SearchPipeline:
                 raise EmbedscopeError(
                     f"query {text!r} has no terms known to {what} (only stop words or unknown words)"
                 )
-        results = self._answer(plan, matrices, known, len(queries), k, masks, where, exact, collapse, stages)
+        results = self._answer(
+            plan, matrices, known, len(queries), k, masks, where, exact, collapse, stages, pieces=pieces
+        )
         for r in results:
             r.cached = cached
         return results
@@ -312,8 +360,9 @@ class SearchPipeline:
                 if plan.weights[i] == 0:
                     continue
                 row = v.row_of.get(item_id)
-                if row is None:  # added since the version was built: encode its text
-                    matrices[i] = v.encoder.encode([item.text])
+                if row is None:  # added since the version was built: encode its document
+                    doc = Document.parse(v.info.document).render(item.text, item.metadata)
+                    matrices[i] = v.encoder.encode([doc])
                 else:
                     q = v.data.vectors[row : row + 1]
                     matrices[i] = q if sp.issparse(q) else np.asarray(q)
@@ -342,6 +391,7 @@ class SearchPipeline:
         collapse_works: bool,
         stages: dict[str, float],
         seen: WorkSet | None = None,
+        pieces: Pieces | None = None,
     ) -> list[SearchResult]:
         keys: dict[str, Any] = {}
         if collapse_works:
@@ -355,11 +405,14 @@ class SearchPipeline:
         ranked: list[tuple[list[str], np.ndarray, int]] = [([], np.zeros(0), 0)] * n
         while pending:
             with _timed(stages, "search"):
-                runs = self._candidates(plan, matrices, known, pending, depth, masks, where, exact)
+                runs = self._candidates(plan, matrices, known, pending, depth, masks, where, exact, pieces)
             again = []
             with _timed(stages, "rank"):
                 for qi in pending:
-                    ids, scores = self._fuse(plan, runs[qi])
+                    weights = plan.weights
+                    if pieces is not None and "adaptive" in plan.stages:
+                        weights = stages_.adaptive_weights(pieces.texts[qi], plan.stages["adaptive"])
+                    ids, scores = self._fuse(plan, runs[qi], weights)
                     if collapse_works:
                         kept, dropped = collapse(ids, keys, k, seen=seen.copy() if seen else None)
                     else:
@@ -401,26 +454,68 @@ class SearchPipeline:
         masks: list[np.ndarray | None],
         where: str | None,
         exact: bool,
+        pieces: Pieces | None = None,
     ) -> dict[int, list[Run | None]]:
         """Each part's candidates for the given queries, in plan order (None: the part was not asked,
-        because its weight is 0 or it knows none of the query's terms)."""
+        because its weight is 0 or it knows none of the query's terms). A query split into pieces
+        (`split` stage) gets the fusion of its pieces' runs; a part with feedback (`rm3`, `rocchio`)
+        is searched a second time with the expanded query."""
         out: dict[int, list[Run | None]] = {qi: [None] * len(plan.parts) for qi in queries}
+        split = plan.stages.get("split")
         for i, matrix in matrices.items():
             v = plan.parts[i]
-            asked = [qi for qi in queries if known[i][qi]]
-            if not asked:
+            whole_only = pieces is None or not _splits((split or {}).get("on", "all"), v)
+            rows_of = {qi: [qi] if whole_only else pieces.rows[qi] for qi in queries}
+            asked = {qi: [r for r in rows if known[i][r]] for qi, rows in rows_of.items()}
+            flat = sorted({r for rows in asked.values() for r in rows})
+            if not flat:
                 continue
-            rows, scores = lookup(v, _rows(matrix, asked), depth, allowed=masks[i], where=where, exact=exact)
-            floor = score_floor(v.info.sparse, v.info.metric)
-            ids = v.data.ids
-            for qi, r, s in zip(asked, rows, scores, strict=True):
-                # a sparse score of 0 shares no term with the query: not retrieved (as in an inverted index)
-                keep = (r >= 0) & np.isfinite(s) & ((s > 0) if v.info.sparse else True)
-                out[qi][i] = Run([ids[x] for x in r[keep]], s[keep].astype(np.float64), floor)
+            runs = dict(
+                zip(flat, self._lookup(v, _rows(matrix, flat), depth, masks[i], where, exact), strict=True)
+            )
+            for qi, rows in asked.items():
+                if len(rows) == 1:
+                    out[qi][i] = runs[rows[0]]
+                elif rows:
+                    assert split is not None
+                    out[qi][i] = _fuse_pieces([runs[r] for r in rows], split, depth)
+            feedback = plan.stages.get(stages_.feedback_kind(v.info.sparse))
+            if feedback is not None and pieces is not None:  # text searches only, not more-like-this
+                again = functools.partial(
+                    self._lookup, v, depth=depth, mask=masks[i], where=where, exact=exact
+                )
+                stages_.feedback(v, matrix, known[i], out, i, feedback, again, self._items_locked)
         return out
 
-    def _fuse(self, plan: Plan, runs: list[Run | None]) -> tuple[list[str], np.ndarray]:
-        answered = [(r, w) for r, w in zip(runs, plan.weights, strict=True) if r is not None and len(r)]
+    def _lookup(
+        self,
+        v: LoadedVersion,
+        queries: Any,
+        depth: int,
+        mask: np.ndarray | None,
+        where: str | None,
+        exact: bool,
+    ) -> list[Run]:
+        """One index call for some query rows of one part: a Run per row."""
+        rows, scores = lookup(v, queries, depth, allowed=mask, where=where, exact=exact)
+        floor = score_floor(v.info.sparse, v.info.metric)
+        ids = v.data.ids
+        runs = []
+        for r, s in zip(rows, scores, strict=True):
+            # a sparse score of 0 shares no term with the query: not retrieved (as in an inverted index)
+            keep = (r >= 0) & np.isfinite(s) & ((s > 0) if v.info.sparse else True)
+            runs.append(Run([ids[x] for x in r[keep]], s[keep].astype(np.float64), floor))
+        return runs
+
+    def _items_locked(self, ids: list[str]) -> list[Item | None]:
+        with self.lock:
+            return self.collection.get_items(ids)
+
+    def _fuse(
+        self, plan: Plan, runs: list[Run | None], weights: Sequence[float] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        weights = plan.weights if weights is None else weights
+        answered = [(r, w) for r, w in zip(runs, weights, strict=True) if r is not None and len(r)]
         if not answered:
             return [], np.zeros(0)
         if not plan.fused:
@@ -442,6 +537,24 @@ class SearchPipeline:
 def _check_k(k: int) -> None:
     if k < 1:
         raise EmbedscopeError("k must be at least 1")
+
+
+def _fuse_pieces(runs: list[Run], options: dict[str, Any], depth: int) -> Run:
+    """The runs of a query's pieces in one part -> that part's run (the `split` stage's fusion, equal
+    weights), cut to the part's depth so that the recipe's fusion sees as many candidates as without it."""
+    method = options["fuse"]
+    params = {"k": 60} if method == "rrf" else {"normalization": "zscore", "missing": "cutoff"}
+    ids, scores = fuse(runs, [1.0] * len(runs), method, params)
+    return Run(ids[:depth], scores[:depth], None)
+
+
+def _splits(on: str, v: LoadedVersion) -> bool:
+    """Whether a part searches the pieces of a split query (`split` stage's `on`)."""
+    return on == "all" or (on == "sparse") == bool(v.info.sparse)
+
+
+def _stack(a: Any, b: Any) -> Any:
+    return sp.vstack([a, b]).tocsr() if sp.issparse(a) else np.vstack([np.asarray(a), np.asarray(b)])
 
 
 def _rows(matrix: Any, rows: list[int]) -> Any:

@@ -10,33 +10,18 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from embedscope.encoders.base import Encoder
 from embedscope.encoders.registry import encoder_class
 from embedscope.errors import DamagedError
-from embedscope.index import VectorIndex
-from embedscope.store.base import Item, VersionData, VersionInfo
+from embedscope.search.loaded import LoadedVersion
+from embedscope.store.base import Item, VersionInfo
 
 if TYPE_CHECKING:
     from embedscope.search.recipe import Recipe
     from embedscope.search.rerank import WorkKey
-
-
-@dataclass
-class LoadedVersion:
-    info: VersionInfo
-    data: VersionData
-    encoder: Encoder
-    index: VectorIndex
-    row_of: dict[str, int]
-    #: changes whenever the version is rewritten; key caches of anything derived from it on this
-    revision: str = ""
-    #: (data revision, position of each row's item in the metadata frame or -1 if deleted)
-    item_positions: tuple[int, np.ndarray] | None = None
 
 
 class CollectionReader(Protocol):
@@ -92,5 +77,6 @@ def repair_hint(collection: str, info: VersionInfo) -> str:
         if defaults.get(k) != v
     ]
     version = f" --version {info.name}" if info.name != name else ""
-    rebuild = f"embedscope embed {collection} --encoder {name}{version}{''.join(params)} --refit"
+    document = f" --document {shlex.quote(info.document)}" if info.document else ""
+    rebuild = f"embedscope embed {collection} --encoder {name}{version}{''.join(params)}{document} --refit"
     return f"rebuild it: `{rebuild}`; or remove it: `embedscope delete-version {collection} {info.name}`"

@@ -220,6 +220,7 @@ class VersionOut(BaseModel):
     created_at: str
     updated_at: str
     stats: dict[str, Any] = {}
+    document: str | None = Field(None, description="the document template (None: the item's text)")
 
 
 class RecipeOut(BaseModel):
@@ -229,6 +230,9 @@ class RecipeOut(BaseModel):
     params: dict[str, Any]
     weights: list[float] = Field(description="one per part")
     depth: int = Field(description="candidates per part before fusion")
+    stages: dict[str, dict[str, Any]] = Field(
+        {}, description="query stages (split, terms, rm3, rocchio, adaptive) with their options"
+    )
     stored: bool = Field(True, description="False: the implicit default `hybrid` (no stored recipe)")
 
 
@@ -290,6 +294,12 @@ class EmbedRequest(_Strict):
     activate: Flag = False
     refit: Flag = Field(
         False, description="re-fit the encoder (e.g. a new BM25 vocabulary) and encode everything"
+    )
+    document: str | None = Field(
+        None,
+        max_length=2000,
+        description="what each item is encoded as: a template over its metadata fields and {text}, e.g. "
+        "'{title}. {authors}. {text}', '{title^2} {text}' (BM25F boost); default: the version's own",
     )
 
 

@@ -55,13 +55,18 @@ class VersionInfo:
     updated_at: str
     active: bool = False
     stats: dict[str, Any] = field(default_factory=dict)  # encode time, items/s, bytes
+    #: the document template each item was encoded as (embedscope.encoders.document); None = the
+    #: item's text as ingested. Versions written before documents existed have None.
+    document: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class VersionData:
-    """A version's vectors, row-aligned with `ids` and `hashes`.
+    """A version's vectors, row-aligned with `ids` and `hashes` (each row's content hash: the hash of
+    the document text that was encoded, `embedscope.encoders.document.document_hash`; versions
+    written before documents existed hold the item's hash, `Item.hash`).
 
     A store may pass `load` instead of `vectors` to read them on first use: the PostgreSQL store
     searches in the database, so most processes never need a version's vectors in memory."""

@@ -86,7 +86,9 @@ def embed_version(name: str, version: str, req: m.EmbedRequest, request: Request
     if params is None and existing is not None and existing.encoder.get("name") == enc_name:
         params = existing.encoder.get("params")
     with served.lock:
-        touched = served.reader.check_embed(enc_name, params, version=version, index=req.index)
+        touched = served.reader.check_embed(
+            enc_name, params, version=version, index=req.index, document=req.document
+        )
     if not served.write_lock.acquire(blocking=False):
         raise ConflictError(f"collection '{name}' is busy with another write or embedding job; retry later")
     job = m.EmbedJob(id=uuid.uuid4().hex[:12], collection=name, version=version)
@@ -124,6 +126,7 @@ def embed_version(name: str, version: str, req: m.EmbedRequest, request: Request
                 refit=req.refit,
                 activate=req.activate,
                 progress=progress,
+                document=req.document,
             )
             job.result = {
                 "encoded": info.stats.get("encoded"),
