@@ -19,17 +19,19 @@ import scipy.sparse as sp
 from embedscope.encoders.registry import encoder_class
 from embedscope.errors import EmbedscopeError
 from embedscope.search.versions import LoadedVersion
-from embedscope.store.base import Store, VersionInfo, fingerprint
+from embedscope.store.base import Store, VersionInfo
 
 
-def version_rows(store: Store, active: str | None) -> list[dict[str, Any]]:
-    """`info`'s versions: each record, whether it is stale (the items changed since) or active, and
-    what `Store.inspect_version` finds wrong with its files (cheap: `check` goes further)."""
-    current = fingerprint(store.item_hashes().items())
+def version_rows(
+    store: Store, active: str | None, is_stale: Callable[[VersionInfo], bool]
+) -> list[dict[str, Any]]:
+    """`info`'s versions: each record, whether it is stale (`is_stale`: items added, deleted or
+    their documents changed since) or active, and what `Store.inspect_version` finds wrong with its
+    files (cheap: `check` goes further)."""
     versions = []
     for v in store.list_versions():
         d = v.to_dict()
-        d["stale"] = v.fingerprint != current
+        d["stale"] = is_stale(v)
         d["active"] = v.name == active
         d["problems"] = store.inspect_version(v.name)
         versions.append(d)

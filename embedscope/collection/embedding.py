@@ -1,9 +1,10 @@
 """Writing an embedding version: the incremental `embed` of a collection.
 
-Reads the items, picks the new and changed ones by content hash (reusing the old version's rows
-and fitted encoder when the encoder configuration is unchanged), fits learning encoders, encodes
-through an engine, builds the index and writes the version through the store, in one call that
-`Collection.embed` makes while holding the collection's writer lock.
+Reads the items, picks the ones whose document changed by its text hash, reusing the rows and the
+fitted encoder of a version with the same encoder setup (this version, else another one: the rule
+is in documents.py), fits learning encoders, encodes through an engine, builds the index and writes
+the version through the store, in one call that `Collection.embed` makes while holding the
+collection's writer lock. Both stores write through here, so reuse behaves the same in each.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.collection.documents import Rows, documents, encoder_setup, row_hashes
 from embedscope.encoders.registry import create_encoder
 from embedscope.engines import create_engine
 from embedscope.engines.base import ProgressFn
@@ -64,19 +66,16 @@ def embed_version(
         )
     old_rows: dict[str, int] = {}
     started = time.perf_counter()
-    if old is not None and old.encoder == enc.config() and not refit:
-        data, enc, _ = store.read_version(version)
-        current = {i.id: i.hash for i in items}
-        old_rows = {
-            i: r for r, (i, h) in enumerate(zip(data.ids, data.hashes, strict=True)) if current.get(i) == h
-        }
+    reuse = None if refit else _reusable(store, version, enc.config(), Rows(items))
+    if reuse is not None:
+        source, data, enc, old_rows = reuse
         old_vectors = data.vectors
     elif enc.requires_fit:
-        enc.fit([i.text for i in items])
+        enc.fit(documents(items))
     fit_s = time.perf_counter() - started
     todo = [i for i in items if i.id not in old_rows]
     new_vectors = (
-        runner.encode(enc, [i.text for i in todo], batch_size=batch_size, progress=progress) if todo else None
+        runner.encode(enc, documents(todo), batch_size=batch_size, progress=progress) if todo else None
     )
     row_ids = [i.id for i in items]
     if old_rows:
@@ -92,7 +91,7 @@ def embed_version(
     t0 = time.perf_counter()
     idx.build(vectors)
     index_s = time.perf_counter() - t0
-    hashes = [i.hash for i in items]
+    hashes = row_hashes(items)
     stamp = now()
     nbytes = (
         (vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes)
@@ -113,6 +112,7 @@ def embed_version(
         stats={
             "encoded": len(todo),
             "reused": len(old_rows),
+            **({"reused_from": source} if old_rows and source != version else {}),
             "fit_seconds": round(fit_s, 3),
             "encode_seconds": round(encode_s, 3),
             "items_per_second": round(len(todo) / encode_s, 1) if todo and encode_s > 0 else None,
@@ -123,6 +123,28 @@ def embed_version(
         },
     )
     store.write_version(info, VersionData(row_ids, hashes, vectors), enc, None if kind == "exact" else idx)
+
+
+def _reusable(
+    store: Store, version: str, config: dict[str, Any], rows: Rows
+) -> tuple[str, VersionData, Any, dict[str, int]] | None:
+    """(version, its data, its fitted encoder, item id -> its row still holding the item's
+    document) of the version whose vectors this one can reuse: the version itself when its encoder
+    setup is unchanged (its fitted state continues, as before), else the other version with the
+    same setup that holds the most current rows (documents.py), else None."""
+    setup = encoder_setup(config)
+    same = [v for v in store.list_versions() if encoder_setup(v.encoder) == setup]
+    best = None
+    for v in sorted(same, key=lambda v: v.name != version):
+        data, enc, _ = store.read_version(v.name)
+        held = {
+            i: r for r, (i, h) in enumerate(zip(data.ids, data.hashes, strict=True)) if rows.matches(i, h)
+        }
+        if v.name == version:
+            return v.name, data, enc, held
+        if held and (best is None or len(held) > len(best[3])):
+            best = (v.name, data, enc, held)
+    return best
 
 
 def _gather(old: Any, new: Any, parts: list[tuple[str, int]]) -> Any:

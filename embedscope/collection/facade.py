@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from embedscope.collection import checks, embedding, opening
-from embedscope.collection.items import ItemViews, check_id_field, write_items
+from embedscope.collection.items import ItemViews, check_id_field, stored_spec, update_record, write_items
 from embedscope.collection.opening import default_root
 from embedscope.collection.versions import VersionCache
 from embedscope.display import DisplayFields
@@ -115,7 +115,7 @@ class Collection:
         try:
             if default_index is not None:
                 col.set_default_index(default_index)
-            counts = write_items(col.store, items, spec, ingest_args.get("id_field", "id"), replace=replace)
+            counts = write_items(col.store, items, spec, replace=replace)
         except BaseException:
             opening.discard_if_empty(col.store)
             raise
@@ -141,35 +141,74 @@ class Collection:
         self,
         source: str | Path | pd.DataFrame | Sequence[dict[str, Any]],
         *,
-        id_field: str = "id",
+        id_field: str | None = None,
         text: str | None = None,
         template: str | None = None,
         metadata: Sequence[str] | None = None,
+        types: str | Mapping[str, str] | None = None,
         fmt: str | None = None,
         encoding: str = "utf-8",
+        from_text: bool | None = None,
         replace: bool = False,
     ) -> dict[str, int]:
         """Add or update items from a file, a DataFrame or records, in one atomic transaction.
 
+        What is not given (the id field, the text field or template, the metadata fields, each
+        field's type) is what the collection stored at its last ingest, so every later ingest and
+        HTTP write reads records the same way. `types` ("zip=text,year=int", or a mapping) fixes
+        fields' types (field_types: text, int, float, bool); `from_text` says the values are text
+        as written, typed by the same rule as a CSV file's (default: for CSV files only).
         `replace=True` makes the collection equal to the input (items not in it are deleted); it is
         also the only way to change the collection's id field, since the same items under other
-        ids would be stored twice."""
+        ids would be stored twice. Returns counts: added, updated, unchanged, deleted (and retyped,
+        when an input widened a field's type)."""
+        stored = stored_spec(self.store)
         items, spec = load_items(
             source,
             id_field=id_field,
             text=text,
             template=template,
             metadata=metadata,
+            types=types,
             fmt=fmt,
             encoding=encoding,
-            default_text=self.store.get_setting("text_spec"),
+            from_text=from_text,
+            stored=stored,
+            replace=replace,
         )
-        check_id_field(self.store, self.name, id_field, replace=replace)
-        return write_items(self.store, items, spec, id_field, replace=replace)
+        check_id_field(self.store, self.name, spec.id_field, replace=replace)
+        return write_items(self.store, items, spec, replace=replace)
 
-    def upsert(self, records: Sequence[dict[str, Any]], **kwargs: Any) -> dict[str, int]:
-        kwargs.setdefault("id_field", self.store.get_setting("id_field", "id"))
+    def upsert(self, records: Sequence[Mapping[str, Any]], **kwargs: Any) -> dict[str, int]:
+        """Add or update records (what `POST /items` sends) read by the collection's stored spec: the
+        same id field, text, metadata fields and types as its ingests, so an item looks the same
+        however it arrived. A chosen metadata field a record lacks is null."""
         return self.ingest(records, **kwargs)
+
+    def update(self, item_id: str, fields: Mapping[str, Any]) -> dict[str, int]:
+        """Change some fields of one item (what `PUT /items/{id}` does), keeping the others; the text
+        is rebuilt from the stored source fields when the text is a template over them."""
+        return self.upsert([update_record(self.store, self.name, item_id, fields)])
+
+    def ids(self) -> list[str]:
+        """Every item's id, in insertion order (reads no texts)."""
+        return list(self.store.item_hashes())
+
+    @property
+    def location(self) -> str:
+        """Where the collection lives: a folder (the embedded store) or a database URL (no password)."""
+        return self.store.location
+
+    def lives_in(self, url: str) -> bool:
+        """Whether the collection lives in the PostgreSQL database at `url`."""
+        from embedscope.store.postgres.schema import redact
+
+        return self.location == redact(url)
+
+    def field_types(self) -> dict[str, str]:
+        """Each kept field's type (field_types.py: text, int, float, bool or json), as stored."""
+        spec = stored_spec(self.store)
+        return dict(spec.types) if spec else {}
 
     def delete(self, ids: Sequence[str]) -> int:
         return self.store.delete_items(ids)
@@ -348,6 +387,17 @@ class Collection:
     def delete_recipe(self, name: str) -> None:
         _recipe.delete_recipe(self.store, name, self.name)
 
+    def is_stale(self, version: str | VersionInfo) -> bool:
+        """Whether items were added, deleted or their documents changed since `version` was written
+        (a metadata-only change leaves a version current: collection/documents.py)."""
+        info = version if isinstance(version, VersionInfo) else self.store.get_version(version)
+        return info.fingerprint not in self._items.rows().fingerprints()
+
+    def changes_since(self, version: str | LoadedVersion | None = None) -> dict[str, list[str]]:
+        """Ids added, changed (their document) and deleted since `version` was written."""
+        v = version if isinstance(version, LoadedVersion) else self.load_version(version)
+        return self._items.rows().changes(v.data.ids, v.data.hashes)
+
     def load_version(self, version: str | None = None) -> LoadedVersion:
         """The version's vectors, fitted encoder and index, cached until the version changes."""
         return self._loaded.load(version or self.active_version)
@@ -414,9 +464,10 @@ class Collection:
     # --- description ------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         active = self.store.get_setting("active_version")
-        versions = checks.version_rows(self.store, active)
+        versions = checks.version_rows(self.store, active, self.is_stale)
         frame, _ = self.metadata_frame()
         stored = self.stored_recipes()
+        types = self.field_types()
         return {
             "name": self.name,
             "path": str(self.store.path),
@@ -424,7 +475,7 @@ class Collection:
             "items": len(self),
             "id_field": self.store.get_setting("id_field"),
             "text": self.store.get_setting("text_spec"),
-            "metadata_fields": {c: str(frame[c].dtype) for c in frame.columns},
+            "metadata_fields": {c: types.get(c) or str(frame[c].dtype) for c in frame.columns},
             "active_version": active,
             "default_search": self.default_search if active else None,
             "versions": versions,

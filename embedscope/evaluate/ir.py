@@ -340,7 +340,6 @@ def _embed(
             progress(encoder, done, total)
 
     from embedscope.encoders.registry import create_encoder
-    from embedscope.store.base import fingerprint
 
     version = version_name(encoder, params)
     timings = col.store.get_setting(_TIMINGS_KEY, {}) or {}
@@ -348,7 +347,7 @@ def _embed(
     if (
         current is not None
         and current.encoder == create_encoder(encoder, params).config()
-        and current.fingerprint == fingerprint(col.store.item_hashes().items())
+        and not col.is_stale(current)
         and current.index.get("kind") == "exact"
     ):
         # up to date: skip embed() altogether (it would re-encode nothing but rewrite the files)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from embedscope.collection.documents import documents
 from embedscope.display import show
 from embedscope.errors import EmbedscopeError
 from embedscope.projection import resolve_version
@@ -243,16 +244,15 @@ def item_drift(
     """The items as `version` embedded them against the items now, in that version's space."""
     v = dense_version(collection, version)
     hashes_then = dict(zip(v.data.ids, v.data.hashes, strict=True))
-    hashes_now = collection.store.item_hashes()
-    added = [i for i in hashes_now if i not in hashes_then]
-    changed = [i for i, h in hashes_now.items() if i in hashes_then and hashes_then[i] != h]
-    deleted = [i for i in hashes_then if i not in hashes_now]
+    ids_now = collection.ids()
+    diff = collection.changes_since(v)  # changed: the document the encoder saw, not the metadata
+    added, changed, deleted = diff["added"], diff["changed"], diff["deleted"]
     out: dict[str, Any] = {
         "version": v.info.name,
         "encoder": v.info.encoder["name"],
         "embedded_at": v.info.updated_at,
         "items_then": len(hashes_then),
-        "items_now": len(hashes_now),
+        "items_now": len(ids_now),
         "added": len(added),
         "changed": len(changed),
         "deleted": len(deleted),
@@ -267,13 +267,14 @@ def item_drift(
             return ids
         return [ids[i] for i in sorted(rng.choice(len(ids), max_samples, replace=False))]
 
-    then_ids, now_ids = sample(list(hashes_then)), sample(list(hashes_now))
+    then_ids, now_ids = sample(list(hashes_then)), sample(ids_now)
     stored = v.data.vectors
     then = np.asarray(stored[[v.row_of[i] for i in then_ids]], dtype=np.float32)
     new_or_changed = set(added) | set(changed)
     items = {it.id: it for it in collection.store.get_items(now_ids) if it is not None}
     fresh = [i for i in now_ids if i in new_or_changed]
-    encoded = dict(zip(fresh, np.asarray(v.encoder.encode([items[i].text for i in fresh])), strict=True))
+    texts = documents([items[i] for i in fresh])  # what the version's encoder would see now
+    encoded = dict(zip(fresh, np.asarray(v.encoder.encode(texts)), strict=True))
     now = np.stack([encoded[i] if i in encoded else stored[v.row_of[i]] for i in now_ids]).astype(np.float32)
     fields = collection.display_fields()
     labels = [show(items[i].text, items[i].metadata, fields).title for i in now_ids]
