@@ -178,7 +178,9 @@ def embed(
     s = info.stats
     console.print(
         f"version [bold]{info.name}[/] ({info.encoder['name']}, dim {info.dim}, {info.index['kind']} index): "
-        f"{s['encoded']} encoded, {s['reused']} reused in {s['encode_seconds']} s"
+        f"{s['encoded']} encoded, {s['reused']} reused"
+        + (f" (from version {s['reused_from']})" if s.get("reused_from") else "")
+        + f" in {s['encode_seconds']} s"
         + (f" ({s['items_per_second']} items/s)" if s.get("items_per_second") else "")
         + ("; active" if info.active else f"; activate with `embedscope activate {collection} {info.name}`")
     )
