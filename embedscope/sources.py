@@ -538,7 +538,8 @@ def load_items(
         fill_missing=metadata is None and fill_records,
         stored_metadata=metadata is None and stored is not None,
     )
-    spec.types = {**stored_types, **found}
+    kept = {*spec.kept_fields(), *spec.text.fields()} if spec.metadata is not None else None
+    spec.types = {f: t for f, t in {**stored_types, **found}.items() if kept is None or f in kept}
     return items, spec
 
 
