@@ -177,48 +177,60 @@ def test_encodings_bom_and_a_bogus_name(tmp_path: Path, home: Path) -> None:
 
 
 # --- issue 16.2 and 16.3: HTTP writes read records like the ingest ---------------------------------------
-def test_http_writes_keep_the_ingest_spec_and_put_rebuilds_the_text(
-    store_home: Path, tmp_path: Path, raw_books: pd.DataFrame
-) -> None:
+META = ["title", "authors", "categories", "published_year", "average_rating"]
+
+
+def _served(home: Path, tmp_path: Path, books: pd.DataFrame) -> TestClient:
+    """`books` ingested from a file as the README does (template, chosen metadata), served."""
     from embedscope.serve import create_app
 
+    kw = {"id_field": "isbn13", "template": TEMPLATE, "metadata": META}
+    Collection.create_from("books", _csv(books, tmp_path / "books.csv"), **kw)
+    return TestClient(create_app(["books"], root=home, token=TOKEN, warm=False))
+
+
+def test_http_upserts_read_records_like_the_ingest(
+    store_home: Path, tmp_path: Path, raw_books: pd.DataFrame
+) -> None:
+    """Records POSTed (every value a string, one field more than kept) become the items the file
+    would have made: the `--metadata` choice holds (description is no filter field), the types too."""
     books = raw_books.head(25)
-    kw = {
-        "id_field": "isbn13",
-        "template": TEMPLATE,
-        "metadata": ["title", "authors", "categories", "published_year", "average_rating"],
-    }
+    kw = {"id_field": "isbn13", "template": TEMPLATE, "metadata": META}
     reference, _ = Collection.create_from("reference", _csv(books, tmp_path / "all.csv"), **kw)
-    Collection.create_from("books", _csv(books.head(20), tmp_path / "first.csv"), **kw)
-    client = TestClient(create_app(["books"], root=store_home, token=TOKEN, warm=False))
-    B = "/api/collections/books"
-    # records as a client sends them (every value a string, and one field more than kept)
+    client = _served(store_home, tmp_path, books.head(20))
     records = [
         {**{k: v or None for k, v in r.items()}, "extra": "x"} for r in books.tail(5).to_dict("records")
     ]
-    resp = client.post(f"{B}/items", json={"records": records}, headers=AUTH)
+    resp = client.post("/api/collections/books/items", json={"records": records}, headers=AUTH)
     assert resp.status_code == 200 and resp.json()["counts"]["added"] == 5, resp.text
     col = Collection.open("books")
-    assert {i.id: i for i in col.items()} == {i.id: i for i in reference.items()}  # however they arrived
     assert "description" not in col.metadata_frame()[0].columns  # never a filter field
-    # PUT on an item ingested from the file: metadata only, then a template field
-    first = books.iloc[0]
-    resp = client.put(f"{B}/items/{first.isbn13}", json={"average_rating": 4.9}, headers=AUTH)
+    assert {i.id: i for i in col.items()} == {i.id: i for i in reference.items()}  # however they arrived
+
+
+def test_put_rebuilds_the_text_of_items_ingested_with_a_template(
+    store_home: Path, tmp_path: Path, raw_books: pd.DataFrame
+) -> None:
+    """Every PUT answered 400 `text field(s) description not found` on items ingested the README's
+    way; now the template's fields are kept apart and the text is rebuilt from them."""
+    books = raw_books.head(5)
+    client = _served(store_home, tmp_path, books)
+    col, first, B = Collection.open("books"), books.iloc[0], "/api/collections/books/items"
+    resp = client.put(f"{B}/{first.isbn13}", json={"average_rating": 4.9}, headers=AUTH)
     assert resp.status_code == 200 and resp.json()["counts"]["updated"] == 1, resp.text
     item = col.get(first.isbn13)
     assert item.metadata["average_rating"] == 4.9 and item.text == f"{first.title}. {first.description}"
-    resp = client.put(f"{B}/items/{first.isbn13}", json={"description": "A new blurb."}, headers=AUTH)
+    resp = client.put(f"{B}/{first.isbn13}", json={"description": "A new blurb."}, headers=AUTH)
     assert resp.status_code == 200, resp.text
     assert col.get(first.isbn13).text == f"{first.title}. A new blurb."
     # what cannot be done says what to send instead
-    resp = client.put(f"{B}/items/{first.isbn13}", json={"text": "x"}, headers=AUTH)
+    resp = client.put(f"{B}/{first.isbn13}", json={"text": "x"}, headers=AUTH)
     assert resp.status_code == 400
     assert "keeps no field 'text'" in resp.json()["error"] and "title, description" in resp.json()["error"]
-    old = Item("legacy-1", "Old. Words.", {"title": "Old"})  # stored before items kept their source
-    Collection.open("books").store.upsert_items([old])
-    resp = client.put(f"{B}/items/legacy-1", json={"average_rating": 3.0}, headers=AUTH)
+    col.store.upsert_items([Item("legacy-1", "Old. Words.", {"title": "Old"})])  # kept no source
+    resp = client.put(f"{B}/legacy-1", json={"average_rating": 3.0}, headers=AUTH)
     assert resp.status_code == 400 and "give description in the body" in resp.json()["error"]
-    resp = client.put(f"{B}/items/legacy-1", json={"description": "New words."}, headers=AUTH)
+    resp = client.put(f"{B}/legacy-1", json={"description": "New words."}, headers=AUTH)
     assert resp.status_code == 200 and col.get("legacy-1").text == "Old. New words."
 
 
