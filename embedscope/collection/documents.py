@@ -19,7 +19,7 @@ metadata change, and its next `embed` rewrites it with text hashes (0 encoded).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from embedscope.store.base import Item, content_hash, fingerprint, text_hash
@@ -47,27 +47,43 @@ def row_hashes(items: Sequence[Item]) -> list[str]:
 
 class Rows:
     """The current items' hashes, to tell whether a stored row (id, row hash) still holds: its
-    document unchanged since it was encoded."""
+    document unchanged since it was encoded. The content hashes older versions hold are computed
+    only when a row's text hash does not match (they cost a JSON dump per item)."""
 
-    def __init__(self, items: Iterable[Item]) -> None:
-        items = list(items)
-        self.ids = [i.id for i in items]
-        self.document = dict(zip(self.ids, row_hashes(items), strict=True))
-        # the hashes versions written before text hashes hold (with or without the source fields)
-        self.content = {i.id: (i.hash, content_hash(i.text, i.metadata)) for i in items}
+    def __init__(self, items: Iterable[Item], item_hashes: Mapping[str, str] | None = None) -> None:
+        self._items = list(items)
+        self.ids = [i.id for i in self._items]
+        self.document = dict(zip(self.ids, row_hashes(self._items), strict=True))
+        self._item_hashes = item_hashes
+        self._content: dict[str, tuple[str, str]] | None = None
+        self._fingerprints: tuple[str, str] | None = None
+
+    @property
+    def content(self) -> dict[str, tuple[str, str]]:
+        """id -> the item's content hash with and without its source fields (older versions' rows)."""
+        if self._content is None:
+            self._content = {}
+            for i in self._items:
+                plain = content_hash(i.text, i.metadata)
+                self._content[i.id] = (i.hash if i.source else plain, plain)
+        return self._content
 
     def matches(self, item_id: str, row_hash: str) -> bool:
         """Whether the row of `item_id` hashed `row_hash` holds the item's document as it is now."""
         return self.document.get(item_id) == row_hash or row_hash in self.content.get(item_id, ())
 
-    def fingerprints(self) -> set[str]:
-        """The fingerprints an up-to-date version has: over text hashes, or the item hashes that
-        older versions and behavioural versions (rows made from interactions) record."""
-        return {
-            fingerprint(self.document.items()),
-            fingerprint((i, h[0]) for i, h in self.content.items()),
-            fingerprint((i, h[1]) for i, h in self.content.items()),
-        }
+    def is_current(self, version_fingerprint: str) -> bool:
+        """Whether a version with this fingerprint has exactly the current items' documents: its
+        fingerprint is over the text hashes, or over the item hashes the store holds (behavioural
+        versions, whose rows come from interactions, and versions older than text hashes; such a
+        version whose items gained source fields since looks stale until its next `embed`, which
+        reuses every row)."""
+        if self._fingerprints is None:
+            hashes = (
+                self._item_hashes if self._item_hashes is not None else {i.id: i.hash for i in self._items}
+            )
+            self._fingerprints = (fingerprint(self.document.items()), fingerprint(hashes.items()))
+        return version_fingerprint in self._fingerprints
 
     def changes(self, ids: Sequence[str], hashes: Sequence[str]) -> dict[str, list[str]]:
         """Items added, changed and deleted since a version with these rows was written."""

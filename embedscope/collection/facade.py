@@ -391,7 +391,7 @@ class Collection:
         """Whether items were added, deleted or their documents changed since `version` was written
         (a metadata-only change leaves a version current: collection/documents.py)."""
         info = version if isinstance(version, VersionInfo) else self.store.get_version(version)
-        return info.fingerprint not in self._items.rows().fingerprints()
+        return not self._items.rows().is_current(info.fingerprint)
 
     def changes_since(self, version: str | LoadedVersion | None = None) -> dict[str, list[str]]:
         """Ids added, changed (their document) and deleted since `version` was written."""

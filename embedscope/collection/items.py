@@ -48,7 +48,7 @@ class ItemViews:
         whether a version is stale and which of its rows still hold."""
         rev = self.store.data_revision()
         if self._rows is None or self._rows[0] != rev:
-            self._rows = (rev, Rows(self.store.iter_items()))
+            self._rows = (rev, Rows(self.store.iter_items(), self.store.item_hashes()))
         return self._rows[1]
 
     def set_display_fields(self, fields: dict[str, Any]) -> None:
