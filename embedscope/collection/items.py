@@ -38,9 +38,9 @@ class ItemViews:
         """Metadata of all items as a frame (index = item id), cached per data revision."""
         rev = self.store.data_revision()
         if self._frame is None or self._frame[0] != rev:
-            items = list(self.store.iter_items())
-            frame = pd.DataFrame.from_records([i.metadata for i in items], index=[i.id for i in items])
-            self._frame = (rev, frame, {i.id: n for n, i in enumerate(items)})
+            rows = list(self.store.iter_metadata())  # no texts or source fields: filters need neither
+            frame = pd.DataFrame.from_records([m for _, m in rows], index=[i for i, _ in rows])
+            self._frame = (rev, frame, {i: n for n, (i, _) in enumerate(rows)})
         return self._frame[1], self._frame[2]
 
     def rows(self) -> Rows:

@@ -218,6 +218,12 @@ class Store(ABC):
     @abstractmethod
     def iter_items(self) -> Iterable[Item]: ...
 
+    def iter_metadata(self) -> Iterable[tuple[str, dict[str, Any]]]:
+        """(id, metadata) of every item, in insertion order: what filters and display read, without
+        the texts and source fields (a store overrides it to read only those columns)."""
+        for item in self.iter_items():
+            yield item.id, item.metadata
+
     @abstractmethod
     def count(self) -> int: ...
 

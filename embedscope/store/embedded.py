@@ -302,6 +302,10 @@ class EmbeddedStore(Store):
         for i, text, meta, src in self._conn.execute(q):
             yield Item(i, text, json.loads(meta), json.loads(src) if src else {})
 
+    def iter_metadata(self) -> Iterable[tuple[str, dict[str, Any]]]:
+        for i, meta in self._conn.execute("SELECT id, metadata FROM items ORDER BY seq"):
+            yield i, json.loads(meta)
+
     def item_hashes(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT id, hash FROM items ORDER BY seq"))
 

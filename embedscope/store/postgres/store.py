@@ -112,6 +112,13 @@ class PostgresStore(PgVersions):
         for i, text, meta, src in rows:
             yield Item(i, text, meta, src or {})
 
+    def iter_metadata(self) -> Iterable[tuple[str, dict[str, Any]]]:
+        rows = self._read(
+            f"SELECT id, metadata FROM {SCHEMA}.items WHERE collection_id = %s ORDER BY seq",
+            self.collection_id,
+        )
+        yield from rows
+
     def item_hashes(self) -> dict[str, str]:
         rows = self._read(
             f"SELECT id, hash FROM {SCHEMA}.items WHERE collection_id = %s ORDER BY seq",
