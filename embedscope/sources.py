@@ -5,10 +5,15 @@ What a reader promises (tests/test_sources.py checks it, partly with hypothesis)
 - an id is the string exactly as written: `007` stays `007` (the id column is read as text, never
   as a number), and a blank id is an error naming its row;
 - a CSV row with more or fewer fields than the header is an error naming its line;
-- metadata are JSON values: numbers stay numbers, lists stay lists, timestamps become ISO 8601
+- metadata are JSON values, one type per column (embedscope/field_types.py has the rule): CSV text
+  becomes a number only when its text survives the number (`02139`, `+1`, 16-digit strings stay
+  text), numbers stay numbers (Parquet's nullable integers too, inside structs as well), decimals
+  become exact strings with their scale ("19.90"), lists stay lists, timestamps become ISO 8601
   strings, missing values (NaN, NaT, null) become null; infinite numbers and bytes are errors that
   name the row and field (JSON has no infinity, and binary data is no metadata: leave the field out
   with `--metadata`);
+- the template's fields that are not metadata are kept apart (`Item.source`), so the text can be
+  rebuilt when one of them changes, without their becoming filter fields;
 - an item whose text is empty (every field of the template empty) is an error naming it; a text
   longer than MAX_TEXT_CHARS is an error naming it.
 """
@@ -16,6 +21,7 @@ What a reader promises (tests/test_sources.py checks it, partly with hypothesis)
 from __future__ import annotations
 
 import base64
+import codecs
 import csv
 import datetime as dt
 import decimal
@@ -23,14 +29,16 @@ import json
 import math
 import string
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as _field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from embedscope import field_types
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.store.base import Item
 from embedscope.validation import id_problem, text_problem
@@ -81,11 +89,13 @@ def _check_csv_fields(path: Path, sep: str, encoding: str) -> None:
             line = reader.line_num + 1
 
 
-def _read_csv(path: Path, encoding: str, id_field: str | None) -> pd.DataFrame:
+def _read_csv(path: Path, encoding: str, id_field: str | None, *, exact: bool) -> pd.DataFrame:
+    """`exact`: every value as the text written (types are decided later, per column, by
+    field_types); else pandas' own typing (the interactions reader wants it)."""
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     _check_csv_fields(path, sep, encoding)
     read = {"sep": sep, "encoding": encoding, "on_bad_lines": "error"}
-    frame = pd.read_csv(path, dtype={id_field: str} if id_field else None, **read)
+    frame = pd.read_csv(path, dtype=str if exact else ({id_field: str} if id_field else None), **read)
     if id_field in frame.columns and frame[id_field].isna().any():
         # pandas read ids such as 'NA' or 'null' as missing: read the column again, as written
         ids = pd.read_csv(path, usecols=[id_field], dtype=str, keep_default_na=False, **read)[id_field]
@@ -93,11 +103,15 @@ def _read_csv(path: Path, encoding: str, id_field: str | None) -> pd.DataFrame:
     return frame
 
 
-def _read_parquet(path: Path, id_field: str | None) -> pd.DataFrame:
+def _read_parquet(path: Path, id_field: str | None, *, exact: bool) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
+    if exact:
+        # Python values column by column: pandas would turn an integer column with a null (also
+        # inside a struct) into floats (2001 -> 2001.0) and decimals into floats (losing the scale)
+        return pd.DataFrame({n: table.column(n).to_pylist() for n in table.column_names}, dtype=object)
     if id_field in table.column_names and not pa.types.is_string(table.schema.field(id_field).type):
         # an integer id column read through pandas becomes float when it has a null: 7 -> '7.0'
         column = table.column(id_field)
@@ -106,10 +120,24 @@ def _read_parquet(path: Path, id_field: str | None) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """JSON lines with the line number in every error (pandas' reader reports none)."""
+def check_encoding(encoding: str) -> str:
+    """The encoding's name, or a one-line error saying how to name one."""
+    try:
+        return codecs.lookup(encoding).name
+    except (LookupError, TypeError, ValueError):
+        raise EmbedscopeError(
+            f"unknown encoding {encoding!r}; give a name Python knows, e.g. utf-8, utf-8-sig, latin-1, "
+            "cp1252, utf-16 (the list: https://docs.python.org/3/library/codecs.html#standard-encodings)"
+        ) from None
+
+
+def read_jsonl(path: Path, encoding: str = "utf-8") -> list[dict[str, Any]]:
+    """JSON lines with the line number in every error (pandas' reader reports none). A UTF-8 byte
+    order mark is skipped, as the CSV reader does."""
+    if check_encoding(encoding) == "utf-8":
+        encoding = "utf-8-sig"
     records = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding=encoding) as fh:
         try:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
@@ -124,25 +152,36 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                     raise EmbedscopeError(f"{path.name}: line {lineno} is not a JSON object")
                 records.append(obj)
         except UnicodeDecodeError as exc:
-            raise EmbedscopeError(f"{path.name}: not UTF-8 text (byte {exc.start} of a line)") from None
+            raise EmbedscopeError(
+                f"{path.name}: not {encoding.removesuffix('-sig')} text (byte {exc.start} of a line); "
+                "pass --encoding"
+            ) from None
     return records
 
 
 def read_table(
-    path: str | Path, fmt: str | None = None, *, encoding: str = "utf-8", id_field: str | None = None
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    encoding: str = "utf-8",
+    id_field: str | None = None,
+    exact: bool = False,
 ) -> pd.DataFrame:
-    """The file as a frame; `id_field`, when given, is read as text exactly as written."""
+    """The file as a frame; `id_field`, when given, is read as text exactly as written. `exact`
+    (what ingest reads): CSV values as the text written, JSON and Parquet values as Python values
+    (integers with nulls stay integers), for field_types to type per column."""
     path = Path(path)
+    check_encoding(encoding)
     if not path.exists():
         raise NotFoundError(f"file not found: {path}")
     fmt = fmt or detect_format(path)
     try:
         if fmt == "csv":
-            return _read_csv(path, encoding, id_field)
+            return _read_csv(path, encoding, id_field, exact=exact)
         if fmt == "jsonl":
-            return _records_frame(read_jsonl(path), id_field, path.name)
+            return _records_frame(read_jsonl(path, encoding), id_field, path.name, exact=exact)
         if fmt == "parquet":
-            return _read_parquet(path, id_field)
+            return _read_parquet(path, id_field, exact=exact)
     except UnicodeDecodeError as exc:
         raise EmbedscopeError(
             f"{path.name}: not {encoding} text (invalid byte at position {exc.start}); pass --encoding"
@@ -162,7 +201,9 @@ class _BadValue(ValueError):
 
 def _plain(value: Any) -> Any:
     """A value as JSON: NumPy/pandas scalars -> Python values, arrays (Parquet lists) -> lists,
-    timestamps -> ISO 8601 strings, NaN/NaT/None -> None. Infinite numbers and bytes raise _BadValue."""
+    timestamps -> ISO 8601 strings, decimals -> exact strings ("19.90": JSON numbers are doubles,
+    which would lose the scale and digits past the 15th), NaN/NaT/None -> None. Infinite numbers and
+    bytes raise _BadValue."""
     if value is None or value is pd.NaT or value is pd.NA:
         return None
     if isinstance(value, np.ndarray | list | tuple):
@@ -181,14 +222,16 @@ def _plain(value: Any) -> Any:
             f"holds binary data ({len(bytes(value))} bytes, e.g. {base64.b64encode(bytes(value)[:12])!r}...)"
         )
     if isinstance(value, decimal.Decimal):
-        value = float(value)
+        if value.is_infinite():
+            raise _BadValue(f"is {value} (JSON has no infinity)")
+        return None if value.is_nan() else str(value)
     if isinstance(value, float):
         if math.isnan(value):
             return None
         if math.isinf(value):
             raise _BadValue(f"is {value} (JSON has no infinity)")
-    if isinstance(value, pd.Timedelta):
-        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return pd.Timedelta(value).isoformat()
     if isinstance(value, dt.datetime | dt.date | dt.time):  # pd.Timestamp is a datetime
         return value.isoformat()
     return value
@@ -206,7 +249,7 @@ class TextSpec:
             return [f for _, f, _, _ in string.Formatter().parse(self.template) if f]
         return [self.field] if self.field else []
 
-    def render(self, row: dict[str, Any]) -> str:
+    def render(self, row: Mapping[str, Any]) -> str:
         """The item's text; "" when every field it is built from is empty (so a template such as
         '{title}. {description}' over two empty fields is empty text, not ".")."""
         values = {f: "" if row.get(f) is None else row.get(f) for f in self.fields()}
@@ -216,38 +259,92 @@ class TextSpec:
             return self.template.format(**values).strip()
         return str(values[self.field or ""]).strip()
 
+    def describe(self) -> str:
+        return f"the template '{self.template}'" if self.template else f"the field '{self.field}'"
 
-def rows_to_items(
-    frame: pd.DataFrame,
-    *,
-    id_field: str,
-    text: TextSpec,
-    metadata: Sequence[str] | None = None,
-    source: str = "input",
-) -> list[Item]:
-    """Validate and convert. Errors name the problem and the offending ids/rows."""
-    columns = list(frame.columns)
+
+@dataclass
+class IngestSpec:
+    """How records become items, stored with the collection so that every later ingest, Python
+    upsert and HTTP write reads records the same way (an item looks the same however it arrived):
+    the id field, the text (a field or a template), the metadata fields kept (None: every field
+    but the id) and each kept field's type (field_types: inferred, or `explicit` from `--types`)."""
+
+    id_field: str = "id"
+    text: TextSpec = _field(default_factory=lambda: TextSpec(field="text"))
+    metadata: list[str] | None = None
+    types: dict[str, str] = _field(default_factory=dict)
+    explicit: dict[str, str] = _field(default_factory=dict)
+
+    def source_fields(self) -> list[str]:
+        """The text's fields that are not metadata: kept apart, to rebuild the text (Item.source)."""
+        if self.metadata is None:
+            return []
+        return [f for f in self.text.fields() if f not in self.metadata and f != self.id_field]
+
+    def kept_fields(self) -> list[str]:
+        """Every field an item keeps (metadata and source), when the metadata are a chosen list."""
+        return [*(self.metadata or []), *self.source_fields()]
+
+    def settings(self) -> dict[str, Any]:
+        """As the collection's settings (the keys `from_settings` reads)."""
+        return {
+            "id_field": self.id_field,
+            "text_spec": {"field": self.text.field, "template": self.text.template},
+            "metadata_fields": self.metadata,
+            "field_types": self.types,
+            "explicit_types": self.explicit,
+        }
+
+    @classmethod
+    def from_settings(cls, get: Callable[[str], Any]) -> IngestSpec | None:
+        """The spec a collection stored (None for a collection that never ingested)."""
+        id_field, text = get("id_field"), get("text_spec")
+        if id_field is None and text is None:
+            return None
+        return cls(
+            id_field=id_field or "id",
+            text=TextSpec(**(text or {"field": "text"})),
+            metadata=get("metadata_fields"),
+            types=dict(get("field_types") or {}),
+            explicit=dict(get("explicit_types") or {}),
+        )
+
+
+def _check_id_column(frame: pd.DataFrame, spec: IngestSpec, source: str) -> None:
+    columns = [str(c) for c in frame.columns]
     if frame.empty:
         raise EmbedscopeError(f"{source}: no rows to ingest")
-    if id_field not in columns:
+    if spec.id_field not in columns:
         raise EmbedscopeError(
-            f"{source}: id field '{id_field}' not found; columns: {', '.join(map(str, columns))}"
+            f"{source}: id field '{spec.id_field}' not found; columns: {', '.join(columns)}"
         )
-    missing = [f for f in text.fields() if f not in columns]
-    if not text.fields():
+
+
+def _check_columns(frame: pd.DataFrame, spec: IngestSpec, source: str, *, fill: bool, stored: bool) -> None:
+    columns = [str(c) for c in frame.columns]
+    if not spec.text.fields():
         raise EmbedscopeError(
             "give the text field (--text FIELD) or a template (--template '{title}. {description}')"
         )
+    missing = [f for f in spec.text.fields() if f not in columns]
     if missing:
         raise EmbedscopeError(
             f"{source}: text field(s) {', '.join(missing)} not found; columns: {', '.join(columns)}"
         )
-    meta_fields = list(metadata) if metadata is not None else [c for c in columns if c != id_field]
-    bad_meta = [f for f in meta_fields if f not in columns]
-    if bad_meta:
+    bad_meta = [f for f in spec.metadata or [] if f not in columns]
+    if bad_meta and not fill:
+        whose, hint = ("the collection's ", " (choose the fields with --metadata)") if stored else ("", "")
         raise EmbedscopeError(
-            f"{source}: metadata field(s) {', '.join(bad_meta)} not found; columns: {', '.join(columns)}"
+            f"{source}: {whose}metadata field(s) {', '.join(bad_meta)} not found; "
+            f"columns: {', '.join(columns)}{hint}"
         )
+    bad_types = [f for f in spec.explicit if f == spec.id_field]
+    if bad_types:
+        raise EmbedscopeError(f"--types: '{bad_types[0]}' is the id field; ids are always text")
+
+
+def _ids(frame: pd.DataFrame, id_field: str, source: str) -> list[str]:
     try:
         ids = pd.Series([_id_text(_plain(v)) for v in frame[id_field]], dtype=object)
     except _BadValue as exc:
@@ -265,28 +362,57 @@ def rows_to_items(
         raise EmbedscopeError(
             f"{source}: {len(dup)} duplicate id(s) in '{id_field}', e.g. {', '.join(map(repr, dup[:5]))}"
         )
-    records = frame.to_dict(orient="records")
-    wanted = set(meta_fields) | set(text.fields())
-    items, empty, too_long = [], [], []
-    for n, (item_id, raw) in enumerate(zip(ids, records, strict=True), 1):
+    return ids.tolist()
+
+
+def rows_to_items(
+    frame: pd.DataFrame,
+    spec: IngestSpec,
+    *,
+    source: str = "input",
+    from_text: bool = False,
+    stored_types: Mapping[str, str] | None = None,
+    fill_missing: bool = False,
+    stored_metadata: bool = False,
+) -> tuple[list[Item], dict[str, str]]:
+    """Validate and convert; returns the items and the type of each kept field (field_types).
+
+    `from_text`: the values are text as written (CSV). `stored_types`: the collection's types, which
+    win while the values fit them. `fill_missing`: chosen metadata fields absent from the records
+    are null (records sent over HTTP), instead of an error (a file); `stored_metadata`: the chosen
+    fields are the collection's (the error says so). Errors name the problem and the offending
+    ids/rows."""
+    _check_id_column(frame, spec, source)
+    ids = _ids(frame, spec.id_field, source)
+    _check_columns(frame, spec, source, fill=fill_missing, stored=stored_metadata)
+    columns = [str(c) for c in frame.columns]
+    meta_fields = spec.metadata if spec.metadata is not None else [c for c in columns if c != spec.id_field]
+    kept = list(dict.fromkeys([*meta_fields, *spec.text.fields()]))
+    present = [f for f in kept if f in columns]
+    rows: list[dict[str, Any]] = []
+    for n, (item_id, raw) in enumerate(zip(ids, frame.to_dict(orient="records"), strict=True), 1):
         row = {}
-        for k, v in raw.items():
-            if k not in wanted:
-                continue
+        for k in present:
             try:
-                row[k] = _plain(v)
+                row[k] = _plain(raw[k])
             except _BadValue as exc:
                 raise EmbedscopeError(
                     f"{source}: row {n} (id {item_id!r}), field '{k}' {exc}; fix the value or leave the "
                     "field out (--metadata lists the fields to keep)"
                 ) from None
-        body = text.render(row)
+        rows.append(row)
+    types, typed = _type_columns(rows, present, ids, spec, source, from_text, stored_types or {})
+    source_fields = [f for f in spec.text.fields() if f not in meta_fields]
+    items, empty, too_long = [], [], []
+    for item_id, row, values in zip(ids, rows, typed, strict=True):
+        body = spec.text.render(row)  # the text as written: CSV's "4.50" stays "4.50" in it
         if not body:
             empty.append(item_id)
         elif len(body) > MAX_TEXT_CHARS:
             too_long.append(item_id)
         else:
-            items.append(Item(item_id, body, {f: row.get(f) for f in meta_fields}))
+            meta = {f: values.get(f) for f in meta_fields}
+            items.append(Item(item_id, body, meta, {f: values.get(f) for f in source_fields}))
     if empty:
         raise EmbedscopeError(
             f"{source}: {len(empty)} item(s) have empty text, e.g. {', '.join(map(repr, empty[:5]))}; "
@@ -297,7 +423,41 @@ def rows_to_items(
             f"{source}: {len(too_long)} item(s) have a text longer than {MAX_TEXT_CHARS:,} characters, e.g. "
             f"{', '.join(map(repr, too_long[:5]))}; split them into several items or shorten them"
         )
-    return items
+    return items, types
+
+
+def _type_columns(
+    rows: list[dict[str, Any]],
+    fields: list[str],
+    ids: list[str],
+    spec: IngestSpec,
+    source: str,
+    from_text: bool,
+    stored: Mapping[str, str],
+) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """Each field's type (explicit, else stored while it fits, else the narrowest that fits) and
+    the rows' values converted to it."""
+    types: dict[str, str] = {}
+    typed: list[dict[str, Any]] = [{} for _ in rows]
+    for f in fields:
+        values = [r.get(f) for r in rows]
+        kind = spec.explicit.get(f)
+        if kind is not None:
+            misfit = field_types.first_misfit(values, kind)
+            if misfit is not None:
+                n, why = misfit
+                raise EmbedscopeError(
+                    f"{source}: row {n + 1} (id {ids[n]!r}), field '{f}': {values[n]!r} {why}, but the "
+                    f"field's type is {kind} (--types); fix the value or give another type"
+                )
+        else:
+            kind = field_types.column_type(values, from_text=from_text, stored=stored.get(f))
+        if kind is None:
+            continue
+        types[f] = kind
+        for out, v in zip(typed, values, strict=True):
+            out[f] = field_types.convert(v, kind)
+    return types, typed
 
 
 def _record_problem(record: Mapping[str, Any], id_field: str | None) -> str | None:
@@ -314,10 +474,11 @@ def _record_problem(record: Mapping[str, Any], id_field: str | None) -> str | No
 
 
 def _records_frame(
-    records: Sequence[Mapping[str, Any]], id_field: str | None, source: str = "input"
+    records: Sequence[Mapping[str, Any]], id_field: str | None, source: str = "input", *, exact: bool
 ) -> pd.DataFrame:
-    """Records as a frame, their ids as text exactly as written (never parsed as numbers). A string
-    no store keeps (NUL, a lone surrogate, which pandas' text columns cannot even hold) is an error
+    """Records as a frame, their ids as text exactly as written (never parsed as numbers);
+    `exact`: values as given (pandas would turn integers with a null into floats). A string no
+    store keeps (NUL, a lone surrogate, which pandas' text columns cannot even hold) is an error
     naming its row and field, before the frame is made (validation.py)."""
     for row, record in enumerate(records, 1):
         problem = _record_problem(record, id_field)
@@ -325,38 +486,81 @@ def _records_frame(
             raise EmbedscopeError(f"{source}: row {row}: {problem}; fix it or leave it out")
     if id_field:
         records = [{**r, id_field: _id_text(r[id_field])} if id_field in r else r for r in records]
+    if exact:
+        return pd.DataFrame(list(records), dtype=object)
     return pd.DataFrame.from_records(records)
 
 
 def load_items(
-    source: str | Path | pd.DataFrame | Sequence[dict[str, Any]],
+    source: str | Path | pd.DataFrame | Sequence[Mapping[str, Any]],
     *,
-    id_field: str = "id",
+    id_field: str | None = None,
     text: str | None = None,
     template: str | None = None,
     metadata: Sequence[str] | None = None,
+    types: str | Mapping[str, str] | None = None,
     fmt: str | None = None,
     encoding: str = "utf-8",
-    default_text: dict[str, Any] | None = None,
-) -> tuple[list[Item], TextSpec]:
+    from_text: bool | None = None,
+    stored: IngestSpec | None = None,
+    replace: bool = False,
+) -> tuple[list[Item], IngestSpec]:
     """Read and validate items from a file, a DataFrame or records, before anything is stored.
 
-    The text is `text` or `template`, else `default_text` (the collection's stored choice), else
-    the field 'text'. Returns the items and the text choice used."""
+    What is not given comes from `stored` (the collection's spec), else the defaults: the id field
+    'id', the text field 'text', every field as metadata. `types` ("zip=text,year=int") adds to the
+    stored explicit types; the other fields' stored types are kept while the values fit them (not
+    with `replace`, which makes the collection equal to this input). `from_text`: the values are
+    text as written (default: for CSV files). Returns the items and the spec to store."""
+    explicit = {**(stored.explicit if stored else {}), **field_types.parse_types(types)}
+    spec = IngestSpec(
+        id_field=id_field or (stored.id_field if stored else "id"),
+        text=TextSpec(field=text, template=template),
+        metadata=list(metadata) if metadata is not None else (stored.metadata if stored else None),
+        explicit=explicit,
+    )
+    if not spec.text.fields():
+        spec.text = stored.text if stored else TextSpec(field="text")
+    label = "input"
+    fill_records = False  # records (HTTP, Python) may leave out a stored metadata field: it is null
     if isinstance(source, pd.DataFrame):
-        frame, label = source, "input"
+        frame = source
     elif isinstance(source, str | Path):
-        frame = read_table(source, fmt, encoding=encoding, id_field=id_field)
-        label = Path(source).name
+        path = Path(source)
+        check_encoding(encoding)
+        fmt = fmt or (detect_format(path) if path.exists() else None)
+        frame = read_table(path, fmt, encoding=encoding, id_field=spec.id_field, exact=True)
+        label = path.name
+        from_text = fmt == "csv" if from_text is None else from_text
     else:
         records = list(source)
         if not all(isinstance(r, Mapping) for r in records):
             raise EmbedscopeError("records must be objects (field -> value)")
-        frame, label = _records_frame(records, id_field), "input"
-    spec = TextSpec(field=text, template=template)
-    if not spec.fields():
-        spec = TextSpec(**(default_text or {"field": "text"}))
-    items = rows_to_items(frame, id_field=id_field, text=spec, metadata=metadata, source=label)
+        frame = _records_frame(records, spec.id_field, exact=True)
+        fill_records = True
+    columns = [str(c) for c in frame.columns]
+    if id_field is None and stored is not None and spec.id_field not in columns and not frame.empty:
+        raise EmbedscopeError(
+            f"{label}: the collection's id field '{spec.id_field}' not found; columns: {', '.join(columns)} "
+            "(name the id field with --id-field; --replace re-keys the collection)"
+        )
+    unknown = sorted(set(field_types.parse_types(types)) - set(columns))
+    if unknown:
+        raise EmbedscopeError(
+            f"--types names {', '.join(unknown)}, not in {label}; columns: {', '.join(columns)}"
+        )
+    stored_types = stored.types if stored and not replace else {}
+    items, found = rows_to_items(
+        frame,
+        spec,
+        source=label,
+        from_text=bool(from_text),
+        stored_types=stored_types,
+        fill_missing=metadata is None and fill_records,
+        stored_metadata=metadata is None and stored is not None,
+    )
+    kept = {*spec.kept_fields(), *spec.text.fields()} if spec.metadata is not None else None
+    spec.types = {f: t for f, t in {**stored_types, **found}.items() if kept is None or f in kept}
     return items, spec
 
 
@@ -461,70 +665,3 @@ def load_beir(directory: str | Path, split: str = "test") -> BeirDataset:
     if no_relevant:
         warnings.append(f"{no_relevant} judged queries have no relevant document (they score 0)")
     return BeirDataset(corpus, queries, qrels, warnings)
-
-
-# --- corpora that ship with installed packages (the demo's offline fallback) --------------------
-def wikipedia_sample(max_chars: int = 1500) -> pd.DataFrame:
-    """English Wikipedia articles from the excerpt inside gensim's test data (no network needed)."""
-    import bz2
-
-    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
-    from gensim.test.utils import datapath
-
-    path = datapath("enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
-    rows = []
-    with bz2.open(path) as fh:
-        for title, raw, page_id in extract_pages(fh):
-            text = " ".join(filter_wiki(raw).split())
-            if not text or text.upper().startswith("#REDIRECT") or len(text) < 200:
-                continue
-            rows.append({"id": page_id, "title": title, "text": text[:max_chars]})
-    return pd.DataFrame(rows)
-
-
-def fetch_url(url: str, cache_dir: Path | None = None, progress: bool = True) -> Path:
-    """Download a file once into a cache (with a progress bar); later calls reuse it."""
-    import hashlib
-    import os
-    import tempfile
-    from urllib.parse import urlparse
-
-    import httpx
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    cache_dir = Path(cache_dir or os.environ.get("EMBEDSCOPE_CACHE") or Path.home() / ".cache" / "embedscope")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    name = Path(urlparse(url).path).name or "download"
-    target = cache_dir / f"{hashlib.sha1(url.encode()).hexdigest()[:12]}-{name}"
-    if target.exists():
-        return target
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".part-")
-    try:
-        # the file is opened first so its descriptor is closed on every path, errors included
-        with os.fdopen(fd, "wb") as out, httpx.stream("GET", url, follow_redirects=True, timeout=30) as resp:
-            if resp.status_code != 200:
-                raise EmbedscopeError(f"download failed: {url} answered HTTP {resp.status_code}")
-            total = int(resp.headers.get("content-length") or 0) or None
-            with (
-                Progress(
-                    "[progress.description]{task.description}",
-                    BarColumn(),
-                    DownloadColumn(),
-                    TransferSpeedColumn(),
-                    disable=not progress,
-                    transient=True,
-                ) as bar,
-            ):
-                task = bar.add_task(f"downloading {name}", total=total)
-                for chunk in resp.iter_bytes():
-                    out.write(chunk)
-                    bar.update(task, advance=len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
-        os.replace(tmp, target)  # atomic: a half-downloaded file never looks cached
-    except httpx.HTTPError as exc:
-        raise EmbedscopeError(f"download failed: {url}: {exc.__class__.__name__}: {exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target

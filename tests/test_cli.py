@@ -128,6 +128,9 @@ def test_bad_files(cli_home: Path, tmp_path: Path) -> None:
     dup = tmp_path / "d.csv"
     dup.write_text("id,text\n1,a\n1,b\n")
     proc = run(["ingest", str(dup), "--collection", "books", "--text", "text"], cli_home, check=False)
+    assert proc.returncode == 2 and "the collection's id field 'isbn13' not found" in proc.stderr
+    args = ["ingest", str(dup), "--collection", "books", "--text", "text", "--id-field", "id"]
+    proc = run(args, cli_home, check=False)
     assert proc.returncode == 2 and "duplicate id" in proc.stderr
     info = json.loads(run(["info", "books", "--json"], cli_home).stdout)
     assert info["items"] == 120  # nothing lost

@@ -35,10 +35,12 @@ LAYERS: list[tuple[str, ...]] = [
     ("embedscope.errors",),
     # helpers over plain data that know nothing of embeddings: the name rule, the metadata filter
     # language, how a hit is shown, PNG charts, the server's query log format (written by serve,
-    # read by evaluate), the MovieLens file readers, the input rules every way in shares (ids, texts)
+    # read by evaluate), the MovieLens file readers, the input rules every way in shares (ids, texts,
+    # one type per metadata field)
     (
         "embedscope.names",
         "embedscope.validation",
+        "embedscope.field_types",
         "embedscope.filters",
         "embedscope.display",
         "embedscope.plots",

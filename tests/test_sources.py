@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from embedscope import Collection
 from embedscope.errors import EmbedscopeError
-from embedscope.sources import MAX_TEXT_CHARS, TextSpec, load_items, read_table, rows_to_items
+from embedscope.sources import MAX_TEXT_CHARS, IngestSpec, TextSpec, load_items, read_table, rows_to_items
 
 TEMPLATE = "{title}. {description}"
 
@@ -193,8 +193,9 @@ def test_any_ids_round_trip_exactly(tmp_path: Path, ids: list[str], fmt: str) ->
 @settings(max_examples=80, deadline=None)
 @given(rows=st.lists(st.dictionaries(st.sampled_from(["a", "b", "c"]), _values), min_size=1, max_size=6))
 def test_records_become_items_or_one_clear_error(rows: list[dict]) -> None:
-    """Whatever the records hold, the reader answers with items whose metadata is strict JSON
-    (numbers staying numbers), or with an EmbedscopeError; nothing else escapes."""
+    """Whatever the records hold, the reader answers with items whose metadata is strict JSON, one
+    type per field (numbers stay numbers in a field of numbers; in a field that also holds text or
+    booleans they are their text), or with an EmbedscopeError; nothing else escapes."""
     records = [{"id": str(n), "text": f"t{n}", **r} for n, r in enumerate(rows)]
     try:
         items, _ = load_items(records, text="text")
@@ -203,8 +204,14 @@ def test_records_become_items_or_one_clear_error(rows: list[dict]) -> None:
     for item, rec in zip(items, records, strict=True):
         json.dumps(item.metadata, allow_nan=False)
         for key, value in item.metadata.items():
-            if isinstance(rec.get(key), int | float) and not isinstance(rec.get(key), bool):
-                assert value == rec[key] or (isinstance(value, float) and pd.isna(rec[key]))
+            given = rec.get(key)
+            if not isinstance(given, int | float) or isinstance(given, bool):
+                continue
+            column = [r.get(key) for r in records if r.get(key) is not None]
+            if all(isinstance(v, int | float) and not isinstance(v, bool) for v in column):
+                assert value == given
+            else:
+                assert value == (repr(given) if isinstance(given, float) else str(given))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -236,6 +243,5 @@ def test_collection_keeps_ids_and_refuses_another_id_field(home: Path, books_fra
 
 def test_rows_to_items_names_a_missing_id_field() -> None:
     with pytest.raises(EmbedscopeError, match="id field 'isbn' not found"):
-        rows_to_items(
-            pd.DataFrame({"id": ["a"], "text": ["x"]}), id_field="isbn", text=TextSpec(field="text")
-        )
+        spec = IngestSpec(id_field="isbn", text=TextSpec(field="text"))
+        rows_to_items(pd.DataFrame({"id": ["a"], "text": ["x"]}), spec)

@@ -16,7 +16,12 @@ from embedscope.cli.options import CollapseOpt, CollectionArg, JsonOpt, K, Versi
 def ingest(
     items: Annotated[Path, typer.Argument(help="CSV, JSON lines or Parquet file of items.")],
     collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to create or update.")],
-    id_field: Annotated[str, typer.Option("--id-field", help="Field holding each item's unique id.")] = "id",
+    id_field: Annotated[
+        str | None,
+        typer.Option(
+            "--id-field", help="Field holding each item's unique id (default: the collection's, else id)."
+        ),
+    ] = None,
     text: Annotated[str | None, typer.Option("--text", help="Field holding the text to embed.")] = None,
     template: Annotated[
         str | None,
@@ -24,12 +29,25 @@ def ingest(
     ] = None,
     metadata: Annotated[
         str | None,
-        typer.Option("--metadata", help="Comma-separated fields to keep as metadata (default: all)."),
+        typer.Option(
+            "--metadata",
+            help="Comma-separated fields to keep as metadata (default: the collection's choice, else all).",
+        ),
+    ] = None,
+    types: Annotated[
+        str | None,
+        typer.Option(
+            "--types",
+            help="Fields' types, e.g. zip=text,year=int (text | int | float | bool); kept for later "
+            "ingests and HTTP writes. Default: decided per field (CSV digits with a leading zero stay text).",
+        ),
     ] = None,
     fmt: Annotated[
         str | None, typer.Option("--format", help="csv | jsonl | parquet (default: from suffix).")
     ] = None,
-    encoding: Annotated[str, typer.Option(help="Text encoding of CSV files.")] = "utf-8",
+    encoding: Annotated[
+        str, typer.Option(help="Text encoding of CSV and JSON lines files, e.g. latin-1, cp1252.")
+    ] = "utf-8",
     replace: Annotated[bool, typer.Option(help="Delete items that are not in the file.")] = False,
     default_index: Annotated[
         str | None,
@@ -55,16 +73,23 @@ def ingest(
         default_index=default_index,
         store=store,
         id_field=id_field,
-        text=text or (None if template else "text"),
+        text=text,
         template=template,
         metadata=fields,
+        types=types,
         fmt=fmt,
         encoding=encoding,
         replace=replace,
     )
+    retyped = (
+        f" ({counts['retyped']} stored item(s) converted to a field's wider type: "
+        f"`embedscope info {collection}`)"
+        if counts.get("retyped")
+        else ""
+    )
     console.print(
         f"[green]{collection}[/]: {counts['added']} added, {counts['updated']} updated, "
-        f"{counts['unchanged']} unchanged, {counts['deleted']} deleted; {len(col)} items. "
+        f"{counts['unchanged']} unchanged, {counts['deleted']} deleted; {len(col)} items{retyped}. "
         f"Next: [bold]embedscope embed {collection} --encoder minilm[/]"
     )
 
@@ -164,7 +189,9 @@ def embed(
     s = info.stats
     console.print(
         f"version [bold]{info.name}[/] ({info.encoder['name']}, dim {info.dim}, {info.index['kind']} index): "
-        f"{s['encoded']} encoded, {s['reused']} reused in {s['encode_seconds']} s"
+        f"{s['encoded']} encoded, {s['reused']} reused"
+        + (f" (from version {s['reused_from']})" if s.get("reused_from") else "")
+        + f" in {s['encode_seconds']} s"
         + (f" ({s['items_per_second']} items/s)" if s.get("items_per_second") else "")
         + ("; active" if info.active else f"; activate with `embedscope activate {collection} {info.name}`")
     )
@@ -338,8 +365,23 @@ def demo(
         ),
     ] = "hybrid",
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N items (quick try).")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Build a new collection in PostgreSQL + pgvector: postgresql://USER@HOST:PORT/DB "
+            "(default: $EMBEDSCOPE_STORE, else the embedded store).",
+        ),
+    ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(help="Let the demo delete the existing collection's items that are not in its input."),
+    ] = False,
 ) -> None:
-    """The main job: ingest the books corpus, embed it, and answer a few example vibe queries."""
+    """The main job: ingest the books corpus, embed it, and answer a few example vibe queries.
+
+    It never deletes items of an existing collection (without --replace it refuses and says so) and
+    never builds in another store than --store / $EMBEDSCOPE_STORE asks for."""
     from embedscope.cli.demo import run_demo
 
-    run_demo(data=data, collection=collection, encoder=encoder, limit=limit)
+    run_demo(data=data, collection=collection, encoder=encoder, limit=limit, store=store, replace=replace)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from embedscope.cli.app import console, print_hits, progress_bar
 from embedscope.collection import Collection
-from embedscope.errors import EmbedscopeError
+from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.search.recipe import HYBRID
 
 BOOK_QUERIES = [
@@ -53,8 +53,44 @@ def default_books_path() -> Path | None:
     return None
 
 
-def run_demo(data: str | None, collection: str, encoder: str, limit: int | None) -> None:
-    from embedscope.sources import fetch_url, read_table, wikipedia_sample
+def _check_target(collection: str, ids: list[str], store: str | None, replace: bool) -> None:
+    """The demo never deletes items of an existing collection, nor builds somewhere else than asked:
+    an existing collection must live in the store asked for (`--store`, else $EMBEDSCOPE_STORE) and
+    hold no item the demo's input lacks (unless `--replace`); otherwise a one-line error says what
+    to run instead."""
+    from embedscope.store.locate import env_url
+    from embedscope.store.postgres.schema import redact
+
+    try:
+        existing = Collection.open(collection)
+    except NotFoundError:
+        return
+    wanted = store or env_url()
+    if wanted and existing.location != redact(wanted):
+        asked = "--store" if store else "EMBEDSCOPE_STORE"
+        raise EmbedscopeError(
+            f"collection '{collection}' already exists in {existing.location}, not in the database "
+            f"{asked} names; the demo does not move collections: run it with -c NEW_NAME to build one there"
+        )
+    extra = sorted(set(existing.ids()) - set(ids))
+    if extra and not replace:
+        raise EmbedscopeError(
+            f"collection '{collection}' holds {len(extra)} item(s) the demo's {len(ids)} books lack "
+            f"(e.g. {', '.join(extra[:3])}); the demo deletes nothing: run it with -c NEW_NAME, or "
+            f"with --replace to make '{collection}' exactly the demo's items"
+        )
+
+
+def run_demo(
+    data: str | None,
+    collection: str,
+    encoder: str,
+    limit: int | None,
+    store: str | None = None,
+    replace: bool = False,
+) -> None:
+    from embedscope.cli.demo_data import fetch_url, wikipedia_sample
+    from embedscope.sources import detect_format, read_table
 
     if data and data.startswith(("http://", "https://")):
         path: Path | None = fetch_url(data)
@@ -64,8 +100,11 @@ def run_demo(data: str | None, collection: str, encoder: str, limit: int | None)
             raise EmbedscopeError(f"--data: file not found: {data}")
     else:
         path = default_books_path()
+    from_text = False
     if path is not None:
-        frame = read_table(path)
+        # values as written (CSV: text, typed per field by the ingest rule, so ISBN-10s keep zeros)
+        frame = read_table(path, exact=True)
+        from_text = detect_format(path) == "csv"
         needed = {"isbn13", "title", "description"}
         if not needed <= set(frame.columns):
             raise EmbedscopeError(f"{path.name}: a books file needs columns {', '.join(sorted(needed))}")
@@ -88,8 +127,10 @@ def run_demo(data: str | None, collection: str, encoder: str, limit: int | None)
     if limit:
         frame = frame.head(limit)
     frame = frame.dropna(subset=["description"]) if "description" in frame.columns else frame
-    col = Collection.create(collection)
-    counts = col.ingest(frame, replace=True, **spec)
+    _check_target(collection, [str(i) for i in frame[spec["id_field"]]], store, replace)
+    col = Collection.create(collection, store=store)
+    counts = col.ingest(frame, replace=replace, from_text=from_text, **spec)
+    console.print(f"collection [bold]{collection}[/] in {col.location}")
     console.print(f"ingested into collection [bold]{collection}[/]: {counts}")
     with progress_bar("encoding") as bar:
         task = bar.add_task(f"embedding with {encoder}", total=len(col))

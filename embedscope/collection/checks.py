@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from embedscope.collection.items import stored_spec
 from embedscope.encoders.document import Document, document_hash
 from embedscope.encoders.registry import encoder_class
 from embedscope.errors import DamagedError, EmbedscopeError
@@ -36,6 +37,19 @@ def is_current(store: Store, info: VersionInfo, document_hashes: DocumentHashes)
     if info.document is None and info.fingerprint == items:
         return True  # written before documents existed: its rows hold item hashes
     return info.fingerprint == fingerprint(document_hashes(info).items())
+
+
+def changes(store: Store, v: LoadedVersion, document_hashes: DocumentHashes) -> dict[str, list[str]]:
+    """`Collection.changes_since`: ids added, changed and deleted since `v` was written."""
+    then = dict(zip(v.data.ids, v.data.hashes, strict=True))
+    now = document_hashes(v.info)
+    # rows written before documents existed hold the item's content hash (text and metadata)
+    legacy = store.item_hashes() if v.info.document is None else {}
+    return {
+        "added": [i for i in now if i not in then],
+        "changed": [i for i, h in now.items() if i in then and then[i] not in (h, legacy.get(i))],
+        "deleted": [i for i in then if i not in now],
+    }
 
 
 def version_rows(store: Store, active: str | None, document_hashes: DocumentHashes) -> list[dict[str, Any]]:
@@ -62,6 +76,8 @@ def describe(
 ) -> dict[str, Any]:
     """`Collection.info`: items, metadata types, versions (`version_rows`) and recipes."""
     active = store.get_setting("active_version")
+    spec = stored_spec(store)
+    types = spec.types if spec else {}
     return {
         "name": name,
         "path": str(store.path),
@@ -69,7 +85,7 @@ def describe(
         "items": store.count(),
         "id_field": store.get_setting("id_field"),
         "text": store.get_setting("text_spec"),
-        "metadata_fields": {c: str(frame[c].dtype) for c in frame.columns},
+        "metadata_fields": {c: types.get(c) or str(frame[c].dtype) for c in frame.columns},
         "active_version": active,
         "default_search": default_search() if active else None,
         "versions": version_rows(store, active, document_hashes),
@@ -193,7 +209,7 @@ def encoding_problems(
     rows = np.unique(np.linspace(0, n - 1, num=min(n, sample)).astype(np.int64)).tolist()
     items = store.get_items([data.ids[r] for r in rows])
     document = Document.parse(info.document)
-    docs = {r: document.render(it.text, it.metadata) for r, it in zip(rows, items, strict=True) if it}
+    docs = {r: document.render(it.text, it.fields) for r, it in zip(rows, items, strict=True) if it}
     legacy = store.item_hashes() if info.document is None else {}
     # rows of items unchanged since embedding (a stale row's vector is of older text)
     pairs = [

@@ -1,9 +1,22 @@
 """Writing an embedding version: the incremental `embed` of a collection.
 
-Reads the items, picks the new and changed ones by content hash (reusing the old version's rows
-and fitted encoder when the encoder configuration is unchanged), fits learning encoders, encodes
-through an engine, builds the index and writes the version through the store, in one call that
-`Collection.embed` makes while holding the collection's writer lock.
+Reads the items, renders each one's document (`encoders.document`), encodes only the items whose
+document is new or changed, fits learning encoders, encodes through an engine, builds the index and
+writes the version through the store, in one call that `Collection.embed` makes while holding the
+collection's writer lock. Both stores write through here, so reuse behaves the same in each.
+
+The reuse rule, one for every store and encoder:
+
+- **A version's row hash is the hash of the exact document text its encoder saw** (`document_hash`),
+  so a re-ingest that changes only metadata the document does not read re-encodes nothing.
+- **A vector is reused** by a version whose *setup* (the encoder's name and every parameter,
+  precision included, and the document template: everything that changes a vector) equals that of
+  the version holding it, for a row whose hash equals the document's hash now: the version itself
+  when its setup is unchanged (its fitted state continues), else the other version with the same
+  setup holding the most current rows. So a new version that differs only in its index
+  (`--index exact`, `--index-param dtype=i8`) copies every vector.
+- Versions written before documents existed hold each row's item content hash (text and
+  metadata, `content_hash`); such a row still holds while its item is unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +36,7 @@ from embedscope.errors import EmbedscopeError
 from embedscope.index.base import VectorIndex
 from embedscope.names import check_name
 from embedscope.search import recipe
-from embedscope.store.base import Store, VersionData, VersionInfo, fingerprint
+from embedscope.store.base import Item, Store, VersionData, VersionInfo, content_hash, fingerprint
 from embedscope.store.embedded import now
 
 
@@ -61,22 +74,14 @@ def embed_version(
     if not items:
         raise EmbedscopeError(f"collection '{collection}' is empty; ingest items first")
     doc = Document.parse(document if document is not None else (old.document if old else None))
-    doc.check_fields({k for i in items for k in i.metadata})
-    docs = [doc.render(i.text, i.metadata) for i in items]
+    doc.check_fields({k for i in items for k in i.fields})
+    docs = [doc.render(i.text, i.fields) for i in items]
     hashes = [document_hash(d) for d in docs]
     old_rows: dict[str, int] = {}
     started = time.perf_counter()
-    if old is not None and old.encoder == enc.config() and old.document == doc.template and not refit:
-        data, enc, _ = store.read_version(version)
-        current = {i.id: h for i, h in zip(items, hashes, strict=True)}
-        # a version written before documents existed holds item hashes (text and metadata): an
-        # unchanged item has an unchanged document, so its row is reused and gets the new hash
-        legacy = {i.id: i.hash for i in items} if old.document is None else {}
-        old_rows = {
-            i: r
-            for r, (i, h) in enumerate(zip(data.ids, data.hashes, strict=True))
-            if current.get(i) == h or legacy.get(i) == h
-        }
+    reuse = None if refit else _reusable(store, version, enc.config(), doc, items, hashes)
+    if reuse is not None:
+        source, data, enc, old_rows = reuse
         old_vectors = data.vectors
     elif enc.requires_fit:
         enc.fit(docs)
@@ -121,6 +126,7 @@ def embed_version(
         stats={
             "encoded": len(todo),
             "reused": len(old_rows),
+            **({"reused_from": source} if old_rows and source != version else {}),
             "fit_seconds": round(fit_s, 3),
             "encode_seconds": round(encode_s, 3),
             "items_per_second": round(len(todo) / encode_s, 1) if todo and encode_s > 0 else None,
@@ -165,7 +171,7 @@ def check_embed(
         documents, touched = [document], [name]
     if not store.count():
         raise EmbedscopeError(f"collection '{collection}' is empty; ingest items first")
-    fields = {k for i in store.iter_items() for k in i.metadata}
+    fields = {k for i in store.iter_items() for k in i.fields}
     for d in documents:
         Document.parse(d).check_fields(fields)
     return touched
@@ -214,6 +220,43 @@ def embed_setup(
             f"({enc.metric}); use dtype f16 or f32"
         )
     return enc, runner, old, kind, idx
+
+
+def _reusable(
+    store: Store,
+    version: str,
+    config: dict[str, Any],
+    doc: Document,
+    items: list[Item],
+    hashes: list[str],
+) -> tuple[str, VersionData, Encoder, dict[str, int]] | None:
+    """(version, its data, its fitted encoder, item id -> its row still holding the item's
+    document) of the version whose vectors this one can reuse (the rule in the module docstring):
+    the version itself when its setup is unchanged (its fitted state continues), else the other
+    version with the same setup that holds the most current rows, else None."""
+    same = [v for v in store.list_versions() if v.encoder == config and v.document == doc.template]
+    best = None
+    for v in sorted(same, key=lambda v: v.name != version):
+        data, enc, _ = store.read_version(v.name)
+        held = reusable_rows(data, items, hashes, legacy=v.document is None)
+        if v.name == version:
+            return v.name, data, enc, held
+        if held and (best is None or len(held) > len(best[3])):
+            best = (v.name, data, enc, held)
+    return best
+
+
+def reusable_rows(data: VersionData, items: list[Item], hashes: list[str], *, legacy: bool) -> dict[str, int]:
+    """Item id -> the row of `data` that still holds the item's document (`hashes`: each item's
+    document hash now); `legacy`: the version was written before documents, its rows hold content
+    hashes (with or without source fields, which items gained later)."""
+    now = {i.id: h for i, h in zip(items, hashes, strict=True)}
+    old = {i.id: (i.hash, content_hash(i.text, i.metadata)) for i in items} if legacy else {}
+    return {
+        i: r
+        for r, (i, h) in enumerate(zip(data.ids, data.hashes, strict=True))
+        if now.get(i) == h or h in old.get(i, ())
+    }
 
 
 def _gather(old: Any, new: Any, parts: list[tuple[str, int]]) -> Any:

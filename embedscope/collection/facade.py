@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from embedscope.collection import checks, embedding, opening
-from embedscope.collection.items import ItemViews, check_id_field, write_items
+from embedscope.collection import checks, embedding, opening, versions
+from embedscope.collection.items import ItemViews, check_id_field, stored_spec, update_record, write_items
 from embedscope.collection.opening import default_root
 from embedscope.collection.versions import VersionCache
 from embedscope.display import DisplayFields
@@ -99,9 +99,7 @@ class Collection:
         """Ingest into `name`, creating it if needed (what `embedscope ingest -c NAME` does), in the
         store `create` picks; a failed ingest never leaves an empty collection behind (`ingest_new`)."""
         path = opening.collection_path(name, root)
-        if default_index is not None:
-            opening.check_index_kind(default_index)
-        if not locate.exists(path):
+        if not locate.exists(path):  # both ways check `default_index` before writing anything
             new, counts = opening.ingest_new(path, store, source, default_index, ingest_args)
             return cls(name, new), counts
         col = cls(name, locate.open_store(path, url=store))  # a contradicting `store` is an error
@@ -129,35 +127,62 @@ class Collection:
         self,
         source: str | Path | pd.DataFrame | Sequence[dict[str, Any]],
         *,
-        id_field: str = "id",
+        id_field: str | None = None,
         text: str | None = None,
         template: str | None = None,
         metadata: Sequence[str] | None = None,
+        types: str | Mapping[str, str] | None = None,
         fmt: str | None = None,
         encoding: str = "utf-8",
+        from_text: bool | None = None,
         replace: bool = False,
     ) -> dict[str, int]:
         """Add or update items from a file, a DataFrame or records, in one atomic transaction.
 
-        `replace=True` makes the collection equal to the input (items not in it are deleted); it is
-        also the only way to change the collection's id field, since the same items under other
-        ids would be stored twice."""
+        What is not given (id field, text field or template, metadata fields, each field's type) is
+        what the collection stored at its last ingest, so every ingest and HTTP write reads records
+        alike. `types`: "zip=text,year=int" or a mapping (field_types.py); `from_text`: values are
+        text as written, typed as a CSV's are (default: CSV only). `replace=True` makes the
+        collection equal to the input, and is the only way to change its id field. Returns counts:
+        added, updated, unchanged, deleted (and retyped, when an input widened a field's type)."""
+        stored = stored_spec(self.store)
         items, spec = load_items(
             source,
             id_field=id_field,
             text=text,
             template=template,
             metadata=metadata,
+            types=types,
             fmt=fmt,
             encoding=encoding,
-            default_text=self.store.get_setting("text_spec"),
+            from_text=from_text,
+            stored=stored,
+            replace=replace,
         )
-        check_id_field(self.store, self.name, id_field, replace=replace)
-        return write_items(self.store, items, spec, id_field, replace=replace)
+        check_id_field(self.store, self.name, spec.id_field, replace=replace)
+        return write_items(self.store, items, spec, replace=replace)
 
-    def upsert(self, records: Sequence[dict[str, Any]], **kwargs: Any) -> dict[str, int]:
-        kwargs.setdefault("id_field", self.store.get_setting("id_field", "id"))
+    def upsert(self, records: Sequence[Mapping[str, Any]], **kwargs: Any) -> dict[str, int]:
+        """Add or update records (`POST /items`), read by the stored spec as ingests are, so an item
+        looks the same however it arrived (a chosen metadata field a record lacks is null)."""
         return self.ingest(records, **kwargs)
+
+    def update(self, item_id: str, fields: Mapping[str, Any]) -> dict[str, int]:
+        """Change some fields of one item (`PUT /items/{id}`); a template's text is rebuilt."""
+        return self.upsert([update_record(self.store, self.name, item_id, fields)])
+
+    def ids(self) -> list[str]:
+        """Every item's id, in insertion order (reads no texts)."""
+        return list(self.store.item_hashes())
+
+    @property
+    def location(self) -> str:
+        """Where the collection lives: a folder (the embedded store) or a database URL (no password)."""
+        return self.store.location
+
+    def field_types(self) -> dict[str, str]:
+        """Each kept field's type (field_types.py: text, int, float, bool or json), as stored."""
+        return dict(spec.types) if (spec := stored_spec(self.store)) else {}
 
     def delete(self, ids: Sequence[str]) -> int:
         return self.store.delete_items(ids)
@@ -225,18 +250,7 @@ class Collection:
 
     def activate(self, name: str) -> None:
         """Make a version, or a search recipe, what searches use by default."""
-        if name in {v.name for v in self.versions()}:
-            self.store.activate_version(name)
-            self.store.set_setting("default_search", None)
-        elif name in self.recipes():
-            self.store.set_setting("default_search", name)
-        else:
-            versions = ", ".join(v.name for v in self.versions()) or "none"
-            recipes = ", ".join(self.recipes()) or "none"
-            raise NotFoundError(
-                f"collection '{self.name}' has no version or recipe '{name}' "
-                f"(versions: {versions}; recipes: {recipes})"
-            )
+        versions.activate(self.store, self.name, name, self.recipes())
 
     def document(self, version: str | VersionInfo) -> Document:
         """How the version builds each item's document (its stored template; the item's text by default)."""
@@ -283,10 +297,9 @@ class Collection:
         `document` is the template each item is encoded as (`embedscope.encoders.document`, e.g.
         "{title}. {authors}. {categories}. {text}", boosts for BM25F: "{title^2} {text}"); None keeps
         the version's own (a new version: the item's text), "{text}" is the item's text.
-        If the version exists with the same encoder configuration and document, only items whose
-        document changed are encoded (the fitted encoder is reused unless `refit`); deleted items are
-        dropped. The
-        collection's writer lock is held throughout: a second writer waits briefly, then gets
+        Only items whose document is new or changed are encoded, the rest reused from this version or
+        one with the same setup (`collection.embedding`; `refit` starts afresh). The collection's
+        writer lock is held throughout: a second writer waits briefly, then gets
         ConflictError "busy", rather than both encoding and the last one silently winning.
         `engine="ray"` encodes on a Ray cluster (`address`, else a local Ray); everything else,
         the incremental choice and the write through the store included, is the same."""
@@ -300,7 +313,7 @@ class Collection:
         if encoder == HYBRID:
             if document is not None:
                 raise EmbedscopeError(embedding.HYBRID_DOCUMENTS)
-            return self._embed_hybrid(params, activate=activate, **run)
+            return _embed_hybrid(self, params, activate=activate, **run)
         version = check_name(version or encoder, "version")
         embedding.embed_version(
             self.store,
@@ -317,25 +330,6 @@ class Collection:
             self.activate(version)
         self._loaded.forget(version)
         return {v.name: v for v in self.versions()}[version]
-
-    def _embed_hybrid(self, params: dict[str, Any] | None, *, activate: bool, **kwargs: Any) -> VersionInfo:
-        """`embed --encoder hybrid`: a sparse and a dense version (named after their encoders) and the
-        recipe `hybrid` fusing them; `activate` makes the recipe the default search and the dense
-        part the active version (more-like-this, recommendations and projections use its vectors)."""
-        plan = _recipe.hybrid_shortcut(params)
-        # the sparse half is count-based and fast in-process; only the dense half uses the engine
-        local = {**kwargs, "engine": "local", "address": None}
-        self.embed(
-            plan.sparse, plan.sparse_params, version=plan.sparse, document=plan.sparse_document, **local
-        )
-        dense = self.embed(
-            plan.dense, plan.dense_params, version=plan.dense, document=plan.dense_document, **kwargs
-        )
-        self.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe)
-        if activate:
-            self.activate(plan.dense)
-            self.activate(HYBRID)
-        return dense
 
     def check_embed(self, encoder: str, params: dict[str, Any] | None = None, **where: Any) -> list[str]:
         """Everything `embed` with these arguments (`version`, `index`, `index_params`) can know
@@ -375,6 +369,12 @@ class Collection:
     @_holding_writer_lock
     def delete_recipe(self, name: str) -> None:
         _recipe.delete_recipe(self.store, name, self.name)
+
+    def changes_since(self, version: str | LoadedVersion | None = None) -> dict[str, list[str]]:
+        """Ids added, changed (their document: a metadata change the document does not read is
+        none) and deleted since `version` was written."""
+        v = version if isinstance(version, LoadedVersion) else self.load_version(version)
+        return checks.changes(self.store, v, self.document_hashes)
 
     def load_version(self, version: str | None = None) -> LoadedVersion:
         """The version's vectors, fitted encoder and index, cached until the version changes."""
@@ -455,3 +455,23 @@ class Collection:
         Returns {"name", "ok", "problems" (collection-level), "versions": [{"name", "ok",
         "problems", "repair"}]}; `embedscope check` prints it and exits 1 when not ok."""
         return checks.check_collection(self.name, self.store, self.load_version, self.document_hashes)
+
+
+def _embed_hybrid(
+    col: Collection, params: dict[str, Any] | None, *, activate: bool, **kwargs: Any
+) -> VersionInfo:
+    """`embed --encoder hybrid`: a sparse and a dense version (named after their encoders) and the
+    recipe `hybrid` fusing them; `activate` makes the recipe the default search and the dense
+    part the active version (more-like-this, recommendations and projections use its vectors)."""
+    plan = _recipe.hybrid_shortcut(params)
+    # the sparse half is count-based and fast in-process; only the dense half uses the engine
+    local = {**kwargs, "engine": "local", "address": None}
+    col.embed(plan.sparse, plan.sparse_params, version=plan.sparse, document=plan.sparse_document, **local)
+    dense = col.embed(
+        plan.dense, plan.dense_params, version=plan.dense, document=plan.dense_document, **kwargs
+    )
+    col.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe)
+    if activate:
+        col.activate(plan.dense)
+        col.activate(HYBRID)
+    return dense

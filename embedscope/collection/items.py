@@ -8,19 +8,20 @@ search/versions.py), so each is computed once per data revision, not per query.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from embedscope import field_types
 from embedscope.display import DisplayFields
 from embedscope.encoders.document import Document, document_hash
 from embedscope.errors import EmbedscopeError
 from embedscope.filters import evaluate_filter
 from embedscope.search.rerank import WorkKey, work_key
 from embedscope.search.versions import LoadedVersion
-from embedscope.sources import TextSpec
+from embedscope.sources import IngestSpec
 from embedscope.store.base import Item, Store
 
 
@@ -38,9 +39,9 @@ class ItemViews:
         """Metadata of all items as a frame (index = item id), cached per data revision."""
         rev = self.store.data_revision()
         if self._frame is None or self._frame[0] != rev:
-            items = list(self.store.iter_items())
-            frame = pd.DataFrame.from_records([i.metadata for i in items], index=[i.id for i in items])
-            self._frame = (rev, frame, {i.id: n for n, i in enumerate(items)})
+            rows = list(self.store.iter_metadata())  # no texts or source fields: filters need neither
+            frame = pd.DataFrame.from_records([m for _, m in rows], index=[i for i, _ in rows])
+            self._frame = (rev, frame, {i: n for n, (i, _) in enumerate(rows)})
         return self._frame[1], self._frame[2]
 
     def document_hashes(self, document: Document) -> dict[str, str]:
@@ -48,9 +49,7 @@ class ItemViews:
         whose hash differs holds an item it must encode again); once per data revision and template."""
         key = (self.store.data_revision(), document.template)
         if key not in self._doc_hashes:
-            hashes = {
-                i.id: document_hash(document.render(i.text, i.metadata)) for i in self.store.iter_items()
-            }
+            hashes = {i.id: document_hash(document.render(i.text, i.fields)) for i in self.store.iter_items()}
             self._doc_hashes = {k: v for k, v in self._doc_hashes.items() if k[0] == key[0]} | {key: hashes}
         return self._doc_hashes[key]
 
@@ -95,6 +94,11 @@ class ItemViews:
         return ok
 
 
+def stored_spec(store: Store) -> IngestSpec | None:
+    """The ingest spec the collection keeps (None before its first ingest)."""
+    return IngestSpec.from_settings(store.get_setting)
+
+
 def check_id_field(store: Store, collection: str, id_field: str, *, replace: bool) -> None:
     """An ingest keys items by the collection's id field, unless it replaces every item."""
     stored_id = store.get_setting("id_field")
@@ -105,9 +109,67 @@ def check_id_field(store: Store, collection: str, id_field: str, *, replace: boo
         )
 
 
-def write_items(
-    store: Store, items: list[Item], spec: TextSpec, id_field: str, *, replace: bool
-) -> dict[str, int]:
-    """Write ingested items in one transaction, with the text spec and id field they were read by."""
-    settings = {"text_spec": {"field": spec.field, "template": spec.template}, "id_field": id_field}
-    return store.upsert_items(items, replace_all=replace, settings=settings)
+def write_items(store: Store, items: list[Item], spec: IngestSpec, *, replace: bool) -> dict[str, int]:
+    """Write ingested items in one transaction, with the spec they were read by (so later ingests
+    and HTTP writes read records the same way). A field whose type the input widened (an int field
+    that met '02139') has its stored values converted too (losslessly, field_types), so a field
+    keeps one type across the collection; `retyped` counts the items that changed so."""
+    before = stored_spec(store)
+    retyped: list[Item] = []
+    if before is not None and not replace:
+        widened = {f: t for f, t in spec.types.items() if before.types.get(f) not in (None, t)}
+        if widened:
+            given = {i.id for i in items}
+            retyped = [r for i in store.iter_items() if i.id not in given and (r := _retype(i, widened))]
+    counts = store.upsert_items([*items, *retyped], replace_all=replace, settings=spec.settings())
+    if retyped:
+        counts["retyped"] = len(retyped)
+    return counts
+
+
+def _retype(item: Item, kinds: dict[str, str]) -> Item | None:
+    """`item` with the values of `kinds`' fields converted to those types (None: nothing changed)."""
+    meta, source = dict(item.metadata), dict(item.source)
+    for values in (meta, source):
+        for f, kind in kinds.items():
+            if values.get(f) is not None:
+                values[f] = field_types.convert(values[f], kind)
+    if meta == item.metadata and source == item.source:
+        return None
+    return Item(item.id, item.text, meta, source)
+
+
+def update_record(store: Store, collection: str, item_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The record `PUT /items/{id}` writes: the stored item's fields (metadata and the text's
+    source fields) with `fields` replacing some. One-line errors when a field is not one the
+    collection keeps, or when the text cannot be rebuilt, saying what to send instead."""
+    spec = stored_spec(store) or IngestSpec()
+    text_fields = spec.text.fields()
+    if spec.metadata is not None:
+        known = {*spec.metadata, *text_fields, spec.id_field}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            hint = (
+                f"; its text is built by {spec.text.describe()}: change {', '.join(text_fields)}"
+                if spec.text.template
+                else ""
+            )
+            raise EmbedscopeError(
+                f"collection '{collection}' keeps no field {', '.join(map(repr, unknown))} (fields: "
+                f"{', '.join(sorted(known - {spec.id_field}))}){hint}"
+            )
+    item = store.get_items([item_id])[0]
+    current = {**item.source, **item.metadata} if item is not None else {}
+    record = {**current, **fields, spec.id_field: item_id}
+    missing = [f for f in text_fields if f not in record]
+    if missing:
+        why = (
+            "it was ingested before embedscope kept the fields its text is built from; give"
+            if item is not None
+            else "a new item needs"
+        )
+        raise EmbedscopeError(
+            f"item '{item_id}': its text is built by {spec.text.describe()}: {why} "
+            f"{', '.join(missing)} in the body (or re-ingest the file, which keeps them)"
+        )
+    return record

@@ -87,7 +87,7 @@ def ingest_new(
     try:
         if default_index is not None:
             store.set_setting("default_index", check_index_kind(default_index))
-        counts = write_items(store, items, spec, args.get("id_field", "id"), replace=replace)
+        counts = write_items(store, items, spec, replace=replace)
     except BaseException:
         discard_if_empty(store)
         raise

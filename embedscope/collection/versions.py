@@ -7,13 +7,31 @@ processes at once").
 
 from __future__ import annotations
 
+from collections.abc import Collection as Collection_
+
 import numpy as np
 
 from embedscope.collection import checks
-from embedscope.errors import ConflictError, DamagedError
+from embedscope.errors import ConflictError, DamagedError, NotFoundError
 from embedscope.index import create_index
 from embedscope.search.versions import LoadedVersion, damaged_error
 from embedscope.store.base import Store
+
+
+def activate(store: Store, collection: str, name: str, recipes: Collection_[str]) -> None:
+    """`Collection.activate`: a version becomes the active version (and the default search), a
+    recipe the default search."""
+    names = [v.name for v in store.list_versions()]
+    if name in names:
+        store.activate_version(name)
+        store.set_setting("default_search", None)
+    elif name in recipes:
+        store.set_setting("default_search", name)
+    else:
+        raise NotFoundError(
+            f"collection '{collection}' has no version or recipe '{name}' "
+            f"(versions: {', '.join(names) or 'none'}; recipes: {', '.join(recipes) or 'none'})"
+        )
 
 
 class VersionCache:

@@ -243,21 +243,15 @@ def item_drift(
     """The items as `version` embedded them against the items now, in that version's space."""
     v = dense_version(collection, version)
     hashes_then = dict(zip(v.data.ids, v.data.hashes, strict=True))
-    # the documents the version would encode now: a metadata change its document does not read is none
-    hashes_now = collection.document_hashes(v.info)
-    # rows written before documents existed hold the item's hash (text and metadata)
-    legacy = collection.store.item_hashes() if v.info.document is None else {}
-    added = [i for i in hashes_now if i not in hashes_then]
-    changed = [
-        i for i, h in hashes_now.items() if i in hashes_then and hashes_then[i] not in (h, legacy.get(i))
-    ]
-    deleted = [i for i in hashes_then if i not in hashes_now]
+    ids_now = collection.ids()
+    diff = collection.changes_since(v)  # changed: the document the encoder saw, not the metadata
+    added, changed, deleted = diff["added"], diff["changed"], diff["deleted"]
     out: dict[str, Any] = {
         "version": v.info.name,
         "encoder": v.info.encoder["name"],
         "embedded_at": v.info.updated_at,
         "items_then": len(hashes_then),
-        "items_now": len(hashes_now),
+        "items_now": len(ids_now),
         "added": len(added),
         "changed": len(changed),
         "deleted": len(deleted),
@@ -272,14 +266,14 @@ def item_drift(
             return ids
         return [ids[i] for i in sorted(rng.choice(len(ids), max_samples, replace=False))]
 
-    then_ids, now_ids = sample(list(hashes_then)), sample(list(hashes_now))
+    then_ids, now_ids = sample(list(hashes_then)), sample(ids_now)
     stored = v.data.vectors
     then = np.asarray(stored[[v.row_of[i] for i in then_ids]], dtype=np.float32)
     new_or_changed = set(added) | set(changed)
     items = {it.id: it for it in collection.store.get_items(now_ids) if it is not None}
     fresh = [i for i in now_ids if i in new_or_changed]
     document = collection.document(v.info)
-    docs = [document.render(items[i].text, items[i].metadata) for i in fresh]
+    docs = [document.render(items[i].text, items[i].fields) for i in fresh]
     encoded = dict(zip(fresh, np.asarray(v.encoder.encode(docs)), strict=True))
     now = np.stack([encoded[i] if i in encoded else stored[v.row_of[i]] for i in now_ids]).astype(np.float32)
     fields = collection.display_fields()

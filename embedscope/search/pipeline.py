@@ -361,7 +361,7 @@ class SearchPipeline:
                     continue
                 row = v.row_of.get(item_id)
                 if row is None:  # added since the version was built: encode its document
-                    doc = Document.parse(v.info.document).render(item.text, item.metadata)
+                    doc = Document.parse(v.info.document).render(item.text, item.fields)
                     matrices[i] = v.encoder.encode([doc])
                 else:
                     q = v.data.vectors[row : row + 1]

@@ -326,7 +326,7 @@ def _feedback_counts(
     items = {it.id: it for it in get_items(wanted) if it is not None}
     document = Document.parse(v.info.document)
     found = [i for i in wanted if i in items]
-    texts = [document.render(items[i].text, items[i].metadata) for i in found]
+    texts = [document.render(items[i].text, items[i].fields) for i in found]
     matrix = sp.csr_matrix(v.encoder.encode_queries(texts)) if texts else None
     row = {i: n for n, i in enumerate(found)}
     return [

@@ -23,17 +23,41 @@ if TYPE_CHECKING:
     from embedscope.index import VectorIndex
 
 
+def content_hash(text: str, metadata: dict[str, Any], source: dict[str, Any] | None = None) -> str:
+    """The hash of an item's whole content (what an upsert compares to decide what to write).
+    Without `source` it is the hash items had before they kept one, and the row hash of versions
+    written before row hashes became document hashes (collection/embedding.py)."""
+    parts: list[Any] = [text, metadata, source] if source else [text, metadata]
+    payload = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha1(payload.encode()).hexdigest()
+
+
 @dataclass
 class Item:
+    """An item: its id, its text, its metadata (the filterable fields) and `source`: the fields the
+    text is built from that are not metadata (a template's `description`), kept apart so the text
+    can be rebuilt when one of them changes, without becoming filter fields."""
+
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
 
     @property
     def hash(self) -> str:
-        """Content hash: what decides whether an item must be re-embedded."""
-        payload = json.dumps([self.text, self.metadata], sort_keys=True, default=str)
-        return hashlib.sha1(payload.encode()).hexdigest()
+        """Content hash: what decides whether an upsert changes the stored item (whether its
+        vectors must be re-encoded is decided by the hash of its document, `encoders.document`)."""
+        return content_hash(self.text, self.metadata, self.source)
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """Every field the item keeps (its text's source fields and its metadata): what a version's
+        document template may read (`encoders.document`)."""
+        return {**self.source, **self.metadata}
+
+    def source_json(self) -> str | None:
+        """`source` as stored (None when empty)."""
+        return json.dumps(self.source, default=str, allow_nan=False) if self.source else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,7 +71,7 @@ class VersionInfo:
     encoder: dict[str, Any]  # {"name": ..., "params": {...}} - enough to rebuild it
     dim: int
     count: int
-    fingerprint: str  # hash of the (id, content hash) pairs that were encoded
+    fingerprint: str  # hash of the (id, row hash) pairs that were encoded (row hash: encoders/document.py)
     index: dict[str, Any]  # {"kind": "hnsw"|"exact", "params": {...}}
     sparse: bool
     metric: str
@@ -64,9 +88,9 @@ class VersionInfo:
 
 
 class VersionData:
-    """A version's vectors, row-aligned with `ids` and `hashes` (each row's content hash: the hash of
-    the document text that was encoded, `embedscope.encoders.document.document_hash`; versions
-    written before documents existed hold the item's hash, `Item.hash`).
+    """A version's vectors, row-aligned with `ids` and `hashes` (each row's hash: the hash of the
+    exact document text its encoder saw, `embedscope.encoders.document.document_hash`; versions
+    written before documents existed hold the item's content hash without source fields).
 
     A store may pass `load` instead of `vectors` to read them on first use: the PostgreSQL store
     searches in the database, so most processes never need a version's vectors in memory."""
@@ -205,6 +229,12 @@ class Store(ABC):
 
     @abstractmethod
     def iter_items(self) -> Iterable[Item]: ...
+
+    def iter_metadata(self) -> Iterable[tuple[str, dict[str, Any]]]:
+        """(id, metadata) of every item, in insertion order: what filters and display read, without
+        the texts and source fields (a store overrides it to read only those columns)."""
+        for item in self.iter_items():
+            yield item.id, item.metadata
 
     @abstractmethod
     def count(self) -> int: ...

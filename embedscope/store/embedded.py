@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS items (
     id TEXT UNIQUE NOT NULL,
     text TEXT NOT NULL,
     metadata TEXT NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    source TEXT
 );
 CREATE TABLE IF NOT EXISTS versions (
     name TEXT PRIMARY KEY,
@@ -96,6 +97,7 @@ class EmbeddedStore(Store):
         self.write_wait = write_wait
         #: why the collection is open read-only (a full disk), or None
         self.read_only: str | None = None
+        self._has_source = False  # whether the items table has its `source` column (checked on use)
         new = not (self.path / self.DB).exists()
         if new:
             if not create:
@@ -245,17 +247,18 @@ class EmbeddedStore(Store):
         self, items: Sequence[Item], *, replace_all: bool = False, settings: dict[str, Any] | None = None
     ) -> dict[str, int]:
         with self._tx() as c:
+            self._add_source_column(c)
             # read inside the write transaction: another process may have added the same ids since
             changes = ItemChanges.of(
                 items, dict(c.execute("SELECT id, hash FROM items")), replace_all=replace_all
             )
             c.executemany(
-                "INSERT INTO items (id, text, metadata, hash) VALUES (?,?,?,?)",
-                [(item.id, item.text, meta, h) for item, meta, h in changes.added],
+                "INSERT INTO items (id, text, metadata, hash, source) VALUES (?,?,?,?,?)",
+                [(item.id, item.text, meta, h, item.source_json()) for item, meta, h in changes.added],
             )
             c.executemany(
-                "UPDATE items SET text=?, metadata=?, hash=? WHERE id=?",
-                [(item.text, meta, h, item.id) for item, meta, h in changes.updated],
+                "UPDATE items SET text=?, metadata=?, hash=?, source=? WHERE id=?",
+                [(item.text, meta, h, item.source_json(), item.id) for item, meta, h in changes.updated],
             )
             c.executemany("DELETE FROM items WHERE id=?", [(i,) for i in changes.deleted])
             counts = changes.counts()
@@ -272,20 +275,39 @@ class EmbeddedStore(Store):
                 self._bump_revision(c)
         return n
 
+    def _source_column(self) -> str:
+        """`source`, or NULL in a collection written before items kept their source fields (opening
+        writes nothing: the column is added by the first item write, `_add_source_column`)."""
+        if not self._has_source:
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(items)")}
+            self._has_source = "source" in columns
+        return "source" if self._has_source else "NULL"
+
+    def _add_source_column(self, c: sqlite3.Connection) -> None:
+        if self._source_column() == "NULL":
+            c.execute("ALTER TABLE items ADD COLUMN source TEXT")
+            self._has_source = True
+
     def get_items(self, ids: Sequence[str]) -> list[Item | None]:
         found: dict[str, Item] = {}
         ids = list(ids)
         valid = [i for i in ids if can_be_id(i)]  # no item has another id; SQLite cannot bind surrogates
+        source = self._source_column()
         for start in range(0, len(valid), 900):  # SQLite's bound-parameter limit
             chunk = valid[start : start + 900]
-            q = f"SELECT id, text, metadata FROM items WHERE id IN ({','.join('?' * len(chunk))})"
-            for i, text, meta in self._conn.execute(q, chunk):
-                found[i] = Item(i, text, json.loads(meta))
+            q = f"SELECT id, text, metadata, {source} FROM items WHERE id IN ({','.join('?' * len(chunk))})"
+            for i, text, meta, src in self._conn.execute(q, chunk):
+                found[i] = Item(i, text, json.loads(meta), json.loads(src) if src else {})
         return [found.get(i) for i in ids]
 
     def iter_items(self) -> Iterable[Item]:
-        for i, text, meta in self._conn.execute("SELECT id, text, metadata FROM items ORDER BY seq"):
-            yield Item(i, text, json.loads(meta))
+        q = f"SELECT id, text, metadata, {self._source_column()} FROM items ORDER BY seq"
+        for i, text, meta, src in self._conn.execute(q):
+            yield Item(i, text, json.loads(meta), json.loads(src) if src else {})
+
+    def iter_metadata(self) -> Iterable[tuple[str, dict[str, Any]]]:
+        for i, meta in self._conn.execute("SELECT id, metadata FROM items ORDER BY seq"):
+            yield i, json.loads(meta)
 
     def item_hashes(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT id, hash FROM items ORDER BY seq"))

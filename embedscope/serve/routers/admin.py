@@ -37,16 +37,13 @@ def upsert_items(name: str, req: m.UpsertRequest, request: Request, state: State
 def update_item(
     name: str, item_id: str, fields: dict[str, Any], request: Request, state: State
 ) -> m.WriteResult:
-    """Update one item: the given fields replace stored ones, fields not given are kept."""
+    """Update one item: the given fields replace stored ones, fields not given are kept; the text is
+    rebuilt from the stored fields it is made of (a template's fields). 400 names the fields to send
+    when a field is not one the collection keeps, or the text cannot be rebuilt."""
     served = state.get(name)
     request.state.record.update(collection=name, action="update", item=item_id)
     with served.writing() as coll:
-        id_field = coll.store.get_setting("id_field", "id")
-        try:
-            current = coll.get(item_id).metadata
-        except NotFoundError:
-            current = {}
-        counts = coll.upsert([{**current, **fields, id_field: item_id}])
+        counts = coll.update(item_id, fields)
     served.after_write()
     return m.WriteResult(collection=name, counts=counts)
 

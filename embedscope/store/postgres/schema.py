@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.items (
     text text NOT NULL,
     metadata jsonb NOT NULL,
     hash text NOT NULL,
+    source jsonb,
     PRIMARY KEY (collection_id, id)
 );
 CREATE INDEX IF NOT EXISTS items_in_order ON {SCHEMA}.items (collection_id, seq);
