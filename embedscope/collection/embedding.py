@@ -64,7 +64,7 @@ def embed_version(
         )
     old_rows: dict[str, int] = {}
     started = time.perf_counter()
-    if old is not None and old.encoder == enc.config() and not refit:
+    if old is not None and enc.same_vectors(old.encoder) and not refit:
         data, enc, _ = store.read_version(version)
         current = {i.id: i.hash for i in items}
         old_rows = {
@@ -120,6 +120,8 @@ def embed_version(
             "vector_bytes": int(nbytes),
             "index_bytes": int(idx.nbytes()),
             **({"engine": runner.stats} if todo else {}),
+            # what encoded the new rows: a version made with precision=auto says which arithmetic
+            **({"runtime": enc.runtime_info()} if todo and enc.runtime_info() else {}),
         },
     )
     store.write_version(info, VersionData(row_ids, hashes, vectors), enc, None if kind == "exact" else idx)

@@ -347,7 +347,7 @@ def _embed(
     current = {v.name: v for v in col.versions()}.get(version)
     if (
         current is not None
-        and current.encoder == create_encoder(encoder, params).config()
+        and create_encoder(encoder, params).same_vectors(current.encoder)
         and current.fingerprint == fingerprint(col.store.item_hashes().items())
         and current.index.get("kind") == "exact"
     ):
