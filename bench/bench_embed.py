@@ -7,6 +7,7 @@ side by side, with the CPU's features, the load, SciFact quality and the first-b
     python bench/bench_embed.py --queries        # query encoding: one at a time and in batches, both runtimes
     python bench/bench_embed.py --padding        # padded tokens per batching scheme (tokenizer only, seconds)
     python bench/bench_embed.py --busy ...       # any mode beside a competing process spinning on one core
+    OMP_NUM_THREADS=1 python bench/bench_embed.py ...   # one thread per candidate (per-core comparison)
     python bench/bench_embed.py --device cuda    # GPU: sentence-transformers vs embedscope's precisions
 
 Every mode prints the CPU, its features (AMX / AVX-512 BF16 / VNNI / AVX2), what `precision=auto`
@@ -89,6 +90,9 @@ def machine_facts() -> dict[str, Any]:
         "cpu_kind": cpu_kind(features),
         "auto": {"runtime": plan.runtime, "precision": plan.precision, "reason": plan.reason},
         "load_average_start": load_average(),
+        # OMP_NUM_THREADS=1 gives every candidate one thread (torch and embedscope's runtimes read
+        # it): a per-core comparison that other jobs distort less than two threads' barriers
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
 
 
@@ -98,6 +102,7 @@ def facts_line(facts: dict[str, Any]) -> str:
         f"{facts['cpu']}, {facts['cores']} cores, features {','.join(facts['cpu_features']) or 'none'}; "
         f"auto = {auto['runtime']} {auto['precision']}; load average {facts['load_average_start'][0]} "
         f"at the start, {load_average()[0]} at the end"
+        + (f"; OMP_NUM_THREADS={facts['omp_num_threads']}" if facts.get("omp_num_threads") else "")
         + ("; beside a competing process spinning on one core" if facts.get("busy") else "")
     )
 
@@ -689,9 +694,9 @@ def main() -> None:
     kind = (
         "end-to-end" if args.end_to_end else "queries" if args.queries else "padding" if args.padding else ""
     )
-    name = args.out or "-".join(
-        p for p in ("embed", kind, facts["cpu_kind"], "busy" if args.busy else "") if p
-    )
+    threads = f"{facts['omp_num_threads']}thread" if facts["omp_num_threads"] else ""
+    parts = ("embed", kind, facts["cpu_kind"], threads, "busy" if args.busy else "")
+    name = args.out or "-".join(p for p in parts if p)
     print(facts_line(facts), flush=True)
     with competing(args.busy):
         if args.padding:
