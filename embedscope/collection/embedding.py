@@ -66,7 +66,7 @@ def embed_version(
     hashes = [document_hash(d) for d in docs]
     old_rows: dict[str, int] = {}
     started = time.perf_counter()
-    if old is not None and old.encoder == enc.config() and old.document == doc.template and not refit:
+    if old is not None and enc.same_vectors(old.encoder) and old.document == doc.template and not refit:
         data, enc, _ = store.read_version(version)
         current = {i.id: h for i, h in zip(items, hashes, strict=True)}
         # a version written before documents existed holds item hashes (text and metadata): an
@@ -128,6 +128,8 @@ def embed_version(
             "vector_bytes": int(nbytes),
             "index_bytes": int(idx.nbytes()),
             **({"engine": runner.stats} if todo else {}),
+            # what encoded the new rows: a version made with precision=auto says which arithmetic
+            **({"runtime": enc.runtime_info()} if todo and enc.runtime_info() else {}),
         },
         document=doc.template,
     )
