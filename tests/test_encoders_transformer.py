@@ -24,13 +24,15 @@ def test_precision_is_recorded_and_rebuilds_the_encoder(tmp_path: Path) -> None:
         assert create_encoder(cfg["name"], cfg["params"]).config() == cfg
         # int8 learns (its calibration); fp32/bf16 do not
         assert enc.requires_fit == (precision == "int8") and enc.fitted == (precision != "int8")
-    with pytest.raises(EmbedscopeError, match="precision must be one of fp32, bf16, int8"):
+    with pytest.raises(EmbedscopeError, match="precision must be one of auto, fp32, bf16, int8"):
         create_encoder("minilm", {"precision": "int4"})
     with pytest.raises(EmbedscopeError, match="CPU only"):
         create_encoder("minilm", {"precision": "int8", "device": "cuda"})
-    # a config stored without `precision` (or with the previous default) loads as today's default
+    # a config stored without `precision` was made when bf16 was the default: it runs bf16's plan
+    # (not whatever `auto` would pick here, which could be int8 and need a calibration it lacks)
     (tmp_path / "encoder.json").write_text(json.dumps({"name": "minilm", "params": {"pooling": "mean"}}))
-    assert load_encoder(tmp_path).params["precision"] == "bf16"
+    loaded = load_encoder(tmp_path)
+    assert loaded.plan.runtime == "openvino" and loaded.plan == loaded._choose_plan("bf16")
 
 
 def test_int8_must_be_calibrated_before_encoding() -> None:

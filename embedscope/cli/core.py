@@ -121,8 +121,9 @@ def embed(
     precision: Annotated[
         str | None,
         typer.Option(
-            help="Transformer arithmetic: fp32 (PyTorch reference), bf16 (default; OpenVINO, ~5x faster "
-            "on CPU), int8 (OpenVINO, calibrated on this collection). Same as -p precision=...",
+            help="Transformer arithmetic: auto (default: by the CPU's features, OpenVINO bf16 / int8 / "
+            "f32), fp32 (PyTorch reference), bf16 (OpenVINO), int8 (OpenVINO, calibrated on this "
+            "collection). Same as -p precision=...",
         ),
     ] = None,
     refit: Annotated[bool, typer.Option(help="Refit learning encoders and re-encode everything.")] = False,
@@ -193,6 +194,7 @@ def embed(
         + (f" (from version {s['reused_from']})" if s.get("reused_from") else "")
         + f" in {s['encode_seconds']} s"
         + (f" ({s['items_per_second']} items/s)" if s.get("items_per_second") else "")
+        + (f", {ran['runtime']} {ran['precision']}" if (ran := s.get("runtime")) else "")
         + ("; active" if info.active else f"; activate with `embedscope activate {collection} {info.name}`")
     )
 

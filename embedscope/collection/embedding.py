@@ -10,8 +10,9 @@ The reuse rule, one for every store and encoder:
 - **A version's row hash is the hash of the exact document text its encoder saw** (`document_hash`),
   so a re-ingest that changes only metadata the document does not read re-encodes nothing.
 - **A vector is reused** by a version whose *setup* (the encoder's name and every parameter,
-  precision included, and the document template: everything that changes a vector) equals that of
-  the version holding it, for a row whose hash equals the document's hash now: the version itself
+  precision included, and the document template: everything that changes a vector) is that of the
+  version holding it (`Encoder.same_vectors`: a precision that runs the same arithmetic on this CPU
+  counts as the same), for a row whose hash equals the document's hash now: the version itself
   when its setup is unchanged (its fitted state continues), else the other version with the same
   setup holding the most current rows. So a new version that differs only in its index
   (`--index exact`, `--index-param dtype=i8`) copies every vector.
@@ -79,7 +80,7 @@ def embed_version(
     hashes = [document_hash(d) for d in docs]
     old_rows: dict[str, int] = {}
     started = time.perf_counter()
-    reuse = None if refit else _reusable(store, version, enc.config(), doc, items, hashes)
+    reuse = None if refit else _reusable(store, version, enc, doc, items, hashes)
     if reuse is not None:
         source, data, enc, old_rows = reuse
         old_vectors = data.vectors
@@ -134,6 +135,8 @@ def embed_version(
             "vector_bytes": int(nbytes),
             "index_bytes": int(idx.nbytes()),
             **({"engine": runner.stats} if todo else {}),
+            # what encoded the new rows: a version made with precision=auto says which arithmetic
+            **({"runtime": enc.runtime_info()} if todo and enc.runtime_info() else {}),
         },
         document=doc.template,
     )
@@ -225,7 +228,7 @@ def embed_setup(
 def _reusable(
     store: Store,
     version: str,
-    config: dict[str, Any],
+    enc: Encoder,
     doc: Document,
     items: list[Item],
     hashes: list[str],
@@ -234,15 +237,15 @@ def _reusable(
     document) of the version whose vectors this one can reuse (the rule in the module docstring):
     the version itself when its setup is unchanged (its fitted state continues), else the other
     version with the same setup that holds the most current rows, else None."""
-    same = [v for v in store.list_versions() if v.encoder == config and v.document == doc.template]
+    same = [v for v in store.list_versions() if enc.same_vectors(v.encoder) and v.document == doc.template]
     best = None
     for v in sorted(same, key=lambda v: v.name != version):
-        data, enc, _ = store.read_version(v.name)
+        data, fitted, _ = store.read_version(v.name)
         held = reusable_rows(data, items, hashes, legacy=v.document is None)
         if v.name == version:
-            return v.name, data, enc, held
+            return v.name, data, fitted, held
         if held and (best is None or len(held) > len(best[3])):
-            best = (v.name, data, enc, held)
+            best = (v.name, data, fitted, held)
     return best
 
 

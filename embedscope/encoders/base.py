@@ -95,10 +95,21 @@ class Encoder(ABC):
         """Vector dimension (vocabulary size for sparse encoders)."""
         raise NotImplementedError
 
+    def runtime_info(self) -> dict[str, Any]:
+        """What computes this encoder's vectors where that depends on the machine (runtime,
+        arithmetic, threads, CPU features), for the version's stats; empty where nothing does."""
+        return {}
+
     # --- persistence ----------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this encoder: name + full parameters."""
         return {"name": self.name, "params": self.get_params()}
+
+    def same_vectors(self, config: dict[str, Any]) -> bool:
+        """Whether a version made with `config` holds the vectors this encoder computes, so that
+        `embed` keeps its rows and fitted encoder: the same config, or one an encoder says computes
+        the same (a transformer whose precision names the same arithmetic on this CPU)."""
+        return config == self.config()
 
     def save(self, directory: Path) -> None:
         """Write the learned state. The base writes the config; learners add their state."""

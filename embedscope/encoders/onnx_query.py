@@ -82,9 +82,20 @@ def session(path: Path) -> Any:
     return _SESSIONS[key]
 
 
-def encode_mean_pooled(sess: Any, tokenizer: Any, texts: list[str], max_seq_length: int) -> np.ndarray:
-    """Mean pooling over the attention mask, as sentence-transformers' Pooling module does."""
-    feed = tokenize(tokenizer, texts, max_seq_length)
-    if "token_type_ids" not in feed:  # the export always takes all three inputs
-        feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-    return pool(sess.run(None, feed)[0], feed["attention_mask"])
+def encode_mean_pooled(
+    sess: Any, tokenizer: Any, texts: list[str], max_seq_length: int, batch_size: int = 16
+) -> np.ndarray:
+    """Mean pooling over the attention mask, as sentence-transformers' Pooling module does; texts
+    sorted by length into batches of `batch_size`, so a batch carries little padding."""
+    out = np.zeros((len(texts), 0), dtype=np.float32)
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    for start in range(0, len(texts), batch_size):
+        rows = order[start : start + batch_size]
+        feed = tokenize(tokenizer, [texts[r] for r in rows], max_seq_length)
+        if "token_type_ids" not in feed:  # the export always takes all three inputs
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        pooled = pool(sess.run(None, feed)[0], feed["attention_mask"])
+        if out.shape[1] == 0:
+            out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
+        out[rows] = pooled
+    return out

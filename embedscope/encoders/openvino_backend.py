@@ -1,18 +1,21 @@
-"""OpenVINO runtime for BERT-family sentence encoders on the CPU: bf16 and static int8.
+"""OpenVINO runtime for BERT-family sentence encoders on the CPU: bf16, f32 and static int8.
 
-Why: on this project's CPU (Xeon with AMX / AVX512-BF16, 2 cores) the same MiniLM runs ~5x
-faster through OpenVINO than sentence-transformers' fp32 `encode`, with the same retrieval quality
-(docs/design.md, `python bench/bench_embed.py`). Three things make it fast, each measured:
+Why: on a CPU with AMX (Xeon, 2 cores) the same MiniLM runs 3.55x faster through OpenVINO bf16
+than sentence-transformers' fp32 `encode`, with the same retrieval quality (docs/design.md,
+`python bench/bench_embed.py`). What makes it fast, each measured:
 - OpenVINO's CPU plugin runs the matrix products in bf16 on AMX (`INFERENCE_PRECISION_HINT`); on a
-  CPU without bf16 it falls back to f32 by itself;
-- texts are sorted by length so a batch holds texts of similar length and carries little padding
-  (batches in corpus order were ~2x slower);
+  CPU without bf16 it computes in f32 (`runtime.choose_plan` then asks for f32 outright);
+- texts are sorted by their number of word pieces (tokenised once per call), so a batch holds
+  texts of one length and carries almost no padding (batches in corpus order were ~2x slower;
+  the local engine also hands texts over sorted by length, so a call's texts are alike);
 - batches of 16 go to an asynchronous queue with one stream per core (the THROUGHPUT hint), so the
-  cores do not wait on each other inside one small batch.
+  cores do not wait on each other inside one small batch, and a core slowed by another job takes
+  fewer batches instead of holding the others back. Threads are not pinned (`runtime.pin_threads`).
 
 int8 is NNCF's post-training static quantisation (`ModelType.TRANSFORMER`: SmoothQuant, and the
 operations known to hurt transformers stay in float), calibrated on a sample of the collection's
-own texts. It was not faster than bf16 on an AMX CPU; it is offered for CPUs without bf16.
+own texts. It was not faster than bf16 on an AMX CPU, nor than f32 on an AVX2 CPU without VNNI
+(its int8 products ran at f32's speed there); it is `auto`'s choice where VNNI exists without bf16.
 
 The model is converted with `openvino.convert_model` straight from PyTorch (not `optimum`, which
 would downgrade transformers) and cached as OpenVINO IR under ~/.cache/embedscope/openvino/
@@ -37,11 +40,11 @@ from typing import Any
 import numpy as np
 
 from embedscope.encoders.runtime import (
-    PIN_THREADS_ENV,
     TOKEN_INPUTS,
     cpu_threads,
     last_hidden,
     model_cache_dir,
+    pin_threads,
     pool,
     tokenize,
     torch_version,
@@ -176,7 +179,7 @@ def copy_model(xml: Path, directory: Path) -> None:
 def compiled_model(xml: Path, precision_hint: str = "bf16") -> Any:
     """Compile once per process; the THROUGHPUT hint gives one stream per core on a small CPU."""
     threads = cpu_threads()  # 0: OpenVINO's default, one per physical core
-    pin = os.environ.get(PIN_THREADS_ENV, "1") != "0"
+    pin = pin_threads()
     key = (str(xml), precision_hint, threads, pin)
     if key not in _COMPILED:
         import openvino as ov
@@ -192,6 +195,29 @@ def compiled_model(xml: Path, precision_hint: str = "bf16") -> Any:
             },
         )
     return _COMPILED[key]
+
+
+def describe(compiled: Any) -> dict[str, Any]:
+    """What a compiled model runs with, as OpenVINO reports it (not as it was asked): the
+    arithmetic, streams, threads, pinning and performance hint."""
+    names = {
+        "inference_precision": "INFERENCE_PRECISION_HINT",
+        "streams": "NUM_STREAMS",
+        "threads": "INFERENCE_NUM_THREADS",
+        "pinned": "ENABLE_CPU_PINNING",
+        "hint": "PERFORMANCE_HINT",
+    }
+    out: dict[str, Any] = {}
+    for key, name in names.items():
+        try:
+            value = compiled.get_property(name)
+        except RuntimeError:  # a property this OpenVINO does not report
+            continue
+        if hasattr(value, "get_type_name"):  # an element type: "f32", "bf16"
+            value = value.get_type_name()
+        out[key] = value if isinstance(value, bool | int | float) else str(value)
+    out["request_batch"] = REQUEST_BATCH
+    return out
 
 
 def encode(
@@ -211,13 +237,18 @@ def encode(
     if not texts:
         return out
     size = max(1, min(batch_size, REQUEST_BATCH))
-    # longest first, by characters (a cheap proxy for word pieces), as sentence-transformers does
-    order = np.argsort([-len(t) for t in texts], kind="stable")
     if len(texts) <= size:  # one request: no queue (a single query's latency path)
         feed = tokenize(tokenizer, texts, max_seq_length)
         request = compiled.create_infer_request()
         out[:] = pool(request.infer(feed)[0], feed["attention_mask"], pooling)
         return out
+    # tokenised once (~2% of the model's time), then longest first by word pieces, not characters:
+    # each batch is cut to its own longest text, so it carries almost no padding (all books in
+    # chunks of 256: 1.4% more tokens than the texts hold, against 12% for batches sorted by
+    # characters and 15% for sentence-transformers' batches of 32; bench/bench_embed.py --padding)
+    whole = tokenize(tokenizer, texts, max_seq_length)
+    lengths = whole["attention_mask"].sum(axis=1)
+    order = np.argsort(-lengths, kind="stable")
 
     def done(request: Any, rows: np.ndarray) -> None:
         mask = request.get_tensor("attention_mask").data
@@ -227,6 +258,7 @@ def encode(
     queue.set_callback(done)
     for start in range(0, len(texts), size):
         rows = order[start : start + size]
-        queue.start_async(tokenize(tokenizer, [texts[r] for r in rows], max_seq_length), rows)
+        width = int(lengths[rows].max())
+        queue.start_async({name: np.ascontiguousarray(a[rows, :width]) for name, a in whole.items()}, rows)
     queue.wait_all()
     return out

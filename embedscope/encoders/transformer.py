@@ -4,17 +4,20 @@ The default model is all-MiniLM-L6-v2, loaded offline from the PyPI package `gt-
 Any other sentence-transformers model name or local path works through `model=`.
 
 `precision` picks the arithmetic and with it the runtime (docs/design.md has the measurements):
-fp32 is sentence-transformers' own PyTorch model, the reference; bf16 and int8 run on the CPU
-through OpenVINO (encoders/openvino_backend.py), ~5x faster with the same retrieval quality;
-on a GPU, bf16 and fp16 run in PyTorch. Queries on the CPU go through ONNX Runtime
-(encoders/onnx_query.py). What the two runtimes share (tokenising, pooling, the exported graph,
-threads, the model cache) is encoders/runtime.py.
+`auto` (the default) picks by the CPU's features (`runtime.choose_plan`: OpenVINO bf16 where the
+CPU computes in bf16, int8 where it has VNNI, f32 otherwise); fp32 is sentence-transformers' own
+PyTorch model, the reference; bf16 and int8 run on the CPU through OpenVINO
+(encoders/openvino_backend.py); on a GPU, bf16 and fp16 run in PyTorch. Small batches of queries
+go through ONNX Runtime (encoders/onnx_query.py), larger ones through the documents' path
+(`runtime.choose_query_runtime`). What the runtimes share (tokenising, pooling, the exported
+graph, threads, the model cache, the choices) is encoders/runtime.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,14 +26,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from embedscope.encoders.base import Encoder, check_corpus, l2_normalize
+from embedscope.encoders.runtime import Plan, choose_plan, choose_query_runtime, cpu_features
 from embedscope.errors import EmbedscopeError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _MODEL_CACHE: dict[tuple[str, int, str, str], Any] = {}
-PRECISIONS = ("fp32", "bf16", "int8", "bf16-autocast", "fp16")
-#: precisions that run through OpenVINO on the CPU (PyTorch runs the others, and all on a GPU)
-OPENVINO_PRECISIONS = ("bf16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "int8", "bf16-autocast", "fp16")
 _INT8_DIR = "openvino_int8"
+#: what `precision=auto` resolved to when the version was made (saved with the encoder), so the
+#: version's new items and queries keep that arithmetic on any machine
+_PLAN_FILE = "runtime.json"
 
 
 def fast_tokenizer(model_path: str, max_seq_length: int) -> Any | None:
@@ -153,14 +158,14 @@ class TransformerEncoder(Encoder):
         "max_seq_length": 256,
         "pooling": "mean",  # mean | cls
         "normalize": True,
-        # bf16 through OpenVINO: the fastest setting whose SciFact nDCG@10 and Recall@100 stay within
-        # 0.005 of fp32 (docs/design.md). Versions made before it ran bf16 in PyTorch keep this
-        # config; their vectors and the OpenVINO ones agree to cosine > 0.9999.
-        "precision": "bf16",  # fp32 | bf16 | int8 (CPU) | bf16-autocast | fp16 (GPU)
+        # auto: by the CPU's features (runtime.choose_plan; docs/design.md has the table), the
+        # fastest arithmetic whose SciFact nDCG@10 stays within 0.005 of fp32. What it resolved to
+        # is saved with the version's encoder (runtime.json) and in its stats ("runtime").
+        "precision": "auto",  # auto | fp32 | bf16 | int8 (CPU) | bf16-autocast | fp16 (GPU)
         "device": "cpu",  # cpu | cuda | auto; does not change the vectors beyond float rounding
-        # fp32 and bf16 queries on the CPU through ONNX Runtime (onnx_query.py): the fastest single
-        # query measured; int8 queries always go through the documents' int8 OpenVINO model
-        "query_backend": "onnx",  # onnx | torch (torch: the documents' own model)
+        # small batches of fp32/bf16 queries on the CPU through ONNX Runtime (onnx_query.py): the
+        # fastest single query measured; larger batches and int8 through the documents' path
+        "query_backend": "onnx",  # onnx | torch (torch: always the documents' own model)
     }
 
     def __init__(self, **params: Any) -> None:
@@ -177,25 +182,35 @@ class TransformerEncoder(Encoder):
             )
         if self.params["precision"] == "int8" and self.params["device"] not in ("cpu", "auto"):
             raise EmbedscopeError("precision int8 runs on the CPU only: use device=cpu, or fp16 on a GPU")
-        # int8 is calibrated on the collection's texts: it learns, so it must see them first
-        self.requires_fit = self.params["precision"] == "int8"  # type: ignore[misc]
-        self.fitted = not self.requires_fit
         self._model: Any = None
         self._onnx: Any = None
         self._tokenizer: Any = None
         self._int8_xml: Path | None = None
+        self._compiled: Any = None
+        self._set_plan(self._choose_plan(self.params["precision"]))
+
+    def _choose_plan(self, precision: str) -> Plan:
+        device = self.params["device"]
+        if precision in ("auto", "int8", "bf16") and device == "auto":
+            device = resolve_device(device)  # imports torch: only where the device is left open
+        return choose_plan(precision, cpu_features(), device)
+
+    def _set_plan(self, plan: Plan) -> None:
+        self.plan = plan
+        # int8 is calibrated on the collection's texts: it learns, so it must see them first
+        self.requires_fit = plan.runtime == "openvino" and plan.precision == "int8"  # type: ignore[misc]
+        self.fitted = not self.requires_fit
 
     @property
     def model(self) -> Any:
         """The PyTorch model (fp32 for the OpenVINO precisions: it is their tokenizer and source)."""
         if self._model is None:
-            precision = self.params["precision"]
-            if precision == "int8" and not self._uses_openvino():
+            if self.plan.precision == "int8" and not self._uses_openvino():
                 raise EmbedscopeError("precision int8 runs on the CPU only: use device=cpu")
             self._model = load_sentence_transformer(
                 self.params["model"],
                 int(self.params["max_seq_length"]),
-                "fp32" if self._uses_openvino() else precision,
+                "fp32" if self._uses_openvino() else self.plan.precision,
                 resolve_device(self.params["device"]),
             )
         return self._model
@@ -214,20 +229,36 @@ class TransformerEncoder(Encoder):
         return int(self.model.get_embedding_dimension())
 
     def _uses_openvino(self) -> bool:
-        return (
-            self.params["precision"] in OPENVINO_PRECISIONS and resolve_device(self.params["device"]) == "cpu"
-        )
+        return self.plan.runtime == "openvino"
 
     def _autocast(self) -> Any:
         import torch
 
-        if self.params["precision"] == "bf16-autocast":
+        if self.plan.precision == "bf16-autocast":
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return nullcontext()
 
+    def same_vectors(self, config: dict[str, Any]) -> bool:
+        """Also a config that differs only in `precision` where both precisions run the same plan
+        on this CPU: a version made with the previous default (bf16) is what `auto` computes on a
+        CPU with bf16 (and on one without, where both compute in f32), so a default `embed` keeps
+        its rows and its config instead of encoding everything again."""
+        if super().same_vectors(config):
+            return True
+        params = config.get("params") or {}
+        # a config without `precision` was saved when bf16 was the default (see `_load_state`)
+        old = {**self.defaults, **params, "precision": params.get("precision", "bf16")}
+        others_equal = {**old, "precision": None} == {**self.params, "precision": None}
+        if config.get("name") != self.name or not others_equal:
+            return False
+        if old["precision"] not in PRECISIONS or "int8" in (old["precision"], self.plan.precision):
+            return False  # int8 vectors depend on their calibration, not only on the arithmetic
+        then = self._choose_plan(old["precision"])
+        return (then.runtime, then.precision) == (self.plan.runtime, self.plan.precision)
+
     # --- int8 calibration (fit) and its persistence ------------------------------------------
     def fit(self, texts: Sequence[str]) -> TransformerEncoder:
-        if self.params["precision"] == "int8":
+        if self.requires_fit:
             from embedscope.encoders import openvino_backend as ovb
 
             sample = ovb.calibration_sample(check_corpus(texts))
@@ -246,8 +277,20 @@ class TransformerEncoder(Encoder):
             from embedscope.encoders import openvino_backend as ovb
 
             ovb.copy_model(self._int8_xml, Path(directory) / _INT8_DIR)
+        if self.params["precision"] == "auto":
+            plan = {"runtime": self.plan.runtime, "precision": self.plan.precision}
+            (Path(directory) / _PLAN_FILE).write_text(json.dumps(plan))
 
     def _load_state(self, directory: Path) -> None:
+        if self.params["precision"] == "auto":
+            # the arithmetic `auto` chose where the version was made, not here: a version is one
+            # space, and its queries must share its documents' arithmetic (int8 above all)
+            path = Path(directory) / _PLAN_FILE
+            if path.exists():
+                saved = json.loads(path.read_text())
+                self._set_plan(Plan(saved["runtime"], saved["precision"], "as the version was made"))
+            else:  # a config saved before `auto` (and without `precision`): bf16 was the default then
+                self._set_plan(self._choose_plan("bf16"))
         xml = Path(directory) / _INT8_DIR / "model.xml"
         if xml.exists():
             from embedscope.encoders import openvino_backend as ovb
@@ -266,10 +309,11 @@ class TransformerEncoder(Encoder):
             ovb.convert(self.model, path)
         return path
 
-    def _openvino_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def _compiled_model(self) -> Any:
+        """The OpenVINO model the plan runs (compiled once per process and settings)."""
         from embedscope.encoders import openvino_backend as ovb
 
-        if self.params["precision"] == "int8":
+        if self.plan.precision == "int8":
             self._check_fitted()
             if self._int8_xml is None:
                 raise EmbedscopeError(
@@ -279,8 +323,45 @@ class TransformerEncoder(Encoder):
             xml = self._int8_xml
         else:
             xml = self._fp32_xml()
+        # int8 models keep their float operations in bf16 where the CPU has it (as measured on AMX);
+        # OpenVINO computes them in f32 elsewhere by itself
+        self._compiled = ovb.compiled_model(xml, "f32" if self.plan.precision == "f32" else "bf16")
+        return self._compiled
+
+    def runtime_info(self) -> dict[str, Any]:
+        """What encodes this encoder's documents here: runtime, arithmetic, threads and streams (as
+        the compiled model reports them, once it has run), the CPU and the features that decided,
+        and the query rule. `embed` records it in the version's stats."""
+        from embedscope.encoders import runtime as rt
+
+        info: dict[str, Any] = {
+            "runtime": self.plan.runtime,
+            "precision": self.plan.precision,
+            "asked": self.params["precision"],
+            "reason": self.plan.reason,
+            "cpu": rt.cpu_name(),
+            "cpu_features": sorted(rt.cpu_features()),
+        }
+        if self._compiled is not None:
+            from embedscope.encoders import openvino_backend as ovb
+
+            info.update(ovb.describe(self._compiled))
+        elif self.plan.runtime == "torch" and "torch" in sys.modules:
+            info["threads"] = int(sys.modules["torch"].get_num_threads())
+        if not self._onnx_queries_allowed() or self.plan.precision == "int8":
+            info["queries"] = "the documents' path"
+        elif self.plan.runtime == "openvino":
+            limit = rt.QUERY_ONNX_MAX_TEXTS
+            info["queries"] = f"ONNX Runtime fp32 up to {limit} texts, else the documents' path"
+        else:
+            info["queries"] = "ONNX Runtime fp32"
+        return info
+
+    def _openvino_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        from embedscope.encoders import openvino_backend as ovb
+
         return ovb.encode(
-            ovb.compiled_model(xml),
+            self._compiled_model(),
             self.tokenizer,
             texts,
             max_seq_length=int(self.params["max_seq_length"]),
@@ -334,34 +415,31 @@ class TransformerEncoder(Encoder):
             self._onnx = onnx_query.session(path)
         return self._onnx
 
-    def encode_queries(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        """Queries go through the documents' model, except fp32 and bf16 on the CPU, which use an
-        ONNX Runtime export of the fp32 graph: one short query costs 3.8 ms there against 6.2 ms
-        through the bf16 OpenVINO model built for batches (same run), and its vectors are at cosine
-        >= 0.9999 to the bf16 ones (docs/design.md, "Query encoding"). int8 keeps its own model:
-        its documents differ from fp32 by cosine ~0.005, so its queries must share its arithmetic."""
-        use_onnx = (
-            self.params["precision"] in ("fp32", "bf16")
-            and self.params["query_backend"] == "onnx"
+    def _onnx_queries_allowed(self) -> bool:
+        return (
+            self.params["query_backend"] == "onnx"
             and self.params["pooling"] == "mean"
+            and (self.plan.runtime == "openvino" or self.plan.precision == "fp32")
             and resolve_device(self.params["device"]) == "cpu"
-            and len(texts) > 0
         )
-        if not use_onnx:
+
+    def encode_queries(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """Queries by batch size, chosen in one place (`runtime.choose_query_runtime`): a few at a
+        time (a search, the server's micro-batches) through an ONNX Runtime export of the fp32
+        graph: one short query costs 3.8 ms there against 6.2 ms through the OpenVINO model built
+        for batches, at cosine >= 0.9999 to bf16 documents (docs/design.md, "Query encoding");
+        larger batches (`evaluate`) through the documents' own path, length-sorted on every core,
+        so a query costs what a document of its length costs. int8 always uses its own model: its
+        documents differ from fp32 by cosine ~0.005, so its queries must share its arithmetic."""
+        texts = list(texts)
+        where = choose_query_runtime(len(texts), self.plan, onnx_allowed=self._onnx_queries_allowed())
+        if where == "documents":
             return self.encode(texts, batch_size=batch_size)
         from embedscope.encoders import onnx_query
 
-        out = np.concatenate(
-            [
-                onnx_query.encode_mean_pooled(
-                    self._onnx_session(),
-                    self.tokenizer,
-                    list(texts[start : start + batch_size]),
-                    int(self.params["max_seq_length"]),
-                )
-                for start in range(0, len(texts), batch_size)
-            ]
-        ).astype(np.float32)
+        out = onnx_query.encode_mean_pooled(
+            self._onnx_session(), self.tokenizer, texts, int(self.params["max_seq_length"]), batch_size
+        )
         return l2_normalize(out) if self.params["normalize"] else out
 
     def token_embeddings(self, text: str) -> tuple[list[str], np.ndarray]:

@@ -23,9 +23,18 @@ class LocalEngine(Engine):
                 progress(len(texts), len(texts))
             return out
         chunk = chunk_size(batch_size)
+        # longest first across the whole corpus, not only inside each chunk: a chunk then holds
+        # texts of about one length, and a transformer's batches carry almost no padding (books,
+        # OpenVINO's batches of 16 from chunks of 256: 6% padding with chunks in corpus order, 1.4%
+        # with the corpus sorted first; bench/bench_embed.py --padding). Each
+        # text's vector does not depend on its neighbours, so only the order changes.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
         parts = []
         for start in range(0, len(texts), chunk):
-            parts.append(encoder.encode(texts[start : start + chunk], batch_size=batch_size))
+            rows = order[start : start + chunk]
+            parts.append(encoder.encode([texts[r] for r in rows], batch_size=batch_size))
             if progress:
                 progress(min(start + chunk, len(texts)), len(texts))
-        return np.concatenate(parts).astype(np.float32)
+        out = np.zeros((len(texts), parts[0].shape[1]), dtype=np.float32)
+        out[order] = np.concatenate(parts)
+        return out

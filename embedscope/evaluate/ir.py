@@ -346,7 +346,7 @@ def _embed(
     current = {v.name: v for v in col.versions()}.get(version)
     if (
         current is not None
-        and current.encoder == create_encoder(encoder, params).config()
+        and create_encoder(encoder, params).same_vectors(current.encoder)
         and current.index.get("kind") == "exact"
         and col.is_current(current)
     ):
