@@ -18,6 +18,7 @@ from embedscope.encoders.registry import create_encoder
 from embedscope.engines import create_engine
 from embedscope.engines.base import ProgressFn
 from embedscope.errors import EmbedscopeError
+from embedscope.index.quantized import quantize
 from embedscope.store.base import Store, VersionData, VersionInfo, fingerprint
 from embedscope.store.embedded import now
 
@@ -62,6 +63,11 @@ def embed_version(
             f"hnsw dtype i8 normalises vectors: it suits cosine encoders, not '{encoder}' "
             f"({enc.metric}); use dtype f16 or f32"
         )
+    if idx.params.get("vectors", "f32") != "f32" and enc.sparse:
+        raise EmbedscopeError(
+            f"encoder '{encoder}' is sparse: its vectors are kept as they are; "
+            f"drop vectors={idx.params['vectors']}"
+        )
     old_rows: dict[str, int] = {}
     started = time.perf_counter()
     if old is not None and old.encoder == enc.config() and not refit:
@@ -94,6 +100,8 @@ def embed_version(
     index_s = time.perf_counter() - t0
     hashes = [i.hash for i in items]
     stamp = now()
+    # the index was built from float32; the store keeps what the version asks for (f32, f16, i8)
+    vectors = quantize(vectors, idx.params.get("vectors", "f32"))
     nbytes = (
         (vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes)
         if sp.issparse(vectors)

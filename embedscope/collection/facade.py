@@ -356,8 +356,13 @@ class Collection:
         return self.load_version(version).encoder
 
     def vectors(self, version: str | None = None) -> tuple[list[str], np.ndarray | sp.csr_matrix]:
+        """The version's ids and vectors: float32 (decoded from f16/i8 codes where the version
+        keeps those: the whole matrix in memory), or CSR for sparse encoders."""
         v = self.load_version(version)
-        return v.data.ids, v.data.vectors
+        vectors = v.data.vectors
+        if not (sp.issparse(vectors) or isinstance(vectors, np.ndarray)):
+            vectors = np.asarray(vectors)
+        return v.data.ids, vectors
 
     # --- search -----------------------------------------------------------------------------------
     def allowed_rows(
