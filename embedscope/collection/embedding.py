@@ -21,6 +21,7 @@ from embedscope.engines import create_engine
 from embedscope.engines.base import Engine, ProgressFn
 from embedscope.errors import EmbedscopeError
 from embedscope.index.base import VectorIndex
+from embedscope.index.quantized import quantize
 from embedscope.names import check_name
 from embedscope.search import recipe
 from embedscope.store.base import Store, VersionData, VersionInfo, fingerprint
@@ -102,6 +103,8 @@ def embed_version(
     idx.build(vectors)
     index_s = time.perf_counter() - t0
     stamp = now()
+    # the index was built from float32; the store keeps what the version asks for (f32, f16, i8)
+    vectors = quantize(vectors, idx.params.get("vectors", "f32"))
     nbytes = (
         (vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes)
         if sp.issparse(vectors)
@@ -212,6 +215,11 @@ def embed_setup(
         raise EmbedscopeError(
             f"hnsw dtype i8 normalises vectors: it suits cosine encoders, not '{encoder}' "
             f"({enc.metric}); use dtype f16 or f32"
+        )
+    if idx.params.get("vectors", "f32") != "f32" and enc.sparse:
+        raise EmbedscopeError(
+            f"encoder '{encoder}' is sparse: its vectors are kept as they are; "
+            f"drop vectors={idx.params['vectors']}"
         )
     return enc, runner, old, kind, idx
 
