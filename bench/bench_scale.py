@@ -5,6 +5,7 @@
     python bench/bench_scale.py --backends hnsw-f32,hnsw-i8
     python bench/bench_scale.py --backends pgvector-f32,pgvector-f16 --out scale-pgvector
     python bench/bench_scale.py --n 100000 --seed 1 --backends hnsw-f16 --overfetch 1,2,4,8 --out dev
+    python bench/bench_scale.py --backends hnsw-f32,hnsw-i8 --vectors f32,f16,i8 --out scale-vectors
 
 Vectors (384-d, unit length) come from the real model: all-MiniLM-L6-v2 over the SciFact abstract
 sentences and the books (bench/encode_corpus.py `real_texts`, ~49.6k texts, encoded once and cached
@@ -26,6 +27,13 @@ seed-0 queries the table reports.
 Ground truth: exact top-10 (float32 dot products over all N rows, and over the allowed rows for
 each filter). Latency: one query at a time, p50/p99 over all queries. Sizes: bytes per vector on
 disk (the index file, and with the float32 vectors the embedded store also keeps) and in memory.
+
+Stored vectors (`--vectors f32,f16,i8`): an embedded HNSW version keeps its vectors beside the
+graph, float32 by default or, with the index parameter `vectors=f16|i8`, as float16 or int8 codes
+with a per-vector scale (embedscope/index/quantized.py). Each is written and memory-mapped by the
+embedded store's own functions and measured on the same graph: recall (i8 graphs re-score their
+candidates with these vectors), latency, and bytes on disk ("disk vs f32": the f32 version's
+bytes per vector over this row's, the issue's goal being >= 3x for an i8 version at recall@10 >= 0.95).
 
 Backends: a `Backend` registered in BACKENDS: embedscope's exact and HNSW (f32, f16, i8) indexes,
 and pgvector HNSW (`vector`, `halfvec`) through the PostgreSQL store (bench/pgvector_backend.py,
@@ -56,7 +64,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import report  # noqa: E402
+from common import load_and_flags, report  # noqa: E402
 from encode_corpus import encode, real_texts  # noqa: E402
 
 from embedscope.filters import evaluate_filter  # noqa: E402
@@ -188,7 +196,10 @@ def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
 
 # --- backends -------------------------------------------------------------------------------------
 class Backend(ABC):
-    """One system under test. `search` answers one query with row numbers (-1 padded)."""
+    """One system under test. `search` answers one query with row numbers (-1 padded).
+
+    A backend may be measured in several variants over one build (`variants`, `use`): embedded
+    HNSW keeps its version's vectors as f32, f16 or i8 (`--vectors`) beside the same graph."""
 
     name: str = ""
     #: search-time ef values to measure (HNSW's expansion_search, pgvector's hnsw.ef_search)
@@ -215,32 +226,57 @@ class Backend(ABC):
     def close(self) -> None:
         return None
 
+    def variants(self) -> tuple[str, ...]:
+        return ("",)
+
+    def use(self, variant: str) -> None:
+        return None
+
 
 class EmbeddedHNSW(Backend):
-    """embedscope's HNSWIndex (usearch) with the metadata filter as a row mask, as Collection does."""
+    """embedscope's HNSWIndex (usearch) with the metadata filter as a row mask, as Collection does,
+    and the version's vectors kept as each of `vector_dtypes` (index parameter `vectors`), written
+    and memory-mapped by the embedded store's own functions."""
 
-    def __init__(self, dtype: str, overfetch: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, dtype: str, overfetch: tuple[int, ...] = (), vector_dtypes: tuple[str, ...] = ("f32",)
+    ) -> None:
         self.name = f"embedded hnsw {dtype}"
         self.filter_strategies = (None, "exact", "graph", *(f"graph c={c}" for c in overfetch))
         self.dtype = dtype
+        self.vector_dtypes = vector_dtypes
         self.dir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
         self.masks: dict[str, np.ndarray] = {}
 
     def build(self, vectors: np.ndarray, metadata: pd.DataFrame) -> dict[str, Any]:
         from embedscope.index import create_index, load_index
+        from embedscope.index.quantized import quantize
+        from embedscope.store.embedded import save_dense
 
         self.metadata = metadata
         t = time.perf_counter()
         built = create_index("hnsw", dtype=self.dtype).build(vectors)
         build_s = time.perf_counter() - t
         self.build_heap = built.nbytes()
-        built.save(self.dir)
+        built.save(self.dir / "index")
         del built
-        # searched as the store serves it: the graph memory-mapped from disk, float32 rows attached
-        self.index = load_index(self.dir)
-        self.index.attach_vectors(vectors)
+        for stored in self.vector_dtypes:  # as Collection.embed writes them (index/quantized.py)
+            (self.dir / stored).mkdir()
+            save_dense(self.dir / stored, quantize(vectors, stored))
+        # searched as the store serves it: the graph memory-mapped from disk, the vectors attached
+        self.index = load_index(self.dir / "index")
         self.n = len(vectors)
+        self.use(self.vector_dtypes[0])
         return {"build_s": round(build_s, 1)}
+
+    def variants(self) -> tuple[str, ...]:
+        return self.vector_dtypes
+
+    def use(self, variant: str) -> None:
+        from embedscope.store.embedded import load_dense
+
+        self.stored = variant
+        self.index.attach_vectors(load_dense(self.dir / variant))  # memory-mapped, as a version loads
 
     def mask(self, where: str) -> np.ndarray:
         # evaluated once per filter, as Collection caches per data revision; its cost is reported apart
@@ -268,12 +304,14 @@ class EmbeddedHNSW(Backend):
         return self.index.filter_fallbacks
 
     def sizes(self) -> dict[str, int]:
-        index_file = sum(p.stat().st_size for p in self.dir.rglob("*") if p.is_file())
+        index_file = sum(p.stat().st_size for p in (self.dir / "index").rglob("*") if p.is_file())
+        vector_files = sum(p.stat().st_size for p in (self.dir / self.stored).iterdir())
         return {
             "index_disk": index_file,
-            # the store keeps the float32 matrix beside every version (exact search, filters,
-            # re-scoring, incremental reuse): it is part of what a version costs on disk
-            "store_disk": index_file + self.n * DIM * 4,
+            # the store keeps the version's vectors beside the graph (exact search, filters,
+            # re-scoring, incremental reuse): float32 unless `vectors=f16|i8`; part of what a
+            # version costs on disk
+            "store_disk": index_file + vector_files,
             # served memory-mapped: at most the graph file is resident (plus the float32 pages
             # that re-scoring and filters touch); the heap while building is larger
             "memory": index_file,
@@ -315,14 +353,15 @@ def pgvector(dtype: str) -> Backend:
     return PgVectorHNSW(dtype)
 
 
-#: name -> factory(overfetch factors to add as graph strategies; only embedded HNSW uses them)
-BACKENDS: dict[str, Callable[[tuple[int, ...]], Backend]] = {
-    "exact": lambda _: EmbeddedExact(),
-    "hnsw-f32": lambda c: EmbeddedHNSW("f32", c),
-    "hnsw-f16": lambda c: EmbeddedHNSW("f16", c),
-    "hnsw-i8": lambda c: EmbeddedHNSW("i8", c),
-    "pgvector-f32": lambda _: pgvector("f32"),
-    "pgvector-f16": lambda _: pgvector("f16"),
+#: name -> factory(overfetch factors to add as graph strategies, stored vector dtypes); only
+#: embedded HNSW uses them
+BACKENDS: dict[str, Callable[[tuple[int, ...], tuple[str, ...]], Backend]] = {
+    "exact": lambda _, __: EmbeddedExact(),
+    "hnsw-f32": lambda c, v: EmbeddedHNSW("f32", c, v),
+    "hnsw-f16": lambda c, v: EmbeddedHNSW("f16", c, v),
+    "hnsw-i8": lambda c, v: EmbeddedHNSW("i8", c, v),
+    "pgvector-f32": lambda _, __: pgvector("f32"),
+    "pgvector-f16": lambda _, __: pgvector("f16"),
 }
 
 
@@ -371,15 +410,34 @@ def timed_search(backend: Backend, queries: np.ndarray, ef: int, where: str | No
 
 
 def run_backend(
-    name: str, data: dict[str, Any], truth: dict, overfetch: tuple[int, ...] = ()
+    name: str,
+    data: dict[str, Any],
+    truth: dict,
+    overfetch: tuple[int, ...] = (),
+    vector_dtypes: tuple[str, ...] = ("f32",),
 ) -> list[dict[str, Any]]:
-    backend = BACKENDS[name](overfetch)
+    backend = BACKENDS[name](overfetch, vector_dtypes)
     n = len(data["vectors"])
     print(f"building {backend.name} over {n} vectors ...", flush=True)
     stats = backend.build(data["vectors"], data["metadata"])
+    rows = []
+    try:
+        for variant in backend.variants():
+            backend.use(variant)
+            rows += _measure(backend, variant, stats, data, truth)
+    finally:
+        backend.close()
+    return rows
+
+
+def _measure(
+    backend: Backend, variant: str, stats: dict[str, Any], data: dict[str, Any], truth: dict
+) -> list[dict[str, Any]]:
+    n = len(data["vectors"])
     sizes = backend.sizes()
     base = {
         "backend": backend.name,
+        **({"vectors": variant} if variant else {}),
         "n": n,
         "build_s": stats["build_s"],
         "B/vec index disk": round(sizes["index_disk"] / n),
@@ -387,41 +445,38 @@ def run_backend(
         "B/vec memory": round(sizes["memory"] / n),
         **({"B/vec build heap": round(sizes["build_heap"] / n)} if "build_heap" in sizes else {}),
     }
-    rows = []
-    try:
-        for ef in backend.efs:
-            found, ms, _ = timed_search(backend, data["queries"], ef, None, None)
+    rows: list[dict[str, Any]] = []
+    for ef in backend.efs:
+        found, ms, _ = timed_search(backend, data["queries"], ef, None, None)
+        rows.append(
+            {
+                **base,
+                "filter": "none",
+                "strategy": "",
+                "ef": ef,
+                "recall@10": round(recall(found, truth[None]), 4),
+                "p50_ms": round(float(np.percentile(ms, 50)), 3),
+                "p99_ms": round(float(np.percentile(ms, 99)), 3),
+            }
+        )
+        print(rows[-1], flush=True)
+    for label, where in FILTERS.items():
+        for strategy in backend.filter_strategies:
+            ef = 64 if 64 in backend.efs else backend.efs[0]
+            found, ms, fallback_pct = timed_search(backend, data["queries"], ef, where, strategy)
             rows.append(
                 {
                     **base,
-                    "filter": "none",
-                    "strategy": "",
+                    "filter": label,
+                    "strategy": strategy or "own",
                     "ef": ef,
-                    "recall@10": round(recall(found, truth[None]), 4),
+                    "recall@10": round(recall(found, truth[label]), 4),
                     "p50_ms": round(float(np.percentile(ms, 50)), 3),
                     "p99_ms": round(float(np.percentile(ms, 99)), 3),
+                    "fallback %": fallback_pct,
                 }
             )
             print(rows[-1], flush=True)
-        for label, where in FILTERS.items():
-            for strategy in backend.filter_strategies:
-                ef = 64 if 64 in backend.efs else backend.efs[0]
-                found, ms, fallback_pct = timed_search(backend, data["queries"], ef, where, strategy)
-                rows.append(
-                    {
-                        **base,
-                        "filter": label,
-                        "strategy": strategy or "own",
-                        "ef": ef,
-                        "recall@10": round(recall(found, truth[label]), 4),
-                        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-                        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-                        "fallback %": fallback_pct,
-                    }
-                )
-                print(rows[-1], flush=True)
-    finally:
-        backend.close()
     return rows
 
 
@@ -445,15 +500,34 @@ def main() -> None:
         default="",
         help="comma-separated over-fetch factors c, added as embedded HNSW graph strategies (fetch c k / s)",
     )
+    parser.add_argument(
+        "--vectors",
+        default="f32",
+        help="comma-separated: how embedded HNSW versions keep their vectors beside the graph "
+        "(index parameter vectors=f32|f16|i8); each is measured on the same graph",
+    )
+    parser.add_argument(
+        "--parents",
+        type=Path,
+        default=None,
+        help="a .npy of real 384-d vectors to use instead of the MiniLM cache (a development "
+        "substitute; the reported table uses the cache)",
+    )
     args = parser.parse_args()
     overfetch = tuple(int(c) for c in args.overfetch.split(",") if c.strip())
+    vector_dtypes = tuple(v.strip() for v in args.vectors.split(",") if v.strip())
+    bad = sorted(set(vector_dtypes) - {"f32", "f16", "i8"})
+    if bad:
+        parser.error(f"unknown --vectors {', '.join(bad)}; valid: f32, f16, i8")
     names = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = sorted(set(names) - set(BACKENDS))
     if unknown:
         parser.error(f"unknown backend(s) {', '.join(unknown)}; valid: {', '.join(BACKENDS)}")
 
     t = time.perf_counter()
-    data = synthesize(real_vectors(), args.n, seed=args.seed)
+    parents = real_vectors() if args.parents is None else np.load(args.parents).astype(np.float32)
+    parents /= np.linalg.norm(parents, axis=1, keepdims=True)
+    data = synthesize(parents, args.n, seed=args.seed)
     print(f"synthesised {args.n} vectors in {time.perf_counter() - t:.0f} s", flush=True)
     masks = {label: evaluate_filter(where, data["metadata"]) for label, where in FILTERS.items()}
     t = time.perf_counter()
@@ -469,8 +543,12 @@ def main() -> None:
         exact_rows = exact_rows_cost(data["vectors"], data["queries"], args.seed)
     rows = []
     for name in names:
-        rows += run_backend(name, data, truth, overfetch)
+        rows += run_backend(name, data, truth, overfetch, vector_dtypes)
         gc.collect()
+    f32 = next((r for r in rows if r["backend"] == "embedded hnsw f32" and r.get("vectors") == "f32"), None)
+    for r in rows:  # what the goal is stated in: a version's bytes on disk against the f32 version's
+        if f32 is not None and r.get("B/vec store disk"):
+            r["disk vs f32"] = f"{f32['B/vec store disk'] / r['B/vec store disk']:.2f}x"
     realism = [{"neighbour similarity": k, **v} for k, v in data["realism"].items()]
     title = "cosine similarity to the nearest neighbour: real vs synthetic vectors"
     report(f"{args.out}-realism", title, realism)
@@ -491,6 +569,8 @@ def main() -> None:
             "selectivity": {label: round(float(m.mean()), 4) for label, m in masks.items()},
             "filter_mask_ms": round(mask_ms, 2),
             "seed": args.seed,
+            "parents": str(args.parents or "MiniLM cache (bench/encode_corpus.py real_texts)"),
+            **load_and_flags(),
             "realism": data["realism"],
             "command": "python bench/bench_scale.py " + " ".join(sys.argv[1:]),
         },

@@ -54,3 +54,18 @@ def report(name: str, title: str, rows: list[dict[str, Any]], extra: dict[str, A
     )
     print(f"wrote {out}")
     return out
+
+
+def load_and_flags() -> dict[str, Any]:
+    """The load average and the CPU's SIMD flags, printed and recorded beside every timing (the
+    machine is shared: a timing means little without them)."""
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    flags: set[str] = set()
+    if Path("/proc/cpuinfo").exists():
+        wanted = {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16"}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags |= wanted & set(line.split(":", 1)[1].split())
+    out = {"loadavg": " ".join(load), "cpu_flags": " ".join(sorted(flags))}
+    print(f"load average {out['loadavg']}; CPU flags: {out['cpu_flags'] or 'none listed'}", flush=True)
+    return out

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import secrets
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -103,6 +105,13 @@ def test_ray_refuses_sparse_encoders_before_writing(home: Path, books_frame: pd.
         col.embed("minilm", address="127.0.0.1:6379")
     with pytest.raises(EmbedscopeError, match="unknown engine 'spark'"):
         col.embed("minilm", engine="spark")
+    with socket.socket() as s:  # a port nothing listens on: a Ray that stopped without `ray stop`
+        s.bind(("127.0.0.1", 0))
+        gone = f"127.0.0.1:{s.getsockname()[1]}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_ADDRESS", gone)  # what `--address auto` resolves first
+        with pytest.raises(EmbedscopeError, match="--address auto: the Ray it found at .* does not answer"):
+            col.embed("lsa", engine="ray", address="auto")  # at once, not after Ray's minutes of retries
     assert col.versions() == []
 
 
@@ -126,3 +135,79 @@ def test_ray_cli_starts_and_stops_its_own_local_ray(home: Path, books_frame: pd.
         [*cli, "--encoder", "tfidf", "--engine", "ray"], capture_output=True, text=True, env=env, timeout=60
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+@pytest.fixture
+def running_ray() -> Iterator[dict[str, str]]:
+    """A Ray left running on this machine, as `ray start --head` leaves one (in the foreground
+    here, `--block`, so that the test stops exactly its processes), with token authentication
+    as Ray 2.5x clusters have it: the environment a command needs to join it with `--address
+    auto` (RAY_ADDRESS names this Ray, so no other Ray on the machine is picked; the token)."""
+    import psutil
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **token}
+    head = subprocess.Popen(
+        [
+            "ray",
+            "start",
+            "--head",
+            "--block",
+            f"--port={address.rsplit(':', 1)[1]}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    env["RAY_ADDRESS"] = address
+    try:
+        for _ in range(60):  # up when a client can join
+            if _ray_jobs(env) is not None:
+                break
+            assert head.poll() is None, "ray start --head exited"
+        else:
+            pytest.fail("ray start --head did not come up")
+        yield env
+    finally:
+        tree = psutil.Process(head.pid).children(recursive=True) if head.poll() is None else []
+        head.terminate()  # `ray start --block` stops what it started
+        head.wait(60)
+        for p in tree:
+            if p.is_running():
+                p.kill()
+
+
+def _ray_jobs(env: dict[str, str]) -> int | None:
+    """How many drivers have joined the Ray that `env` names (this probe included), None if none can."""
+    probe = (
+        "import ray; ray.init(address='auto', logging_level='ERROR'); print(len(ray._private.state.jobs()))"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+    return int(run.stdout.split()[-1]) if run.returncode == 0 else None
+
+
+def test_address_auto_joins_the_running_ray_and_leaves_it_running(
+    home: Path, books_frame: pd.DataFrame, running_ray: dict[str, str]
+) -> None:
+    """`--address auto` reuses the Ray that `ray start --head` left running (found here through
+    RAY_ADDRESS, which Ray's "auto" reads first) instead of starting and stopping one of its own."""
+    col = Collection.create("auto")
+    col.ingest(books_frame.head(40), id_field="isbn13", template=TEMPLATE)
+    env = {**running_ray, "EMBEDSCOPE_HOME": str(home)}
+    cli = [sys.executable, "-m", "embedscope.cli", "embed", "auto", "--encoder", "lsa", "-p"]
+    cli += ["n_components=8", "--engine", "ray", "--address", "auto"]
+    before = _ray_jobs(running_ray)
+    run = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=BOUND_S)
+    assert run.returncode == 0, run.stderr
+    engine = Collection.open("auto").versions()[0].stats["engine"]
+    assert engine["address"] == "auto" and engine["joined"].endswith(running_ray["RAY_ADDRESS"].split(":")[1])
+    # the embed ran as a driver of that Ray (one more job than before, besides this probe's), and
+    # the Ray is still there for the next command
+    assert before is not None and _ray_jobs(running_ray) == before + 2

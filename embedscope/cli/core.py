@@ -137,7 +137,11 @@ def embed(
     ] = "local",
     address: Annotated[
         str | None,
-        typer.Option("--address", help="Ray cluster to join with --engine ray, e.g. ray://head:10001."),
+        typer.Option(
+            "--address",
+            help="Ray cluster to join with --engine ray: auto (the Ray running on this machine, from "
+            "`ray start --head`: no start-up and shutdown per command) or HOST:PORT / ray://head:10001.",
+        ),
     ] = None,
     document: Annotated[
         str | None,

@@ -35,6 +35,7 @@ from embedscope.engines import create_engine
 from embedscope.engines.base import Engine, ProgressFn
 from embedscope.errors import EmbedscopeError
 from embedscope.index.base import VectorIndex
+from embedscope.index.quantized import quantize
 from embedscope.names import check_name
 from embedscope.search import recipe
 from embedscope.store.base import Item, Store, VersionData, VersionInfo, content_hash, fingerprint
@@ -80,7 +81,8 @@ def embed_version(
     hashes = [document_hash(d) for d in docs]
     old_rows: dict[str, int] = {}
     started = time.perf_counter()
-    reuse = None if refit else _reusable(store, version, enc, doc, items, hashes)
+    stored_as = idx.params.get("vectors", "f32")
+    reuse = None if refit else _reusable(store, version, enc, doc, items, hashes, stored_as)
     if reuse is not None:
         source, data, enc, old_rows = reuse
         old_vectors = data.vectors
@@ -108,6 +110,8 @@ def embed_version(
     idx.build(vectors)
     index_s = time.perf_counter() - t0
     stamp = now()
+    # the index was built from float32; the store keeps what the version asks for (f32, f16, i8)
+    vectors = quantize(vectors, idx.params.get("vectors", "f32"))
     nbytes = (
         (vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes)
         if sp.issparse(vectors)
@@ -222,6 +226,11 @@ def embed_setup(
             f"hnsw dtype i8 normalises vectors: it suits cosine encoders, not '{encoder}' "
             f"({enc.metric}); use dtype f16 or f32"
         )
+    if idx.params.get("vectors", "f32") != "f32" and enc.sparse:
+        raise EmbedscopeError(
+            f"encoder '{encoder}' is sparse: its vectors are kept as they are; "
+            f"drop vectors={idx.params['vectors']}"
+        )
     return enc, runner, old, kind, idx
 
 
@@ -232,16 +241,20 @@ def _reusable(
     doc: Document,
     items: list[Item],
     hashes: list[str],
+    stored_as: str,
 ) -> tuple[str, VersionData, Encoder, dict[str, int]] | None:
     """(version, its data, its fitted encoder, item id -> its row still holding the item's
     document) of the version whose vectors this one can reuse (the rule in the module docstring):
     the version itself when its setup is unchanged (its fitted state continues), else the other
-    version with the same setup that holds the most current rows, else None."""
+    version with the same setup that holds the most current rows, else None. Rows are copied only
+    from a version that keeps float32 vectors or the codes this one keeps (`stored_as`: f32, f16,
+    i8): decoded f16/i8 rows are not the vectors an f32 version would hold."""
     same = [v for v in store.list_versions() if enc.same_vectors(v.encoder) and v.document == doc.template]
     best = None
     for v in sorted(same, key=lambda v: v.name != version):
         data, fitted, _ = store.read_version(v.name)
-        held = reusable_rows(data, items, hashes, legacy=v.document is None)
+        lossless = v.index.get("params", {}).get("vectors", "f32") in ("f32", stored_as)
+        held = reusable_rows(data, items, hashes, legacy=v.document is None) if lossless else {}
         if v.name == version:
             return v.name, data, fitted, held
         if held and (best is None or len(held) > len(best[3])):

@@ -32,6 +32,7 @@ from embedscope.encoders.base import Encoder
 from embedscope.encoders.document import Document
 from embedscope.engines.base import ProgressFn
 from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.index.quantized import decoded
 from embedscope.names import check_name
 from embedscope.search import recipe as _recipe
 from embedscope.search.base import Hit
@@ -384,8 +385,9 @@ class Collection:
         return self.load_version(version).encoder
 
     def vectors(self, version: str | None = None) -> tuple[list[str], np.ndarray | sp.csr_matrix]:
+        """The version's ids and vectors: float32 (f16/i8 codes decoded whole), or CSR (sparse)."""
         v = self.load_version(version)
-        return v.data.ids, v.data.vectors
+        return v.data.ids, decoded(v.data.vectors)
 
     # --- search -----------------------------------------------------------------------------------
     def allowed_rows(

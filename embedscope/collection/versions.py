@@ -14,6 +14,7 @@ import numpy as np
 from embedscope.collection import checks
 from embedscope.errors import ConflictError, DamagedError, NotFoundError
 from embedscope.index import create_index
+from embedscope.index.quantized import QuantizedVectors
 from embedscope.search.versions import LoadedVersion, damaged_error
 from embedscope.store.base import Store
 
@@ -68,7 +69,8 @@ class VersionCache:
         if idx is None:
             idx = create_index("exact").build(data.vectors)
         elif hasattr(idx, "attach_vectors"):
-            idx.attach_vectors(np.asarray(data.vectors))
+            vectors = data.vectors  # f16/i8 codes stay codes: the index reads the rows it scores
+            idx.attach_vectors(vectors if isinstance(vectors, QuantizedVectors) else np.asarray(vectors))
         loaded = LoadedVersion(info, data, enc, idx, {i: r for r, i in enumerate(data.ids)}, revision)
         problems = checks.load_problems(self.store, loaded, self.document_hashes)
         if problems:

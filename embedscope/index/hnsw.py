@@ -7,9 +7,11 @@ process starts in milliseconds instead of rebuilding the graph.
 quarter). usearch's i8 normalises each vector and rounds 127 * x: MiniLM's components are
 ~0.05, so only a handful of levels are used and the graph's own ranking loses ~0.1-0.2 recall@10
 (bench/bench_scale.py). An i8 version therefore takes 4 x k candidates from the graph and
-re-scores them exactly with the float32 vectors the store keeps beside every version, which
-brings recall back to the f32 graph's (the same "coarse graph, exact re-rank" FAISS and vector
-databases use). i8 uses the cosine metric because its quantisation normalises anyway.
+re-scores them with the vectors the store keeps beside every version, which brings recall back to
+the f32 graph's (the same "coarse graph, exact re-rank" FAISS and vector databases use). Those
+vectors are float32 unless the version's `vectors` parameter keeps them as f16 or as int8 codes
+with a per-vector scale (index/quantized.py), which re-score nearly as well at a half or a
+quarter of the bytes. i8 uses the cosine metric because its quantisation normalises anyway.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from embedscope.errors import EmbedscopeError
-from embedscope.index.base import VectorIndex, search_rows, top_k
+from embedscope.index.base import VectorIndex, row_scores, search_rows, top_k
+from embedscope.index.quantized import QuantizedVectors
 from embedscope.validation import count_param
 
 _FILE = "hnsw.usearch"
@@ -78,8 +81,9 @@ class HNSWIndex(VectorIndex):
         self.filter_fallbacks = 0
         #: rows the parallel build left unreachable and `_relink_lost_rows` inserted again
         self.relinked_rows = 0
-        #: the same rows as float32, for exact re-scoring (selective filters, i8 candidates)
-        self.vectors: np.ndarray | None = None
+        #: the same rows as the store keeps them (float32, or f16/i8 codes: `vectors` parameter), for
+        #: exact re-scoring (selective filters, i8 candidates)
+        self.vectors: np.ndarray | QuantizedVectors | None = None
 
     @property
     def dtype(self) -> str:
@@ -139,7 +143,8 @@ class HNSWIndex(VectorIndex):
             self._index.add(lost.astype(np.uint64), queries, threads=1)
             rows = lost
 
-    def attach_vectors(self, vectors: np.ndarray) -> None:
+    def attach_vectors(self, vectors: np.ndarray | QuantizedVectors) -> None:
+        """The version's vectors as the store keeps them (float32, or f16/i8 codes read row by row)."""
         self.vectors = vectors
 
     def search(
@@ -191,7 +196,7 @@ class HNSWIndex(VectorIndex):
                     continue
             if rescore > 1 and len(r):
                 r = np.sort(r[:want])  # sorted rows: sequential reads from the memory-mapped matrix
-                s = np.asarray(self.vectors[r] @ queries[qi], dtype=np.float32)
+                s = row_scores(queries[qi : qi + 1], self.vectors, r)[0]
                 order = np.argsort(-s, kind="stable")
                 r, s = r[order], s[order]
             out_rows[qi, : min(k, len(r))] = r[:k]

@@ -39,6 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.errors import ConflictError, DamagedError, EmbedscopeError, NotFoundError, StorageFullError
+from embedscope.index.quantized import QuantizedVectors
 from embedscope.store.base import Item, ItemChanges, Store, VersionData, VersionInfo
 from embedscope.validation import can_be_id
 
@@ -82,6 +83,8 @@ def _fsync_tree(path: Path) -> None:
 
 
 _T = TypeVar("_T")
+#: a dense version's vectors (float32, float16 or int8 codes) and, for int8, one scale per row
+VECTORS_FILE, SCALES_FILE = "vectors.npy", "scales.npy"
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 # SQLite's names for "cannot get space for the database, its journal or its shared-memory index"
 _SQLITE_FULL = {"SQLITE_FULL", "SQLITE_IOERR_SHMSIZE", "SQLITE_IOERR_WRITE", "SQLITE_READONLY"}
@@ -366,7 +369,7 @@ class EmbeddedStore(Store):
         if sp.issparse(data.vectors):
             sp.save_npz(tmp / "vectors.npz", data.vectors.tocsr(), compressed=False)
         else:
-            np.save(tmp / "vectors.npy", np.ascontiguousarray(data.vectors, dtype=np.float32))
+            save_dense(tmp, data.vectors)
         (tmp / "ids.json").write_text(json.dumps({"ids": data.ids, "hashes": data.hashes}))
         encoder.save(tmp / "encoder")
         if index is not None:
@@ -440,6 +443,29 @@ class EmbeddedStore(Store):
             shutil.rmtree(d, ignore_errors=True)
 
 
+def save_dense(folder: Path, vectors: np.ndarray | QuantizedVectors) -> None:
+    """A version's dense vectors as the version keeps them (index parameter `vectors`):
+    `vectors.npy` in float32, float16 or int8 (its header says which), and for int8 the per-row
+    scales in `scales.npy`. Plain .npy files, so every reader memory-maps them."""
+    if isinstance(vectors, QuantizedVectors):
+        np.save(folder / VECTORS_FILE, np.ascontiguousarray(vectors.codes))
+        if vectors.scales is not None:
+            np.save(folder / SCALES_FILE, np.ascontiguousarray(vectors.scales, dtype=np.float32))
+    else:
+        np.save(folder / VECTORS_FILE, np.ascontiguousarray(vectors, dtype=np.float32))
+
+
+def load_dense(folder: Path) -> np.ndarray | QuantizedVectors:
+    """What `save_dense` wrote, memory-mapped: the float32 matrix, or its f16/i8 codes (read as
+    float32 row by row)."""
+    vectors = np.load(folder / VECTORS_FILE, mmap_mode="r")
+    if vectors.dtype == np.float32:
+        return vectors
+    if vectors.dtype == np.int8:
+        return QuantizedVectors(vectors, np.load(folder / SCALES_FILE, mmap_mode="r"))
+    return QuantizedVectors(vectors)
+
+
 def _sqlite_error(exc: sqlite3.Error) -> str:
     return str(getattr(exc, "sqlite_errorname", "") or "")
 
@@ -451,9 +477,9 @@ def _load_revision(d: Path, info: VersionInfo) -> tuple[VersionData, Any, Any | 
     if not d.is_dir():
         raise FileNotFoundError(errno.ENOENT, "revision folder missing", str(d))
     if info.sparse:
-        vectors: np.ndarray | sp.csr_matrix = sp.load_npz(d / "vectors.npz").tocsr()
+        vectors: np.ndarray | sp.csr_matrix | QuantizedVectors = sp.load_npz(d / "vectors.npz").tocsr()
     else:
-        vectors = np.load(d / "vectors.npy", mmap_mode="r")
+        vectors = load_dense(d)
     meta = json.loads((d / "ids.json").read_text())
     encoder = load_encoder(d / "encoder")
     index = load_index(d / "index") if (d / "index").exists() else None
@@ -469,7 +495,7 @@ def _inspect_revision(d: Path, info: VersionInfo) -> list[str]:
         with np.load(d / "vectors.npz") as z:
             shape = tuple(int(x) for x in z["shape"])
     else:
-        shape = np.load(d / "vectors.npy", mmap_mode="r").shape
+        shape = load_dense(d).shape  # file headers only: memory-mapped
     meta = json.loads((d / "ids.json").read_text())
     n_ids, n_hashes = len(meta["ids"]), len(meta["hashes"])
     if not (n_ids == n_hashes == shape[0] == info.count):

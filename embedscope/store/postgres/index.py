@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from embedscope.errors import ConflictError, EmbedscopeError
 from embedscope.index.base import VectorIndex
+from embedscope.index.quantized import QuantizedVectors, check_vector_dtype
 from embedscope.store.postgres.schema import DTYPES, EF_SEARCH_MAX, HNSW_MAX_DIM, INDEX_BYTES, SCHEMA
 from embedscope.validation import count_param
 
@@ -53,7 +54,9 @@ class PgVectorIndex(VectorIndex):
     def __init__(self, kind: str = "hnsw", **params: Any) -> None:
         if kind not in self.defaults:
             raise EmbedscopeError(f"unknown index '{kind}' for the PostgreSQL store; valid: hnsw, exact")
-        unknown = sorted(set(params) - set(self.defaults[kind]))
+        if "vectors" in params:
+            _check_vectors(check_vector_dtype(params["vectors"]), params.get("dtype", "f32"))
+        unknown = sorted(set(params) - {*self.defaults[kind], "vectors"})
         if unknown:
             valid = ", ".join(f"{k}={v!r}" for k, v in self.defaults[kind].items())
             raise EmbedscopeError(
@@ -73,7 +76,7 @@ class PgVectorIndex(VectorIndex):
         self._table = ""
         self._storage = DTYPES[self.params["dtype"]]
 
-    def build(self, vectors: np.ndarray | sp.csr_matrix) -> PgVectorIndex:
+    def build(self, vectors: np.ndarray | sp.csr_matrix | QuantizedVectors) -> PgVectorIndex:
         """Check the vectors fit pgvector; the index itself is built by the store, in the database."""
         self.size, self.dim = vectors.shape
         if sp.issparse(vectors):
@@ -218,3 +221,20 @@ class PgVectorIndex(VectorIndex):
             return 0
         row = self._store._read(INDEX_BYTES, f'{SCHEMA}."{self._table}"').fetchone()
         return int(row[0]) if row else 0
+
+
+def _check_vectors(vectors: Any, dtype: Any) -> None:
+    """The `vectors` parameter (how the embedded store keeps a version's vectors) in PostgreSQL:
+    the table's column is both what is stored and what HNSW indexes, so it is `dtype`'s type
+    (f32: vector, f16: halfvec) and `vectors` can only repeat it; pgvector has no 8-bit vectors."""
+    if vectors == "i8":
+        raise EmbedscopeError(
+            "vectors=i8: pgvector has no 8-bit vector type; the smallest is dtype=f16 (halfvec, "
+            "2 bytes per dimension for the table and its HNSW index), or keep this version in the "
+            "embedded store"
+        )
+    if vectors != dtype:
+        raise EmbedscopeError(
+            f"vectors={vectors} with dtype={dtype}: in PostgreSQL the stored column is the indexed one; "
+            f"use dtype={vectors} (f16 = halfvec) for both"
+        )
