@@ -415,7 +415,11 @@ class Collection:
             }
             old_vectors = data.vectors
         elif enc.requires_fit:
-            enc.fit([i.text for i in items])
+            teacher = enc.teacher()
+            if teacher is None:
+                enc.fit([i.text for i in items])
+            else:  # a distilled encoder learns from the teacher's vectors already stored here
+                enc.fit([i.text for i in items], targets=self.vectors_made_by(teacher, items))
         fit_s = time.perf_counter() - started
         todo = [i for i in items if i.id not in old_rows]
         new_vectors = (
@@ -544,6 +548,32 @@ class Collection:
     def vectors(self, version: str | None = None) -> tuple[list[str], np.ndarray | sp.csr_matrix]:
         v = self.load_version(version)
         return v.data.ids, v.data.vectors
+
+    def vectors_made_by(self, encoder: Mapping[str, Any], items: Sequence[Item]) -> np.ndarray | None:
+        """The vectors of `items` from a dense version made by `encoder` ({"name": ..., "params":
+        {...}}: those params must match, others may differ), one row per item; NaN rows for items
+        the version lacks or holds an older text of. None when no version was made by it.
+
+        Why: an encoder distilled from another (static from MiniLM) learns from the teacher's
+        vectors of the collection's own texts; those are often stored already, and encoding 5,000
+        texts again with MiniLM costs minutes on a CPU."""
+        name, wanted = encoder["name"], dict(encoder.get("params") or {})
+        made = [
+            v
+            for v in self.versions()
+            if v.encoder.get("name") == name
+            and not v.sparse
+            and all(v.encoder.get("params", {}).get(k) == value for k, value in wanted.items())
+        ]
+        if not made:
+            return None
+        data = self.load_version(max(made, key=lambda v: v.updated_at).name).data
+        rows = {(i, h): r for r, (i, h) in enumerate(zip(data.ids, data.hashes, strict=True))}
+        at = np.array([rows.get((item.id, item.hash), -1) for item in items], dtype=np.int64)
+        vectors = np.asarray(data.vectors, dtype=np.float32)
+        out = np.full((len(items), vectors.shape[1]), np.nan, dtype=np.float32)
+        out[at >= 0] = vectors[at[at >= 0]]
+        return out
 
     # --- search -----------------------------------------------------------------------------------
     def allowed_rows(

@@ -48,7 +48,8 @@ def default_books_path() -> Path | None:
 
 def run_demo(data: str | None, collection: str, encoder: str, limit: int | None) -> None:
     from embedscope.cli.core import print_hits, progress_bar
-    from embedscope.sources import fetch_url, read_table, wikipedia_sample
+    from embedscope.samples import wikipedia_sample
+    from embedscope.sources import fetch_url, read_table
 
     if data and data.startswith(("http://", "https://")):
         path: Path | None = fetch_url(data)

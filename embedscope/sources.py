@@ -441,24 +441,6 @@ def load_beir(directory: str | Path, split: str = "test") -> BeirDataset:
 
 
 # --- corpora that ship with installed packages (the demo's offline fallback) --------------------
-def wikipedia_sample(max_chars: int = 1500) -> pd.DataFrame:
-    """English Wikipedia articles from the excerpt inside gensim's test data (no network needed)."""
-    import bz2
-
-    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
-    from gensim.test.utils import datapath
-
-    path = datapath("enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
-    rows = []
-    with bz2.open(path) as fh:
-        for title, raw, page_id in extract_pages(fh):
-            text = " ".join(filter_wiki(raw).split())
-            if not text or text.upper().startswith("#REDIRECT") or len(text) < 200:
-                continue
-            rows.append({"id": page_id, "title": title, "text": text[:max_chars]})
-    return pd.DataFrame(rows)
-
-
 def fetch_url(url: str, cache_dir: Path | None = None, progress: bool = True) -> Path:
     """Download a file once into a cache (with a progress bar); later calls reuse it."""
     import hashlib
