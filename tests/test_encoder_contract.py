@@ -34,6 +34,7 @@ SMALL: dict[str, dict] = {
     "word2vec": {"vector_size": 32, "epochs": 3},
     "torch_word2vec": {"vector_size": 32, "epochs": 1},
     "minilm": {"max_seq_length": 64},
+    "static": {"epochs": 2},
 }
 SLOW = {"minilm", "static", "torch_word2vec"}
 

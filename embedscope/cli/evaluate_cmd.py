@@ -112,7 +112,8 @@ def evaluate(
         typer.Option(
             "--encoders",
             "-e",
-            help="Comma-separated encoders; 'hybrid' is the hybrid search recipe over bm25 and minilm.",
+            help="Comma-separated encoders; 'hybrid' is the hybrid search recipe over bm25 and minilm, "
+            "'hybrid-static' over bm25 and static.",
         ),
     ] = "bm25,tfidf,lsa,word2vec,minilm,static,hybrid",
     split: Annotated[str, typer.Option(help="qrels split: qrels/<split>.tsv.")] = "test",
@@ -132,7 +133,13 @@ def evaluate(
     (trec_eval), fit time, throughput, index size, query latency. Corpus vectors are cached in the
     collection beir-<dataset>, so a rerun encodes nothing. A fused run (hybrid) is also compared with
     the best single encoder per query: wins/ties/losses, paired t-test and randomisation test."""
-    from embedscope.evaluate.ir import dataset_name, evaluate_beir, parse_encoder_params, write_outputs
+    from embedscope.evaluate.ir import (
+        FUSED,
+        dataset_name,
+        evaluate_beir,
+        parse_encoder_params,
+        write_outputs,
+    )
 
     params = parse_encoder_params(param)
     bars = _Bars()
@@ -146,7 +153,7 @@ def evaluate(
         print_json({**data, "files": paths})
         return
     console.print(metrics_table(report))
-    encoded = sum(r.encoded for r in report.results if r.encoder != "hybrid")
+    encoded = sum(r.encoded for r in report.results if r.encoder not in FUSED)
     if encoded == 0:
         console.print("cached: 0 documents encoded")
     else:

@@ -304,13 +304,7 @@ class Collection:
         ConflictError "busy", rather than both encoding and the last one silently winning.
         `engine="ray"` encodes on a Ray cluster (`address`, else a local Ray); everything else,
         the incremental choice and the write through the store included, is the same."""
-        run = {
-            "batch_size": batch_size,
-            "refit": refit,
-            "progress": progress,
-            "engine": engine,
-            "address": address,
-        }
+        run = dict(batch_size=batch_size, refit=refit, progress=progress, engine=engine, address=address)
         if encoder == HYBRID:
             if document is not None:
                 raise EmbedscopeError(embedding.HYBRID_DOCUMENTS)
@@ -388,6 +382,10 @@ class Collection:
         """The version's ids and vectors: float32 (f16/i8 codes decoded whole), or CSR (sparse)."""
         v = self.load_version(version)
         return v.data.ids, decoded(v.data.vectors)
+
+    def vectors_made_by(self, encoder: Mapping[str, Any], items: Sequence[Item]) -> np.ndarray | None:
+        """Stored vectors of the items' texts by `encoder`; NaN where none (embedding.teacher_vectors)."""
+        return embedding.teacher_vectors(self.store, encoder, items, [i.text for i in items])
 
     # --- search -----------------------------------------------------------------------------------
     def allowed_rows(
