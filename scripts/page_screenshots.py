@@ -91,8 +91,10 @@ def main() -> None:
     def results(query: str) -> None:
         driver.get(f"{base}/?c={c}&q={quote(query)}")
         WebDriverWait(driver, 60).until(
-            lambda d: d.find_element(By.ID, "status").text
-            and not d.find_element(By.ID, "status").text.startswith("Searching")
+            lambda d: (
+                d.find_element(By.ID, "status").text
+                and not d.find_element(By.ID, "status").text.startswith("Searching")
+            )
         )
         time.sleep(0.5)  # thumbnails fail over to initials
 

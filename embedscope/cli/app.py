@@ -60,17 +60,33 @@ def open_collection(name: str) -> Any:
 
 
 def print_hits(hits: list[Any], title: str, fields: Any) -> None:
-    """Hits as a table, each shown by embedscope.display.show with the collection's display fields."""
-    from embedscope.display import show
+    """Hits as a table, each shown by embedscope.display.show with the collection's display fields.
 
+    Where the search gave relevance (a text query answered by a measured dense model:
+    embedscope/search/relevance.py) the table shows it in words and as a number ("good .71"),
+    else the raw score; a list with no good match ends with a line that says so."""
+    from embedscope.display import show
+    from embedscope.search import relevance
+
+    rated = any(h.relevance is not None for h in hits)
     table = Table(title=title, show_lines=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("id", style="cyan", no_wrap=True)
-    table.add_column("score", justify="right")
+    table.add_column("match" if rated else "score", justify="right", no_wrap=True)
     table.add_column("title")
     table.add_column("details", style="dim", overflow="fold")
     for n, h in enumerate(hits, 1):
         s = show(h.text, h.metadata, fields)
         details = " · ".join(x for x in (s.subtitle, s.year, ", ".join(s.tags[:3])) if x)
-        table.add_row(str(n), h.id, f"{h.score:.3f}", s.title, details[:80])
+        if rated:
+            shown = "" if h.relevance is None else f"{relevance.level(h.relevance)} {h.relevance:.2f}"
+        else:
+            shown = f"{h.score:.3f}"
+        table.add_row(str(n), h.id, shown, s.title, details[:80])
     console.print(table)
+    if relevance.good_match([h.relevance for h in hits]) is False:
+        console.print(
+            f"[yellow]no good match[/]: no result reaches relevance {relevance.GOOD} "
+            "(these are the nearest items anyway; try other words)",
+            highlight=False,
+        )

@@ -32,6 +32,7 @@ from embedscope.encoders.base import empty_rows
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.index import create_index
 from embedscope.search import recipe as recipes
+from embedscope.search import relevance
 from embedscope.search.base import STAGES, Hit, SearchResult
 from embedscope.search.fusion import Run, fuse, score_floor
 from embedscope.search.rerank import WorkSet, collapse
@@ -285,7 +286,7 @@ class SearchPipeline:
             masks = self._masks(plan, where, exclude)
         n = matrix.shape[0]
         return self._answer(
-            plan, {0: matrix}, {0: np.ones(n, bool)}, n, k, masks, where, exact, collapse, stages
+            plan, {0: matrix}, {0: np.ones(n, bool)}, n, k, masks, where, exact, collapse, stages, text=False
         )
 
     def similar(
@@ -322,7 +323,9 @@ class SearchPipeline:
         if collapse:
             with self.lock:
                 seen = WorkSet([self.collection.work_keys().get(item_id)])
-        return self._answer(plan, matrices, known, 1, k, masks, where, False, collapse, stages, seen=seen)[0]
+        return self._answer(
+            plan, matrices, known, 1, k, masks, where, False, collapse, stages, seen=seen, text=False
+        )[0]
 
     # --- stages --------------------------------------------------------------------------------------
     def _masks(self, plan: Plan, where: str | None, exclude: Sequence[str]) -> list[np.ndarray | None]:
@@ -342,8 +345,15 @@ class SearchPipeline:
         collapse_works: bool,
         stages: dict[str, float],
         seen: WorkSet | None = None,
+        text: bool = True,
     ) -> list[SearchResult]:
+        """`text`: the queries are texts, so hits get a relevance (search/relevance.py) when a part
+        is a measured dense model (item-to-item cosines are on another scale: more-like-this has none)."""
         keys: dict[str, Any] = {}
+        measured = relevance.measured_part(plan.parts) if text else None
+        if measured is not None and measured not in matrices:
+            measured = None  # a part of weight 0 was not encoded
+        cosines: dict[int, dict[str, float]] = {}
         if collapse_works:
             with self.lock:
                 keys = self.collection.work_keys()
@@ -368,6 +378,9 @@ class SearchPipeline:
                     if len(kept) < k and full and collapse_works:
                         again.append(qi)  # the collapse ate too much: look deeper
                     ranked[qi] = ([ids[p] for p in kept], scores[kept], dropped)
+                    if measured is not None and runs[qi][measured] is not None:
+                        run = runs[qi][measured]
+                        cosines[qi] = dict(zip(run.ids, run.scores.tolist(), strict=True))
             pending, depth = again, depth * 2
         results = []
         with _timed(stages, "rank"):
@@ -382,6 +395,13 @@ class SearchPipeline:
                     for it, s in zip(mine, scores, strict=True)
                     if it is not None
                 ]
+                if measured is not None and known[measured][qi]:
+                    query = _rows(matrices[measured], [qi])
+                    rel = relevance.for_hits(
+                        plan.parts[measured], query, [h.id for h in hits], cosines.get(qi)
+                    )
+                    for h, r in zip(hits, rel, strict=True):
+                        h.relevance = r
                 skipped = [plan.parts[i].info.name for i in known if not known[i][qi]]
                 results.append(
                     SearchResult(hits, plan.using, plan.encoder, skipped_parts=skipped, collapsed=dropped)

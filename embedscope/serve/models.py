@@ -106,7 +106,19 @@ class HitOut(BaseModel):
     """A hit as a person sees it (embedscope.display.show), with the raw metadata beside it."""
 
     id: str
-    score: float
+    score: float = Field(
+        description="the ranking's own score: cosine, BM25 or a fused sum, on no fixed scale; "
+        "compare within one list only"
+    )
+    relevance: float | None = Field(
+        None,
+        description="0..1 on a stated scale: (cosine - 0.2) / 0.5 of the query and the item in the "
+        "measured dense model (all-MiniLM-L6-v2; a recipe's dense part), clipped; >= 0.5 is a good "
+        "match. Null where there is no such model (BM25 alone, more-like-this). docs/serve.md",
+    )
+    match: str | None = Field(
+        None, description="relevance in words: strong (>= 0.75), good (>= 0.5), weak (>= 0.25), poor"
+    )
     title: str = Field(description="display title (collection setting `display_fields` or a guess)")
     snippet: str = Field(description="the start of the item's text")
     subtitle: str | None = Field(None, description="e.g. the authors")
@@ -142,6 +154,11 @@ class SearchResponse(BaseModel):
     took_ms: float
     stages: Stages
     hits: list[HitOut]
+    good_match: bool | None = Field(
+        None,
+        description="false: no good match, no hit reaches relevance 0.5 (the nearest items are still "
+        "returned); null: no relevance scale (see HitOut.relevance)",
+    )
     experiment: ExperimentShown | None = Field(
         None, description="set when the hits are an online experiment's list (see docs/online.md)"
     )
