@@ -203,7 +203,7 @@ class SearchPipeline:
         exact: bool = False,
         collapse: bool = True,
     ) -> SearchResult:
-        """The k best items for a query text; `using` a version or recipe (default: the active version)."""
+        """The k best items for a query text; `using` a version or recipe (default: the default search)."""
         if not query or not query.strip():
             raise EmbedscopeError("empty query")
         return self.search_many([query], k, using=using, where=where, exact=exact, collapse=collapse)[0]

@@ -48,11 +48,15 @@ class SearchRequest(_Strict):
     where: str | None = Field(
         None,
         max_length=WHERE_MAX,
-        description="metadata filter",
-        examples=["published_year >= 2000 and categories contains 'Fiction'"],
+        description="metadata filter: comparisons, and/or/not, in [...]; `contains` is a substring test "
+        "('Fiction' also matches 'Juvenile Nonfiction'), `has` an element test (a list's element or a "
+        "comma-separated part of a text), `startswith` a prefix test; all ignore case",
+        examples=["published_year >= 2000 and categories has 'Fiction'"],
     )
     version: str | None = Field(
-        None, description="embedding version or search recipe, e.g. hybrid (default: the active version)"
+        None,
+        description="embedding version or search recipe, e.g. hybrid (default: the collection's default "
+        "search, `default_search` in its info)",
     )
     encoder: str | None = Field(
         None, description="pick the version built with this encoder (alternative to `version`)"
