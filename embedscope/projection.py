@@ -21,6 +21,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
@@ -132,15 +133,20 @@ def project(
     sample: int = DEFAULT_SAMPLE,
     seed: int = 0,
     lock: AbstractContextManager[Any] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Projection:
     """2-D coordinates of up to `sample` items of a version, from the cache when it has them.
 
     `lock` is held around the collection's store reads only, never around the computation (the
-    server passes its reader lock, so searches go on while a projection is computed)."""
+    server passes its reader lock, so searches go on while a projection is computed). `progress`
+    is told each stage as it starts: "loading", "reducing", "layout" (the long one: UMAP on 5,000
+    books takes minutes on two cores, its first run also compiles numba code)."""
+    step = progress or (lambda stage: None)
     if method not in METHODS:
         raise EmbedscopeError(f"unknown projection method '{method}'; valid: {', '.join(METHODS)}")
     if sample < 3:
         raise EmbedscopeError("--sample must be at least 3")
+    step("loading")
     with lock or nullcontext():
         name = resolve_version(collection, version)
         v = collection.load_version(name)
@@ -157,7 +163,9 @@ def project(
     rows = (
         np.arange(n) if n <= sample else np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
     )
+    step("reducing")
     x = _reduce(v.data.vectors[rows], method, seed)
+    step("layout")
     xy = np.asarray(_embed_2d(x, method, seed), dtype=np.float32)
     ids = [v.data.ids[r] for r in rows]
     seconds = round(time.perf_counter() - started, 2)

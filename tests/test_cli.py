@@ -148,7 +148,7 @@ def test_demo_from_url_downloads_once(tmp_path: Path, books_frame: pd.DataFrame)
         proc = run(["demo", "--data", url, "--collection", "web"], env_home)
         assert "40 books" in proc.stdout
         # the default: BM25 + MiniLM, and the hybrid recipe answers searches without a --version
-        assert "searches use the recipe hybrid(bm25+minilm" in proc.stdout
+        assert "default search: the recipe hybrid(bm25+minilm" in proc.stdout
         (served / "books.csv").unlink()  # a second run must use the cache, not the server
         again = run(["demo", "--data", url, "--collection", "web"], env_home)
         assert "0 encoded, 40 reused" in again.stdout

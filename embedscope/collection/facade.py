@@ -253,9 +253,11 @@ class Collection:
                 f"(versions: {versions}; recipes: {recipes})"
             )
 
-    def delete_version(self, version: str) -> None:
-        self.store.delete_version(version)
-        self._loaded.forget(version)
+    def delete_version(self, version: str) -> dict[str, Any]:
+        """Delete a version (items kept): `summary()`, "was_active", "broken_recipes" (that fused it)."""
+        was_active = self._loaded.delete(version)
+        broken = sorted(n for n, r in self.stored_recipes().items() if version in r.parts)
+        return {**self.summary(), "was_active": was_active, "broken_recipes": broken}
 
     def set_default_index(self, kind: str) -> None:
         """The index new versions get unless `embed(index=...)` says otherwise."""
@@ -314,7 +316,7 @@ class Collection:
         local = {**kwargs, "engine": "local", "address": None}
         self.embed(plan.sparse, plan.sparse_params, version=plan.sparse, **local)
         dense = self.embed(plan.dense, plan.dense_params, version=plan.dense, **kwargs)
-        self.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe)
+        self.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe, replace=True)
         if activate:
             self.activate(plan.dense)
             self.activate(HYBRID)
@@ -345,10 +347,11 @@ class Collection:
         params: dict[str, Any] | None = None,
         weights: Sequence[float] | None = None,
         depth: int = _recipe.DEFAULT_DEPTH,
+        replace: bool = False,
     ) -> _recipe.Recipe:
-        """Store (or replace) a named search configuration fusing versions; search it by its name."""
+        """Store a named search configuration fusing versions (replacing one only with `replace`)."""
         recipe = _recipe.make_recipe(name, parts, fusion=fusion, params=params, weights=weights, depth=depth)
-        return _recipe.save_recipe(self.store, recipe, self.versions(), self.name)
+        return _recipe.save_recipe(self.store, recipe, self.versions(), self.name, replace=replace)
 
     @_holding_writer_lock
     def delete_recipe(self, name: str) -> None:
@@ -436,6 +439,12 @@ class Collection:
             "versions": versions,
             "recipes": [{**r.to_dict(), "stored": n in stored} for n, r in self.recipes().items()],
         }
+
+    def summary(self) -> dict[str, Any]:
+        """What `embedscope collections` and the server's listings show of the collection."""
+        active = self.store.get_setting("active_version")
+        default = self.default_search if active else None
+        return checks.summary(self.store, self.name, len(self), active, default)
 
     def check(self) -> dict[str, Any]:
         """Whether every version can answer: its files present and loadable, ids, vectors and index

@@ -271,7 +271,12 @@ class CollectionInfo(BaseModel):
 class CollectionSummary(BaseModel):
     name: str
     items: int
-    active_version: str | None
+    active_version: str | None = Field(
+        description="the version whose vectors more-like-this, recommendations and maps use"
+    )
+    default_search: str | None = Field(
+        None, description="what a search with no version uses: the active version or a recipe"
+    )
     versions: list[str]
 
 
