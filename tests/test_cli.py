@@ -85,7 +85,10 @@ def test_similar_and_info(cli_home: Path, books_frame: pd.DataFrame) -> None:
     assert len(hits) == 3 and item not in [h["id"] for h in hits]
     info = json.loads(run(["info", "books", "--json"], cli_home).stdout)
     assert info["items"] == 120 and info["active_version"] == "minilm"
-    assert json.loads(run(["collections", "--json"], cli_home).stdout) == ["books"]
+    listed = json.loads(run(["collections", "--json"], cli_home).stdout)
+    assert [(c["name"], c["items"], c["versions"], c["default_search"]) for c in listed] == [
+        ("books", 120, ["minilm"], "minilm")
+    ]
     # a collection made with --store is found by name through its pointer file
     assert (cli_home / "books" / "store.json").exists() == info["store"].startswith("postgresql://")
     assert info["metadata_fields"]["published_year"].startswith("int")

@@ -403,6 +403,7 @@ class ProjectionOut(BaseModel):
     available: list[str] = Field(description="methods with coordinates cached for this version and sample")
     ids: list[str]
     titles: list[str]
+    details: list[str] = Field([], description="per point: authors · year · categories, shown on hover")
     x: list[float]
     y: list[float]
     color_by: str | None = None
