@@ -126,3 +126,17 @@ def test_ray_cli_starts_and_stops_its_own_local_ray(home: Path, books_frame: pd.
         [*cli, "--encoder", "tfidf", "--engine", "ray"], capture_output=True, text=True, env=env, timeout=60
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_the_ray_extra_installs_the_client_that_ray_addresses_need() -> None:
+    """README: `--engine ray --address ray://head:10001` after `pip install -e ".[ray]"`. A ray://
+    address goes through Ray Client, which needs grpcio: `ray[data]` alone does not install it and
+    such an address failed on import (issue 17), so the extra is `ray[data,client]`."""
+    import importlib.util
+    import tomllib
+
+    extra = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    ray_extra = " ".join(extra["project"]["optional-dependencies"]["ray"])
+    assert "client" in ray_extra, ray_extra
+    assert importlib.util.find_spec("grpc") is not None, "pip install -e '.[ray]' (grpcio for ray://)"
+    from ray.util.client import ray as client  # noqa: F401 - imports grpc: fails without the extra

@@ -253,9 +253,11 @@ class Collection:
     def _info(self, version: str | VersionInfo) -> VersionInfo:
         return version if isinstance(version, VersionInfo) else self.store.get_version(version)
 
-    def delete_version(self, version: str) -> None:
-        self.store.delete_version(version)
-        self._loaded.forget(version)
+    def delete_version(self, version: str) -> dict[str, Any]:
+        """Delete a version (items kept): `summary()`, "was_active", "broken_recipes" (that fused it)."""
+        was_active = self._loaded.delete(version)
+        broken = sorted(n for n, r in self.stored_recipes().items() if version in r.parts)
+        return {**self.summary(), "was_active": was_active, "broken_recipes": broken}
 
     def set_default_index(self, kind: str) -> None:
         """The index new versions get unless `embed(index=...)` says otherwise."""
@@ -285,18 +287,11 @@ class Collection:
         the version's own (a new version: the item's text), "{text}" is the item's text.
         If the version exists with the same encoder configuration and document, only items whose
         document changed are encoded (the fitted encoder is reused unless `refit`); deleted items are
-        dropped. The
-        collection's writer lock is held throughout: a second writer waits briefly, then gets
-        ConflictError "busy", rather than both encoding and the last one silently winning.
+        dropped. The collection's writer lock is held throughout: a second writer waits briefly, then
+        gets ConflictError "busy", rather than both encoding and the last one silently winning.
         `engine="ray"` encodes on a Ray cluster (`address`, else a local Ray); everything else,
         the incremental choice and the write through the store included, is the same."""
-        run = {
-            "batch_size": batch_size,
-            "refit": refit,
-            "progress": progress,
-            "engine": engine,
-            "address": address,
-        }
+        run = dict(batch_size=batch_size, refit=refit, progress=progress, engine=engine, address=address)
         if encoder == HYBRID:
             if document is not None:
                 raise EmbedscopeError(embedding.HYBRID_DOCUMENTS)
@@ -331,7 +326,7 @@ class Collection:
         dense = self.embed(
             plan.dense, plan.dense_params, version=plan.dense, document=plan.dense_document, **kwargs
         )
-        self.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe)
+        self.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe, replace=True)
         if activate:
             self.activate(plan.dense)
             self.activate(HYBRID)
@@ -363,14 +358,15 @@ class Collection:
         weights: Sequence[float] | None = None,
         depth: int = _recipe.DEFAULT_DEPTH,
         stages: Mapping[str, Any] | None = None,
+        replace: bool = False,
     ) -> _recipe.Recipe:
-        """Store (or replace) a named search configuration fusing versions; search it by its name.
-        `stages`: query stages by name with their options (embedscope.search.query), e.g.
-        {"split": {"fuse": "max"}, "rm3": {}}."""
+        """Store a named search configuration fusing versions (replacing one only with `replace`);
+        search it by its name. `stages`: query stages by name with their options
+        (embedscope.search.query), e.g. {"split": {"fuse": "max"}, "rm3": {}}."""
         recipe = _recipe.make_recipe(
             name, parts, fusion=fusion, params=params, weights=weights, depth=depth, stages=stages
         )
-        return _recipe.save_recipe(self.store, recipe, self.versions(), self.name)
+        return _recipe.save_recipe(self.store, recipe, self.versions(), self.name, replace=replace)
 
     @_holding_writer_lock
     def delete_recipe(self, name: str) -> None:
@@ -446,6 +442,10 @@ class Collection:
         return checks.describe(
             self.name, self.store, frame, recipes, stored, lambda: self.default_search, self.document_hashes
         )
+
+    def summary(self) -> dict[str, Any]:
+        """What `embedscope collections` and the server's listings show of the collection."""
+        return checks.summary(self.store, self.name, len(self), lambda: self.default_search)
 
     def check(self) -> dict[str, Any]:
         """Whether every version can answer: its files present and loadable, ids, vectors and index
