@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 from rich.table import Table
 
-from embedscope.cli.app import app, console, err_console, print_json
+from embedscope.cli.app import app, console, err_console, print_json, progress_bar
 from embedscope.cli.options import CollectionArg, JsonOpt
 
 
@@ -34,15 +33,8 @@ class _Bars:
     """One Rich progress bar per stage (e.g. 'minilm', 'minilm queries'), on stderr so --json stays clean."""
 
     def __init__(self) -> None:
-        self.progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        )
-        self.tasks: dict[str, TaskID] = {}
+        self.progress = progress_bar(out=err_console, transient=True)
+        self.tasks: dict[str, Any] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage not in self.tasks:

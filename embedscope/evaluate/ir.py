@@ -454,7 +454,7 @@ def evaluate_beir(
     for name in names:
         if name in FUSED:
             parts = FUSED[name]
-            col.create_recipe(name, [versions[p] for p in parts], **(hybrid or DEFAULT_HYBRID))
+            col.create_recipe(name, [versions[p] for p in parts], **(hybrid or DEFAULT_HYBRID), replace=True)
             run, ms, empty = retrieve(col, name, queries, k, progress, pipe)
             results[name] = EncoderResult(
                 encoder=name,
