@@ -348,7 +348,7 @@ class Collection:
     @_holding_writer_lock
     def embed(
         self,
-        encoder: str = "minilm",
+        encoder: str | Encoder = "minilm",
         params: dict[str, Any] | None = None,
         *,
         version: str | None = None,
@@ -368,8 +368,10 @@ class Collection:
         collection's writer lock is held throughout: a second writer waits briefly, then gets
         ConflictError "busy", rather than both encoding and the last one silently winning.
         `engine="ray"` encodes on a Ray cluster (`address`, else a local Ray); everything else,
-        the incremental choice and the write through the store included, is the same."""
-        if encoder == HYBRID:
+        the incremental choice and the write through the store included, is the same.
+        `encoder` may also be an Encoder the caller made (`embedscope tune`'s, which learns from
+        pairs beyond the items): it is fitted here unless it already is (or `refit`)."""
+        if isinstance(encoder, str) and encoder == HYBRID:
             return self._embed_hybrid(
                 params,
                 batch_size=batch_size,
@@ -379,8 +381,13 @@ class Collection:
                 engine=engine,
                 address=address,
             )
+        if isinstance(encoder, Encoder):
+            if params:
+                raise EmbedscopeError("give the parameters to the encoder object, not to embed()")
+            enc, encoder = encoder, encoder.name
+        else:
+            enc = create_encoder(encoder, params)
         version = _check_name(version or encoder, "version")
-        enc = create_encoder(encoder, params)
         runner = create_engine(engine, address=address)
         runner.check(enc)
         items = list(self.store.iter_items())
@@ -414,8 +421,8 @@ class Collection:
                 if current.get(i) == h
             }
             old_vectors = data.vectors
-        elif enc.requires_fit:
-            enc.fit([i.text for i in items])
+        elif enc.requires_fit and (refit or not enc.fitted):
+            enc.fit_items([i.text for i in items], [i.metadata for i in items])
         fit_s = time.perf_counter() - started
         todo = [i for i in items if i.id not in old_rows]
         new_vectors = (

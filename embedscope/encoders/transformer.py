@@ -293,7 +293,7 @@ class TransformerEncoder(Encoder):
             if precision == "int8" and not self._uses_openvino():
                 raise EmbedscopeError("precision int8 runs on the CPU only: use device=cpu")
             self._model = load_sentence_transformer(
-                self.params["model"],
+                self._model_path(),
                 int(self.params["max_seq_length"]),
                 "fp32" if self._uses_openvino() else precision,
                 resolve_device(self.params["device"]),
@@ -356,6 +356,8 @@ class TransformerEncoder(Encoder):
 
     # --- encoding ------------------------------------------------------------------------------
     def _model_path(self) -> str:
+        """The model folder every runtime loads and every export cache is keyed by (a subclass with
+        weights of its own, `tuned`, answers with a folder named by a hash of them)."""
         return resolve_model_path(self.params["model"])
 
     def _fp32_xml(self) -> Path:
@@ -429,7 +431,7 @@ class TransformerEncoder(Encoder):
         if self._onnx is None:
             path = onnx_query.export_path(self._model_path())
             if not path.exists():
-                fp32 = load_sentence_transformer(self.params["model"], int(self.params["max_seq_length"]))
+                fp32 = load_sentence_transformer(self._model_path(), int(self.params["max_seq_length"]))
                 onnx_query.export(fp32, path)
             self._onnx = onnx_query.session(path)
         return self._onnx
