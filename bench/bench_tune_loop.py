@@ -28,6 +28,8 @@ import os
 import random
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +87,13 @@ def main() -> None:
     from embedscope.evaluate.ir import _embed, corpus_collection
     from embedscope.experiments import Experiments, clicked_pairs
     from embedscope.experiments import report as experiment_report
+    from embedscope.search.recipe import DEFAULT_HYBRID
     from embedscope.sources import load_beir
 
     ds = load_beir(SCIFACT)
     col, _ = corpus_collection(ds, "beir-scifact")
-    for enc in ("bm25", "minilm", "tuned"):
-        _embed(col, enc, None)
+    for name in ("bm25", "minilm"):
+        _embed(col, name, None)
     judged = sorted(ds.qrels)
     order = np.random.default_rng(SEED).permutation(len(judged))
     logged = {judged[i]: ds.queries[judged[i]] for i in order[: len(judged) // 2]}
@@ -98,7 +101,7 @@ def main() -> None:
 
     # 1-2. the log: users of the deployed configurations click
     exps = Experiments.of(col, fsync=False)
-    before = {"minilm": "minilm", "hybrid": hybrid_with(col, "minilm", "hybrid")}
+    before = {"minilm": "minilm", "hybrid": hybrid_with("minilm", "hybrid")}
     if LOG not in {e.name for e in exps.list()}:
         lists = {k: top(r) for k, r in runs(col, logged, before, k=DEPTH).items()}
         simulate(exps, LOG, lists, "minilm", "hybrid", logged, ds.qrels, args.log_impressions, SEED)
@@ -112,16 +115,21 @@ def main() -> None:
     have = {v.name: v for v in col.versions()}
     if "tuned-clicks" not in have or have["tuned-clicks"].encoder != enc.config():
         enc.add_pairs(pairs)  # type: ignore[attr-defined]
-        col.embed(enc, version="tuned-clicks", index="exact", refit=True)
+        # fitted before `embed`, which then only encodes: the collection's writer lock is held for
+        # minutes, not for the training (another process may be embedding the same collection)
+        items = col.items()
+        enc.fit_items([i.text for i in items], [i.metadata for i in items])
+        when_free(lambda: col.embed(enc, version="tuned-clicks", index="exact"))
+    when_free(lambda: _embed(col, "tuned", None))  # ICT only: what `evaluate -e tuned` builds
 
     # 4. evaluate on queries the tuning never saw
     usings = {
         "minilm": "minilm",
         "tuned": "tuned",
         "tuned-clicks": "tuned-clicks",
-        "hybrid": "hybrid",
-        "hybrid-tuned": hybrid_with(col, "tuned", "hybrid-tuned"),
-        "hybrid-tuned-clicks": hybrid_with(col, "tuned-clicks", "hybrid-tuned-clicks"),
+        "hybrid": before["hybrid"],
+        "hybrid-tuned": hybrid_with("tuned", "hybrid-tuned"),
+        "hybrid-tuned-clicks": hybrid_with("tuned-clicks", "hybrid-tuned-clicks"),
     }
     compare = [
         ("minilm", "tuned-clicks"),
@@ -155,7 +163,9 @@ def main() -> None:
     # 6. activate the winner
     activated = out["winner"] == "b" and out["test"]["p"] < 0.05
     if activated:
-        col.activate("hybrid-tuned-clicks")
+        recipe = usings["hybrid-tuned-clicks"]
+        when_free(lambda: col.create_recipe(recipe.name, recipe.parts, **DEFAULT_HYBRID))
+        col.activate(recipe.name)
     extra = {
         "queries": {"logged": len(logged), "held_out": len(held)},
         "log": {"impressions": args.log_impressions, "clicks": len(clicks), "clicks_on_relevant": relevant,
@@ -167,6 +177,19 @@ def main() -> None:
     }  # fmt: skip
     print(extra)
     report("tune-loop", "log -> tune -> evaluate on SciFact (p: paired randomisation test)", rows, extra)
+
+
+def when_free(action: Callable[[], Any], wait_s: float = 30.0, tries: int = 480) -> Any:
+    """Run a write, waiting while another process holds the collection's writer lock (a long
+    `evaluate` embedding the same collection)."""
+    from embedscope.errors import ConflictError
+
+    for _ in range(tries):
+        try:
+            return action()
+        except ConflictError:
+            time.sleep(wait_s)
+    return action()
 
 
 def _qid(queries: dict[str, str], text: str) -> str:

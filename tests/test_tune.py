@@ -127,8 +127,8 @@ def test_tuned_version_records_its_training_and_stores_its_model(tuned_books) ->
     col, root, _, info = tuned_books
     params = info.encoder["params"]
     assert info.encoder["name"] == "tuned"
-    recorded = {"base": "all-MiniLM-L6-v2", "pairs": "title,categories,ict", "loss": "mnrl", "epochs": 1}
-    recorded.update({"batch_size": 16, "lr": 2e-5, "warmup": 0.1, "seed": 0})
+    recorded = {"base": "all-MiniLM-L6-v2", "pairs": "title,categories,ict", "epochs": 1}
+    recorded.update({"loss": "cached_mnrl", "batch_size": 16, "lr": 2e-5, "warmup": 0.1, "seed": 0})
     assert {k: params[k] for k in recorded} == recorded
     enc = col.encoder("tuned")
     record = enc.training
@@ -222,3 +222,29 @@ def test_tune_from_clicks(books_frame: pd.DataFrame, run_cli, home: Path) -> Non
     assert result["training"]["pairs"] == {"title": 16, "clicks": 3}
     bad = run_cli("tune", "books", "--from", "nope")
     assert bad.returncode == 2 and "no version 'nope' to tune from" in bad.stderr
+
+
+@pytest.mark.slow
+def test_tuned_version_in_postgresql(tuned_books, pg_server, tmp_path: Path) -> None:  # noqa: ANN001
+    """The PostgreSQL store keeps the tuned model in the database (the version's packed encoder):
+    a fitted encoder object is embedded as is (nothing re-tuned), and a reopened collection
+    searches with the same model."""
+    from conftest import new_database
+
+    from embedscope import Collection
+
+    col, _, frame, _ = tuned_books
+    enc = col.encoder("tuned")
+    pg = Collection.create("books", root=tmp_path, store=new_database(pg_server))
+    pg.ingest(frame.head(48), id_field="isbn13", template="{title}. {description}", metadata=META)
+    info = pg.embed(enc, index="exact")
+    assert info.encoder == enc.config() and info.stats["fit_seconds"] < 5
+    again = Collection.open("books", root=tmp_path)
+    assert again.encoder("tuned").training["digest"] == enc.training["digest"]
+    ids, vectors = again.vectors("tuned")
+    stored_ids, stored = col.vectors("tuned")  # the embedded store's vectors of the same books
+    assert np.allclose(vectors, stored[[stored_ids.index(i) for i in ids]], atol=1e-5)
+    query = enc.encode_queries(["a family saga in a small town"])[0]
+    expected = [ids[r] for r in np.argsort(-(vectors @ query))[:5]]
+    hits = again.search("a family saga in a small town", 5, version="tuned", collapse=False)
+    assert [h.id for h in hits] == expected

@@ -51,8 +51,9 @@ def tune(
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 2e-5,
     seed: Annotated[int, typer.Option(help="Seed of the pairs, the batches and the model's dropout.")] = 0,
     loss: Annotated[
-        str, typer.Option(help="mnrl, or cached_mnrl (same gradients, constant memory).")
-    ] = "mnrl",
+        str,
+        typer.Option(help="cached_mnrl (constant memory), or mnrl (the same gradients, all in memory)."),
+    ] = "cached_mnrl",
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="Other `tuned` parameter key=value (see `embedscope encoders`)."),
