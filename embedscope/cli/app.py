@@ -40,14 +40,15 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def progress_bar(description: str) -> Progress:
+def progress_bar(description: str, *, stderr: bool = False) -> Progress:
+    """A progress bar on stdout, or on stderr (`stderr`: a command printing --json keeps stdout JSON)."""
     return Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console,
+        console=err_console if stderr else console,
         transient=False,
     )
 

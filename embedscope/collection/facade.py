@@ -279,7 +279,7 @@ class Collection:
     @_holding_writer_lock
     def embed(
         self,
-        encoder: str = "minilm",
+        encoder: str | Encoder = "minilm",
         params: dict[str, Any] | None = None,
         *,
         version: str | None = None,
@@ -294,7 +294,7 @@ class Collection:
         document: str | None = None,
     ) -> VersionInfo:
         """Encode the collection into the embedding version `version` (default: the encoder name).
-
+        `encoder` is a name, or an Encoder made by the caller (`tune`'s): fitted here unless it is.
         `document` is the template each item is encoded as (`embedscope.encoders.document`, e.g.
         "{title}. {authors}. {categories}. {text}", boosts for BM25F: "{title^2} {text}"); None keeps
         the version's own (a new version: the item's text), "{text}" is the item's text.
@@ -315,7 +315,7 @@ class Collection:
             if document is not None:
                 raise EmbedscopeError(embedding.HYBRID_DOCUMENTS)
             return _embed_hybrid(self, params, activate=activate, **run)
-        version = check_name(version or encoder, "version")
+        version = check_name(version or embedding.encoder_name(encoder), "version")
         embedding.embed_version(
             self.store,
             self.name,
