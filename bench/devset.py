@@ -280,7 +280,9 @@ def system_runs(cache: Path, root: Path | None, depth: int) -> dict[str, dict[st
         pipe = SearchPipeline(col, encode=MemoEncoder())
         for label, (_, enc, params) in systems.items():
             if enc == "hybrid":
-                col.create_recipe("pool-hybrid", ["bm25", "minilm"], **(DEFAULT_HYBRID | (params or {})))
+                col.create_recipe(
+                    "pool-hybrid", ["bm25", "minilm"], **(DEFAULT_HYBRID | (params or {})), replace=True
+                )
                 using = "pool-hybrid"
             else:
                 using = _embed(col, enc, None, params)[0].name

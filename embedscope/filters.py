@@ -2,8 +2,13 @@
 
 The expression is parsed with Python's own `ast` (so precedence, quoting and parentheses work as
 people expect) and only a whitelist of nodes is evaluated: comparisons of a field with literals,
-`and`/`or`/`not`, `in [...]`, and `contains`/`startswith` written as `field contains 'x'`. Nothing
-is ever `eval`-ed. One walker reads the tree; two emitters give it meaning: a vectorised pandas
+`and`/`or`/`not`, `in [...]`, and three word operators written as `field contains 'x'`:
+`contains` is a case-insensitive SUBSTRING test (`categories contains 'fiction'` also matches
+"Juvenile Nonfiction"), `has` a case-insensitive ELEMENT test (the value is one element of a list
+field, or the whole text or one comma/semicolon-separated part of a text field: `categories has
+'Fiction'` matches "Fiction" and "History, Fiction", not "Juvenile Fiction" or "Nonfiction"), and
+`startswith` a case-insensitive prefix test.
+Nothing is ever `eval`-ed. One walker reads the tree; two emitters give it meaning: a vectorised pandas
 evaluation over a frame of metadata (the embedded store), and parameterised SQL over a JSONB
 column (the PostgreSQL store), where field names and values are always bound parameters, never
 text in the statement. Both follow the same rules: a missing value fails every comparison except
@@ -20,6 +25,7 @@ import ast
 import io
 import json
 import operator
+import re
 import tokenize
 from collections.abc import Collection
 from typing import Any
@@ -39,13 +45,15 @@ _CMP = {
     ast.Gt: operator.gt,
     ast.GtE: operator.ge,
 }
-_WORD_OPS = ("contains", "startswith")
+_WORD_OPS = ("contains", "has", "startswith")
+#: what separates the parts of a text field for `has` (a CSV cell holding several categories)
+_PARTS = r"\s*[,;]\s*"
 _SCALAR = (str, int, float, bool, type(None))
 _EXAMPLE = "write e.g. \"year >= 2000 and categories contains 'Fiction'\""
 
 
 def _rewrite(expr: str) -> str:
-    """Rewrite the two word operators and `=` on the token stream, so string literals are never touched.
+    """Rewrite the word operators and `=` on the token stream, so string literals are never touched.
 
     `f contains 'x'` -> `f.contains('x')` would allow attribute calls; a marker operator is used
     instead: `f @ 'contains' @ 'x'` is parsed as a matmul BinOp that `_eval` recognises. A lone `=`
@@ -194,7 +202,7 @@ def _walk(node: ast.AST, emit: Any) -> Any:
             field, word, value = _field(inner.left), _literal(inner.right), str(_literal(node.right))
             if word not in _WORD_OPS:  # a user's own `a @ 'x' @ 'y'`, not one of ours
                 raise EmbedscopeError(f"filter: unsupported expression {ast.unparse(node)!r}")
-            return emit.contains(field, value) if word == "contains" else emit.startswith(field, value)
+            return getattr(emit, str(word))(field, value)
     raise EmbedscopeError(f"filter: unsupported expression {ast.unparse(node)!r}")
 
 
@@ -237,6 +245,23 @@ class _PandasEmitter:
 
     def startswith(self, field: str, value: str) -> pd.Series:
         return self.frame[field].astype("string").str.lower().str.startswith(value.lower())
+
+    def has(self, field: str, value: str) -> pd.Series:
+        wanted = value.strip().casefold()
+
+        def test(v: Any) -> bool:
+            if isinstance(v, list | tuple | np.ndarray):
+                parts = [str(x) for x in v]
+            elif isinstance(v, str):
+                parts = re.split(_PARTS, v)
+            elif v is None or (isinstance(v, float) and np.isnan(v)):
+                return False
+            else:
+                parts = [json.dumps(v) if isinstance(v, bool) else str(v)]
+            return any(p.strip().casefold() == wanted for p in parts)
+
+        # row by row (a Python test per value): lists and split texts have no vectorised form in pandas
+        return self.frame[field].map(test).astype(bool)
 
 
 # what pandas.to_numeric accepts in a string (plus inf); anything else is not a number
@@ -303,6 +328,21 @@ class _SqlEmitter:
     def contains(self, field: str, value: str) -> str:
         test = f"strpos(lower({self._text(field)}), lower(%s)) > 0"
         self.params.append(value)
+        return f"coalesce({test}, false)"
+
+    def has(self, field: str, value: str) -> str:
+        # placeholders in statement order: each fragment appends its parameters as it is built
+        kind = f"jsonb_typeof({self._value(field)})"
+        array = self._value(field)
+        self.params.append(value)
+        same = "lower(trim({})) = lower(trim(%s))"
+        element = f"EXISTS (SELECT 1 FROM jsonb_array_elements_text({array}) e WHERE {same.format('e')})"
+        text = self._text(field)
+        self.params += [_PARTS, value]
+        part = f"EXISTS (SELECT 1 FROM regexp_split_to_table({text}, %s) p WHERE {same.format('p')})"
+        scalar = f"lower({self._text(field)}) = lower(trim(%s))"
+        self.params.append(value)
+        test = f"CASE {kind} WHEN 'array' THEN {element} WHEN 'string' THEN {part} ELSE {scalar} END"
         return f"coalesce({test}, false)"
 
     def startswith(self, field: str, value: str) -> str:

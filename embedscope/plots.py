@@ -17,12 +17,13 @@ def pyplot():  # noqa: ANN202 - matplotlib's module type
     return plt
 
 
-def save(fig, path: str | Path, dpi: int = 120) -> Path:  # noqa: ANN001 - a matplotlib Figure
-    """Lay out, write (creating the folder) and close a figure."""
+def save(fig, path: str | Path, dpi: int = 120, *, tight: bool = False) -> Path:  # noqa: ANN001
+    """Lay out, write (creating the folder) and close a figure (`tight`: crop to what is drawn,
+    a legend placed outside the axes included)."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight" if tight else None)
     pyplot().close(fig)
     return path
 

@@ -21,6 +21,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
@@ -132,15 +133,20 @@ def project(
     sample: int = DEFAULT_SAMPLE,
     seed: int = 0,
     lock: AbstractContextManager[Any] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Projection:
     """2-D coordinates of up to `sample` items of a version, from the cache when it has them.
 
     `lock` is held around the collection's store reads only, never around the computation (the
-    server passes its reader lock, so searches go on while a projection is computed)."""
+    server passes its reader lock, so searches go on while a projection is computed). `progress`
+    is told each stage as it starts: "loading", "reducing", "layout" (the long one: UMAP on 5,000
+    books takes minutes on two cores, its first run also compiles numba code)."""
+    step = progress or (lambda stage: None)
     if method not in METHODS:
         raise EmbedscopeError(f"unknown projection method '{method}'; valid: {', '.join(METHODS)}")
     if sample < 3:
         raise EmbedscopeError("--sample must be at least 3")
+    step("loading")
     with lock or nullcontext():
         name = resolve_version(collection, version)
         v = collection.load_version(name)
@@ -157,7 +163,9 @@ def project(
     rows = (
         np.arange(n) if n <= sample else np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
     )
+    step("reducing")
     x = _reduce(v.data.vectors[rows], method, seed)
+    step("layout")
     xy = np.asarray(_embed_2d(x, method, seed), dtype=np.float32)
     ids = [v.data.ids[r] for r in rows]
     seconds = round(time.perf_counter() - started, 2)
@@ -193,13 +201,16 @@ def point_data(
         raise EmbedscopeError(f"--color-by: no metadata field '{color_by}' (fields: {fields})")
     keep = [i for i, it in enumerate(items) if it is not None]
     kept = [items[i] for i in keep]
+    looks = [show(it.text, it.metadata, fields) for it in kept]
     xy = proj.xy[keep]
     out: dict[str, Any] = {
         "collection": proj.collection,
         "version": proj.version,
         "method": proj.method,
         "ids": [it.id for it in kept],
-        "titles": [show(it.text, it.metadata, fields).title for it in kept],
+        "titles": [shown.title for shown in looks],
+        # what hover shows under the title: authors, year, categories (display.show's look)
+        "details": [" · ".join(x for x in (s.subtitle, s.year, ", ".join(s.tags[:3])) if x) for s in looks],
         "x": [round(float(a), 4) for a in xy[:, 0]],
         "y": [round(float(b), 4) for b in xy[:, 1]],
         "color_by": color_by,
@@ -239,32 +250,48 @@ def point_data(
 
 
 def write_png(points: dict[str, Any], path: str | Path) -> Path:
-    from embedscope.plots import pyplot, save
+    """The map as a picture that reads: 11 x 8 inches at 150 dpi (about 1600 x 1200 pixels once
+    cropped to what is drawn), points sized for their number, equal axes (distances mean the same
+    both ways), the legend outside the points, on the right."""
+    from embedscope.plots import save
+
+    return save(map_figure(points), path, 150, tight=True)
+
+
+def map_figure(points: dict[str, Any]) -> Any:
+    """The matplotlib Figure `write_png` saves."""
+    from embedscope.plots import pyplot
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 6))
+    n = len(points["ids"])
+    fig, ax = plt.subplots(figsize=(11, 8))
     colors = points["colors"] or PALETTE[0]
-    ax.scatter(points["x"], points["y"], s=2.5, c=colors, linewidths=0, alpha=0.8)
+    size = float(np.clip(30_000 / max(n, 1), 3, 40))  # ~6 at 5,000 points, bigger for small maps
+    ax.scatter(points["x"], points["y"], s=size, c=colors, linewidths=0, alpha=0.75)
+    ax.set_aspect("equal", adjustable="datalim")
     if points["legend"]:
         from matplotlib.lines import Line2D
 
         handles = [
-            Line2D([], [], ls="", marker="o", ms=5, color=e["color"], label=e["label"])
+            Line2D([], [], ls="", marker="o", ms=8, color=e["color"], label=e["label"])
             for e in points["legend"]
         ]
         ax.legend(
             handles=handles,
-            fontsize=7,
-            loc="best",
-            framealpha=0.85,
+            fontsize=10,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
             title=points["color_by"],
-            title_fontsize=8,
+            title_fontsize=11,
         )
     ax.set_xticks([])
     ax.set_yticks([])
-    what = f"{points['method'].upper()} of {len(points['ids']):,} items"
-    ax.set_title(f"{points['collection']} / {points['version']}: {what}", fontsize=10)
-    return save(fig, path, 90)
+    for side in ax.spines.values():
+        side.set_color("#cccccc")
+    what = f"{points['method'].upper()} of {n:,} items"
+    ax.set_title(f"{points['collection']} / {points['version']}: {what}", fontsize=13)
+    return fig
 
 
 def map_script() -> str:

@@ -85,7 +85,10 @@ def test_similar_and_info(cli_home: Path, books_frame: pd.DataFrame) -> None:
     assert len(hits) == 3 and item not in [h["id"] for h in hits]
     info = json.loads(run(["info", "books", "--json"], cli_home).stdout)
     assert info["items"] == 120 and info["active_version"] == "minilm"
-    assert json.loads(run(["collections", "--json"], cli_home).stdout) == ["books"]
+    listed = json.loads(run(["collections", "--json"], cli_home).stdout)
+    assert [(c["name"], c["items"], c["versions"], c["default_search"]) for c in listed] == [
+        ("books", 120, ["minilm"], "minilm")
+    ]
     # a collection made with --store is found by name through its pointer file
     assert (cli_home / "books" / "store.json").exists() == info["store"].startswith("postgresql://")
     assert info["metadata_fields"]["published_year"].startswith("int")
@@ -151,7 +154,7 @@ def test_demo_from_url_downloads_once(tmp_path: Path, books_frame: pd.DataFrame)
         proc = run(["demo", "--data", url, "--collection", "web"], env_home)
         assert "40 books" in proc.stdout
         # the default: BM25 + MiniLM, and the hybrid recipe answers searches without a --version
-        assert "searches use the recipe hybrid(bm25+minilm" in proc.stdout
+        assert "default search: the recipe hybrid(bm25+minilm" in proc.stdout
         # the best measured configuration, said in full: documents from the fields, the split stage
         said = " ".join(proc.stdout.split())
         assert "minilm encodes {categories}. {text}" in said and "split(by=sentence" in said

@@ -47,3 +47,56 @@ def test_every_command_is_in_the_readme_and_explains_itself(path: str) -> None:
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "bench").glob("bench_*.py")))
 def test_every_benchmark_is_in_the_readme(script: str) -> None:
     assert re.search(rf"python bench/{re.escape(script)}\b", README), f"bench/{script} is not in README.md"
+
+
+def _readme_command_lines() -> list[str]:
+    """Every `embedscope ...` line of the README's bash blocks, without its trailing comment."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():  # continuation lines joined
+            line = line.strip()
+            if line.startswith("embedscope "):
+                lines.append(re.split(r"\s+#\s", line)[0].strip())
+    return lines
+
+
+@pytest.mark.parametrize("line", _readme_command_lines())
+def test_every_readme_command_line_parses(line: str) -> None:
+    """Each command line a reader copies names a real command with options it has, values of the
+    right types (parsed by click as the shell would hand them over, without running it), so the
+    README cannot drift from the CLI (issue 17: `compare-runs` paths, removed options)."""
+    import shlex
+
+    words = shlex.split(line)[1:]
+    words = [w for w in words if not w.startswith("$")]  # shell variables stand for a value
+    path = max(
+        (p for p in COMMANDS if words[: len(p.split())] == p.split()),
+        key=lambda p: len(p.split()),
+        default=None,
+    )
+    if words and words[0].startswith("-"):  # an option of the app itself (`embedscope --help`)
+        path, command, args = "", typer.main.get_command(app), words
+    else:
+        assert path is not None, f"README: `{line}` names no command"
+        command, args = COMMANDS[path], words[len(path.split()) :]
+    try:
+        command.make_context(f"embedscope {path}", args, resilient_parsing=False)  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - typer vendors click: its exception classes, by name
+        kind = type(exc).__name__
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if kind == "Exit" or (kind == "BadParameter" and "does not exist" in message):
+            return  # --help (parsed, printed), or a path an earlier README step creates
+        pytest.fail(f"README: `{line}`: {kind}: {message}")
+
+
+def test_readme_item_ids_are_in_the_shipped_books() -> None:
+    """The ids the README's examples use (similar, delete-items, recommend --items, the Python API)
+    are books of ../shared/data/books/books.csv, so copy-paste works (issue 17: they were not)."""
+    books = ROOT.parent / "shared" / "data" / "books" / "books.csv"
+    if not books.exists():
+        pytest.skip("../shared/data/books/books.csv is absent (the shared data sets sit beside the clone)")
+    import pandas as pd
+
+    shipped = set(pd.read_csv(books, dtype=str, usecols=["isbn13"]).isbn13)
+    mentioned = set(re.findall(r"\b97[89]\d{10}\b", README))
+    assert mentioned and mentioned <= shipped, f"not in the shipped books: {sorted(mentioned - shipped)}"

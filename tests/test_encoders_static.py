@@ -24,6 +24,10 @@ from embedscope.encoders.word_tokens import WordPieceCounter, bert_wordpiece
 from embedscope.sources import load_beir
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
+#: the distillation alone (the recipe before training), and training on the collection's texts
+#: alone, as the default does (named: the general sample's MiniLM vectors take minutes to make)
+UNTRAINED = {"train": False}
+OWN_TEXTS = {"general_sample": "none"}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +40,7 @@ def test_static_distilled_offline_ranks_paraphrases_and_round_trips(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, descriptions: list[str]
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    enc = create_encoder("static")
+    enc = create_encoder("static", UNTRAINED)
     with pytest.raises(NotFittedError):  # corpus weighting counts the collection's tokens first
         enc.encode(["a text"])
     enc.fit(descriptions)
@@ -59,8 +63,8 @@ def test_static_distilled_offline_ranks_paraphrases_and_round_trips(
 
 @pytest.mark.slow
 def test_corpus_weighting_discounts_the_collections_common_tokens(descriptions: list[str]) -> None:
-    corpus = create_encoder("static").fit(descriptions)
-    zipf = create_encoder("static", {"weighting": "zipf", "sif_coefficient": 1e-4})
+    corpus = create_encoder("static", UNTRAINED).fit(descriptions)
+    zipf = create_encoder("static", {**UNTRAINED, "weighting": "zipf", "sif_coefficient": 1e-4})
     table = np.asarray(corpus.static_model.embedding)
     base = np.asarray(corpus._distilled().embedding)  # the same table before weighting
     tokenizer = corpus.static_model.tokenizer
@@ -76,6 +80,86 @@ def test_corpus_weighting_discounts_the_collections_common_tokens(descriptions: 
     np.testing.assert_allclose(corpus.encode([text])[0], expected / np.linalg.norm(expected), atol=1e-5)
     # the model2vec recipe is still there: no fit, Zipf weights baked into the table
     assert not zipf.requires_fit and zipf.encode([text]).shape == (1, 256)
+
+
+@pytest.fixture(scope="module")
+def taught(books_300_embedded: Any) -> tuple[list[str], np.ndarray]:
+    """300 books' texts and MiniLM's vectors of them, read from the collection as `embed` reads them."""
+    items = books_300_embedded.items()
+    targets = books_300_embedded.vectors_made_by(create_encoder("static").teacher(), items)
+    assert targets is not None and not np.isnan(targets).any()
+    return [i.text for i in items], targets
+
+
+@pytest.mark.slow
+def test_training_is_reproducible_with_a_seed(taught: tuple[list[str], np.ndarray]) -> None:
+    texts, targets = taught
+    runs = [
+        create_encoder("static", {**OWN_TEXTS, "seed": seed}).fit(texts[:150], targets=targets[:150])
+        for seed in (3, 3, 4)
+    ]
+    tables = [np.asarray(r.static_model.embedding) for r in runs]
+    np.testing.assert_array_equal(tables[0], tables[1])
+    assert not np.array_equal(tables[0], tables[2])  # the seed drives the split and the batches
+    report = runs[0].training
+    assert report is not None and report["seed"] == 3 and report["teacher_vectors_reused"] == 150
+    assert report["held_out_cosine_after"] > report["held_out_cosine_before"]
+
+
+def neighbour_agreement(vectors: np.ndarray, reference: np.ndarray, k: int = 10) -> float:
+    """Mean share of each text's k nearest neighbours (itself left out) that both spaces agree on."""
+
+    def top(x: np.ndarray) -> np.ndarray:
+        sims = x @ x.T
+        np.fill_diagonal(sims, -np.inf)
+        return np.argsort(-sims, axis=1)[:, :k]
+
+    ours, theirs = top(vectors), top(reference)
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ours, theirs, strict=True)]))
+
+
+@pytest.mark.slow
+def test_training_brings_the_books_neighbours_closer_to_minilms(
+    taught: tuple[list[str], np.ndarray], tmp_path: Path
+) -> None:
+    """The use: a collection's static vectors, fitted on its own texts, find the neighbours
+    MiniLM finds (more-like-this), far more often than the distillation alone."""
+    texts, targets = taught
+    distilled = create_encoder("static", UNTRAINED).fit(texts)
+    trained = create_encoder("static", OWN_TEXTS).fit(texts, targets=targets)
+    before = neighbour_agreement(distilled.encode(texts), targets)
+    after = neighbour_agreement(trained.encode(texts), targets)
+    assert after > before + 0.1, (before, after)
+    # save and load: the same vectors, the settings and what the training did
+    trained.save(tmp_path / "static")
+    loaded = load_encoder(tmp_path / "static")
+    assert loaded.config() == trained.config() and loaded.training == trained.training
+    np.testing.assert_allclose(loaded.encode(texts[:50]), trained.encode(texts[:50]), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_embed_takes_the_teacher_vectors_the_collection_holds(home: Path, books_frame: pd.DataFrame) -> None:
+    from embedscope import Collection
+
+    col = Collection.create("books")
+    books = books_frame.dropna(subset=["description"])
+    col.ingest(books.head(40), id_field="isbn13", template="{title}. {description}")
+    teacher = create_encoder("static").teacher()
+    assert teacher is not None and col.vectors_made_by(teacher, col.items()) is None  # no MiniLM yet
+    col.embed("minilm", {"precision": "fp32"})  # any precision: only the teacher's params must match
+    col.ingest(books.iloc[40:42], id_field="isbn13", template="{title}. {description}")
+    items = col.items()
+    stored = col.vectors_made_by(teacher, items)
+    assert stored is not None and np.isnan(stored).any(axis=1).sum() == 2  # the two new books
+    ids, minilm = col.vectors("minilm")
+    row = {item_id: r for r, item_id in enumerate(ids)}
+    for n, item in enumerate(items):
+        if item.id in row:
+            np.testing.assert_array_equal(stored[n], np.asarray(minilm)[row[item.id]])
+    col.embed("static", OWN_TEXTS)
+    report = col.encoder("static").training
+    assert report is not None
+    assert (report["teacher_vectors_reused"], report["teacher_encoded"]) == (40, 2)
 
 
 @functools.cache
@@ -163,7 +247,7 @@ def real_texts(books_frame: pd.DataFrame) -> list[str]:
 @pytest.mark.slow
 def test_word_cache_equals_model2vec_on_every_book_and_scifact_text(books_frame: pd.DataFrame) -> None:
     texts = real_texts(books_frame)
-    enc = create_encoder("static").fit(texts)
+    enc = create_encoder("static", UNTRAINED).fit(texts)
     model = enc.static_model
     # the data holds the hard cases: non-ASCII text, texts past max_length tokens and past
     # model2vec's character cut, and one with special-token text
@@ -184,7 +268,7 @@ def test_word_cache_equals_model2vec_on_every_book_and_scifact_text(books_frame:
     np.testing.assert_array_equal(empty, ~fast.any(axis=1))
     assert (fast * reference).sum(axis=1)[~empty].min() >= 0.9999
     # and from a cold cache, in small batches mixing short and over-long texts
-    fresh = create_encoder("static").fit(texts[:-1])
+    fresh = create_encoder("static", UNTRAINED).fit(texts[:-1])
     too_long = [t for t, n in zip(texts, lengths, strict=True) if n > model.max_length][:40]
     for start in range(0, 500, 100):
         batch = texts[start : start + 100] + too_long[start // 20 : start // 20 + 8]

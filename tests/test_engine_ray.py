@@ -211,3 +211,17 @@ def test_address_auto_joins_the_running_ray_and_leaves_it_running(
     # the embed ran as a driver of that Ray (one more job than before, besides this probe's), and
     # the Ray is still there for the next command
     assert before is not None and _ray_jobs(running_ray) == before + 2
+
+
+def test_the_ray_extra_installs_the_client_that_ray_addresses_need() -> None:
+    """README: `--engine ray --address ray://head:10001` after `pip install -e ".[ray]"`. A ray://
+    address goes through Ray Client, which needs grpcio: `ray[data]` alone does not install it and
+    such an address failed on import (issue 17), so the extra is `ray[data,client]`."""
+    import importlib.util
+    import tomllib
+
+    extra = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    ray_extra = " ".join(extra["project"]["optional-dependencies"]["ray"])
+    assert "client" in ray_extra, ray_extra
+    assert importlib.util.find_spec("grpc") is not None, "pip install -e '.[ray]' (grpcio for ray://)"
+    from ray.util.client import ray as client  # noqa: F401 - imports grpc: fails without the extra

@@ -343,6 +343,24 @@ def test_encoder_params_get_their_own_cached_version(tmp_path: Path, home: Path)
 
 
 @pytest.mark.slow
+def test_hybrid_static_fuses_bm25_with_the_static_encoder_minilm_taught(tmp_path: Path, home: Path) -> None:
+    from embedscope.collection import Collection
+
+    folder = write_beir(tmp_path / "tiny")
+    report = evaluate_beir(folder, "minilm,hybrid-static", k=5)
+    assert [r.encoder for r in report.results] == ["minilm", "hybrid-static", "bm25", "static"]
+    col = Collection.open("beir-tiny")
+    static = next(v.name for v in col.versions() if v.encoder["name"] == "static")
+    assert col.recipes()["hybrid-static"].parts == ("bm25", static)
+    # minilm was evaluated first: the static encoder learned from its stored vectors, encoding none
+    training = col.encoder(static).training
+    assert training is not None
+    assert (training["teacher_vectors_reused"], training["teacher_encoded"]) == (len(col), 0)
+    [cmp] = report.comparisons  # against the best single encoder, as hybrid is
+    assert cmp["fused"] == "hybrid-static" and cmp["queries"] == 3
+
+
+@pytest.mark.slow
 def test_hybrid_is_the_collections_recipe_and_its_settings_can_be_given(tmp_path: Path, home: Path) -> None:
     from embedscope.collection import Collection
 

@@ -62,6 +62,23 @@ def test_real_filters_match_pandas(frame: pd.DataFrame) -> None:
     )
 
 
+def test_has_is_element_matching_and_contains_is_substring(frame: pd.DataFrame) -> None:
+    """Issue 17: `categories contains 'Fiction'` matches "Juvenile Nonfiction" (a substring test, as
+    documented); `has` matches whole elements: a list field's elements, or a text field's
+    comma/semicolon-separated parts, case-insensitively."""
+    cats = frame.categories.fillna("")
+    contains = evaluate_filter("categories contains 'Fiction'", frame)
+    has = evaluate_filter("categories has 'Fiction'", frame)
+    assert cats[contains].eq("Juvenile Nonfiction").any() and not cats[has].str.contains("Nonfiction").any()
+    parts = cats.str.split(r"\s*[,;]\s*", regex=True).map(lambda ps: "fiction" in [p.lower() for p in ps])
+    assert has.tolist() == parts.tolist() and 0 < has.sum() < contains.sum()
+    listed = pd.DataFrame(
+        {"tags": [["Fiction", "Dragons"], ["Juvenile Fiction"], [], None, "Fiction; Poetry"]}
+    )
+    assert evaluate_filter("tags has 'fiction'", listed).tolist() == [True, False, False, False, True]
+    assert evaluate_filter("tags has 'Juvenile'", listed).tolist() == [False] * 5
+
+
 def test_limits_are_the_documented_ones(frame: pd.DataFrame) -> None:
     deep_ok = "not (" * (MAX_DEPTH - 6) + "published_year > 1" + ")" * (MAX_DEPTH - 6)
     evaluate_filter(deep_ok, frame)

@@ -251,5 +251,20 @@ def test_hybrid_cli_create_list_delete(sparse_pair, run_cli) -> None:  # noqa: A
         "hybrid", "create", "pair", "--fusion", "rrf", "--normalization", "tmm", "--parts", "bm25,tfidf"
     )
     assert bad.returncode == 2 and "convex only" in bad.stderr
+    # issue 17: a second create of a stored name (the default --name is `hybrid`) does not overwrite it
+    again = cli("hybrid", "create", "pair", "--parts", "bm25,tfidf", "--fusion", "rrf", "--name", "mix")
+    assert (
+        again.returncode == 2 and "already has a recipe 'mix'" in again.stderr and "--replace" in again.stderr
+    )
+    assert json.loads(cli("hybrid", "list", "pair", "--json").stdout)[0]["fusion"] == "convex"
+    same = cli("hybrid", "create", "pair", "--parts", "bm25,tfidf", "--fusion", "convex", "--weight", "0.25",
+               "--normalization", "tmm", "--name", "mix")  # fmt: skip
+    assert same.returncode == 0, same.stderr  # the same definition again changes nothing: no error
+    replaced = cli("hybrid", "create", "pair", "--parts", "bm25,tfidf", "--fusion", "rrf", "--name", "mix",
+                   "--replace")  # fmt: skip
+    assert (
+        replaced.returncode == 0
+        and json.loads(cli("hybrid", "list", "pair", "--json").stdout)[0]["fusion"] == "rrf"
+    )
     assert cli("hybrid", "delete", "pair", "--name", "mix").returncode == 0
     assert json.loads(cli("hybrid", "list", "pair", "--json").stdout) == []

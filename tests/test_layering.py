@@ -36,7 +36,8 @@ LAYERS: list[tuple[str, ...]] = [
     # helpers over plain data that know nothing of embeddings: the name rule, the metadata filter
     # language, how a hit is shown, PNG charts, the server's query log format (written by serve,
     # read by evaluate), the MovieLens file readers, the input rules every way in shares (ids, texts,
-    # one type per metadata field)
+    # one type per metadata field), the Wikipedia excerpt shipped with gensim (the demo's offline
+    # data and the static encoder's general training text: both an encoder and the CLI read it)
     (
         "embedscope.names",
         "embedscope.validation",
@@ -46,6 +47,7 @@ LAYERS: list[tuple[str, ...]] = [
         "embedscope.plots",
         "embedscope.querylog",
         "embedscope.sources_movielens",
+        "embedscope.samples",
     ),
     # text -> vectors and vectors -> neighbours: no storage, no collection (the registry maps
     # encoder names to classes; packages above register their own encoders)

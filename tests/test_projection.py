@@ -31,7 +31,7 @@ def books(books_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -
         frame,
         id_field="isbn13",
         template="{title}. {description}",
-        metadata=["title", "categories", "published_year"],
+        metadata=["title", "authors", "categories", "published_year"],
     )
     col.embed("minilm", {"max_seq_length": 128})
     col.embed("bm25")
@@ -92,6 +92,32 @@ def test_point_data_colours_and_deleted_items(books: Collection, tmp_path: Path)
         point_data(books, proj, "genre")
     png = write_png(cats, tmp_path / "map.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_the_map_reads_legend_outside_hover_with_authors_and_categories(
+    books: Collection, tmp_path: Path
+) -> None:
+    """Issue 17: the PNG was small (675 x 540) with the legend over the points; hover in the HTML
+    showed only the title. Now about 1600 x 1200 pixels, the legend right of the axes, and each
+    point's authors, year and categories in the data the page's hover shows."""
+    import matplotlib.image
+
+    from embedscope.projection import map_figure
+
+    points = point_data(books, project(books, "minilm", method="pca"), "categories")
+    height, width = matplotlib.image.imread(write_png(points, tmp_path / "map.png")).shape[:2]
+    assert width >= 1500 and height >= 1100, (width, height)
+    fig = map_figure(points)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend, area = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= area.x1, (legend, area)  # beside the points, not over them
+    first = books.get(points["ids"][0]).metadata
+    assert points["details"][0].startswith(first["authors"].split(";")[0])
+    assert first["categories"] in points["details"][0]
+    page = write_html(points, tmp_path / "map.html").read_text()
+    assert json.dumps(points["details"][0], ensure_ascii=False) in page
+    assert "this.points.details" in page  # the hover reads them (serve/static/map.js)
 
 
 def books_min_year(col: Collection) -> float:

@@ -269,8 +269,9 @@ def test_stages_apply_to_text_searches_only(slice300: Collection) -> None:
 
 def test_the_stages_run_on_the_product_path(slice300: Collection, tmp_path: Path) -> None:
     """A stored recipe with stages answers `Collection.search` like the pipeline does."""
-    slice300.create_recipe("long", ["bm25", "minilm"], stages={"split": {"min_words": 5}, "rm3": {}})
+    # a name of its own: the module's "long" (another definition) is replaced only with replace=True
+    slice300.create_recipe("split5", ["bm25", "minilm"], stages={"split": {"min_words": 5}, "rm3": {}})
     query = "A boy finds he can do magic. He goes to a school. There is a dark lord."
-    assert [h.id for h in slice300.search(query, 5, version="long", collapse=False)] == ids(
-        slice300, query, slice300.recipes()["long"], 5
+    assert [h.id for h in slice300.search(query, 5, version="split5", collapse=False)] == ids(
+        slice300, query, slice300.recipes()["split5"], 5
     )

@@ -213,3 +213,54 @@ def test_a_recipe_activated_is_the_default_search(
     assert col.default_search == "minilm"
     with pytest.raises(NotFoundError, match="no version or recipe 'nope'"):
         col.activate("nope")
+
+
+def test_relevance_is_a_stated_scale_and_nonsense_is_no_good_match(
+    col: Collection, client: TestClient
+) -> None:
+    """Issue 17: "xyzzy plugh" returned 10 confident hits. Every text search by a measured dense model
+    (alone or as a recipe's part) gives each hit relevance = (cosine - 0.2) / 0.5 clipped to 0..1,
+    the same through the API and HTTP; a list whose best hit is below 0.5 is "no good match"; the
+    ranking is the search's own (relevance never reorders); BM25 alone and more-like-this have none."""
+    from embedscope.search import relevance
+
+    nonsense = col.pipeline.search("xyzzy plugh", 10, using="hybrid")
+    assert len(nonsense.hits) == 10 and nonsense.good_match is False
+    assert all(h.relevance is not None and h.relevance < relevance.GOOD for h in nonsense.hits)
+    real = col.pipeline.search(COZY, 10, using="hybrid")
+    assert real.good_match is True
+    # a MiniLM version alone: relevance is its own cosine (the hit's score) on the stated scale, so it
+    # falls as the rank does
+    dense = col.pipeline.search(COZY, 10, using="minilm")
+    assert [h.relevance for h in dense.hits] == [relevance.of_cosine(h.score, (0.2, 0.7)) for h in dense.hits]
+    # a recipe: the same cosine for the same item, whichever part ranked it; the order is the fusion's
+    by_id = {h.id: h.relevance for h in col.pipeline.search(COZY, 300, using="minilm").hits}
+    assert all(h.relevance == pytest.approx(by_id[h.id], abs=2e-3) for h in real.hits if h.id in by_id)
+    assert [h.id for h in real.hits] == [h.id for h in col.search(COZY, 10, version="hybrid")]
+    sparse = col.pipeline.search(COZY, 5, using="bm25")
+    assert sparse.good_match is None and all(h.relevance is None for h in sparse.hits)
+    assert all(h.relevance is None for h in col.similar(dense.hits[0].id, k=5))
+    body = client.get(
+        "/api/collections/books/search", params={"query": "xyzzy plugh", "version": "hybrid"}
+    ).json()
+    assert body["good_match"] is False and {h["match"] for h in body["hits"]} <= {"weak", "poor"}
+    assert [h["relevance"] for h in body["hits"]] == [h.relevance for h in nonsense.hits]
+    body = client.get("/api/collections/books/search", params={"query": COZY, "version": "hybrid"}).json()
+    assert body["good_match"] is True and body["hits"][0]["match"] in {"strong", "good", "weak", "poor"}
+
+
+def test_relevance_is_the_whole_query_cosine_under_query_stages(col: Collection) -> None:
+    """A split query's dense run holds the fused z-scores of its pieces and a Rocchio run the cosines
+    of the expanded query: neither is on relevance's scale. Under those stages a hit's relevance is
+    still the whole query's cosine with the item, as the MiniLM version alone gives it."""
+    query = "A cozy mystery in a small english village. The detective is an old lady. Tea and gossip."
+    everything = col.pipeline.search(query, len(col), using="minilm", collapse=False).hits
+    by_id = {h.id: h.relevance for h in everything}
+    for name, stages in [("pieces", {"split": {"min_words": 5}}), ("feedback", {"rocchio": {}})]:
+        col.create_recipe(name, ["bm25", "minilm"], stages=stages)
+        try:
+            staged = col.pipeline.search(query, 10, using=name, collapse=False).hits
+        finally:
+            col.delete_recipe(name)
+        assert len(staged) == 10 and all(h.id in by_id for h in staged)
+        assert [h.relevance for h in staged] == pytest.approx([by_id[h.id] for h in staged], abs=2e-3), name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -90,7 +91,8 @@ def ingest(
     console.print(
         f"[green]{collection}[/]: {counts['added']} added, {counts['updated']} updated, "
         f"{counts['unchanged']} unchanged, {counts['deleted']} deleted; {len(col)} items{retyped}. "
-        f"Next: [bold]embedscope embed {collection} --encoder minilm[/]"
+        f"Next: [bold]embedscope embed {collection} --encoder minilm[/]",
+        soft_wrap=True,  # a command to copy is never cut by a line break
     )
 
 
@@ -183,7 +185,7 @@ def embed(
     if encoder == "hybrid":
         recipe = col.recipes()["hybrid"]
         searched = (
-            "searches use it by default"
+            "it is the default search"
             if col.default_search == "hybrid"
             else f"`embedscope search {collection} QUERY --version hybrid`"
         )
@@ -199,7 +201,8 @@ def embed(
         + f" in {s['encode_seconds']} s"
         + (f" ({s['items_per_second']} items/s)" if s.get("items_per_second") else "")
         + (f", {ran['runtime']} {ran['precision']}" if (ran := s.get("runtime")) else "")
-        + ("; active" if info.active else f"; activate with `embedscope activate {collection} {info.name}`")
+        + ("; active" if info.active else f"; activate with `embedscope activate {collection} {info.name}`"),
+        soft_wrap=True,
     )
 
 
@@ -260,30 +263,41 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
     )
     console.print("metadata: " + ", ".join(f"{k} ({v})" for k, v in data["metadata_fields"].items()))
     table = Table(title="embedding versions")
-    for col in ("version", "encoder", "document", "dim", "items", "index", "updated", "state"):
-        table.add_column(col)
+    for col in ("version", "encoder", "dim", "items", "index", "updated", "state"):
+        table.add_column(col, overflow="fold")
     for v in data["versions"]:
         state = ("active" if v["active"] else "") + (" stale: run embed again" if v["stale"] else "")
         if v["problems"]:
             state = f"[bold red]DAMAGED[/] (`embedscope check {collection}`) {state}"
         table.add_row(
             v["name"],
-            f"{v['encoder']['name']} {v['encoder']['params']}"[:60],
-            v.get("document") or "{text}",
+            v["encoder"]["name"],
             str(v["dim"]),
             str(v["count"]),
             v["index"]["kind"],
-            v["updated_at"],
+            v["updated_at"][:16].replace("T", " "),  # to the minute; --json has all of it
             state.strip(),
         )
     console.print(table)
     from embedscope.search.query import describe
 
+    # parameters and documents below the table, one version a line, wrapped between parameters: a
+    # table cell cut them mid-token ("{'model': 'all-MiniLM-L6…") at 80 columns
+    for v in data["versions"]:
+        params = ", ".join(f"{k}={json.dumps(x)}" for k, x in v["encoder"]["params"].items())
+        document = v.get("document") or "{text}"
+        console.print(f"  {v['name']}: {params or 'no parameters'}; document {document}", highlight=False)
     for r in data["recipes"]:
         stages = f"; stages: {describe(r['stages'])}" if r.get("stages") else ""
-        console.print(f"recipe [bold]{r['name']}[/]: {' + '.join(r['parts'])}, {r['fusion']}{stages}")
+        console.print(
+            f"recipe [bold]{r['name']}[/]: {' + '.join(r['parts'])}, {r['fusion']}{stages}", highlight=False
+        )
     if data.get("default_search"):
-        console.print(f"searches use [bold]{data['default_search']}[/] by default")
+        console.print(
+            f"default search: [bold]{data['default_search']}[/]; active version (more-like-this, "
+            f"recommendations, maps): [bold]{data['active_version']}[/]",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -314,14 +328,46 @@ def check(collection: CollectionArg, as_json: JsonOpt = False) -> None:
 @app.command()
 def collections(as_json: JsonOpt = False) -> None:
     """List collections under $EMBEDSCOPE_HOME (default ~/.embedscope), and in $EMBEDSCOPE_STORE's
-    database when it is set."""
+    database when it is set, with their items, versions and default search."""
     from embedscope.collection import Collection, default_root
 
-    names = Collection.list()
+    rows = [_summary(Collection, name) for name in Collection.list()]
     if as_json:
-        print_json(names)
-    else:
-        console.print(f"{default_root()}: " + (", ".join(names) or "no collections yet"))
+        print_json(rows)
+        return
+    if not rows:
+        console.print(f"{default_root()}: no collections yet; `embedscope demo` makes one", highlight=False)
+        return
+    table = Table(title=f"collections in {default_root()}")
+    for column in ("collection", "items", "versions", "default search", "store"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        if r.get("error"):
+            table.add_row(r["name"], "", "", f"[red]{r['error']}[/]", "")
+            continue
+        table.add_row(
+            r["name"],
+            f"{r['items']:,}",
+            ", ".join(r["versions"]) or "none",
+            r["default_search"] or "",
+            r["store"],
+        )
+    console.print(table)
+
+
+def _summary(collection_class: type, name: str) -> dict:
+    """A collection's summary, or why it cannot be opened (one broken collection must not hide the
+    others from the listing)."""
+    from embedscope.errors import EmbedscopeError
+
+    try:
+        col = collection_class.open(name)
+    except EmbedscopeError as exc:
+        return {"name": name, "error": str(exc)}
+    try:
+        return col.summary()
+    finally:
+        col.close()
 
 
 @app.command()
@@ -329,20 +375,46 @@ def activate(
     collection: CollectionArg,
     version: Annotated[str, typer.Argument(help="Version or search recipe (e.g. hybrid) to activate.")],
 ) -> None:
-    """Make an embedding version, or a search recipe such as `hybrid`, what searches use by default.
+    """Make a version, or a search recipe such as `hybrid`, the default search (what a query with
+    no --version uses).
 
-    Activating a recipe leaves the active version as it is: more-like-this, recommendations and
-    projections keep using that version's vectors."""
+    Activating a version also makes it the active version, whose vectors more-like-this,
+    recommendations and maps use; activating a recipe leaves the active version as it is."""
     col = open_collection(collection)
     col.activate(version)
-    console.print(f"{collection}: searches now use [bold]{col.default_search}[/] by default")
+    console.print(
+        f"{collection}: default search [bold]{col.default_search}[/]; active version (more-like-this, "
+        f"recommendations, maps) [bold]{col.active_version}[/]",
+        highlight=False,
+    )
 
 
 @app.command("delete-version")
 def delete_version(collection: CollectionArg, version: Annotated[str, typer.Argument()]) -> None:
-    """Delete an embedding version (items are kept)."""
-    open_collection(collection).delete_version(version)
-    console.print(f"{collection}: deleted version {version}")
+    """Delete an embedding version (items are kept) and say what the collection uses now.
+
+    Deleting the active version makes another one active (a dense one when one is left)."""
+    now = open_collection(collection).delete_version(version)
+    console.print(f"{collection}: deleted version {version}", highlight=False)
+    if not now["versions"]:
+        console.print(
+            f"{collection} has no versions now: `embedscope embed {collection} --encoder minilm` makes one",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif now["was_active"]:
+        console.print(
+            "active version (more-like-this, recommendations, maps) is now "
+            f"[bold]{now['active_version']}[/]; default search is [bold]{now['default_search']}[/] "
+            f"(change them with `embedscope activate {collection} NAME`)",
+            highlight=False,
+        )
+    for name in now["broken_recipes"]:
+        console.print(
+            f"[yellow]recipe {name} fused {version}[/]: searching with it fails until you embed "
+            f"{version} again or run `embedscope hybrid delete {collection} --name {name}`",
+            highlight=False,
+        )
 
 
 @app.command("delete-items")

@@ -152,8 +152,9 @@ def run_demo(
     if encoder == HYBRID:
         docs = "; ".join(f"{v.name} encodes {v.document or '{text}'}" for v in col.versions())
         console.print(
-            f"searches use the recipe [bold]{col.recipes()[HYBRID].label()}[/] by default: "
-            f"{col.recipes()[HYBRID].describe()}; {docs}"
+            f"default search: the recipe [bold]{col.recipes()[HYBRID].label()}[/]: "
+            f"{col.recipes()[HYBRID].describe()}; {docs}",
+            highlight=False,
         )
     for q in queries:
         print_hits(col.search(q, k=5), f"{q!r}", col.display_fields())
@@ -162,11 +163,15 @@ def run_demo(
     if not shutil.which("embedscope") and sys.argv[0].endswith("embedscope"):
         exe = sys.argv[0]
     where = '--where "published_year >= 2000"' if "published_year" in spec["metadata"] else ""
-    console.print(
-        "\nThe collection is stored; try:\n"
-        f'  {exe} search {collection} "{queries[0]}" -k 10\n'
-        f'  {exe} search {collection} "{queries[1]}" {where}\n'
-        f"  {exe} similar {collection} {col.search(queries[0], k=1)[0].id}\n"
-        f"  {exe} info {collection}\n"
-        f"  {exe} serve {collection}   # web page at http://127.0.0.1:8000/"
-    )
+    # one command a line, never wrapped (soft_wrap: a terminal folds a long line visually, and
+    # copying it gives the whole command), no markup (a [bracket] in a query stays as typed)
+    hints = [
+        f'{exe} search {collection} "{queries[0]}" -k 10',
+        f'{exe} search {collection} "{queries[1]}" {where}'.rstrip(),
+        f"{exe} similar {collection} {col.search(queries[0], k=1)[0].id}",
+        f"{exe} info {collection}",
+        f"{exe} serve {collection}   # web page at http://127.0.0.1:8000/",
+    ]
+    console.print("\nThe collection is stored; try:")
+    for line in hints:
+        console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)

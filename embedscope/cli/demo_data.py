@@ -1,32 +1,16 @@
 """Where the demo's data comes from when it is not a local file: a URL downloaded once into a
-cache, or the Wikipedia excerpt that ships inside gensim's test data (no network needed)."""
+cache, or the Wikipedia excerpt that ships inside gensim's test data (no network needed). The
+excerpt's reader lives in `embedscope.samples` (one copy, below the encoders: the static encoder
+trains on its passages too) and is re-exported here for the demo."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from embedscope.errors import EmbedscopeError
+from embedscope.samples import wikipedia_sample
 
-
-# --- corpora that ship with installed packages (the demo's offline fallback) --------------------
-def wikipedia_sample(max_chars: int = 1500) -> pd.DataFrame:
-    """English Wikipedia articles from the excerpt inside gensim's test data (no network needed)."""
-    import bz2
-
-    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
-    from gensim.test.utils import datapath
-
-    path = datapath("enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
-    rows = []
-    with bz2.open(path) as fh:
-        for title, raw, page_id in extract_pages(fh):
-            text = " ".join(filter_wiki(raw).split())
-            if not text or text.upper().startswith("#REDIRECT") or len(text) < 200:
-                continue
-            rows.append({"id": page_id, "title": title, "text": text[:max_chars]})
-    return pd.DataFrame(rows)
+__all__ = ["fetch_url", "wikipedia_sample"]
 
 
 def fetch_url(url: str, cache_dir: Path | None = None, progress: bool = True) -> Path:

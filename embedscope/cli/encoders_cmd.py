@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from embedscope.cli.app import app, console, fail, print_json
+from embedscope.cli.app import app, console, fail, print_json, status
 from embedscope.errors import EmbedscopeError
 
 
@@ -156,7 +156,7 @@ def compare_cmd(
         fail("--versions/--encoders needs at least one name")
     try:
         col = Collection.open(collection)
-        with console.status("encoding and searching…") if not as_json else contextlib.nullcontext():
+        with status("encoding and searching…") if not as_json else contextlib.nullcontext():
             out = compare(col, query, names, k=k, where=where, by_encoder=encoders is not None)
     except EmbedscopeError as exc:
         fail(str(exc))

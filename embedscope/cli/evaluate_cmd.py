@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 from rich.table import Table
 
-from embedscope.cli.app import app, console, err_console, print_json
+from embedscope.cli.app import app, console, err_console, print_json, progress_bar
 from embedscope.cli.options import CollectionArg, JsonOpt
 
 
@@ -34,15 +33,8 @@ class _Bars:
     """One Rich progress bar per stage (e.g. 'minilm', 'minilm queries'), on stderr so --json stays clean."""
 
     def __init__(self) -> None:
-        self.progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        )
-        self.tasks: dict[str, TaskID] = {}
+        self.progress = progress_bar(out=err_console, transient=True)
+        self.tasks: dict[str, Any] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage not in self.tasks:
@@ -112,7 +104,8 @@ def evaluate(
         typer.Option(
             "--encoders",
             "-e",
-            help="Comma-separated encoders; 'hybrid' is the hybrid search recipe over bm25 and minilm.",
+            help="Comma-separated encoders; 'hybrid' is the hybrid search recipe over bm25 and minilm, "
+            "'hybrid-static' over bm25 and static.",
         ),
     ] = "bm25,tfidf,lsa,word2vec,minilm,static,hybrid",
     split: Annotated[str, typer.Option(help="qrels split: qrels/<split>.tsv.")] = "test",
@@ -132,7 +125,13 @@ def evaluate(
     (trec_eval), fit time, throughput, index size, query latency. Corpus vectors are cached in the
     collection beir-<dataset>, so a rerun encodes nothing. A fused run (hybrid) is also compared with
     the best single encoder per query: wins/ties/losses, paired t-test and randomisation test."""
-    from embedscope.evaluate.ir import dataset_name, evaluate_beir, parse_encoder_params, write_outputs
+    from embedscope.evaluate.ir import (
+        FUSED,
+        dataset_name,
+        evaluate_beir,
+        parse_encoder_params,
+        write_outputs,
+    )
 
     params = parse_encoder_params(param)
     bars = _Bars()
@@ -146,7 +145,7 @@ def evaluate(
         print_json({**data, "files": paths})
         return
     console.print(metrics_table(report))
-    encoded = sum(r.encoded for r in report.results if r.encoder != "hybrid")
+    encoded = sum(r.encoded for r in report.results if r.encoder not in FUSED)
     if encoded == 0:
         console.print("cached: 0 documents encoded")
     else:

@@ -8,13 +8,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from embedscope.cli.app import app, console, print_json
+from embedscope.cli.app import PLAIN_HELP, app, console, print_json
 from embedscope.cli.options import CollectionArg, JsonOpt
 
 experiment_app = typer.Typer(
     help="Compare two search configurations on live traffic (served by `embedscope serve`): "
     "team-draft interleaving or an A/B split, clicks logged, reported with a significance test.",
     no_args_is_help=True,
+    rich_markup_mode=PLAIN_HELP,
 )
 app.add_typer(experiment_app, name="experiment")
 

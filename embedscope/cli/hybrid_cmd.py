@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from embedscope.cli.app import app, console, fail, open_collection, print_json
+from embedscope.cli.app import PLAIN_HELP, app, console, fail, open_collection, print_json
 from embedscope.cli.options import CollectionArg, JsonOpt
 from embedscope.search.recipe import DEFAULT_FUSION
 
@@ -19,6 +19,7 @@ hybrid_app = typer.Typer(
     help="Hybrid search recipes: named configurations fusing several versions (e.g. bm25 + minilm). "
     "Search one with `embedscope search NAME QUERY --version RECIPE`.",
     no_args_is_help=True,
+    rich_markup_mode=PLAIN_HELP,
 )
 app.add_typer(hybrid_app, name="hybrid")
 
@@ -77,8 +78,14 @@ def create(
             "Options and defaults: docs/evaluation.md.",
         ),
     ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite a stored recipe of the same name.")
+    ] = False,
 ) -> None:
-    """Store a search recipe (replacing one of the same name); the parts must be versions."""
+    """Store a search recipe; the parts must be versions.
+
+    A stored recipe of the same name (e.g. the `hybrid` that `embed --encoder hybrid` stored) is
+    overwritten only with --replace: give --name for another one."""
     from embedscope.encoders.registry import parse_params
     from embedscope.search.query import parse_stage
 
@@ -107,7 +114,14 @@ def create(
             fail(f"--stage {stage_name} given twice; give its options once: --stage {stage_name}:a=1,b=2")
         stages[stage_name] = options
     recipe = open_collection(collection).create_recipe(
-        name, names, fusion=fusion, params=params, weights=per_part, depth=depth, stages=stages
+        name,
+        names,
+        fusion=fusion,
+        params=params,
+        weights=per_part,
+        depth=depth,
+        stages=stages,
+        replace=replace,
     )
     console.print(
         f"{collection}: recipe [bold]{recipe.name}[/] = {_describe(recipe)}; try "

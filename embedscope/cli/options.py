@@ -14,7 +14,10 @@ Where = Annotated[
     typer.Option(
         "--where",
         "-w",
-        help="Metadata filter, e.g. \"published_year >= 2000 and categories contains 'Fiction'\".",
+        help="Metadata filter, e.g. \"published_year >= 2000 and categories has 'Fiction'\": "
+        "comparisons, and/or/not, in [...]; 'contains' is a substring test ('Fiction' also matches "
+        "'Juvenile Nonfiction'), 'has' an element test (a list's element, or one comma-separated "
+        "part of a text), 'startswith' a prefix test; all three ignore case.",
     ),
 ]
 VersionOpt = Annotated[
@@ -22,7 +25,8 @@ VersionOpt = Annotated[
     typer.Option(
         "--version",
         "-v",
-        help="Embedding version or search recipe, e.g. hybrid (default: the active version).",
+        help="Embedding version or search recipe, e.g. hybrid (default: the collection's default "
+        "search; more-like-this: the active version).",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from embedscope.cli.app import app, console, print_json
+from embedscope.cli.app import app, console, err_console, print_json, progress_bar
 from embedscope.cli.options import CollectionArg
 
 
@@ -46,11 +46,26 @@ def project_cmd(
     from embedscope.projection import point_data, project, write_html, write_png
 
     col = Collection.open(collection)
-    proj = project(col, version, method=method, sample=sample, seed=seed)
-    points = point_data(col, proj, color_by)
-    stem = f"{collection}-{proj.version}-{proj.method}"
-    png = write_png(points, out / f"{stem}.png")
-    page = write_html(points, out / f"{stem}.html")
+    stages = {
+        "loading": f"loading {collection}'s vectors",
+        "reducing": "normalising (and reducing to 50 dimensions)",
+        "layout": f"{method.upper()} layout"
+        + (" (the first run also compiles numba code, ~30 s)" if method == "umap" else ""),
+    }
+    # on stderr with --json (stdout holds the JSON alone); a bar on a terminal, lines when piped
+    with progress_bar(out=err_console if as_json else console, transient=True) as bar:
+        task = bar.add_task(f"project: {stages['loading']}", total=len(stages) + 1)
+
+        def moved(stage: str) -> None:
+            bar.update(task, completed=list(stages).index(stage), description=f"project: {stages[stage]}")
+
+        proj = project(col, version, method=method, sample=sample, seed=seed, progress=moved)
+        bar.update(task, completed=len(stages), description="project: drawing the PNG and the page")
+        points = point_data(col, proj, color_by)
+        stem = f"{collection}-{proj.version}-{proj.method}"
+        png = write_png(points, out / f"{stem}.png")
+        page = write_html(points, out / f"{stem}.html")
+        bar.update(task, completed=len(stages) + 1)
     result = {
         "collection": collection,
         "version": proj.version,

@@ -10,12 +10,23 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from embedscope.cli.app import app, console, err_console, open_collection, print_json
+from embedscope.cli.app import (
+    PLAIN_HELP,
+    app,
+    console,
+    err_console,
+    open_collection,
+    print_json,
+    progress_bar,
+    status,
+)
 from embedscope.cli.options import CollectionArg, JsonOpt
 from embedscope.display import show
 
 interactions_app = typer.Typer(
-    help="Store and inspect user-item interactions (views, ratings, purchases).", no_args_is_help=True
+    help="Store and inspect user-item interactions (views, ratings, purchases).",
+    no_args_is_help=True,
+    rich_markup_mode=PLAIN_HELP,
 )
 app.add_typer(interactions_app, name="interactions")
 
@@ -109,7 +120,7 @@ def embed_behaviour_cmd(
     from embedscope.encoders.registry import parse_params
     from embedscope.recommend.behavioural import embed_behaviour
 
-    with console.status(f"training {method} on the interactions of {collection}"):
+    with status(f"training {method} on the interactions of {collection}"):
         info = embed_behaviour(
             open_collection(collection),
             method,
@@ -344,7 +355,7 @@ def evaluate_recs(
     col = open_collection(collection)
     out: dict[str, Any] = {}
     if protocol in ("last", "both"):
-        with console.status("evaluating") as status:
+        with status("evaluating") as shown:
             report = evaluate_recommenders(
                 col,
                 k=k,
@@ -353,7 +364,7 @@ def evaluate_recs(
                 tfidf=tfidf,
                 content_versions=[v.strip() for v in versions.split(",") if v.strip()] if versions else None,
                 profiles=[p.strip() for p in profiles.split(",") if p.strip()],
-                progress=lambda name: status.update(f"evaluating {name}"),
+                progress=lambda name: shown.update(f"evaluating {name}"),
             )
         print_recs_report(report)
         out = report.to_dict()
@@ -366,14 +377,14 @@ def evaluate_recs(
                 line += f"; recorded: `embedscope recommend {collection}` uses it by default"
             console.print(line, highlight=False)
     if protocol in ("random", "both"):
-        with console.status("evaluating (random 80/20)") as status:
+        with status("evaluating (random 80/20)") as shown:
             rand = evaluate_random_split(
                 read_interactions(col),
                 list(col.store.item_hashes()),
                 collection=collection,
                 seeds=list(range(seeds)),
                 k=k,
-                progress=lambda name: status.update(f"evaluating {name}"),
+                progress=lambda name: shown.update(f"evaluating {name}"),
             )
         print_random_report(rand)
         out = {**out, "random_split": rand.to_dict()} if out else rand.to_dict()
@@ -413,21 +424,13 @@ def demo_movielens(
     report = load_interactions(col, Path(data) / "u.data", fmt="movielens")
     for line in report.lines():
         console.print(line, highlight=False)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"encoding with {encoder}", total=len(col))
         col.embed(
             encoder, activate=True, progress=lambda done, total: bar.update(task, completed=done, total=total)
         )
     for method in ("item2vec", "als", "ease"):
-        with console.status(f"training {method}"):
+        with status(f"training {method}"):
             info = embed_behaviour(col, method)
         console.print(f"version {info.name}: {info.count:,} items, {info.stats['encode_seconds']} s")
     if evaluate:

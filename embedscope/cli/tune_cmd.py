@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from embedscope.cli.app import app, console, open_collection, print_json, progress_bar
+from embedscope.cli.app import app, console, err_console, open_collection, print_json, progress_bar
 from embedscope.cli.options import CollectionArg, JsonOpt
 
 
@@ -87,14 +87,15 @@ def tune(
         params["clicks"] = from_clicks
     enc = create_encoder("tuned", params)
     enc.add_pairs(clicks)  # type: ignore[attr-defined]
-    with progress_bar("tuning", stderr=as_json) as bar:
+    with progress_bar("tuning", out=err_console if as_json else None) as bar:
         train = bar.add_task(f"tuning {params['base']} on {collection}", total=None)
         enc.progress = lambda done, total: bar.update(train, completed=done, total=total)  # type: ignore[attr-defined]
-        encode = bar.add_task(f"encoding {collection} with it", total=len(col), start=False)
+        encode: list[int] = []  # the encoding line appears once training is done
 
         def encoding(done: int, total: int) -> None:
-            bar.start_task(encode)
-            bar.update(encode, completed=done, total=total)
+            if not encode:
+                encode.append(bar.add_task(f"encoding {collection} with it", total=total))
+            bar.update(encode[0], completed=done, total=total)
 
         info = col.embed(enc, version=version, refit=True, activate=activate, progress=encoding)
     record = {k: v for k, v in col.encoder(info.name).training.items() if k != "losses"}  # type: ignore[attr-defined]

@@ -279,3 +279,17 @@ def _row_cosines(a: Any, b: Any) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.where(both_zero, 1.0, dot / (na * nb))
     return np.nan_to_num(cos, nan=0.0)
+
+
+def summary(store: Store, name: str, items: int, default_search: Callable[[], str]) -> dict[str, Any]:
+    """`Collection.summary`: what a listing shows of a collection (no default search before a version)."""
+    active = store.get_setting("active_version")
+    default = default_search() if active else None
+    return {
+        "name": name,
+        "items": items,
+        "versions": [v.name for v in store.list_versions()],
+        "active_version": active,
+        "default_search": default,
+        "store": store.location,
+    }

@@ -25,6 +25,7 @@ The reuse rule, one for every store and encoder:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -94,7 +95,12 @@ def embed_version(
         source, data, enc, old_rows = reuse
         old_vectors = data.vectors
     elif enc.requires_fit and (refit or not enc.fitted):
-        enc.fit_items(docs, [i.metadata for i in items])
+        teacher = enc.teacher()
+        targets = None if teacher is None else teacher_vectors(store, teacher, items, docs)
+        if targets is None:  # fit_items: an encoder learning from fields too (tuned) sees metadata
+            enc.fit_items(docs, [i.metadata for i in items])
+        else:  # a distilled encoder learns from the teacher's vectors already stored here
+            enc.fit(docs, targets=targets)
     fit_s = time.perf_counter() - started
     todo = [n for n, i in enumerate(items) if i.id not in old_rows]
     new_vectors = (
@@ -277,6 +283,47 @@ def _reusable(
         if held and (best is None or len(held) > len(best[3])):
             best = (v.name, data, fitted, held)
     return best
+
+
+def teacher_vectors(
+    store: Store, encoder: Mapping[str, Any], items: Sequence[Item], docs: Sequence[str]
+) -> np.ndarray | None:
+    """The vectors of `docs` (item `items[n]`'s document `docs[n]`) from a dense version made by
+    `encoder` ({"name": ..., "params": {...}}: those params must match, others may differ), one
+    row per item; NaN rows where the version holds no vector of that exact document (a row's hash
+    is its document's hash). The version holding the most of them is read. None when no dense
+    version was made by `encoder`.
+
+    Why: an encoder distilled from another (static from MiniLM) learns from the teacher's vectors
+    of the collection's own documents; those are often stored already, and encoding 5,000 texts
+    again with MiniLM costs minutes on a CPU."""
+    name, wanted = encoder["name"], dict(encoder.get("params") or {})
+    made = [
+        v
+        for v in store.list_versions()
+        if v.encoder.get("name") == name
+        and not v.sparse
+        and all(v.encoder.get("params", {}).get(k) == value for k, value in wanted.items())
+    ]
+    if not made:
+        return None
+    hashes = [document_hash(d) for d in docs]
+    best: tuple[dict[str, int], VersionData] | None = None
+    for v in sorted(made, key=lambda v: v.updated_at, reverse=True):
+        data, _, _ = store.read_version(v.name)
+        # a version written before documents holds item content hashes: a vector of the item's
+        # text, so it stands only where the document asked for is that text
+        legacy = v.document is None and all(d == i.text for i, d in zip(items, docs, strict=True))
+        held = reusable_rows(data, list(items), hashes, legacy=legacy)
+        if best is None or len(held) > len(best[0]):
+            best = (held, data)
+    assert best is not None
+    held, data = best
+    vectors = np.asarray(data.vectors, dtype=np.float32)
+    out = np.full((len(items), vectors.shape[1]), np.nan, dtype=np.float32)
+    at = np.array([held.get(i.id, -1) for i in items], dtype=np.int64)
+    out[at >= 0] = vectors[at[at >= 0]]
+    return out
 
 
 def reusable_rows(data: VersionData, items: list[Item], hashes: list[str], *, legacy: bool) -> dict[str, int]:

@@ -255,7 +255,7 @@ class Collection:
 
     def document(self, version: str | VersionInfo) -> Document:
         """How the version builds each item's document (its stored template; the item's text by default)."""
-        return Document.parse(self._info(version).document)
+        return Document.parse(_info(self.store, version).document)
 
     def document_hashes(self, version: str | VersionInfo) -> dict[str, str]:
         """Item id -> the hash of the item's document as the version would build it now."""
@@ -263,14 +263,13 @@ class Collection:
 
     def is_current(self, version: str | VersionInfo) -> bool:
         """The version encodes every item's document as it is now (nothing its document sees changed)."""
-        return checks.is_current(self.store, self._info(version), self.document_hashes)
+        return checks.is_current(self.store, _info(self.store, version), self.document_hashes)
 
-    def _info(self, version: str | VersionInfo) -> VersionInfo:
-        return version if isinstance(version, VersionInfo) else self.store.get_version(version)
-
-    def delete_version(self, version: str) -> None:
-        self.store.delete_version(version)
-        self._loaded.forget(version)
+    def delete_version(self, version: str) -> dict[str, Any]:
+        """Delete a version (items kept): `summary()`, "was_active", "broken_recipes" (that fused it)."""
+        was_active = self._loaded.delete(version)
+        broken = sorted(n for n, r in self.stored_recipes().items() if version in r.parts)
+        return {**self.summary(), "was_active": was_active, "broken_recipes": broken}
 
     def set_default_index(self, kind: str) -> None:
         """The index new versions get unless `embed(index=...)` says otherwise."""
@@ -294,23 +293,14 @@ class Collection:
         document: str | None = None,
     ) -> VersionInfo:
         """Encode the collection into the embedding version `version` (default: the encoder name).
-        `encoder` is a name, or an Encoder made by the caller (`tune`'s): fitted here unless it is.
-        `document` is the template each item is encoded as (`embedscope.encoders.document`, e.g.
-        "{title}. {authors}. {categories}. {text}", boosts for BM25F: "{title^2} {text}"); None keeps
-        the version's own (a new version: the item's text), "{text}" is the item's text.
-        Only items whose document is new or changed are encoded, the rest reused from this version or
-        one with the same setup (`collection.embedding`; `refit` starts afresh). The collection's
-        writer lock is held throughout: a second writer waits briefly, then gets
-        ConflictError "busy", rather than both encoding and the last one silently winning.
-        `engine="ray"` encodes on a Ray cluster (`address`, else a local Ray); everything else,
-        the incremental choice and the write through the store included, is the same."""
-        run = {
-            "batch_size": batch_size,
-            "refit": refit,
-            "progress": progress,
-            "engine": engine,
-            "address": address,
-        }
+        `encoder`: a name, or an Encoder made by the caller (`tune`'s), fitted here unless it is.
+        `document`: the template each item is encoded as (`encoders.document`, e.g. "{categories}.
+        {text}"; BM25F boosts "{title^2} {text}"); None keeps the version's own, else the item's text.
+        Only new or changed documents are encoded, the rest reused from this version or one with the
+        same setup (`collection.embedding`; `refit` starts afresh). The writer lock is held
+        throughout: a second writer waits briefly, then gets ConflictError "busy". `engine="ray"`
+        encodes on a Ray cluster (`address`, else a local Ray); everything else is the same."""
+        run = dict(batch_size=batch_size, refit=refit, progress=progress, engine=engine, address=address)
         if encoder == HYBRID:
             if document is not None:
                 raise EmbedscopeError(embedding.HYBRID_DOCUMENTS)
@@ -358,14 +348,15 @@ class Collection:
         weights: Sequence[float] | None = None,
         depth: int = _recipe.DEFAULT_DEPTH,
         stages: Mapping[str, Any] | None = None,
+        replace: bool = False,
     ) -> _recipe.Recipe:
-        """Store (or replace) a named search configuration fusing versions; search it by its name.
-        `stages`: query stages by name with their options (embedscope.search.query), e.g.
-        {"split": {"fuse": "max"}, "rm3": {}}."""
+        """Store a named search configuration fusing versions (replacing one only with `replace`);
+        search it by its name. `stages`: query stages by name with their options
+        (embedscope.search.query), e.g. {"split": {"fuse": "max"}, "rm3": {}}."""
         recipe = _recipe.make_recipe(
             name, parts, fusion=fusion, params=params, weights=weights, depth=depth, stages=stages
         )
-        return _recipe.save_recipe(self.store, recipe, self.versions(), self.name)
+        return _recipe.save_recipe(self.store, recipe, self.versions(), self.name, replace=replace)
 
     @_holding_writer_lock
     def delete_recipe(self, name: str) -> None:
@@ -388,6 +379,10 @@ class Collection:
         """The version's ids and vectors: float32 (f16/i8 codes decoded whole), or CSR (sparse)."""
         v = self.load_version(version)
         return v.data.ids, decoded(v.data.vectors)
+
+    def vectors_made_by(self, encoder: Mapping[str, Any], items: Sequence[Item]) -> np.ndarray | None:
+        """Stored vectors of the items' texts by `encoder`; NaN where none (embedding.teacher_vectors)."""
+        return embedding.teacher_vectors(self.store, encoder, items, [i.text for i in items])
 
     # --- search -----------------------------------------------------------------------------------
     def allowed_rows(
@@ -449,6 +444,10 @@ class Collection:
             self.name, self.store, frame, recipes, stored, lambda: self.default_search, self.document_hashes
         )
 
+    def summary(self) -> dict[str, Any]:
+        """What `embedscope collections` and the server's listings show of the collection."""
+        return checks.summary(self.store, self.name, len(self), lambda: self.default_search)
+
     def check(self) -> dict[str, Any]:
         """Whether every version can answer: its files present and loadable, ids, vectors and index
         of one size, the index finding the version's own vectors, the encoder producing vectors of
@@ -472,8 +471,12 @@ def _embed_hybrid(
     dense = col.embed(
         plan.dense, plan.dense_params, version=plan.dense, document=plan.dense_document, **kwargs
     )
-    col.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe)
+    col.create_recipe(HYBRID, [plan.sparse, plan.dense], **plan.recipe, replace=True)
     if activate:
         col.activate(plan.dense)
         col.activate(HYBRID)
     return dense
+
+
+def _info(store: Store, version: str | VersionInfo) -> VersionInfo:
+    return version if isinstance(version, VersionInfo) else store.get_version(version)

@@ -81,3 +81,19 @@ class VersionCache:
     def forget(self, name: str) -> None:
         """Drop the cached copy (the version was rewritten or deleted by this process)."""
         self._versions.pop(name, None)
+
+    def delete(self, name: str) -> bool:
+        """Delete version `name` and return whether it was the active one. The store then makes the
+        first remaining version active; when that is a sparse one and a dense one is left, the
+        newest dense one becomes active instead: more-like-this, recommendations and maps want
+        real neighbours, and the dense-only commands (drift, ann-recall) a version to use."""
+        was_active = self.store.get_setting("active_version") == name
+        self.store.delete_version(name)
+        self.forget(name)
+        if was_active:
+            rest = self.store.list_versions()
+            active = next((v for v in rest if v.name == self.store.get_setting("active_version")), None)
+            dense = sorted((v for v in rest if not v.sparse), key=lambda v: v.updated_at)
+            if active is not None and active.sparse and dense:
+                self.store.activate_version(dense[-1].name)
+        return was_active

@@ -80,6 +80,13 @@ class Encoder(ABC):
         from fields as well (`tuned`: title -> description pairs) overrides this."""
         return self.fit(texts)
 
+    def teacher(self) -> dict[str, Any] | None:
+        """For an encoder distilled from another: the teacher's config ({"name", "params"}: the
+        params that change its vectors). `Collection.embed` then calls `fit(texts, targets=...)`
+        with the teacher's stored vectors of those texts (`Collection.vectors_made_by`), so the
+        teacher need not encode the collection again. None: `fit(texts)` alone."""
+        return None
+
     def fit_transform(self, texts: Sequence[str]) -> Vectors:
         return self.fit(texts).encode(texts)
 

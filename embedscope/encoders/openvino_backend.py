@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import logging
 import os
 import shutil
 import sys
@@ -145,11 +147,24 @@ def quantize_int8(
     _note(f"quantising to int8, calibrated on {len(calibration)} of the collection's texts (once) ...")
     model = ov.Core().read_model(str(fp32_xml))
     dataset = nncf.Dataset(list(calibration), lambda text: tokenize(tokenizer, [text], max_seq_length))
-    # NNCF draws its progress bars with rich on stdout; stdout may be carrying --json output
-    with contextlib.redirect_stdout(sys.stderr):
-        quantized = nncf.quantize(
-            model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration)
-        )
+    # NNCF draws calibration progress bars with rich on sys.stdout (which may be carrying --json) and
+    # logs INFO lines through a handler bound to stdout: the bars are dropped (the note above and the
+    # one below say what runs), its log goes to stderr from WARNING up, so real warnings still show
+    nncf_log = logging.getLogger("nncf")
+    handlers = [(h, h.stream) for h in nncf_log.handlers if isinstance(h, logging.StreamHandler)]
+    level = nncf_log.level
+    try:
+        nncf_log.setLevel(logging.WARNING)
+        for h, _ in handlers:
+            h.setStream(sys.stderr)
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantized = nncf.quantize(
+                model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration)
+            )
+    finally:
+        nncf_log.setLevel(level)
+        for h, stream in handlers:
+            h.setStream(stream)
     with _atomic_dir(target) as tmp:
         ov.save_model(quantized, str(tmp / _XML))
     _note(f"int8 model built in {time.perf_counter() - started:.0f} s; cached in {target.parent}")

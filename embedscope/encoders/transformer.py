@@ -16,6 +16,7 @@ graph, threads, the model cache, the choices) is encoders/runtime.py.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -117,6 +118,21 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+class _LossTypeNotice(logging.Filter):
+    """Drops transformers' "`loss_type=None` was set in the config but it is unrecognized" notice:
+    the config of an encoder checkpoint names no training loss, and embedding never trains, so it
+    says nothing to act on. Every other transformers message (real warnings) still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("`loss_type=")
+
+
+def _drop_loss_type_notice() -> None:
+    log = logging.getLogger("transformers.modeling_utils")
+    if not any(isinstance(f, _LossTypeNotice) for f in log.filters):
+        log.addFilter(_LossTypeNotice())
+
+
 def load_sentence_transformer(
     model: str, max_seq_length: int, precision: str = "fp32", device: str = "cpu"
 ) -> Any:
@@ -130,6 +146,7 @@ def load_sentence_transformer(
         from sentence_transformers import SentenceTransformer
 
         transformers.logging.disable_progress_bar()  # "Loading weights" bars on every start are noise
+        _drop_loss_type_notice()
 
         # bf16/fp16 weights: the matrix products run in half precision end to end (no per-op casts)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)

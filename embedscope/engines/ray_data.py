@@ -138,6 +138,9 @@ class RayEngine(Engine):
 
     def _start(self, ray: Any) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from a library call
+        # the C++ core worker's INFO/WARNING lines (e.g. at shutdown) are Ray's bookkeeping, not the
+        # user's; errors still print
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
         # "token authentication is enabled" on every start is noise for a library call
         logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
         common = {"log_to_driver": False, "logging_level": logging.WARNING}

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from embedscope.errors import EmbedscopeError
+from embedscope.evaluate.shift import dense_hint
 from embedscope.index import create_index
 
 DEFAULT_EFS = (16, 32, 64, 128, 256)
@@ -46,7 +47,7 @@ def ann_recall(
     if lv.info.sparse:
         raise EmbedscopeError(
             f"version '{lv.info.name}' is sparse ({lv.info.encoder['name']}); "
-            "ANN recall needs a dense version"
+            f"ANN recall needs a dense version: {dense_hint(collection)}"
         )
     if k < 1 or queries < 1:
         raise EmbedscopeError("k and --queries must be at least 1")

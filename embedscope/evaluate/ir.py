@@ -8,7 +8,7 @@ The corpus is stored as an embedscope Collection (`beir-<dataset>`) with one emb
 encoder, so `Collection.embed`'s incremental re-encoding makes a second evaluation encode nothing.
 Retrieval is the product's own search path (`SearchPipeline.search_many`: every query in one batch),
 so what is scored here is what `embedscope search` answers; `hybrid` is the collection's hybrid
-search recipe over the bm25 and minilm versions.
+search recipe over the bm25 and minilm versions, `hybrid-static` the same over bm25 and static.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ Qrels = dict[str, dict[str, int]]  # query id -> {doc id: relevance}
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
 METRIC_NAMES = ("nDCG@10", "Recall@100", "MRR@10", "MAP@100")
-#: evaluated as a search recipe fusing other encoders' versions rather than a version of its own
-FUSED = {"hybrid": ("bm25", "minilm")}
+#: evaluated as a search recipe fusing other encoders' versions rather than a version of its own;
+#: hybrid-static: the static encoder as the fast dense part (no transformer at query time)
+FUSED = {"hybrid": ("bm25", "minilm"), "hybrid-static": ("bm25", "static")}
 DEFAULT_ENCODERS = ("bm25", "tfidf", "lsa", "word2vec", "minilm", "static", "hybrid")
 _TIMINGS_KEY = "eval_timings"
 
@@ -453,7 +454,7 @@ def evaluate_beir(
     for name in names:
         if name in FUSED:
             parts = FUSED[name]
-            col.create_recipe(name, [versions[p] for p in parts], **(hybrid or DEFAULT_HYBRID))
+            col.create_recipe(name, [versions[p] for p in parts], **(hybrid or DEFAULT_HYBRID), replace=True)
             run, ms, empty = retrieve(col, name, queries, k, progress, pipe)
             results[name] = EncoderResult(
                 encoder=name,

@@ -148,9 +148,18 @@ def dense_version(collection: Any, version: str | None) -> Any:
     v = collection.load_version(name)
     if v.info.sparse:
         raise EmbedscopeError(
-            f"drift over time needs a dense version (e.g. minilm); '{name}' is sparse: pass --version"
+            f"drift over time needs a dense version; '{name}' is sparse: {dense_hint(collection)}"
         )
     return v
+
+
+def dense_hint(collection: Any) -> str:
+    """What to do when a command needs a dense version: name the dense versions there are, or the
+    command that makes one (after `delete-version` left only sparse ones, say)."""
+    dense = [v.name for v in collection.versions() if not v.sparse]
+    if dense:
+        return f"pass --version {dense[0]} (dense versions: {', '.join(dense)})"
+    return f"the collection has none; make one with `embedscope embed {collection.name} --encoder minilm`"
 
 
 @dataclass

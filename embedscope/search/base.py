@@ -52,9 +52,13 @@ def boolean(v: Any) -> str | None:
 @dataclass
 class Hit:
     id: str
+    #: the ranking's own score (cosine, BM25, a fused sum): its scale depends on what answered
     score: float
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: 0..1 on a stated scale (search/relevance.py), for a text query answered by a measured dense
+    #: model; None where there is none (BM25 alone, more-like-this)
+    relevance: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +84,14 @@ class SearchResult:
     skipped_parts: list[str] = field(default_factory=list)
     #: candidates dropped as repeats of a better-ranked work
     collapsed: int = 0
+
+    @property
+    def good_match(self) -> bool | None:
+        """False: "no good match", no hit reaches relevance GOOD (the nearest items are still the
+        hits); None: the search has no relevance scale (search/relevance.py)."""
+        from embedscope.search.relevance import good_match
+
+        return good_match([h.relevance for h in self.hits])
 
     @property
     def seconds(self) -> float:

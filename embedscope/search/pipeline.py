@@ -34,6 +34,7 @@ from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.index import create_index
 from embedscope.search import query as stages_
 from embedscope.search import recipe as recipes
+from embedscope.search import relevance
 from embedscope.search.base import STAGES, Hit, SearchResult
 from embedscope.search.fusion import Run, fuse, score_floor
 from embedscope.search.rerank import WorkSet, collapse
@@ -236,7 +237,7 @@ class SearchPipeline:
         exact: bool = False,
         collapse: bool = True,
     ) -> SearchResult:
-        """The k best items for a query text; `using` a version or recipe (default: the active version)."""
+        """The k best items for a query text; `using` a version or recipe (default: the default search)."""
         if not query or not query.strip():
             raise EmbedscopeError("empty query")
         return self.search_many([query], k, using=using, where=where, exact=exact, collapse=collapse)[0]
@@ -394,6 +395,8 @@ class SearchPipeline:
         pieces: Pieces | None = None,
     ) -> list[SearchResult]:
         keys: dict[str, Any] = {}
+        measured = _measured_part(plan, matrices, pieces)  # whose cosines give hits their relevance
+        own: dict[int, dict[str, float] | None] = {}
         if collapse_works:
             with self.lock:
                 keys = self.collection.work_keys()
@@ -421,6 +424,8 @@ class SearchPipeline:
                     if len(kept) < k and full and collapse_works:
                         again.append(qi)  # the collapse ate too much: look deeper
                     ranked[qi] = ([ids[p] for p in kept], scores[kept], dropped)
+                    if measured is not None:
+                        own[qi] = _own_cosines(plan, measured, pieces, qi, runs[qi][measured])
             pending, depth = again, depth * 2
         results = []
         with _timed(stages, "rank"):
@@ -435,6 +440,8 @@ class SearchPipeline:
                     for it, s in zip(mine, scores, strict=True)
                     if it is not None
                 ]
+                if measured is not None and known[measured][qi]:
+                    relevance.attach(hits, plan.parts[measured], _rows(matrices[measured], [qi]), own.get(qi))
                 skipped = [plan.parts[i].info.name for i in known if not known[i][qi]]
                 results.append(
                     SearchResult(hits, plan.using, plan.encoder, skipped_parts=skipped, collapsed=dropped)
@@ -546,6 +553,28 @@ def _fuse_pieces(runs: list[Run], options: dict[str, Any], depth: int) -> Run:
     params = {"k": 60} if method == "rrf" else {"normalization": "zscore", "missing": "cutoff"}
     ids, scores = fuse(runs, [1.0] * len(runs), method, params)
     return Run(ids[:depth], scores[:depth], None)
+
+
+def _measured_part(plan: Plan, matrices: dict[int, Any], pieces: Pieces | None) -> int | None:
+    """The part whose cosines give a text search's hits their relevance (search/relevance.py): the
+    first measured dense model, if it encoded the queries (a part of weight 0 was not encoded). None
+    for more-like-this (no `pieces`): item-to-item cosines are on another scale."""
+    measured = relevance.measured_part(plan.parts) if pieces is not None else None
+    return measured if measured in matrices else None
+
+
+def _own_cosines(
+    plan: Plan, part: int, pieces: Pieces | None, qi: int, run: Run | None
+) -> dict[str, float] | None:
+    """A part's candidates for query qi as id -> score, when its run holds the query's own cosines:
+    no split pieces fused into it, no feedback search. None: relevance scores the stored vectors."""
+    v, split = plan.parts[part], plan.stages.get("split")
+    pieced = split is not None and pieces is not None and len(pieces.rows[qi]) > 1
+    if run is None or (pieced and _splits(split.get("on", "all"), v)):
+        return None
+    if stages_.feedback_kind(v.info.sparse) in plan.stages:
+        return None
+    return dict(zip(run.ids, run.scores.tolist(), strict=True))
 
 
 def _splits(on: str, v: LoadedVersion) -> bool:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.names import check_name
 from embedscope.search.fusion import fusion_method
 from embedscope.search.query import check_stages, describe
@@ -235,10 +235,23 @@ def stored_recipes(settings: Settings) -> dict[str, Recipe]:
 
 
 def save_recipe(
-    settings: Settings, recipe: Recipe, versions: Sequence[VersionInfo], collection: str
+    settings: Settings,
+    recipe: Recipe,
+    versions: Sequence[VersionInfo],
+    collection: str,
+    *,
+    replace: bool = False,
 ) -> Recipe:
-    """Validate `recipe` against the collection's `versions`, then store it (replacing one of its name)."""
+    """Validate `recipe` against the collection's `versions`, then store it. A stored recipe of its
+    name is replaced only with `replace` (the same definition again is fine): a second `hybrid
+    create` must not silently overwrite the `hybrid` searches use (issue 17)."""
     validate_against(recipe, versions, collection)
+    old = stored_recipes(settings).get(recipe.name)
+    if old is not None and not replace and old.to_dict() != recipe.to_dict():
+        raise ConflictError(
+            f"collection '{collection}' already has a recipe '{recipe.name}' ({old.label()}); give "
+            "another name, or replace it (CLI: --replace)"
+        )
     all_ = {n: r.to_dict() for n, r in stored_recipes(settings).items()}
     all_[recipe.name] = recipe.to_dict()
     settings.set_setting(SETTING, all_)

@@ -27,7 +27,7 @@ from embedscope.errors import EmbedscopeError
 from embedscope.serve import models as m
 from embedscope.serve.middleware import BODY_TIMEOUT, MAX_BODY, BodyLimit, Observe, ServerErrors
 from embedscope.serve.routers import ROUTERS
-from embedscope.serve.routers.service import STATIC
+from embedscope.serve.routers.service import STATIC, SWAGGER_STATIC, SWAGGER_UI
 from embedscope.serve.state import ServerState
 
 
@@ -64,6 +64,10 @@ def create_app(
         'refused (403) when the server has no token configured. Errors are JSON: `{"error": "..."}`.',
         responses={400: {"model": m.ErrorOut}, 404: {"model": m.ErrorOut}, 422: {"model": m.ErrorOut}},
         lifespan=lifespan,
+        # /docs is the service router's, with Swagger UI's assets served from here (no CDN); ReDoc
+        # would load its script from a CDN too, so it is left out
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.embedscope = state
     app.add_middleware(ServerErrors)  # innermost: sees what the exception handlers below do not handle
@@ -71,6 +75,7 @@ def create_app(
     _error_handlers(app)
     # outermost, so 413s from BodyLimit are counted and logged too
     app.add_middleware(Observe, state=state)
+    app.mount(SWAGGER_STATIC, StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for router in ROUTERS:
         app.include_router(router)

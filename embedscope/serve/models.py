@@ -48,11 +48,15 @@ class SearchRequest(_Strict):
     where: str | None = Field(
         None,
         max_length=WHERE_MAX,
-        description="metadata filter",
-        examples=["published_year >= 2000 and categories contains 'Fiction'"],
+        description="metadata filter: comparisons, and/or/not, in [...]; `contains` is a substring test "
+        "('Fiction' also matches 'Juvenile Nonfiction'), `has` an element test (a list's element or a "
+        "comma-separated part of a text), `startswith` a prefix test; all ignore case",
+        examples=["published_year >= 2000 and categories has 'Fiction'"],
     )
     version: str | None = Field(
-        None, description="embedding version or search recipe, e.g. hybrid (default: the active version)"
+        None,
+        description="embedding version or search recipe, e.g. hybrid (default: the collection's default "
+        "search, `default_search` in its info)",
     )
     encoder: str | None = Field(
         None, description="pick the version built with this encoder (alternative to `version`)"
@@ -106,7 +110,19 @@ class HitOut(BaseModel):
     """A hit as a person sees it (embedscope.display.show), with the raw metadata beside it."""
 
     id: str
-    score: float
+    score: float = Field(
+        description="the ranking's own score: cosine, BM25 or a fused sum, on no fixed scale; "
+        "compare within one list only"
+    )
+    relevance: float | None = Field(
+        None,
+        description="0..1 on a stated scale: (cosine - 0.2) / 0.5 of the query and the item in the "
+        "measured dense model (all-MiniLM-L6-v2; a recipe's dense part), clipped; >= 0.5 is a good "
+        "match. Null where there is no such model (BM25 alone, more-like-this). docs/serve.md",
+    )
+    match: str | None = Field(
+        None, description="relevance in words: strong (>= 0.75), good (>= 0.5), weak (>= 0.25), poor"
+    )
     title: str = Field(description="display title (collection setting `display_fields` or a guess)")
     snippet: str = Field(description="the start of the item's text")
     subtitle: str | None = Field(None, description="e.g. the authors")
@@ -142,6 +158,11 @@ class SearchResponse(BaseModel):
     took_ms: float
     stages: Stages
     hits: list[HitOut]
+    good_match: bool | None = Field(
+        None,
+        description="false: no good match, no hit reaches relevance 0.5 (the nearest items are still "
+        "returned); null: no relevance scale (see HitOut.relevance)",
+    )
     experiment: ExperimentShown | None = Field(
         None, description="set when the hits are an online experiment's list (see docs/online.md)"
     )
@@ -254,7 +275,12 @@ class CollectionInfo(BaseModel):
 class CollectionSummary(BaseModel):
     name: str
     items: int
-    active_version: str | None
+    active_version: str | None = Field(
+        description="the version whose vectors more-like-this, recommendations and maps use"
+    )
+    default_search: str | None = Field(
+        None, description="what a search with no version uses: the active version or a recipe"
+    )
     versions: list[str]
 
 
@@ -387,6 +413,7 @@ class ProjectionOut(BaseModel):
     available: list[str] = Field(description="methods with coordinates cached for this version and sample")
     ids: list[str]
     titles: list[str]
+    details: list[str] = Field([], description="per point: authors · year · categories, shown on hover")
     x: list[float]
     y: list[float]
     color_by: str | None = None

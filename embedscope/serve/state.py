@@ -179,18 +179,12 @@ class ServerState:
         return served
 
     def summaries(self) -> list[m.CollectionSummary]:
-        """Each served collection's name, size, versions and active version (/health, listings)."""
+        """Each served collection's name, size, versions, active version and default search
+        (/health, listings): `Collection.summary`, as `embedscope collections` shows it."""
         out = []
         for served in self.collections.values():
             with served.lock:
-                out.append(
-                    m.CollectionSummary(
-                        name=served.name,
-                        items=len(served.reader),
-                        versions=[v.name for v in served.reader.versions()],
-                        active_version=served.reader.store.get_setting("active_version"),
-                    )
-                )
+                out.append(m.CollectionSummary(**served.reader.summary()))
         return out
 
     def _query_encoder(self, collection: str) -> QueryEncoder:

@@ -53,6 +53,7 @@ def respond(
         took_ms=ms(sum(stages.values())),
         stages=m.Stages(**{f"{s}_ms": ms(t) for s, t in stages.items()}),
         hits=hits,
+        good_match=result.good_match,
         experiment=experiment,
     )
 

@@ -98,20 +98,24 @@ async function loadInfo(name) {
   info = collection;
   experiment = experiments.find((e) => e.status === "running") || null;
   showExperiment(experiment);
+  // two words, as in the CLI and the API: the "default search" answers a query when none is chosen
+  // (a version or a recipe); the "active version" gives more-like-this and the map their vectors
   const versions = info.versions;
+  const defaultSearch = info.default_search || info.active_version;
+  const hint = (name, about) => [about, name === defaultSearch ? "default search" : ""].filter(Boolean).join(" · ");
   const opts = versions.map((v) => ({
     value: v.name,
     label: v.name,
-    hint: v.encoder.name !== v.name ? v.encoder.name : (v.active ? "default" : ""),
+    hint: hint(v.name, v.encoder.name !== v.name ? v.encoder.name : ""),
   }));
   // search recipes (e.g. hybrid = bm25 + minilm fused) are searched by name, like versions
   for (const r of info.recipes || []) {
-    opts.push({ value: r.name, label: r.name, hint: `${r.parts.join(" + ")}, ${r.fusion}` });
+    opts.push({ value: r.name, label: r.name, hint: hint(r.name, `${r.parts.join(" + ")}, ${r.fusion}`) });
   }
   if (opts.length > 1) opts.push({ value: COMPARE, label: "side by side", hint: "" });
   // the default search (no version named) is the one a running experiment serves
   if (experiment) opts.unshift({ value: "", label: "default", hint: "experiment" });
-  const current = state().get("v") || (experiment ? "" : info.default_search || info.active_version || (opts[0] && opts[0].value));
+  const current = state().get("v") || (experiment ? "" : defaultSearch || (opts[0] && opts[0].value));
   $("#mode-options").replaceChildren(
     ...opts.map((o) =>
       el("label", {},
@@ -232,7 +236,7 @@ async function run() {
       const res = await api(`/api/collections/${c}/similar`, { id: like, k: 12, where, version });
       if (my !== seq) return;
       draw(res.hits);
-      status(summary(res, t0) + (version !== v ? ` (more-like-this uses one version: ${res.version})` : ""));
+      status(summary(res, t0) + (version !== v ? ` (more-like-this uses the active version: ${res.version})` : ""));
     } else if (v === COMPARE) {
       const res = await api(`/api/collections/${c}/compare`, { query: q, k: 10, where });
       if (my !== seq) return;
@@ -243,7 +247,7 @@ async function run() {
       const res = await api(`/api/collections/${c}/search`,
         { query: q, k: 12, where, version: v || undefined, session: v ? undefined : sessionId() });
       if (my !== seq) return;
-      draw(res.hits, res.experiment);
+      draw(res.hits, res.experiment, res.good_match === false ? q : null);
       if (!v) showExperiment(res.experiment); // started or stopped since the page loaded
       status(summary(res, t0) + (res.experiment ? ` · experiment ${res.experiment.name}` : ""));
     }
@@ -270,7 +274,18 @@ function clearResults() {
   $("#results").replaceChildren();
 }
 
-function draw(hits, exp = null) {
+// The match a card shows: the relevance level the server computed (embedscope/search/relevance.py, a
+// stated scale: docs/serve.md), else the raw score, named as what it is.
+function matchText(h, exp) {
+  if (h.match) return { text: `${h.match} match`, title: `relevance ${h.relevance.toFixed(2)} of 1 (score ${h.score.toFixed(3)})` };
+  // an experiment's list mixes two rankers whose raw scores are not comparable: they are not shown
+  if (exp) return { text: "", title: "" };
+  return { text: `score ${h.score.toFixed(3)}`, title: "this search's own score, on no fixed scale: compare within the list only" };
+}
+
+// `weakQuery`: the search found no good match (no hit reaches relevance 0.5); the nearest items are
+// shown below a notice that says so, dimmed
+function draw(hits, exp = null, weakQuery = null) {
   const tpl = $("#card-template");
   shown = exp ? { experiment: exp.name, impression: exp.impression } : null;
   highlight(hits.map((h) => h.id));
@@ -278,7 +293,11 @@ function draw(hits, exp = null) {
     $("#results").replaceChildren(el("p", { class: "empty" }, "Nothing matched. Loosen the filters or try other words."));
     return;
   }
-  $("#results").replaceChildren(...hits.map((h, position) => {
+  $("#results").classList.toggle("weak", !!weakQuery);
+  const notice = weakQuery ? el("p", { class: "no-match", role: "note" },
+    el("strong", {}, "No good match"), ` for “${weakQuery}”: these are the closest items, but none is close. ` +
+    "Try other words, or fewer of them.") : null;
+  $("#results").replaceChildren(...(notice ? [notice] : []), ...hits.map((h, position) => {
     const card = tpl.content.firstElementChild.cloneNode(true);
     card.dataset.id = h.id;
     card.dataset.position = position;
@@ -292,8 +311,11 @@ function draw(hits, exp = null) {
     card.querySelector(".byline").textContent = [h.subtitle, h.year].filter(Boolean).join(" · ");
     if (h.tags.length) card.querySelector(".tags").replaceChildren(...h.tags.slice(0, 3).map((t) => el("span", {}, t)));
     card.querySelector(".snippet").textContent = h.snippet;
-    // an experiment's list mixes two rankers whose scores are not comparable: they are not shown
-    if (!exp) card.querySelector(".score").textContent = h.score.toFixed(3);
+    const match = matchText(h, exp);
+    const badge = card.querySelector(".score");
+    badge.textContent = match.text;
+    badge.title = match.title;
+    if (h.match) badge.dataset.match = h.match;
     const thumb = card.querySelector(".thumb");
     thumb.textContent = (h.title || "?").trim().charAt(0).toUpperCase();
     if (h.image) {
@@ -362,8 +384,9 @@ async function loadMap() {
     const canvasBox = el("div", { class: "map-canvas" });
     box.replaceChildren(canvasBox);
     map.view = new EmbedMap(canvasBox, points, { onSelect: (id, i) => moreLike(id, points.titles[i]) });
+    const which = points.version === info.active_version ? " (the active version)" : "";
     map.about = `${points.method.toUpperCase()} of ${points.ids.length.toLocaleString()} items of ` +
-      `${points.version}${points.cached ? "" : ` (computed in ${points.seconds} s)`}`;
+      `${points.version}${which}${points.cached ? "" : ` (computed in ${points.seconds} s)`}`;
     highlight(shownIds);
   } catch (err) {
     if (map.key === key) { say(err.message, true); map.key = null; } // opening it again retries

@@ -6,7 +6,8 @@
 "use strict";
 
 class EmbedMap {
-  // points: {ids, titles, x, y, colors (hex per point or null), legend: [{label, color}]}
+  // points: {ids, titles, details (authors · year · tags per point, optional), x, y,
+  //          colors (hex per point or null), legend: [{label, color}]}
   constructor(container, points, options = {}) {
     this.points = points;
     this.n = points.ids.length;
@@ -24,7 +25,8 @@ class EmbedMap {
     this.tip.style.cssText =
       "position:absolute;pointer-events:none;background:#222;color:#fff;padding:2px 6px;" +
       "border-radius:3px;font-size:12px;max-width:22rem;display:none;z-index:2";
-    container.append(this.canvas, this.tip, this._legend());
+    this.legend = this._legend();
+    container.append(this.canvas, this.tip, this.legend);
     const xs = points.x, ys = points.y;
     this.bounds = {
       x0: Math.min(...xs), x1: Math.max(...xs), y0: Math.min(...ys), y1: Math.max(...ys),
@@ -44,7 +46,7 @@ class EmbedMap {
     list.className = "embedmap-legend";
     list.style.cssText =
       "position:absolute;top:6px;right:6px;margin:0;padding:4px 8px;list-style:none;" +
-      "background:rgba(255,255,255,.85);font-size:12px;border-radius:3px";
+      "background:rgba(255,255,255,.85);font-size:12px;border-radius:3px;max-width:40%";
     for (const entry of this.points.legend || []) {
       const li = document.createElement("li");
       const dot = document.createElement("span");
@@ -65,15 +67,18 @@ class EmbedMap {
     this.canvas.height = Math.round(this.h * dpr);
     this.ctx = this.canvas.getContext("2d");
     this.ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    // the legend keeps a column of its own on the right: no point is drawn under it
+    this.padRight = this.legend.hidden ? 0 : this.legend.getBoundingClientRect().width + 12;
     this.draw();
   }
 
   _screen(i) {
     const b = this.bounds, pad = 14;
-    const sx = (this.w - 2 * pad) / (b.x1 - b.x0 || 1);
+    const w = this.w - (this.padRight || 0);
+    const sx = (w - 2 * pad) / (b.x1 - b.x0 || 1);
     const sy = (this.h - 2 * pad) / (b.y1 - b.y0 || 1);
     const s = Math.min(sx, sy); // equal scales: distances on screen mean the same both ways
-    const ox = (this.w - s * (b.x1 - b.x0)) / 2, oy = (this.h - s * (b.y1 - b.y0)) / 2;
+    const ox = (w - s * (b.x1 - b.x0)) / 2, oy = (this.h - s * (b.y1 - b.y0)) / 2;
     return [ox + s * (this.points.x[i] - b.x0), this.h - (oy + s * (this.points.y[i] - b.y0))];
   }
 
@@ -136,7 +141,10 @@ class EmbedMap {
     if (i === this.hover) return;
     this.hover = i;
     this.tip.style.display = i >= 0 ? "block" : "none";
-    this.tip.textContent = i >= 0 ? this.points.titles[i] : "";
+    const details = i >= 0 && this.points.details ? this.points.details[i] : "";
+    const title = document.createElement("strong");
+    title.textContent = i >= 0 ? this.points.titles[i] : "";
+    this.tip.replaceChildren(title, ...(details ? [document.createElement("br"), details] : []));
     this.draw();
   }
 
