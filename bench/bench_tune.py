@@ -127,8 +127,12 @@ def books(queries_path: Path, qrels_path: Path) -> tuple[list[dict[str, Any]], d
     col = Collection.open("books")
     have = {v.name: v for v in col.versions()}
     want = create_encoder("tuned", tuned_params(have["minilm"].encoder, pairs=BOOKS_PAIRS)).config()
-    if "tuned" not in have or have["tuned"].encoder != want:
-        col.embed("tuned", want["params"], version="tuned")  # what `embedscope tune books` does
+    if "tuned" not in have or (have["tuned"].encoder, have["tuned"].document) != (
+        want,
+        have["minilm"].document,
+    ):
+        # what `embedscope tune books` does: the minilm version's document template too
+        col.embed("tuned", want["params"], version="tuned", document=have["minilm"].document)
     qrels = read_qrels(qrels_path)
     lines = [json.loads(line) for line in queries_path.read_text().splitlines() if line.strip()]
     texts = {str(q["_id"]): q["text"] for q in lines}

@@ -126,6 +126,21 @@ def test_tuned_follows_precision_auto_and_always_trains() -> None:
     assert not enc.same_vectors(TunedEncoder(seed=1).config())
 
 
+def test_tune_starts_from_the_versions_model_settings_and_document() -> None:
+    """`tune --from V` takes V's encoder settings and its document template (the tuned version
+    encodes what V encodes, so the two differ in the model alone); a bare encoder name its defaults."""
+    from types import SimpleNamespace
+
+    from embedscope.cli.tune_cmd import base_config
+
+    minilm = {"name": "minilm", "params": {"model": "all-MiniLM-L6-v2", "max_seq_length": 200}}
+    stored = SimpleNamespace(name="minilm", encoder=minilm, document="{categories}. {text}")
+    col = SimpleNamespace(name="books", versions=lambda: [stored])
+    assert base_config(col, "minilm") == (minilm, "{categories}. {text}")
+    config, document = base_config(SimpleNamespace(name="books", versions=list), "minilm")
+    assert config["name"] == "minilm" and document is None
+
+
 @pytest.fixture(scope="module")
 def tuned_books(books_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """48 real books with a tiny tuned version (and the 6 books added later by the re-embed test)."""

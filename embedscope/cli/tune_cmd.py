@@ -10,17 +10,19 @@ from embedscope.cli.app import app, console, err_console, open_collection, print
 from embedscope.cli.options import CollectionArg, JsonOpt
 
 
-def base_config(col: Any, source: str) -> dict[str, Any]:
-    """The encoder config to tune from: the collection's version `source`, else the encoder of
-    that name with its defaults (`--from minilm` before any minilm version exists)."""
+def base_config(col: Any, source: str) -> tuple[dict[str, Any], str | None]:
+    """The encoder config and document template to tune from: the collection's version `source`'s
+    (the tuned version encodes the same documents, so the two compare on the model alone), else the
+    encoder of that name with its defaults and the items' text (`--from minilm` before any minilm
+    version exists)."""
     from embedscope.encoders.registry import create_encoder
     from embedscope.errors import NotFoundError
 
     versions = {v.name: v for v in col.versions()}
     if source in versions:
-        return versions[source].encoder
+        return versions[source].encoder, versions[source].document
     if source in ("minilm", "transformer"):
-        return create_encoder(source).config()
+        return create_encoder(source).config(), None
     have = ", ".join(versions) or "none"
     raise NotFoundError(f"collection '{col.name}' has no version '{source}' to tune from (versions: {have})")
 
@@ -68,8 +70,9 @@ def tune(
     from embedscope.encoders.tune import tuned_params
 
     col = open_collection(collection)
+    base, document = base_config(col, source)
     params = tuned_params(
-        base_config(col, source),
+        base,
         pairs=pairs,
         epochs=epochs,
         batch_size=batch_size,
@@ -97,7 +100,9 @@ def tune(
                 encode.append(bar.add_task(f"encoding {collection} with it", total=total))
             bar.update(encode[0], completed=done, total=total)
 
-        info = col.embed(enc, version=version, refit=True, activate=activate, progress=encoding)
+        info = col.embed(
+            enc, version=version, refit=True, activate=activate, progress=encoding, document=document
+        )
     record = {k: v for k, v in col.encoder(info.name).training.items() if k != "losses"}  # type: ignore[attr-defined]
     if as_json:
         print_json({"version": info.to_dict(), "training": record, "clicks_skipped": skipped})
