@@ -19,6 +19,7 @@ _COMMAND_MODULES = [
     "serve_cmd",
     "experiment_cmd",
     "project_cmd",
+    "tune_cmd",
 ]
 
 
