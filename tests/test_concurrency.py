@@ -251,3 +251,32 @@ def test_two_ingests_of_the_same_new_rows_at_once(tmp_path: Path, team: tuple[Pa
         added.append([int(x) for x in out.split()])
     assert [sorted(pair) for pair in zip(*added, strict=True)] == [[0, 300]] * rounds
     assert all(len(Collection.open(f"race{n}", root=root)) == 300 for n in range(rounds))
+
+
+def test_info_while_a_writer_cleans_up_the_old_revision_reports_no_damage(
+    home: Path, books_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader looking at a revision's files while a writer replaces it and is half-way through
+    deleting the old folder (its encoder already gone) must read the new revision, not report the
+    version damaged (seen in the hammering test: 'the fitted encoder ... is missing')."""
+    import shutil
+
+    from embedscope.store import embedded
+
+    col = Collection.create("race")
+    col.ingest(books_frame.head(30), id_field="isbn13", text="description")
+    col.embed("tfidf", index="exact")
+    real = embedded._inspect_revision
+    seen: list[Path] = []
+
+    def racing(d: Path, info: object) -> list[str]:
+        if not seen:
+            seen.append(d)
+            col.embed("tfidf", index="exact", refit=True)  # replaces the revision; the old one goes
+            new = next(p for p in d.parent.iterdir() if p != d and p.name.startswith("tfidf-"))
+            shutil.copytree(new, d, ignore=shutil.ignore_patterns("encoder"))  # rmtree half-way
+        return real(d, info)
+
+    monkeypatch.setattr(embedded, "_inspect_revision", racing)
+    (row,) = col.info()["versions"]
+    assert seen and row["problems"] == []

@@ -63,9 +63,10 @@ def tune(
     activate: Annotated[bool, typer.Option(help="Make the tuned version the active one.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fine-tune the sentence encoder on the collection's own items (self-supervised pairs,
-    in-batch negatives) into an ordinary embedding version: compare it with `evaluate`/`compare`,
-    try it against its base with `experiment start`."""
+    """Fine-tune MiniLM on the collection's own items.
+
+    Self-supervised pairs with in-batch negatives make an ordinary embedding version: compare it
+    with `evaluate`/`compare`, try it against its base with `experiment start`."""
     from embedscope.encoders.registry import create_encoder, parse_params
     from embedscope.encoders.tune import tuned_params
 

@@ -422,8 +422,16 @@ class EmbeddedStore(Store):
         raise ConflictError(f"collection '{self.path.name}' is busy: version '{name}' keeps changing; retry")
 
     def inspect_version(self, name: str) -> list[str]:
+        def inspect(d: Path, info: VersionInfo) -> list[str]:
+            problems = _inspect_revision(d, info)
+            if problems and self._record(name)[1] != d:
+                # a writer replaced the revision while its files were looked at (a file seen gone
+                # was being cleaned up): no damage, read the new revision (`_read_consistent`)
+                raise FileNotFoundError(errno.ENOENT, "revision replaced while inspected", str(d))
+            return problems
+
         try:
-            return self._read_consistent(name, _inspect_revision)
+            return self._read_consistent(name, inspect)
         except DamagedError as exc:
             return exc.problems
         except EmbedscopeError as exc:
