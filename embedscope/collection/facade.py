@@ -108,10 +108,6 @@ class Collection:
             col.set_default_index(default_index)
         return col, col.ingest(source, **ingest_args)
 
-    @staticmethod
-    def list(root: str | Path | None = None) -> list[str]:
-        return opening.list_collections(root)
-
     def close(self) -> None:
         self.store.close()
 
@@ -456,6 +452,11 @@ class Collection:
         Returns {"name", "ok", "problems" (collection-level), "versions": [{"name", "ok",
         "problems", "repair"}]}; `embedscope check` prints it and exits 1 when not ok."""
         return checks.check_collection(self.name, self.store, self.load_version, self.document_hashes)
+
+    # last: mypy reads a class's names in order, and this one shadows `list` in annotations below it
+    @staticmethod
+    def list(root: str | Path | None = None) -> list[str]:
+        return opening.list_collections(root)
 
 
 def _embed_hybrid(
