@@ -152,8 +152,8 @@ def _on_the_fly(col: Collection, encoder: str) -> tuple[LoadedVersion, float]:
     from embedscope.store.base import VersionData, VersionInfo, fingerprint
 
     # the key is the items' fingerprint (ids and content hashes): a cache hit reads no texts
-    content = fingerprint(col.store.item_hashes().items())
-    key = (str(col.store.path), encoder, content)
+    content = fingerprint(col.item_hashes().items())
+    key = (str(col.path), encoder, content)
     if key not in _ON_THE_FLY:
         items = col.items()
         enc = create_encoder(encoder)

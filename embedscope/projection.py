@@ -120,7 +120,7 @@ def cached_methods(collection: Any, version: str | None, *, sample: int, seed: i
     """The methods whose coordinates for this version's current revision, sample and seed are
     cached, in `METHODS` order (what the web page can show without computing)."""
     name = resolve_version(collection, version)
-    revision = collection.store.version_revision(name)
+    revision = collection.version_revision(name)
     folder = collection.folder("projections")
     return [m for m in METHODS if _cache_file(folder, name, revision, m, sample, seed).exists()]
 
@@ -195,7 +195,7 @@ def point_data(
     with lock or nullcontext():
         frame, _ = collection.metadata_frame()
         fields = collection.display_fields()
-        items = collection.store.get_items(proj.ids)
+        items = collection.get_items(proj.ids)
     if color_by is not None and color_by not in frame.columns:
         fields = ", ".join(map(str, frame.columns)) or "none"
         raise EmbedscopeError(f"--color-by: no metadata field '{color_by}' (fields: {fields})")

@@ -380,7 +380,7 @@ def evaluate_recs(
         with status("evaluating (random 80/20)") as shown:
             rand = evaluate_random_split(
                 read_interactions(col),
-                list(col.store.item_hashes()),
+                col.ids(),
                 collection=collection,
                 seeds=list(range(seeds)),
                 k=k,

@@ -35,6 +35,16 @@ def activate(store: Store, collection: str, name: str, recipes: Collection_[str]
         )
 
 
+def active_version(store: Store, collection: str) -> str:
+    """`Collection.active_version`: the version searches, more-like-this and recommendations use."""
+    name = store.get_setting("active_version")
+    if not name:
+        raise NotFoundError(
+            f"collection '{collection}' has no embeddings yet; run `embedscope embed {collection}`"
+        )
+    return name
+
+
 class VersionCache:
     """The loaded versions of one collection, each kept until its revision changes."""
 

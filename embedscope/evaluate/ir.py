@@ -343,7 +343,7 @@ def _embed(
     from embedscope.encoders.registry import create_encoder
 
     version = version_name(encoder, params)
-    timings = col.store.get_setting(_TIMINGS_KEY, {}) or {}
+    timings = col.setting(_TIMINGS_KEY, {}) or {}
     current = {v.name: v for v in col.versions()}.get(version)
     if (
         current is not None
@@ -367,7 +367,7 @@ def _embed(
     encode_s = max(float(info.stats.get("encode_seconds", 0.0)), 1e-9)
     rate = round(encoded / encode_s, 1)
     timings[version] = {"fit_seconds": fit_s, "docs_per_second": rate, "config": info.encoder}
-    col.store.set_setting(_TIMINGS_KEY, timings)
+    col.set_setting(_TIMINGS_KEY, timings)
     return info, fit_s, rate, False
 
 

@@ -404,7 +404,7 @@ def evaluate_recommenders(
 
     say = progress or (lambda _msg: None)
     frame = read_interactions(collection) if frame is None else frame
-    catalogue = list(collection.store.item_hashes())
+    catalogue = collection.ids()
     split = leave_last_out(frame, catalogue)
     negs = sample_negatives(split, negatives, seed)
     report = RecsReport(
@@ -425,7 +425,7 @@ def evaluate_recommenders(
         return scores
 
     run("popularity", lambda: score_popularity(split), "interaction counts in training")
-    texts = {i.id: i.text for i in collection.store.iter_items()}
+    texts = {i.id: i.text for i in collection.items()}
     item_texts = [texts[i] for i in split.items]
     if tfidf:
         from embedscope.encoders.registry import create_encoder, encoder_names
@@ -454,7 +454,7 @@ def evaluate_recommenders(
             report.notes.append(f"version {name} is sparse: skipped")
             continue
         vecs = item_matrix(split, ids, np.asarray(vectors))
-        encoder_name = collection.store.get_version(name).encoder["name"]
+        encoder_name = collection.version_info(name).encoder["name"]
         for p in profiles:
             s = run(
                 f"{name}/{p}",
@@ -591,7 +591,7 @@ def _best_row(collection: Collection, report: RecsReport, k: int) -> dict[str, A
         return None
     best = max(rows, key=lambda r: r.full[metric])
     pop = next((r for r in report.results if r.method == "popularity"), None)
-    info = collection.store.get_version(best.use["version"])
+    info = collection.version_info(best.use["version"])
     return {
         **best.use,
         "row": best.method,

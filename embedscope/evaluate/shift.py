@@ -279,7 +279,7 @@ def item_drift(
     stored = v.data.vectors
     then = np.asarray(stored[[v.row_of[i] for i in then_ids]], dtype=np.float32)
     new_or_changed = set(added) | set(changed)
-    items = {it.id: it for it in collection.store.get_items(now_ids) if it is not None}
+    items = {it.id: it for it in collection.get_items(now_ids) if it is not None}
     fresh = [i for i in now_ids if i in new_or_changed]
     document = collection.document(v.info)
     docs = [document.render(items[i].text, items[i].fields) for i in fresh]

@@ -46,11 +46,11 @@ class VersionChoice:
 def record_best(collection: Collection, best: dict[str, Any]) -> None:
     """Remember the measured best row (see embedscope.evaluate.recs.RecsReport.best) for `recommend`."""
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    collection.store.set_setting(SETTING, {**best, "recorded_at": stamp})
+    collection.set_setting(SETTING, {**best, "recorded_at": stamp})
 
 
 def recorded_best(collection: Collection) -> dict[str, Any] | None:
-    return collection.store.get_setting(SETTING)
+    return collection.setting(SETTING)
 
 
 def choose_version(collection: Collection) -> VersionChoice:

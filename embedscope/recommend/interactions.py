@@ -151,7 +151,7 @@ def sort_by_time(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def path_for(collection: Collection) -> Path:
-    return Path(collection.store.path) / INTERACTIONS_FILE
+    return collection.path / INTERACTIONS_FILE
 
 
 def write_atomic(frame: pd.DataFrame, path: Path) -> None:
@@ -216,7 +216,7 @@ def load_interactions(
         old = read_interactions(collection)
         frame["seq"] += int(old["seq"].max()) + 1
         frame = pd.concat([old, frame], ignore_index=True)
-    known = set(collection.store.item_hashes())
+    known = set(collection.item_hashes())
     if not known:
         raise EmbedscopeError(
             f"collection '{collection.name}' has no items; ingest items before interactions"

@@ -107,7 +107,7 @@ def popular(
         ok &= np.array([bool(mask[pos[i]]) if i in pos else False for i in counts.index])
     top = counts[ok].head(k)
     signal = rerank.count_signal(counts)
-    items = collection.store.get_items(list(top.index))
+    items = collection.get_items(list(top.index))
     return [Hit(i.id, float(signal.get(i.id, 0.0)), i.text, i.metadata) for i in items if i is not None]
 
 
@@ -190,7 +190,7 @@ class Recommender:
             times = hist["timestamp"].to_numpy(dtype=np.float64)
         else:
             seen = [str(i).strip() for i in items or [] if str(i).strip()]
-            unknown = [i for i, it in zip(seen, coll.store.get_items(seen), strict=True) if it is None]
+            unknown = [i for i, it in zip(seen, coll.get_items(seen), strict=True) if it is None]
             if unknown:
                 raise NotFoundError(
                     f"{len(unknown)} session item(s) are not in collection '{coll.name}': "
@@ -343,7 +343,7 @@ def _text_version(coll: Collection, other: str) -> str | None:
         return None
     if name == other:
         return None
-    info = coll.store.get_version(name)
+    info = coll.version_info(name)
     try:
         cls = encoder_class(info.encoder.get("name", ""))
     except NotFoundError:
@@ -423,7 +423,7 @@ def _because(
     best = cand[np.argsort(-sims[cand], kind="stable")[:top]]
     from embedscope.display import show
 
-    items = coll.store.get_items([hids[b] for b in best])
+    items = coll.get_items([hids[b] for b in best])
     fields = coll.display_fields()
     return [
         {
@@ -439,7 +439,7 @@ def _because(
 def history_frame(collection: Collection, user: str) -> pd.DataFrame:
     """A user's history with item texts, for display."""
     hist = Interactions.of(collection).history(user)
-    texts = {i.id: i.text for i in collection.store.get_items(hist["item"].tolist()) if i is not None}
+    texts = {i.id: i.text for i in collection.get_items(hist["item"].tolist()) if i is not None}
     return hist.assign(text=hist["item"].map(texts))
 
 

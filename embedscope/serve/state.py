@@ -102,12 +102,12 @@ class Served:
         """Display fields, the filters the page offers and its example queries (per data revision)."""
         coll = self.reader
         with self.lock:
-            rev = coll.store.data_revision()
+            rev = coll.data_revision()
             if self._display and self._display[0] == rev:
                 return self._display[1]
             frame, _ = coll.metadata_frame()
             fields = coll.display_fields()
-            suggestions = coll.store.get_setting("suggested_queries") or DEFAULT_SUGGESTIONS
+            suggestions = coll.setting("suggested_queries") or DEFAULT_SUGGESTIONS
         filters = []
         for f in fields.filters:
             col = frame[f]
@@ -167,7 +167,7 @@ class ServerState:
 
     def public(self, message: str) -> str:
         """An error message as an HTTP client may see it: no server paths (`redact_paths`)."""
-        databases = {s.reader.store.location for s in self.collections.values()} - {str(self.root)}
+        databases = {s.reader.location for s in self.collections.values()} - {str(self.root)}
         known: list[tuple[Path | str, str]] = [(url, "<database>") for url in databases if "://" in url]
         return redact_paths(message, [*known, (self.root, "<collections>")])
 

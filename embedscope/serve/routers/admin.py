@@ -96,7 +96,7 @@ def embed_version(name: str, version: str, req: m.EmbedRequest, request: Request
             with ExitStack() as held:
                 try:  # the store's writer lock, at once: held by another process, the job is a 409
                     coll = served.writer()
-                    held.enter_context(coll.store.writing(wait=0))
+                    held.enter_context(coll.writing(wait=0))
                 except BaseException as exc:
                     refused.append(exc)
                     return

@@ -59,7 +59,7 @@ def projection(
         )
     proj = project(served.reader, version, method=method, sample=sample, lock=served.lock)
     with served.lock:
-        key = (str(proj.path), served.reader.store.data_revision(), color_by)
+        key = (str(proj.path), served.reader.data_revision(), color_by)
         points = served.projections.get(key)
     if points is None:  # titles and colours of up to 50,000 points: searches go on meanwhile
         points = point_data(served.reader, proj, color_by, lock=served.lock)
