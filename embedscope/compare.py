@@ -80,12 +80,11 @@ def compare(
     if k < 1:
         raise EmbedscopeError("k must be at least 1")
     pipe = pipeline or col.pipeline
-    with pipe.lock:
-        names = list(targets) if targets else default_targets(col)
-        versions = {v.name for v in col.versions()}
-        recipes = set(col.recipes()) - versions
-        if where:  # a bad filter is the caller's mistake, not one column's: fail before searching
-            evaluate_filter(where, col.metadata_frame()[0])
+    names = list(targets) if targets else default_targets(col)
+    versions = {v.name for v in col.versions()}
+    recipes = set(col.recipes()) - versions
+    if where:  # a bad filter is the caller's mistake, not one column's: fail before searching
+        evaluate_filter(where, col.metadata_frame()[0])
     if not names:
         raise NotFoundError(f"collection '{col.name}' has no versions to compare; embed it first")
     if by_encoder:

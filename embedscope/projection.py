@@ -22,7 +22,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -132,25 +131,23 @@ def project(
     method: str = "umap",
     sample: int = DEFAULT_SAMPLE,
     seed: int = 0,
-    lock: AbstractContextManager[Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Projection:
     """2-D coordinates of up to `sample` items of a version, from the cache when it has them.
 
-    `lock` is held around the collection's store reads only, never around the computation (the
-    server passes its reader lock, so searches go on while a projection is computed). `progress`
-    is told each stage as it starts: "loading", "reducing", "layout" (the long one: UMAP on 5,000
-    books takes minutes on two cores, its first run also compiles numba code)."""
+    Searches go on while a projection is computed (reads are safe from any thread by themselves:
+    the store serialises its own statements). `progress` is told each stage as it starts:
+    "loading", "reducing", "layout" (the long one: UMAP on 5,000 books takes minutes on two cores,
+    its first run also compiles numba code)."""
     step = progress or (lambda stage: None)
     if method not in METHODS:
         raise EmbedscopeError(f"unknown projection method '{method}'; valid: {', '.join(METHODS)}")
     if sample < 3:
         raise EmbedscopeError("--sample must be at least 3")
     step("loading")
-    with lock or nullcontext():
-        name = resolve_version(collection, version)
-        v = collection.load_version(name)
-        folder = collection.folder("projections")
+    name = resolve_version(collection, version)
+    v = collection.load_version(name)
+    folder = collection.folder("projections")
     path = _cache_file(folder, name, v.revision, method, sample, seed)
     if path.exists():
         with np.load(path, allow_pickle=False) as data:
@@ -184,18 +181,15 @@ def point_data(
     collection: Any,
     proj: Projection,
     color_by: str | None = None,
-    *,
-    lock: AbstractContextManager[Any] | None = None,
 ) -> dict[str, Any]:
     """What the map draws: coordinates, titles, ids and colours; items deleted since the version
     was embedded are left out. A numeric field is coloured on a scale, any other by its most
-    frequent values. `lock`, as in `project`, is held around the store reads only."""
+    frequent values."""
     from embedscope.display import show
 
-    with lock or nullcontext():
-        frame, _ = collection.metadata_frame()
-        fields = collection.display_fields()
-        items = collection.get_items(proj.ids)
+    frame, _ = collection.metadata_frame()
+    fields = collection.display_fields()
+    items = collection.get_items(proj.ids)
     if color_by is not None and color_by not in frame.columns:
         fields = ", ".join(map(str, frame.columns)) or "none"
         raise EmbedscopeError(f"--color-by: no metadata field '{color_by}' (fields: {fields})")
