@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embedscope.display import DisplayFields
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
 from embedscope.search.base import SearchResult
+from embedscope.search.present import hit_json
 
 if TYPE_CHECKING:
     from embedscope.collection import Collection
@@ -37,6 +39,21 @@ class Column:
     source: str = ""  # "version minilm", "recipe hybrid(bm25+minilm)", "on the fly"
     fit_s: float = 0.0
 
+    def to_json(self, fields: DisplayFields) -> dict[str, Any]:
+        r = self.result
+        return {
+            "target": self.target,
+            "version": r.using if r else self.target,
+            "encoder": r.encoder if r else None,
+            "source": self.source or None,
+            "fit_s": round(self.fit_s, 3),
+            "took_ms": round(r.seconds * 1000, 3) if r else None,
+            "encode_ms": round(r.stages["encode"] * 1000, 2) if r else None,
+            "search_ms": round((r.stages["search"] + r.stages["rank"]) * 1000, 2) if r else None,
+            "hits": [hit_json(h, fields) for h in (r.hits if r else [])],
+            "error": self.error,
+        }
+
 
 @dataclass
 class Comparison:
@@ -47,6 +64,18 @@ class Comparison:
     columns: list[Column]
     #: Jaccard overlap of the result ids for each pair "a|b" of columns that answered
     overlap: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self, fields: DisplayFields) -> dict[str, Any]:
+        """The one JSON shape of a comparison: `compare --json` prints it, HTTP `/compare` returns it
+        (serve/models.py CompareResponse); hits as every JSON answer shows them (`hit_json`)."""
+        return {
+            "collection": self.collection,
+            "query": self.query,
+            "k": self.k,
+            "where": self.where,
+            "runs": [c.to_json(fields) for c in self.columns],
+            "overlap": self.overlap,
+        }
 
 
 _ON_THE_FLY: dict[tuple[str, str, str], tuple[LoadedVersion, float]] = {}
