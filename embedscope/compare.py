@@ -174,10 +174,11 @@ def _for_encoder(col: Collection, pipe: SearchPipeline, encoder: str) -> tuple[A
 
 def _on_the_fly(col: Collection, encoder: str) -> tuple[LoadedVersion, float]:
     """The collection encoded with `encoder` into an in-memory version (exact index), cached."""
+    from embedscope.collection.embedding import version_record
     from embedscope.encoders.registry import create_encoder
     from embedscope.index import create_index
     from embedscope.search.versions import LoadedVersion
-    from embedscope.store.base import VersionData, VersionInfo, fingerprint
+    from embedscope.store.base import VersionData, fingerprint
 
     # the key is the items' fingerprint (ids and content hashes): a cache hit reads no texts
     content = fingerprint(col.item_hashes().items())
@@ -194,21 +195,12 @@ def _on_the_fly(col: Collection, encoder: str) -> tuple[LoadedVersion, float]:
         if not enc.sparse:
             vectors = np.asarray(vectors, dtype=np.float32)
         ids, hashes = [i.id for i in items], [i.hash for i in items]
-        info = VersionInfo(
-            name=f"{encoder} (on the fly)",
-            encoder=enc.config(),
-            dim=int(vectors.shape[1]),
-            count=len(items),
-            fingerprint=fingerprint(zip(ids, hashes, strict=True)),
-            index={"kind": "exact", "params": {}},
-            sparse=enc.sparse,
-            metric=enc.metric,
-            created_at="",
-            updated_at="",
-        )
+        data = VersionData(ids, hashes, vectors)
+        # assembled as every stored version is (embedding.version_record), only never written
+        info = version_record(f"{encoder} (on the fly)", enc, data, {"kind": "exact", "params": {}}, old=None)
         loaded = LoadedVersion(
             info,
-            VersionData(ids, hashes, vectors),
+            data,
             enc,
             create_index("exact").build(vectors),
             {i: r for r, i in enumerate(ids)},

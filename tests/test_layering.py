@@ -36,9 +36,11 @@ LAYERS: list[tuple[str, ...]] = [
     # helpers over plain data that know nothing of embeddings: the name rule, the metadata filter
     # language, how a hit is shown, PNG charts, the server's query log format (written by serve,
     # read by evaluate), the MovieLens file readers, the input rules every way in shares (ids, texts,
-    # one type per metadata field), the Wikipedia excerpt shipped with gensim (the demo's offline
-    # data and the static encoder's general training text: both an encoder and the CLI read it)
+    # one type per metadata field), the one timestamp (clock), the Wikipedia excerpt shipped with
+    # gensim (the demo's offline data and the static encoder's general training text: both an
+    # encoder and the CLI read it)
     (
+        "embedscope.clock",
         "embedscope.names",
         "embedscope.validation",
         "embedscope.field_types",

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.clock import now
 from embedscope.encoders.base import Encoder
 from embedscope.encoders.document import Document, document_hash
 from embedscope.encoders.registry import create_encoder
@@ -40,7 +41,6 @@ from embedscope.index.quantized import quantize
 from embedscope.names import check_name
 from embedscope.search import recipe
 from embedscope.store.base import Item, Store, VersionData, VersionInfo, content_hash, fingerprint
-from embedscope.store.embedded import now
 
 
 def embed_version(

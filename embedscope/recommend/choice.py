@@ -18,8 +18,9 @@ the text version (cold start) and says so.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from embedscope.clock import now
 
 if TYPE_CHECKING:
     from embedscope.collection import Collection
@@ -45,7 +46,7 @@ class VersionChoice:
 
 def record_best(collection: Collection, best: dict[str, Any]) -> None:
     """Remember the measured best row (see embedscope.evaluate.recs.RecsReport.best) for `recommend`."""
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    stamp = now()
     collection.set_setting(SETTING, {**best, "recorded_at": stamp})
 
 

@@ -31,7 +31,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +38,7 @@ import filelock
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.clock import now
 from embedscope.errors import ConflictError, DamagedError, EmbedscopeError, NotFoundError, StorageFullError
 from embedscope.index.quantized import QuantizedVectors
 from embedscope.store.base import Item, ItemChanges, Store, VersionData, VersionInfo
@@ -60,10 +60,6 @@ CREATE TABLE IF NOT EXISTS versions (
     revision TEXT NOT NULL
 );
 """
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _fsync_dir(path: Path) -> None:

@@ -10,11 +10,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from embedscope.clock import now
 from embedscope.collection import Collection
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.serve import models as m
 from embedscope.serve.deps import WRITES, State
-from embedscope.store.embedded import now
 
 log = logging.getLogger("embedscope.serve")
 router = APIRouter(tags=["write"])
