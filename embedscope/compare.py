@@ -17,16 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embedscope.collection.embedding import version_record
 from embedscope.display import DisplayFields
+from embedscope.encoders.registry import create_encoder, encoder_class
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
+from embedscope.index import create_index
 from embedscope.search.base import SearchResult
 from embedscope.search.present import hit_json
+from embedscope.search.versions import LoadedVersion
+from embedscope.store.base import VersionData, fingerprint
 
 if TYPE_CHECKING:
     from embedscope.collection import Collection
     from embedscope.search.pipeline import SearchPipeline
-    from embedscope.search.versions import LoadedVersion
 
 
 @dataclass
@@ -83,7 +87,6 @@ _ON_THE_FLY: dict[tuple[str, str, str], tuple[LoadedVersion, float]] = {}
 
 def default_targets(col: Collection) -> list[str]:
     """Every version that can encode a query text, then every recipe."""
-    from embedscope.encoders.registry import encoder_class
 
     versions = [v.name for v in col.versions() if encoder_class(v.encoder["name"]).encodes_text]
     return versions + [r for r in col.recipes() if r not in versions]
@@ -174,11 +177,6 @@ def _for_encoder(col: Collection, pipe: SearchPipeline, encoder: str) -> tuple[A
 
 def _on_the_fly(col: Collection, encoder: str) -> tuple[LoadedVersion, float]:
     """The collection encoded with `encoder` into an in-memory version (exact index), cached."""
-    from embedscope.collection.embedding import version_record
-    from embedscope.encoders.registry import create_encoder
-    from embedscope.index import create_index
-    from embedscope.search.versions import LoadedVersion
-    from embedscope.store.base import VersionData, fingerprint
 
     # the key is the items' fingerprint (ids and content hashes): a cache hit reads no texts
     content = fingerprint(col.item_hashes().items())

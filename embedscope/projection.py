@@ -21,6 +21,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -30,6 +31,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.collection import Collection
+from embedscope.display import show
 from embedscope.encoders.base import l2_normalize
 from embedscope.errors import EmbedscopeError
 
@@ -59,7 +62,7 @@ class Projection:
     path: Path | None = field(default=None, repr=False)
 
 
-def resolve_version(collection: Any, version: str | None) -> str:
+def resolve_version(collection: Collection, version: str | None) -> str:
     """A version name to draw: the given one, the active one, or a search recipe's (e.g. hybrid's)
     first dense part."""
     name = version or collection.active_version
@@ -105,7 +108,6 @@ def _embed_2d(x: np.ndarray, method: str, seed: int) -> np.ndarray:
         return TSNE(
             n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed
         ).fit_transform(x)
-    import warnings
 
     import umap
 
@@ -115,7 +117,7 @@ def _embed_2d(x: np.ndarray, method: str, seed: int) -> np.ndarray:
         return reducer.fit_transform(x)
 
 
-def cached_methods(collection: Any, version: str | None, *, sample: int, seed: int = 0) -> list[str]:
+def cached_methods(collection: Collection, version: str | None, *, sample: int, seed: int = 0) -> list[str]:
     """The methods whose coordinates for this version's current revision, sample and seed are
     cached, in `METHODS` order (what the web page can show without computing)."""
     name = resolve_version(collection, version)
@@ -125,7 +127,7 @@ def cached_methods(collection: Any, version: str | None, *, sample: int, seed: i
 
 
 def project(
-    collection: Any,
+    collection: Collection,
     version: str | None = None,
     *,
     method: str = "umap",
@@ -178,23 +180,22 @@ def project(
 
 # --- what the pictures show ------------------------------------------------------------------------
 def point_data(
-    collection: Any,
+    collection: Collection,
     proj: Projection,
     color_by: str | None = None,
 ) -> dict[str, Any]:
     """What the map draws: coordinates, titles, ids and colours; items deleted since the version
     was embedded are left out. A numeric field is coloured on a scale, any other by its most
     frequent values."""
-    from embedscope.display import show
 
     frame, _ = collection.metadata_frame()
     fields = collection.display_fields()
     items = collection.get_items(proj.ids)
     if color_by is not None and color_by not in frame.columns:
-        fields = ", ".join(map(str, frame.columns)) or "none"
-        raise EmbedscopeError(f"--color-by: no metadata field '{color_by}' (fields: {fields})")
+        names = ", ".join(map(str, frame.columns)) or "none"
+        raise EmbedscopeError(f"--color-by: no metadata field '{color_by}' (fields: {names})")
     keep = [i for i, it in enumerate(items) if it is not None]
-    kept = [items[i] for i in keep]
+    kept = [it for it in items if it is not None]
     looks = [show(it.text, it.metadata, fields) for it in kept]
     xy = proj.xy[keep]
     out: dict[str, Any] = {

@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from embedscope.cli.app import app, console, fail, print_json, status
+from embedscope.collection import Collection
+from embedscope.encoders.registry import describe_encoders
 from embedscope.errors import EmbedscopeError
 
 
@@ -18,7 +20,6 @@ def list_encoders(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List every available encoder with its description and parameters (with defaults)."""
-    from embedscope.encoders.registry import describe_encoders
 
     try:
         rows = describe_encoders()
@@ -66,7 +67,6 @@ def words(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Explore the word vectors of a collection's word2vec version: neighbours, analogies, similarity."""
-    from embedscope.collection import Collection
 
     if sum(x is not None for x in (neighbors, analogy, similarity)) != 1:
         fail("give exactly one of --neighbors WORD, --analogy a,b,c or --similarity w1,w2")
@@ -144,7 +144,6 @@ def compare_cmd(
     Each column is exactly what `embedscope search --version NAME` answers (same filter, same
     collapsing of repeated works). With --encoders, an encoder without a version of its own is
     fitted and encoded on the fly (slow for minilm on big collections: embed it once instead)."""
-    from embedscope.collection import Collection
     from embedscope.compare import compare
 
     if versions is not None and encoders is not None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from embedscope.clock import now
+from embedscope.collection import Collection
 from embedscope.errors import (
     ConflictError,
     EmbedscopeError,
@@ -116,7 +117,7 @@ class Experiments:
         self._guard = threading.Lock()
 
     @classmethod
-    def of(cls, collection: Any, **kwargs: Any) -> Experiments:
+    def of(cls, collection: Collection, **kwargs: Any) -> Experiments:
         with storage_errors("creating the experiments folder"):
             folder = collection.folder("experiments")
         return cls(folder, **kwargs)
@@ -377,7 +378,7 @@ class Experiments:
 
 
 # --- wiring to the collection's search -------------------------------------------------------------
-def configurations(collection: Any) -> list[str]:
+def configurations(collection: Collection) -> list[str]:
     """Names an experiment side can use: the collection's versions and its search recipes (e.g.
     `hybrid`, stored or implicit)."""
     names = [v.name for v in collection.versions()]

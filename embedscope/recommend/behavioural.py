@@ -25,6 +25,7 @@ never appear as behavioural candidates.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from embedscope.encoders.base import Encoder, l2_normalize
+from embedscope.encoders.registry import create_encoder
 from embedscope.errors import EmbedscopeError
+from embedscope.names import check_name
+from embedscope.recommend.interactions import Interactions as _I
+from embedscope.store.base import VersionData, fingerprint
 
 if TYPE_CHECKING:
     from embedscope.collection import Collection
@@ -245,7 +250,6 @@ EASE_MAX_ITEMS = 20_000
 
 
 def _positives(inter: Interactions, min_rating: float | None) -> Interactions:
-    from embedscope.recommend.interactions import Interactions as _I
 
     if min_rating is None:
         return inter
@@ -439,7 +443,6 @@ class ItemItemModel:
 def fit_item_item(method: str, inter: Interactions, params: dict[str, Any] | None = None) -> ItemItemModel:
     """Fit EASE or ItemKNN on the interactions (all of them positive, binary), choosing l2 / k by
     validation on these same interactions when they are "auto"."""
-    import time
 
     enc = create_behavioural(method, params)
     p = enc.params
@@ -512,7 +515,6 @@ def item_item_vectors(weights: np.ndarray | sp.spmatrix, dim: int, seed: int = 1
 def create_behavioural(method: str, params: dict[str, Any] | None = None) -> Any:
     """The method's encoder with these parameters (validated): the registry's, so the defaults
     and checks are those of the stored version."""
-    from embedscope.encoders.registry import create_encoder
 
     if method not in METHODS:
         raise EmbedscopeError(f"unknown behavioural method '{method}'; valid: {', '.join(METHODS)}")
@@ -557,12 +559,6 @@ def embed_behaviour(
 ) -> VersionInfo:
     """Train behavioural item vectors from the collection's interactions and store them as the
     embedding version `version` (default: the method name). Items without interactions are left out."""
-    import time
-
-    from embedscope.encoders.registry import create_encoder
-    from embedscope.names import check_name
-    from embedscope.recommend.interactions import Interactions as _I
-    from embedscope.store.base import VersionData, fingerprint
 
     if method not in METHODS:
         raise EmbedscopeError(f"unknown behavioural method '{method}'; valid: {', '.join(METHODS)}")

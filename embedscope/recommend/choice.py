@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from embedscope.clock import now
+from embedscope.recommend.behavioural import METHODS
 
 if TYPE_CHECKING:
     from embedscope.collection import Collection
@@ -56,7 +57,6 @@ def recorded_best(collection: Collection) -> dict[str, Any] | None:
 
 def choose_version(collection: Collection) -> VersionChoice:
     """The version, profile and scoring `recommend` uses by default, and why (see the module)."""
-    from embedscope.recommend.behavioural import METHODS
 
     versions = {v.name: v for v in collection.versions()}
     rec = recorded_best(collection)

@@ -20,6 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.sources import read_table
 
 if TYPE_CHECKING:
     from embedscope.collection import Collection
@@ -188,7 +189,6 @@ def load_interactions(
 ) -> LoadReport:
     """Read interactions (CSV/TSV/JSONL/Parquet, or `fmt="movielens"` for a raw u.data), clean them
     against the collection's items and store them (replacing, or with `append`, adding to what is stored)."""
-    from embedscope.sources import read_table
     from embedscope.sources_movielens import read_movielens_ratings
 
     if isinstance(source, pd.DataFrame):

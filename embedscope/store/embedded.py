@@ -39,7 +39,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.clock import now
+from embedscope.encoders.base import Encoder
+from embedscope.encoders.registry import load_encoder
 from embedscope.errors import ConflictError, DamagedError, EmbedscopeError, NotFoundError, StorageFullError
+from embedscope.index import load_index
+from embedscope.index.base import VectorIndex
 from embedscope.index.quantized import QuantizedVectors
 from embedscope.store.base import Item, ItemChanges, Store, VersionData, VersionInfo
 from embedscope.validation import can_be_id
@@ -335,12 +339,16 @@ class EmbeddedStore(Store):
             out.append(v)
         return out
 
-    def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
+    def write_version(
+        self, info: VersionInfo, data: VersionData, encoder: Encoder, index: VectorIndex | None
+    ) -> None:
         data.check_aligned(info.name)
         with self.writing():
             self._write_version(info, data, encoder, index)
 
-    def _write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
+    def _write_version(
+        self, info: VersionInfo, data: VersionData, encoder: Encoder, index: VectorIndex | None
+    ) -> None:
         revision = f"{info.name}-{uuid.uuid4().hex[:12]}"
         tmp = self._versions_dir() / revision
         what = f"writing version '{info.name}' of collection '{self.path.name}'"
@@ -371,7 +379,7 @@ class EmbeddedStore(Store):
             shutil.rmtree(self._versions_dir() / row[0], ignore_errors=True)
 
     @staticmethod
-    def _write_files(tmp: Path, data: VersionData, encoder: Any, index: Any | None) -> None:
+    def _write_files(tmp: Path, data: VersionData, encoder: Encoder, index: VectorIndex | None) -> None:
         tmp.mkdir(parents=True)
         if sp.issparse(data.vectors):
             sp.save_npz(tmp / "vectors.npz", data.vectors.tocsr(), compressed=False)
@@ -478,8 +486,6 @@ def _sqlite_error(exc: sqlite3.Error) -> str:
 
 
 def _load_revision(d: Path, info: VersionInfo) -> tuple[VersionData, Any, Any | None]:
-    from embedscope.encoders.registry import load_encoder
-    from embedscope.index import load_index
 
     if not d.is_dir():
         raise FileNotFoundError(errno.ENOENT, "revision folder missing", str(d))

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.clock import now
+from embedscope.encoders.base import Encoder
 from embedscope.encoders.registry import encoder_from_bytes
 from embedscope.errors import ConflictError, DamagedError, EmbedscopeError
 from embedscope.index.base import VectorIndex
@@ -119,7 +120,9 @@ class PgVersions(PgConnection):
     def new_index(self, kind: str, params: dict[str, Any]) -> VectorIndex:
         return PgVectorIndex(kind, **params)
 
-    def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
+    def write_version(
+        self, info: VersionInfo, data: VersionData, encoder: Encoder, index: VectorIndex | None
+    ) -> None:
         from psycopg import sql
 
         data.check_aligned(info.name)
