@@ -175,5 +175,6 @@ def test_a_version_of_the_previous_default_is_kept_by_a_default_embed(
         return
     assert again.stats["encoded"] == 0 and again.stats["reused"] == 20
     assert again.encoder["params"]["precision"] == "bf16"
+    col.delete_version("v")  # else `auto` would copy v's rows into w: the same arithmetic as v's
     col.embed("minilm", {"precision": "fp32"}, version="w", index="exact")
     assert col.embed("minilm", version="w").stats["encoded"] == 20

@@ -20,6 +20,7 @@ _COMMAND_MODULES = [
     "serve_cmd",
     "experiment_cmd",
     "project_cmd",
+    "tune_cmd",
 ]
 
 

@@ -16,6 +16,8 @@ The reuse rule, one for every store and encoder:
   when its setup is unchanged (its fitted state continues), else the other version with the same
   setup holding the most current rows. So a new version that differs only in its index
   (`--index exact`, `--index-param dtype=i8`) copies every vector.
+- A fitted learning Encoder object the caller passes (`tune`'s) is used as it is: configs can be
+  equal where weights are not (a tuned model trained on other items), so nothing is copied.
 - Versions written before documents existed hold each row's item content hash (text and
   metadata, `content_hash`); such a row still holds while its item is unchanged.
 """
@@ -47,7 +49,7 @@ def embed_version(
     store: Store,
     collection: str,
     version: str,
-    encoder: str,
+    encoder: str | Encoder,
     params: dict[str, Any] | None,
     *,
     index: str | None,
@@ -62,7 +64,11 @@ def embed_version(
     """Encode `collection`'s items into `version` with `encoder` and write it (see the module
     docstring; the arguments are `Collection.embed`'s, `version` already checked). Each item is
     encoded as the version's document (`encoders.document`: `document`, else the version's own,
-    else the item's text), and each row's hash is the hash of that document text."""
+    else the item's text), and each row's hash is the hash of that document text.
+
+    `encoder` may be an Encoder the caller made (`embedscope tune`'s, which learns from pairs beyond
+    the items): fitted here (`fit_items`: documents and metadata) unless it already is; a fitted
+    one is used as given, so no rows are copied from another version (equal configs, other weights)."""
     enc, runner, old, kind, idx = embed_setup(
         store,
         version,
@@ -83,15 +89,16 @@ def embed_version(
     old_rows: dict[str, int] = {}
     started = time.perf_counter()
     stored_as = idx.params.get("vectors", "f32")
-    reuse = None if refit else _reusable(store, version, enc, doc, items, hashes, stored_as)
+    given = isinstance(encoder, Encoder) and encoder.requires_fit and encoder.fitted
+    reuse = None if refit or given else _reusable(store, version, enc, doc, items, hashes, stored_as)
     if reuse is not None:
         source, data, enc, old_rows = reuse
         old_vectors = data.vectors
-    elif enc.requires_fit:
+    elif enc.requires_fit and (refit or not enc.fitted):
         teacher = enc.teacher()
         targets = None if teacher is None else teacher_vectors(store, teacher, items, docs)
-        if targets is None:
-            enc.fit(docs)
+        if targets is None:  # fit_items: an encoder learning from fields too (tuned) sees metadata
+            enc.fit_items(docs, [i.metadata for i in items])
         else:  # a distilled encoder learns from the teacher's vectors already stored here
             enc.fit(docs, targets=targets)
     fit_s = time.perf_counter() - started
@@ -219,6 +226,11 @@ def add_made(
     return add_version(store, version, enc, data, idx, kind=index, stats=stats, content=content)
 
 
+def encoder_name(encoder: str | Encoder) -> str:
+    """The name of an encoder given by name or as an object (a version's default name)."""
+    return encoder.name if isinstance(encoder, Encoder) else encoder
+
+
 def check_embed(
     store: Store,
     collection: str,
@@ -266,7 +278,7 @@ HYBRID_DOCUMENTS = (
 def embed_setup(
     store: Store,
     version: str,
-    encoder: str,
+    encoder: str | Encoder,
     params: dict[str, Any] | None,
     *,
     index: str | None,
@@ -277,8 +289,13 @@ def embed_setup(
     """What `embed` decides before it reads an item: the encoder (its parameters checked), the
     engine, the version it replaces, the index kind and the (unbuilt) index. Every user mistake
     among them is an EmbedscopeError here, so `Collection.check_embed` (the server, before it
-    accepts a job) finds them without encoding anything."""
-    enc = create_encoder(encoder, params)
+    accepts a job) finds them without encoding anything. An Encoder object is used as given."""
+    if isinstance(encoder, Encoder):
+        if params:
+            raise EmbedscopeError("give the parameters to the encoder object, not to embed()")
+        enc, encoder = encoder, encoder.name
+    else:
+        enc = create_encoder(encoder, params)
     runner = create_engine(engine, address=address)
     runner.check(enc)
     old = {v.name: v for v in store.list_versions()}.get(version)

@@ -261,7 +261,7 @@ class Collection(StoredState):
     @_holding_writer_lock
     def embed(
         self,
-        encoder: str = "minilm",
+        encoder: str | Encoder = "minilm",
         params: dict[str, Any] | None = None,
         *,
         version: str | None = None,
@@ -276,7 +276,7 @@ class Collection(StoredState):
         document: str | None = None,
     ) -> VersionInfo:
         """Encode the collection into the embedding version `version` (default: the encoder name).
-
+        `encoder`: a name, or an Encoder made by the caller (`tune`'s), fitted here unless it is.
         `document`: the template each item is encoded as (`encoders.document`, e.g. "{categories}.
         {text}"; BM25F boosts "{title^2} {text}"); None keeps the version's own, else the item's text.
         Only new or changed documents are encoded, the rest reused from this version or one with the
@@ -288,7 +288,7 @@ class Collection(StoredState):
             if document is not None:
                 raise EmbedscopeError(embedding.HYBRID_DOCUMENTS)
             return _embed_hybrid(self, params, activate=activate, **run)
-        version = check_name(version or encoder, "version")
+        version = check_name(version or embedding.encoder_name(encoder), "version")
         embedding.embed_version(
             self.store,
             self.name,

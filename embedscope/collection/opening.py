@@ -82,11 +82,12 @@ def ingest_new(
     is removed again, so a failed ingest never leaves an empty collection behind."""
     args = dict(ingest_args)
     replace = args.pop("replace", False)
+    kind = None if default_index is None else check_index_kind(default_index)  # before reading
     items, spec = load_items(source, **args)
     store = new_store(path, url)
     try:
-        if default_index is not None:
-            store.set_setting("default_index", check_index_kind(default_index))
+        if kind is not None:
+            store.set_setting("default_index", kind)
         counts = write_items(store, items, spec, replace=replace)
     except BaseException:
         discard_if_empty(store)

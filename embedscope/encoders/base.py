@@ -17,7 +17,7 @@ import json
 import tarfile
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeAlias
 
@@ -73,6 +73,12 @@ class Encoder(ABC):
         """Learn from a corpus. Encoders that do not learn accept and ignore it."""
         self.fitted = True
         return self
+
+    def fit_items(self, texts: Sequence[str], metadata: Sequence[Mapping[str, Any]] | None) -> Encoder:
+        """Learn from a collection's items: their texts and, row for row, their metadata (what
+        `Collection.embed` calls). Encoders that learn from text alone use `fit`; one that learns
+        from fields as well (`tuned`: title -> description pairs) overrides this."""
+        return self.fit(texts)
 
     def teacher(self) -> dict[str, Any] | None:
         """For an encoder distilled from another: the teacher's config ({"name", "params"}: the

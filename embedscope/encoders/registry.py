@@ -30,6 +30,7 @@ _BUILTIN: dict[str, str] = {
     "word2vec": "embedscope.encoders.word2vec:Word2VecEncoder",
     "torch_word2vec": "embedscope.encoders.torch_word2vec:TorchWord2VecEncoder",
     "static": "embedscope.encoders.static:StaticEncoder",
+    "tuned": "embedscope.encoders.tune:TunedEncoder",
 }
 
 

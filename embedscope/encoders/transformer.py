@@ -216,8 +216,12 @@ class TransformerEncoder(Encoder):
     def _set_plan(self, plan: Plan) -> None:
         self.plan = plan
         # int8 is calibrated on the collection's texts: it learns, so it must see them first
-        self.requires_fit = plan.runtime == "openvino" and plan.precision == "int8"  # type: ignore[misc]
+        self.requires_fit = self._calibrates()  # type: ignore[misc]
         self.fitted = not self.requires_fit
+
+    def _calibrates(self) -> bool:
+        """Whether the plan runs OpenVINO int8, which `fit` calibrates on the collection's texts."""
+        return self.plan.runtime == "openvino" and self.plan.precision == "int8"
 
     @property
     def model(self) -> Any:
@@ -226,7 +230,7 @@ class TransformerEncoder(Encoder):
             if self.plan.precision == "int8" and not self._uses_openvino():
                 raise EmbedscopeError("precision int8 runs on the CPU only: use device=cpu")
             self._model = load_sentence_transformer(
-                self.params["model"],
+                self._model_path(),
                 int(self.params["max_seq_length"]),
                 "fp32" if self._uses_openvino() else self.plan.precision,
                 resolve_device(self.params["device"]),
@@ -276,7 +280,7 @@ class TransformerEncoder(Encoder):
 
     # --- int8 calibration (fit) and its persistence ------------------------------------------
     def fit(self, texts: Sequence[str]) -> TransformerEncoder:
-        if self.requires_fit:
+        if self._calibrates():
             from embedscope.encoders import openvino_backend as ovb
 
             sample = ovb.calibration_sample(check_corpus(texts))
@@ -317,6 +321,8 @@ class TransformerEncoder(Encoder):
 
     # --- encoding ------------------------------------------------------------------------------
     def _model_path(self) -> str:
+        """The model folder every runtime loads and every export cache is keyed by (a subclass with
+        weights of its own, `tuned`, answers with a folder named by a hash of them)."""
         return resolve_model_path(self.params["model"])
 
     def _fp32_xml(self) -> Path:
@@ -427,7 +433,7 @@ class TransformerEncoder(Encoder):
         if self._onnx is None:
             path = onnx_query.export_path(self._model_path())
             if not path.exists():
-                fp32 = load_sentence_transformer(self.params["model"], int(self.params["max_seq_length"]))
+                fp32 = load_sentence_transformer(self._model_path(), int(self.params["max_seq_length"]))
                 onnx_query.export(fp32, path)
             self._onnx = onnx_query.session(path)
         return self._onnx

@@ -5,6 +5,7 @@ from embedscope.experiments.experiment import (
     Experiment,
     Experiments,
     Impression,
+    clicked_pairs,
     configurations,
     search_ranker,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "Impression",
     "Ranker",
     "bucket",
+    "clicked_pairs",
     "configurations",
     "report",
     "search_ranker",

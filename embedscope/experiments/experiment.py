@@ -376,6 +376,30 @@ class Experiments:
             raise
         return {**record, "duplicate": False}
 
+    def clicks(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The experiment's logged clicks in log order (query, item, side, position, ...): the
+        (query, clicked item) pairs `embedscope tune --from-clicks` learns from."""
+        exp = self.get(name)
+        return [r for r in iter_events(self.events_path(exp.name)) if r and r.get("type") == "click"]
+
+
+# --- wiring to the collection -----------------------------------------------------------------------
+def clicked_pairs(collection: Any, name: str | None = None) -> tuple[list[tuple[str, str]], int]:
+    """Distinct (query, clicked item's text) pairs of an experiment's log, in log order, and the
+    number of distinct pairs whose item has since left the collection (skipped): what `embedscope
+    tune --from-clicks` learns from, next to its self-supervised pairs."""
+    experiments = Experiments.of(collection)
+    exp = experiments.get(name)
+    clicks = experiments.clicks(exp.name)
+    if not clicks:
+        raise EmbedscopeError(
+            f"experiment '{exp.name}' has logged no clicks yet: serve it (`embedscope serve`) first"
+        )
+    texts = {item.id: item.text for item in collection.items()}
+    seen = dict.fromkeys((str(c.get("query", "")), str(c.get("item", ""))) for c in clicks)
+    pairs = [(query, texts[item]) for query, item in seen if query.strip() and item in texts]
+    return pairs, sum(1 for _, item in seen if item not in texts)
+
 
 # --- wiring to the collection's search -------------------------------------------------------------
 def configurations(collection: Collection) -> list[str]:
