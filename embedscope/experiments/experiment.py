@@ -12,6 +12,7 @@ search pipeline (the server passes each served collection's, with its query cach
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import json
 import os
@@ -376,7 +377,7 @@ class Experiments:
             raise
         return {**record, "duplicate": False}
 
-    def clicks(self, name: str | None = None) -> list[dict[str, Any]]:
+    def clicks(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
         """The experiment's logged clicks in log order (query, item, side, position, ...): the
         (query, clicked item) pairs `embedscope tune --from-clicks` learns from."""
         exp = self.get(name)
