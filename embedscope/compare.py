@@ -17,14 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embedscope.collection.embedding import version_record
+from embedscope.display import DisplayFields
+from embedscope.encoders.registry import create_encoder, encoder_class
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
+from embedscope.index import create_index
 from embedscope.search.base import SearchResult
+from embedscope.search.present import hit_json
+from embedscope.search.versions import LoadedVersion
+from embedscope.store.base import VersionData, fingerprint
 
 if TYPE_CHECKING:
     from embedscope.collection import Collection
     from embedscope.search.pipeline import SearchPipeline
-    from embedscope.search.versions import LoadedVersion
 
 
 @dataclass
@@ -37,6 +43,21 @@ class Column:
     source: str = ""  # "version minilm", "recipe hybrid(bm25+minilm)", "on the fly"
     fit_s: float = 0.0
 
+    def to_json(self, fields: DisplayFields) -> dict[str, Any]:
+        r = self.result
+        return {
+            "target": self.target,
+            "version": r.using if r else self.target,
+            "encoder": r.encoder if r else None,
+            "source": self.source or None,
+            "fit_s": round(self.fit_s, 3),
+            "took_ms": round(r.seconds * 1000, 3) if r else None,
+            "encode_ms": round(r.stages["encode"] * 1000, 2) if r else None,
+            "search_ms": round((r.stages["search"] + r.stages["rank"]) * 1000, 2) if r else None,
+            "hits": [hit_json(h, fields) for h in (r.hits if r else [])],
+            "error": self.error,
+        }
+
 
 @dataclass
 class Comparison:
@@ -48,13 +69,24 @@ class Comparison:
     #: Jaccard overlap of the result ids for each pair "a|b" of columns that answered
     overlap: dict[str, float] = field(default_factory=dict)
 
+    def to_json(self, fields: DisplayFields) -> dict[str, Any]:
+        """The one JSON shape of a comparison: `compare --json` prints it, HTTP `/compare` returns it
+        (serve/models.py CompareResponse); hits as every JSON answer shows them (`hit_json`)."""
+        return {
+            "collection": self.collection,
+            "query": self.query,
+            "k": self.k,
+            "where": self.where,
+            "runs": [c.to_json(fields) for c in self.columns],
+            "overlap": self.overlap,
+        }
+
 
 _ON_THE_FLY: dict[tuple[str, str, str], tuple[LoadedVersion, float]] = {}
 
 
 def default_targets(col: Collection) -> list[str]:
     """Every version that can encode a query text, then every recipe."""
-    from embedscope.encoders.registry import encoder_class
 
     versions = [v.name for v in col.versions() if encoder_class(v.encoder["name"]).encodes_text]
     return versions + [r for r in col.recipes() if r not in versions]
@@ -80,12 +112,11 @@ def compare(
     if k < 1:
         raise EmbedscopeError("k must be at least 1")
     pipe = pipeline or col.pipeline
-    with pipe.lock:
-        names = list(targets) if targets else default_targets(col)
-        versions = {v.name for v in col.versions()}
-        recipes = set(col.recipes()) - versions
-        if where:  # a bad filter is the caller's mistake, not one column's: fail before searching
-            evaluate_filter(where, col.metadata_frame()[0])
+    names = list(targets) if targets else default_targets(col)
+    versions = {v.name for v in col.versions()}
+    recipes = set(col.recipes()) - versions
+    if where:  # a bad filter is the caller's mistake, not one column's: fail before searching
+        evaluate_filter(where, col.metadata_frame()[0])
     if not names:
         raise NotFoundError(f"collection '{col.name}' has no versions to compare; embed it first")
     if by_encoder:
@@ -146,14 +177,10 @@ def _for_encoder(col: Collection, pipe: SearchPipeline, encoder: str) -> tuple[A
 
 def _on_the_fly(col: Collection, encoder: str) -> tuple[LoadedVersion, float]:
     """The collection encoded with `encoder` into an in-memory version (exact index), cached."""
-    from embedscope.encoders.registry import create_encoder
-    from embedscope.index import create_index
-    from embedscope.search.versions import LoadedVersion
-    from embedscope.store.base import VersionData, VersionInfo, fingerprint
 
     # the key is the items' fingerprint (ids and content hashes): a cache hit reads no texts
-    content = fingerprint(col.store.item_hashes().items())
-    key = (str(col.store.path), encoder, content)
+    content = fingerprint(col.item_hashes().items())
+    key = (str(col.path), encoder, content)
     if key not in _ON_THE_FLY:
         items = col.items()
         enc = create_encoder(encoder)
@@ -166,21 +193,12 @@ def _on_the_fly(col: Collection, encoder: str) -> tuple[LoadedVersion, float]:
         if not enc.sparse:
             vectors = np.asarray(vectors, dtype=np.float32)
         ids, hashes = [i.id for i in items], [i.hash for i in items]
-        info = VersionInfo(
-            name=f"{encoder} (on the fly)",
-            encoder=enc.config(),
-            dim=int(vectors.shape[1]),
-            count=len(items),
-            fingerprint=fingerprint(zip(ids, hashes, strict=True)),
-            index={"kind": "exact", "params": {}},
-            sparse=enc.sparse,
-            metric=enc.metric,
-            created_at="",
-            updated_at="",
-        )
+        data = VersionData(ids, hashes, vectors)
+        # assembled as every stored version is (embedding.version_record), only never written
+        info = version_record(f"{encoder} (on the fly)", enc, data, {"kind": "exact", "params": {}}, old=None)
         loaded = LoadedVersion(
             info,
-            VersionData(ids, hashes, vectors),
+            data,
             enc,
             create_index("exact").build(vectors),
             {i: r for r, i in enumerate(ids)},

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 
 def pyplot():  # noqa: ANN202 - matplotlib's module type
     """matplotlib.pyplot on the headless Agg backend (every PNG the project writes goes through it)."""
@@ -32,7 +34,6 @@ def bar_chart(
     values: dict[str, dict[str, float]], metrics: Sequence[str], title: str, path: str | Path
 ) -> Path:
     """Grouped bars: one group per metric, one bar per encoder."""
-    import numpy as np
 
     plt = pyplot()
     names = list(values)
@@ -75,7 +76,6 @@ def recall_curve(points: Sequence[dict[str, float]], title: str, path: str | Pat
 def drift_chart(report: dict, path: str | Path) -> Path:
     """One panel per part of a drift report: MMD^2 and centroid shift per query window, the same
     for the items, and the spread of neighbour overlap (Jaccard, RBO) between two versions."""
-    import numpy as np
 
     parts = [p for p in ("queries", "items", "versions") if report.get(p)]
     plt = pyplot()

@@ -21,8 +21,8 @@ import json
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.collection import Collection
+from embedscope.display import show
 from embedscope.encoders.base import l2_normalize
 from embedscope.errors import EmbedscopeError
 
@@ -60,7 +62,7 @@ class Projection:
     path: Path | None = field(default=None, repr=False)
 
 
-def resolve_version(collection: Any, version: str | None) -> str:
+def resolve_version(collection: Collection, version: str | None) -> str:
     """A version name to draw: the given one, the active one, or a search recipe's (e.g. hybrid's)
     first dense part."""
     name = version or collection.active_version
@@ -106,7 +108,6 @@ def _embed_2d(x: np.ndarray, method: str, seed: int) -> np.ndarray:
         return TSNE(
             n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed
         ).fit_transform(x)
-    import warnings
 
     import umap
 
@@ -116,41 +117,39 @@ def _embed_2d(x: np.ndarray, method: str, seed: int) -> np.ndarray:
         return reducer.fit_transform(x)
 
 
-def cached_methods(collection: Any, version: str | None, *, sample: int, seed: int = 0) -> list[str]:
+def cached_methods(collection: Collection, version: str | None, *, sample: int, seed: int = 0) -> list[str]:
     """The methods whose coordinates for this version's current revision, sample and seed are
     cached, in `METHODS` order (what the web page can show without computing)."""
     name = resolve_version(collection, version)
-    revision = collection.store.version_revision(name)
+    revision = collection.version_revision(name)
     folder = collection.folder("projections")
     return [m for m in METHODS if _cache_file(folder, name, revision, m, sample, seed).exists()]
 
 
 def project(
-    collection: Any,
+    collection: Collection,
     version: str | None = None,
     *,
     method: str = "umap",
     sample: int = DEFAULT_SAMPLE,
     seed: int = 0,
-    lock: AbstractContextManager[Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Projection:
     """2-D coordinates of up to `sample` items of a version, from the cache when it has them.
 
-    `lock` is held around the collection's store reads only, never around the computation (the
-    server passes its reader lock, so searches go on while a projection is computed). `progress`
-    is told each stage as it starts: "loading", "reducing", "layout" (the long one: UMAP on 5,000
-    books takes minutes on two cores, its first run also compiles numba code)."""
+    Searches go on while a projection is computed (reads are safe from any thread by themselves:
+    the store serialises its own statements). `progress` is told each stage as it starts:
+    "loading", "reducing", "layout" (the long one: UMAP on 5,000 books takes minutes on two cores,
+    its first run also compiles numba code)."""
     step = progress or (lambda stage: None)
     if method not in METHODS:
         raise EmbedscopeError(f"unknown projection method '{method}'; valid: {', '.join(METHODS)}")
     if sample < 3:
         raise EmbedscopeError("--sample must be at least 3")
     step("loading")
-    with lock or nullcontext():
-        name = resolve_version(collection, version)
-        v = collection.load_version(name)
-        folder = collection.folder("projections")
+    name = resolve_version(collection, version)
+    v = collection.load_version(name)
+    folder = collection.folder("projections")
     path = _cache_file(folder, name, v.revision, method, sample, seed)
     if path.exists():
         with np.load(path, allow_pickle=False) as data:
@@ -181,26 +180,22 @@ def project(
 
 # --- what the pictures show ------------------------------------------------------------------------
 def point_data(
-    collection: Any,
+    collection: Collection,
     proj: Projection,
     color_by: str | None = None,
-    *,
-    lock: AbstractContextManager[Any] | None = None,
 ) -> dict[str, Any]:
     """What the map draws: coordinates, titles, ids and colours; items deleted since the version
     was embedded are left out. A numeric field is coloured on a scale, any other by its most
-    frequent values. `lock`, as in `project`, is held around the store reads only."""
-    from embedscope.display import show
+    frequent values."""
 
-    with lock or nullcontext():
-        frame, _ = collection.metadata_frame()
-        fields = collection.display_fields()
-        items = collection.store.get_items(proj.ids)
+    frame, _ = collection.metadata_frame()
+    fields = collection.display_fields()
+    items = collection.get_items(proj.ids)
     if color_by is not None and color_by not in frame.columns:
-        fields = ", ".join(map(str, frame.columns)) or "none"
-        raise EmbedscopeError(f"--color-by: no metadata field '{color_by}' (fields: {fields})")
+        names = ", ".join(map(str, frame.columns)) or "none"
+        raise EmbedscopeError(f"--color-by: no metadata field '{color_by}' (fields: {names})")
     keep = [i for i, it in enumerate(items) if it is not None]
-    kept = [items[i] for i in keep]
+    kept = [it for it in items if it is not None]
     looks = [show(it.text, it.metadata, fields) for it in kept]
     xy = proj.xy[keep]
     out: dict[str, Any] = {

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from embedscope.clock import now
 from embedscope.errors import NotFoundError
 
 LOG_FILE = "queries.jsonl"
@@ -62,7 +63,7 @@ class QueryLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        line = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **record}
+        line = {"ts": now("milliseconds"), **record}
         self._logger.info(json.dumps(line, default=str, ensure_ascii=False))
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ Here, below the encoders and the store, because both layers use it (it needs onl
 
 from __future__ import annotations
 
+import bz2
 import re
 
 import pandas as pd
@@ -17,7 +18,6 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
 
 def wikipedia_sample(max_chars: int = 1500) -> pd.DataFrame:
     """English Wikipedia articles from the excerpt inside gensim's test data (no network needed)."""
-    import bz2
 
     from gensim.corpora.wikicorpus import extract_pages, filter_wiki
     from gensim.test.utils import datapath

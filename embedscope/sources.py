@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from embedscope import field_types
 from embedscope.errors import EmbedscopeError, NotFoundError
@@ -104,7 +105,6 @@ def _read_csv(path: Path, encoding: str, id_field: str | None, *, exact: bool) -
 
 
 def _read_parquet(path: Path, id_field: str | None, *, exact: bool) -> pd.DataFrame:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)

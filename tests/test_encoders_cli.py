@@ -64,21 +64,19 @@ def test_words_and_compare_on_a_collection(books_w2v) -> None:  # noqa: ANN001
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    by = {r["encoder"]: r for r in out["results"]}
+    by = {r["encoder"]: r for r in out["runs"]}
     assert by["tfidf"]["source"] == "version tfidf" and by["bm25"]["source"] == "on the fly"
     assert title in [h["title"] for h in by["bm25"]["hits"]]
     assert title in [h["title"] for h in by["tfidf"]["hits"]]
     assert not by["bm25"]["error"] and not by["tfidf"]["error"] and not by["word2vec"]["error"]
     # lsa may legitimately report "no known terms" (its min_df=2 drops words seen once)
-    assert all(
-        r["encode_ms"] is not None and 1 <= len(r["hits"]) <= 3 for r in out["results"] if not r["error"]
-    )
+    assert all(r["encode_ms"] is not None and 1 <= len(r["hits"]) <= 3 for r in out["runs"] if not r["error"])
     # a sparse retriever returns only documents sharing a term with the query (no zero-score filler)
-    assert all(h["score"] > 0 for r in out["results"] for h in r["hits"] if r["encoder"] in ("bm25", "tfidf"))
+    assert all(h["score"] > 0 for r in out["runs"] for h in r["hits"] if r["encoder"] in ("bm25", "tfidf"))
     table = runner.invoke(app, ["compare", "books", "the of and", "--encoders", "bm25,lsa", "-k", "2"])
     assert table.exit_code == 0 and "bm25" in table.stdout and "lsa" in table.stdout
     res = runner.invoke(app, ["compare", "books", "the of and", "--encoders", "bm25,lsa", "--json"])
-    assert all("no terms known" in r["error"] for r in json.loads(res.stdout)["results"])
+    assert all("no terms known" in r["error"] for r in json.loads(res.stdout)["runs"])
     bad = runner.invoke(app, ["compare", "books", "x", "--encoders", "bm99"])
     assert bad.exit_code == 2 and "unknown encoder" in bad.output
 

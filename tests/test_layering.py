@@ -36,9 +36,11 @@ LAYERS: list[tuple[str, ...]] = [
     # helpers over plain data that know nothing of embeddings: the name rule, the metadata filter
     # language, how a hit is shown, PNG charts, the server's query log format (written by serve,
     # read by evaluate), the MovieLens file readers, the input rules every way in shares (ids, texts,
-    # one type per metadata field), the Wikipedia excerpt shipped with gensim (the demo's offline
-    # data and the static encoder's general training text: both an encoder and the CLI read it)
+    # one type per metadata field), the one timestamp (clock), the Wikipedia excerpt shipped with
+    # gensim (the demo's offline data and the static encoder's general training text: both an
+    # encoder and the CLI read it)
     (
+        "embedscope.clock",
         "embedscope.names",
         "embedscope.validation",
         "embedscope.field_types",
@@ -214,6 +216,39 @@ def test_embedscope_keeps_its_layers() -> None:
 #: past these a module or class does more than one job (issue 18): split it by job, as collection/
 #: and store/postgres/ are, rather than raise the numbers
 MAX_MODULE_LINES, MAX_CLASS_LINES = 700, 400
+
+
+#: the only packages that may touch a collection's store: the store itself and the facade's modules;
+#: everything above asks `Collection` (its methods, `collection/state.py` for the raw facts)
+STORE_OWNERS: tuple[str, ...] = ("embedscope.store", "embedscope.collection")
+
+
+def store_reaches(package_dir: Path, owners: tuple[str, ...] = STORE_OWNERS) -> list[str]:
+    """Every `x.store` attribute read outside `owners`, one line each: a reach through the facade
+    into its store (issue 18), which a `Collection` method should answer instead."""
+    found = []
+    for module, (path, _) in _modules(package_dir).items():
+        if any(module == o or module.startswith(o + ".") for o in owners):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "store":
+                found.append(f"{module}:{node.lineno} reaches through {ast.unparse(node)}")
+    return sorted(found)
+
+
+def test_nothing_above_the_collection_reaches_its_store() -> None:
+    assert store_reaches(EMBEDSCOPE) == []
+
+
+def test_a_new_store_reach_fails_the_contract(tmp_path: Path) -> None:
+    """The real tree, copied, with one `collection.store` read added to the server: caught."""
+    copy = tmp_path / "embedscope"
+    shutil.copytree(EMBEDSCOPE, copy, ignore=shutil.ignore_patterns("__pycache__", "static"))
+    state = copy / "serve" / "state.py"
+    state.write_text(state.read_text() + "\n\ndef _peek(coll):\n    return coll.store.count()\n")
+    found = store_reaches(copy)
+    assert len(found) == 1 and found[0].startswith("embedscope.serve.state:"), found
+    assert found[0].endswith("reaches through coll.store")
 
 
 def test_no_module_over_700_lines_and_no_class_over_400() -> None:

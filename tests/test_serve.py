@@ -4,11 +4,13 @@ query log, metrics and the query cache."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +155,36 @@ def test_writes_need_a_configured_token(root: Path) -> None:
     resp = readonly.post(f"{B}/items", json={"records": [{"isbn13": "1", "title": "x"}]})
     assert resp.status_code == 403 and "token" in resp.json()["error"]
     assert readonly.get(f"{B}/search", params={"query": "ships"}).status_code == 200
+
+
+def test_a_slow_recommendation_does_not_hold_up_searches(
+    client: TestClient, col: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/recommend held the collection's reader lock for its whole call, so every search waited
+    behind a slow recommendation; now no lock is held around it (the store guards its own reads)."""
+    if importlib.util.find_spec("embedscope.recommend") is None:
+        pytest.skip("recommendations are not built in")
+    from embedscope.recommend import Recommender
+
+    inside, release = threading.Event(), threading.Event()
+    real = Recommender.recommend
+
+    def slow(self: Recommender, *args: object, **kwargs: object) -> object:
+        inside.set()
+        release.wait(60)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Recommender, "recommend", slow)
+    liked = col.ids()[:2]
+    with ThreadPoolExecutor(2) as pool:
+        recommended = pool.submit(client.post, f"{B}/recommend", json={"items": liked, "k": 3})
+        try:
+            assert inside.wait(60)
+            searched = pool.submit(client.get, f"{B}/search", params={"query": "a murder", "k": 3})
+            assert len(ids(searched.result(timeout=30))) == 3  # answered while the recommendation waits
+        finally:
+            release.set()
+        assert recommended.result(timeout=60).status_code == 200
 
 
 def test_write_auth_and_roundtrip(client: TestClient) -> None:

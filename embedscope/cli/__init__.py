@@ -8,6 +8,7 @@ import os
 import typer
 
 from embedscope.cli.app import app, err_console
+from embedscope.errors import EmbedscopeError
 
 # Each module adds its commands to `app` when imported.
 _COMMAND_MODULES = [
@@ -95,7 +96,6 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _load_commands()
-    from embedscope.errors import EmbedscopeError
 
     try:
         app()

@@ -19,6 +19,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from embedscope.collection import Collection
+from embedscope.display import show
+from embedscope.search import relevance
+
 #: help as click writes it: paragraphs re-wrapped to the terminal, options in two columns. Typer's rich
 #: panels keep a docstring's line breaks (ragged at 80 columns) and squeeze an option's help into a
 #: 20-character column beside four columns of flags and types (issue 17).
@@ -166,7 +170,6 @@ class PlainProgress:
 
 def open_collection(name: str) -> Any:
     """The collection a command names (imported here, not at start: `--help` stays fast)."""
-    from embedscope.collection import Collection
 
     return Collection.open(name)
 
@@ -177,8 +180,6 @@ def print_hits(hits: list[Any], title: str, fields: Any) -> None:
     Where the search gave relevance (a text query answered by a measured dense model:
     embedscope/search/relevance.py) the table shows it in words and as a number ("good .71"),
     else the raw score; a list with no good match ends with a line that says so."""
-    from embedscope.display import show
-    from embedscope.search import relevance
 
     rated = any(h.relevance is not None for h in hits)
     table = Table(title=title, show_lines=False)

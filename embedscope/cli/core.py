@@ -11,6 +11,11 @@ from rich.table import Table
 
 from embedscope.cli.app import app, console, open_collection, print_hits, print_json, progress_bar
 from embedscope.cli.options import CollapseOpt, CollectionArg, JsonOpt, K, VersionOpt, Where
+from embedscope.collection import Collection, default_root
+from embedscope.display import show
+from embedscope.encoders.registry import parse_params
+from embedscope.errors import EmbedscopeError
+from embedscope.search.query import describe
 
 
 @app.command()
@@ -65,7 +70,6 @@ def ingest(
 ) -> None:
     """Add or update items from a file (one atomic transaction; a failed ingest changes nothing, and
     creates no collection)."""
-    from embedscope.collection import Collection
 
     fields = [f.strip() for f in metadata.split(",") if f.strip()] if metadata else None
     col, counts = Collection.create_from(
@@ -157,8 +161,6 @@ def embed(
     ] = None,
 ) -> None:
     """Encode the collection into an embedding version; only items whose document changed are encoded."""
-    from embedscope.encoders.registry import parse_params
-    from embedscope.errors import EmbedscopeError
 
     params = parse_params(param)
     if precision is not None:
@@ -238,7 +240,6 @@ def similar(
     as_json: JsonOpt = False,
 ) -> None:
     """More like this: items nearest to an item (itself and its other editions excluded)."""
-    from embedscope.display import show
 
     col = open_collection(collection)
     hits = col.similar(item_id, k, where=where, version=version, collapse=collapse)
@@ -279,7 +280,6 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
             state.strip(),
         )
     console.print(table)
-    from embedscope.search.query import describe
 
     # parameters and documents below the table, one version a line, wrapped between parameters: a
     # table cell cut them mid-token ("{'model': 'all-MiniLM-L6…") at 80 columns
@@ -329,7 +329,6 @@ def check(collection: CollectionArg, as_json: JsonOpt = False) -> None:
 def collections(as_json: JsonOpt = False) -> None:
     """List collections under $EMBEDSCOPE_HOME (default ~/.embedscope), and in $EMBEDSCOPE_STORE's
     database when it is set, with their items, versions and default search."""
-    from embedscope.collection import Collection, default_root
 
     rows = [_summary(Collection, name) for name in Collection.list()]
     if as_json:
@@ -358,7 +357,6 @@ def collections(as_json: JsonOpt = False) -> None:
 def _summary(collection_class: type, name: str) -> dict:
     """A collection's summary, or why it cannot be opened (one broken collection must not hide the
     others from the listing)."""
-    from embedscope.errors import EmbedscopeError
 
     try:
         col = collection_class.open(name)

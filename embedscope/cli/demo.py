@@ -11,6 +11,8 @@ from embedscope.cli.app import console, print_hits, progress_bar
 from embedscope.collection import Collection
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.search.recipe import HYBRID
+from embedscope.sources import detect_format, read_table
+from embedscope.store.locate import env_url
 
 BOOK_QUERIES = [
     "atmospheric, female lead, worldbuilding, funny",
@@ -58,7 +60,6 @@ def _check_target(collection: str, ids: list[str], store: str | None, replace: b
     an existing collection must live in the store asked for (`--store`, else $EMBEDSCOPE_STORE) and
     hold no item the demo's input lacks (unless `--replace`); otherwise a one-line error says what
     to run instead."""
-    from embedscope.store.locate import env_url
     from embedscope.store.postgres.schema import redact
 
     try:
@@ -90,7 +91,6 @@ def run_demo(
     replace: bool = False,
 ) -> None:
     from embedscope.cli.demo_data import fetch_url, wikipedia_sample
-    from embedscope.sources import detect_format, read_table
 
     if data and data.startswith(("http://", "https://")):
         path: Path | None = fetch_url(data)

@@ -5,7 +5,13 @@ trains on its passages too) and is re-exported here for the demo."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from embedscope.errors import EmbedscopeError
 from embedscope.samples import wikipedia_sample
@@ -15,13 +21,8 @@ __all__ = ["fetch_url", "wikipedia_sample"]
 
 def fetch_url(url: str, cache_dir: Path | None = None, progress: bool = True) -> Path:
     """Download a file once into a cache (with a progress bar); later calls reuse it."""
-    import hashlib
-    import os
-    import tempfile
-    from urllib.parse import urlparse
 
     import httpx
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     cache_dir = Path(cache_dir or os.environ.get("EMBEDSCOPE_CACHE") or Path.home() / ".cache" / "embedscope")
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from embedscope.cli.app import app, console, fail, print_json, status
+from embedscope.collection import Collection
+from embedscope.encoders.registry import describe_encoders
 from embedscope.errors import EmbedscopeError
 
 
@@ -18,7 +20,6 @@ def list_encoders(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List every available encoder with its description and parameters (with defaults)."""
-    from embedscope.encoders.registry import describe_encoders
 
     try:
         rows = describe_encoders()
@@ -66,7 +67,6 @@ def words(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Explore the word vectors of a collection's word2vec version: neighbours, analogies, similarity."""
-    from embedscope.collection import Collection
 
     if sum(x is not None for x in (neighbors, analogy, similarity)) != 1:
         fail("give exactly one of --neighbors WORD, --analogy a,b,c or --similarity w1,w2")
@@ -144,9 +144,7 @@ def compare_cmd(
     Each column is exactly what `embedscope search --version NAME` answers (same filter, same
     collapsing of repeated works). With --encoders, an encoder without a version of its own is
     fitted and encoded on the fly (slow for minilm on big collections: embed it once instead)."""
-    from embedscope.collection import Collection
     from embedscope.compare import compare
-    from embedscope.display import show
 
     if versions is not None and encoders is not None:
         fail("give --versions or --encoders, not both")
@@ -160,38 +158,11 @@ def compare_cmd(
             out = compare(col, query, names, k=k, where=where, by_encoder=encoders is not None)
     except EmbedscopeError as exc:
         fail(str(exc))
-    fields = col.display_fields()
-    rows = []
-    for c in out.columns:
-        r = c.result
-        rows.append(
-            {
-                "target": c.target,
-                "version": r.using if r else None,
-                "encoder": r.encoder if r else None,
-                "source": c.source or None,
-                "fit_s": round(c.fit_s, 3),
-                "encode_ms": round(r.stages["encode"] * 1000, 2) if r else None,
-                "search_ms": round((r.stages["search"] + r.stages["rank"]) * 1000, 2) if r else None,
-                "hits": [
-                    {"id": h.id, "title": show(h.text, h.metadata, fields).title, "score": round(h.score, 4)}
-                    for h in (r.hits if r else [])
-                ],
-                "error": c.error,
-            }
-        )
+    body = out.to_json(col.display_fields())
     if as_json:
-        print_json(
-            {
-                "collection": out.collection,
-                "query": query,
-                "k": k,
-                "where": where,
-                "results": rows,
-                "overlap": out.overlap,
-            }
-        )
+        print_json(body)
         return
+    rows = body["runs"]
     title = f"{query!r} in {collection}: top {k}" + (f" where {where}" if where else "")
     table = Table(title=title, show_lines=True)
     table.add_column("rank", justify="right")

@@ -11,6 +11,8 @@ from rich.table import Table
 
 from embedscope.cli.app import app, console, err_console, print_json, progress_bar
 from embedscope.cli.options import CollectionArg, JsonOpt
+from embedscope.collection import Collection
+from embedscope.errors import EmbedscopeError
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -210,8 +212,6 @@ def ann_recall_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Recall@k of the HNSW index against exact search, and per-query latency, over expansion_search."""
-    from embedscope.collection import Collection
-    from embedscope.errors import EmbedscopeError
     from embedscope.evaluate.ann import ann_recall
     from embedscope.plots import recall_curve
 
@@ -268,7 +268,6 @@ def word_tests_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Google analogies accuracy, WordSim-353 and SimLex-999 Spearman of a word2vec version's words."""
-    from embedscope.collection import Collection
     from embedscope.evaluate.words import word_tests, word_vectors
 
     col = Collection.open(collection)
@@ -334,8 +333,6 @@ def drift_cmd(
     vectors where comparable), in the queries over time (--queries: centroid shift and MMD with a
     permutation p-value between consecutive windows, and the queries that moved most), and in the
     items since a version embedded them (--items). Table, --json, and a PNG with --plot."""
-    from embedscope.collection import Collection
-    from embedscope.errors import EmbedscopeError
     from embedscope.evaluate.drift import drift_report
     from embedscope.evaluate.shift import parse_window
     from embedscope.plots import drift_chart

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from embedscope.cli.app import PLAIN_HELP, app, console, print_json
 from embedscope.cli.options import CollectionArg, JsonOpt
+from embedscope.collection import Collection
 
 experiment_app = typer.Typer(
     help="Compare two search configurations on live traffic (served by `embedscope serve`): "
@@ -26,7 +27,6 @@ ExperimentOpt = Annotated[
 
 
 def _experiments(collection: str) -> Any:
-    from embedscope.collection import Collection
     from embedscope.experiments import Experiments
 
     col = Collection.open(collection)

@@ -10,6 +10,8 @@ from rich.table import Table
 
 from embedscope.cli.app import PLAIN_HELP, app, console, fail, open_collection, print_json
 from embedscope.cli.options import CollectionArg, JsonOpt
+from embedscope.encoders.registry import parse_params
+from embedscope.search.query import describe, parse_stage
 from embedscope.search.recipe import DEFAULT_FUSION
 
 if TYPE_CHECKING:
@@ -86,8 +88,6 @@ def create(
 
     A stored recipe of the same name (e.g. the `hybrid` that `embed --encoder hybrid` stored) is
     overwritten only with --replace: give --name for another one."""
-    from embedscope.encoders.registry import parse_params
-    from embedscope.search.query import parse_stage
 
     if weight is not None and weights is not None:
         fail("give --weight (two parts) or --weights (one per part), not both")
@@ -132,7 +132,6 @@ def create(
 @hybrid_app.command("list")
 def list_recipes(collection: CollectionArg, as_json: JsonOpt = False) -> None:
     """The collection's search recipes (stored ones, and the implicit `hybrid` when it can be made)."""
-    from embedscope.search.query import describe
 
     col = open_collection(collection)
     stored = set(col.stored_recipes())

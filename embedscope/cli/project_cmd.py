@@ -9,6 +9,7 @@ import typer
 
 from embedscope.cli.app import app, console, err_console, print_json, progress_bar
 from embedscope.cli.options import CollectionArg
+from embedscope.collection import Collection
 
 
 @app.command("project")
@@ -42,7 +43,6 @@ def project_cmd(
     """Project a version's vectors to 2-D and write NAME-VERSION-METHOD.png and .html (hover shows
     titles, a search box highlights them; works offline). Coordinates are cached per version
     revision, so a rerun (or the web page) only draws."""
-    from embedscope.collection import Collection
     from embedscope.projection import point_data, project, write_html, write_png
 
     col = Collection.open(collection)

@@ -21,7 +21,13 @@ from embedscope.cli.app import (
     status,
 )
 from embedscope.cli.options import CollectionArg, JsonOpt
+from embedscope.collection import Collection
 from embedscope.display import show
+from embedscope.encoders.registry import parse_params
+from embedscope.errors import EmbedscopeError
+from embedscope.recommend.behavioural import embed_behaviour
+from embedscope.recommend.interactions import Interactions, load_interactions, read_interactions
+from embedscope.recommend.recommender import Recommender
 
 interactions_app = typer.Typer(
     help="Store and inspect user-item interactions (views, ratings, purchases).",
@@ -58,7 +64,6 @@ def interactions_load(
     as_json: JsonOpt = False,
 ) -> None:
     """Load interactions and store them beside the collection (atomic; unknown items, duplicates counted)."""
-    from embedscope.recommend.interactions import load_interactions
 
     report = load_interactions(
         open_collection(collection),
@@ -81,7 +86,6 @@ def interactions_load(
 @interactions_app.command("info")
 def interactions_info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
     """Counts of the stored interactions: users, items, ratings, time span."""
-    from embedscope.recommend.interactions import Interactions
 
     inter = Interactions.of(open_collection(collection))
     f = inter.frame
@@ -117,8 +121,6 @@ def embed_behaviour_cmd(
     activate: Annotated[bool, typer.Option(help="Make this the active version.")] = False,
 ) -> None:
     """Learn item vectors from the stored interactions (item2vec, ALS, EASE, ItemKNN) as a version."""
-    from embedscope.encoders.registry import parse_params
-    from embedscope.recommend.behavioural import embed_behaviour
 
     with status(f"training {method} on the interactions of {collection}"):
         info = embed_behaviour(
@@ -197,8 +199,6 @@ def recommend(
     as_json: JsonOpt = False,
 ) -> None:
     """Recommend items from a user's history (or a session), seen items excluded, filters applied."""
-    from embedscope.errors import EmbedscopeError
-    from embedscope.recommend.recommender import Recommender
 
     if (user is None) == (items is None):
         raise EmbedscopeError("give --user USER or --items ID1,ID2,... (an anonymous session)")
@@ -344,11 +344,9 @@ def evaluate_recs(
 ) -> None:
     """Offline evaluation on the stored interactions: leave-last-out by time (full and sampled
     ranking) and/or random 80/20; records the best version as recommend's default."""
-    from embedscope.errors import EmbedscopeError
     from embedscope.evaluate.recs import evaluate_recommenders
     from embedscope.evaluate.recs_random import evaluate_random_split
     from embedscope.recommend.choice import record_best
-    from embedscope.recommend.interactions import read_interactions
 
     if protocol not in ("last", "random", "both"):
         raise EmbedscopeError(f"unknown protocol '{protocol}'; valid: last, random, both")
@@ -380,7 +378,7 @@ def evaluate_recs(
         with status("evaluating (random 80/20)") as shown:
             rand = evaluate_random_split(
                 read_interactions(col),
-                list(col.store.item_hashes()),
+                col.ids(),
                 collection=collection,
                 seeds=list(range(seeds)),
                 k=k,
@@ -408,9 +406,6 @@ def demo_movielens(
 ) -> None:
     """One command: movies from u.item, ratings from u.data, text + item2vec + ALS + EASE embeddings,
     evaluation."""
-    from embedscope.collection import Collection
-    from embedscope.recommend.behavioural import embed_behaviour
-    from embedscope.recommend.interactions import load_interactions
     from embedscope.sources_movielens import read_movielens_items
 
     col = Collection.create(collection)

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from embedscope.cli.app import app, console, fail
+from embedscope.collection import Collection, default_root
+from embedscope.errors import EmbedscopeError
 
 
 @app.command()
@@ -58,8 +60,6 @@ def serve(
     """Serve collections over HTTP: API (OpenAPI at /docs), Prometheus /metrics, web page at /."""
     import uvicorn
 
-    from embedscope.collection import Collection, default_root
-    from embedscope.errors import EmbedscopeError
     from embedscope.serve import create_app
     from embedscope.serve.server import Limits, config
 

@@ -104,7 +104,7 @@ def tune(
         info = col.embed(
             enc, version=version, refit=True, activate=activate, progress=encoding, document=document
         )
-    record = {k: v for k, v in col.encoder(info.name).training.items() if k != "losses"}  # type: ignore[attr-defined]
+    record = {k: v for k, v in col.encoder(info.name).training.items() if k != "losses"}
     if as_json:
         print_json({"version": info.to_dict(), "training": record, "clicks_skipped": skipped})
         return

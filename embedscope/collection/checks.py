@@ -96,7 +96,13 @@ def describe(
 def check_collection(
     name: str, store: Store, load: Callable[[str], LoadedVersion], document_hashes: DocumentHashes
 ) -> dict[str, Any]:
-    """`Collection.check`'s report on the collection `name`: each version loaded with `load`."""
+    """`Collection.check`'s report on the collection `name`, each version loaded with `load`: whether
+    every version can answer (its files present and loadable, ids, vectors and index of one size,
+    the index finding the version's own vectors, the encoder producing vectors of the version's
+    dimension), each damaged version with the commands that repair it.
+
+    Returns {"name", "ok", "problems" (collection-level), "versions": [{"name", "ok", "problems",
+    "repair"}]}."""
     versions = []
     for v in store.list_versions():
         problems = store.inspect_version(v.name) or check_loaded(store, load, v, document_hashes)

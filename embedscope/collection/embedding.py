@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.clock import now
 from embedscope.encoders.base import Encoder
 from embedscope.encoders.document import Document, document_hash
 from embedscope.encoders.registry import create_encoder
@@ -42,7 +43,6 @@ from embedscope.index.quantized import quantize
 from embedscope.names import check_name
 from embedscope.search import recipe
 from embedscope.store.base import Item, Store, VersionData, VersionInfo, content_hash, fingerprint
-from embedscope.store.embedded import now
 
 
 def embed_version(
@@ -122,7 +122,6 @@ def embed_version(
     t0 = time.perf_counter()
     idx.build(vectors)
     index_s = time.perf_counter() - t0
-    stamp = now()
     # the index was built from float32; the store keeps what the version asks for (f32, f16, i8)
     vectors = quantize(vectors, idx.params.get("vectors", "f32"))
     nbytes = (
@@ -130,34 +129,101 @@ def embed_version(
         if sp.issparse(vectors)
         else vectors.nbytes
     )
-    info = VersionInfo(
+    stats = {
+        "encoded": len(todo),
+        "reused": len(old_rows),
+        **({"reused_from": source} if old_rows and source != version else {}),
+        "fit_seconds": round(fit_s, 3),
+        "encode_seconds": round(encode_s, 3),
+        "items_per_second": round(len(todo) / encode_s, 1) if todo and encode_s > 0 else None,
+        "index_seconds": round(index_s, 3),
+        "vector_bytes": int(nbytes),
+        "index_bytes": int(idx.nbytes()),
+        **({"engine": runner.stats} if todo else {}),
+        # what encoded the new rows: a version made with precision=auto says which arithmetic
+        **({"runtime": enc.runtime_info()} if todo and enc.runtime_info() else {}),
+    }
+    data = VersionData(row_ids, hashes, vectors)
+    add_version(store, version, enc, data, idx, kind=kind, stats=stats, document=doc.template)
+
+
+def version_record(
+    version: str,
+    enc: Encoder,
+    data: VersionData,
+    index: dict[str, Any],
+    *,
+    old: VersionInfo | None,
+    stats: dict[str, Any] | None = None,
+    content: str | None = None,
+    document: str | None = None,
+) -> VersionInfo:
+    """A version's record, assembled once for every way a version is made: `embed`, a trained
+    behavioural version (`add_version`) and compare's in-memory one. `content`: the fingerprint,
+    when it covers more than the version's rows (a behavioural version fingerprints the whole
+    collection); `old`: the record it replaces, whose creation time it keeps."""
+    stamp = now()
+    return VersionInfo(
         name=version,
         encoder=enc.config(),
-        dim=int(vectors.shape[1]),
-        count=len(items),
-        fingerprint=fingerprint(zip(row_ids, hashes, strict=True)),
-        index={"kind": kind, "params": idx.params},
-        sparse=bool(sp.issparse(vectors)),
+        dim=int(data.vectors.shape[1]),
+        count=len(data.ids),
+        fingerprint=content or fingerprint(zip(data.ids, data.hashes, strict=True)),
+        index=index,
+        sparse=bool(sp.issparse(data.vectors)),
         metric=enc.metric,
         created_at=old.created_at if old else stamp,
         updated_at=stamp,
-        stats={
-            "encoded": len(todo),
-            "reused": len(old_rows),
-            **({"reused_from": source} if old_rows and source != version else {}),
-            "fit_seconds": round(fit_s, 3),
-            "encode_seconds": round(encode_s, 3),
-            "items_per_second": round(len(todo) / encode_s, 1) if todo and encode_s > 0 else None,
-            "index_seconds": round(index_s, 3),
-            "vector_bytes": int(nbytes),
-            "index_bytes": int(idx.nbytes()),
-            **({"engine": runner.stats} if todo else {}),
-            # what encoded the new rows: a version made with precision=auto says which arithmetic
-            **({"runtime": enc.runtime_info()} if todo and enc.runtime_info() else {}),
-        },
-        document=doc.template,
+        stats=stats or {},
+        document=document,
     )
-    store.write_version(info, VersionData(row_ids, hashes, vectors), enc, None if kind == "exact" else idx)
+
+
+def add_version(
+    store: Store,
+    version: str,
+    enc: Encoder,
+    data: VersionData,
+    idx: VectorIndex,
+    *,
+    kind: str,
+    stats: dict[str, Any],
+    content: str | None = None,
+    document: str | None = None,
+) -> VersionInfo:
+    """The one write path of a version, for `embed` and for vectors made elsewhere (a behavioural
+    version): its record (`version_record`) and its rows, encoder and built index, written by the
+    store (which keeps no index for an exact version: it is rebuilt from the vectors)."""
+    old = next((v for v in store.list_versions() if v.name == version), None)
+    info = version_record(
+        version,
+        enc,
+        data,
+        {"kind": kind, "params": idx.params},
+        old=old,
+        stats=stats,
+        content=content,
+        document=document,
+    )
+    store.write_version(info, data, enc, None if kind == "exact" else idx)
+    return info
+
+
+def add_made(
+    store: Store,
+    version: str,
+    enc: Encoder,
+    data: VersionData,
+    *,
+    index: str,
+    stats: dict[str, Any],
+    content: str,
+) -> VersionInfo:
+    """`Collection.add_version`: vectors made elsewhere (a behavioural version), with a built index
+    of the kind `index`, written by `add_version`; `content`: the fingerprint."""
+    idx = store.new_index(index, {}).build(data.vectors)
+    stats = {**stats, "index_bytes": int(idx.nbytes())}
+    return add_version(store, version, enc, data, idx, kind=index, stats=stats, content=content)
 
 
 def encoder_name(encoder: str | Encoder) -> str:

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from embedscope.collection import checks, embedding, opening, versions
 from embedscope.collection.items import ItemViews, check_id_field, stored_spec, update_record, write_items
-from embedscope.collection.opening import default_root
+from embedscope.collection.state import StoredState
 from embedscope.collection.versions import VersionCache
 from embedscope.display import DisplayFields
 from embedscope.encoders.base import Encoder
@@ -41,7 +41,7 @@ from embedscope.search.rerank import WorkKey
 from embedscope.search.versions import LoadedVersion
 from embedscope.sources import load_items
 from embedscope.store import locate
-from embedscope.store.base import Item, Store, VersionInfo
+from embedscope.store.base import Item, Store, VersionData, VersionInfo
 
 HYBRID = _recipe.HYBRID  # `embed("hybrid")`: embeds a sparse and a dense version and a recipe fusing them
 
@@ -57,8 +57,8 @@ def _holding_writer_lock(method: Callable[..., Any]) -> Callable[..., Any]:
     return locked
 
 
-class Collection:
-    """Items with metadata plus any number of embedding versions, one of them active."""
+class Collection(StoredState):
+    """Items with metadata plus embedding versions, one active (raw stored state: `StoredState`)."""
 
     def __init__(self, name: str, store: Store) -> None:
         self.name = name
@@ -108,20 +108,8 @@ class Collection:
             col.set_default_index(default_index)
         return col, col.ingest(source, **ingest_args)
 
-    @staticmethod
-    def list(root: str | Path | None = None) -> list[str]:
-        return opening.list_collections(root)
-
     def close(self) -> None:
         self.store.close()
-
-    def folder(self, name: str) -> Path:
-        """A folder for files derived from this collection (experiment logs, projection caches),
-        beside its stored data so they move and are deleted with it; created on first use."""
-        base = getattr(self.store, "path", None) or default_root() / self.name
-        path = Path(base) / check_name(name, "folder")
-        path.mkdir(parents=True, exist_ok=True)
-        return path
 
     # --- items ------------------------------------------------------------------------------------
     def ingest(
@@ -228,12 +216,7 @@ class Collection:
 
     @property
     def active_version(self) -> str:
-        name = self.store.get_setting("active_version")
-        if not name:
-            raise NotFoundError(
-                f"collection '{self.name}' has no embeddings yet; run `embedscope embed {self.name}`"
-            )
-        return name
+        return versions.active_version(self.store, self.name)
 
     @property
     def default_search(self) -> str:
@@ -320,7 +303,23 @@ class Collection:
         if activate:
             self.activate(version)
         self._loaded.forget(version)
-        return {v.name: v for v in self.versions()}[version]
+        return self.version_info(version)
+
+    @_holding_writer_lock
+    def add_version(
+        self,
+        version: str,
+        encoder: Encoder,
+        data: VersionData,
+        *,
+        index: str,
+        stats: dict[str, Any],
+        content: str,
+    ) -> VersionInfo:
+        """Store vectors made outside `embed` (a behavioural version) by its write path (`add_made`)."""
+        embedding.add_made(self.store, version, encoder, data, index=index, stats=stats, content=content)
+        self._loaded.forget(version)
+        return self.version_info(version)
 
     def check_embed(self, encoder: str, params: dict[str, Any] | None = None, **where: Any) -> list[str]:
         """Everything `embed` with these arguments (`version`, `index`, `index_params`) can know
@@ -449,13 +448,14 @@ class Collection:
         return checks.summary(self.store, self.name, len(self), lambda: self.default_search)
 
     def check(self) -> dict[str, Any]:
-        """Whether every version can answer: its files present and loadable, ids, vectors and index
-        of one size, the index finding the version's own vectors, the encoder producing vectors of
-        the version's dimension. Each damaged version comes with the commands that repair it.
-
-        Returns {"name", "ok", "problems" (collection-level), "versions": [{"name", "ok",
-        "problems", "repair"}]}; `embedscope check` prints it and exits 1 when not ok."""
+        """Whether every version can answer, each damaged one with the commands that repair it
+        (`checks.check_collection`); `embedscope check` prints it and exits 1 when not ok."""
         return checks.check_collection(self.name, self.store, self.load_version, self.document_hashes)
+
+    # last: mypy reads a class's names in order, and this one shadows `list` in annotations below it
+    @staticmethod
+    def list(root: str | Path | None = None) -> list[str]:
+        return opening.list_collections(root)
 
 
 def _embed_hybrid(

@@ -10,6 +10,7 @@ from typing import Any
 
 from embedscope.collection.items import write_items
 from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.index.base import INDEX_KINDS
 from embedscope.names import check_name
 from embedscope.sources import load_items
 from embedscope.store import locate
@@ -67,7 +68,6 @@ def discard_if_empty(store: Store) -> None:
 
 
 def check_index_kind(kind: str) -> str:
-    from embedscope.index.base import INDEX_KINDS
 
     if kind not in INDEX_KINDS:
         raise EmbedscopeError(f"unknown index '{kind}'; valid: {', '.join(INDEX_KINDS)}")

@@ -7,6 +7,7 @@ processes at once").
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection as Collection_
 
 import numpy as np
@@ -35,6 +36,16 @@ def activate(store: Store, collection: str, name: str, recipes: Collection_[str]
         )
 
 
+def active_version(store: Store, collection: str) -> str:
+    """`Collection.active_version`: the version searches, more-like-this and recommendations use."""
+    name = store.get_setting("active_version")
+    if not name:
+        raise NotFoundError(
+            f"collection '{collection}' has no embeddings yet; run `embedscope embed {collection}`"
+        )
+    return name
+
+
 class VersionCache:
     """The loaded versions of one collection, each kept until its revision changes."""
 
@@ -43,6 +54,8 @@ class VersionCache:
         self.collection = collection
         self.document_hashes = document_hashes
         self._versions: dict[str, tuple[str, LoadedVersion]] = {}
+        #: one load at a time: many threads finding a version rewritten load it once, not each
+        self._loading = threading.RLock()
 
     def load(self, name: str) -> LoadedVersion:
         """The version's vectors, fitted encoder and index, cached until the version changes.
@@ -50,6 +63,10 @@ class VersionCache:
         A version that fails the checks a load can afford (`checks.load_problems`: sizes that
         disagree, rows holding another item's content, an index that does not find the vectors) is
         refused with DamagedError naming the repair, rather than answering searches wrongly."""
+        with self._loading:
+            return self._load(name)
+
+    def _load(self, name: str) -> LoadedVersion:
         for _ in range(5):
             revision = self.store.version_revision(name)
             cached = self._versions.get(name)

@@ -19,7 +19,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from embedscope.errors import EmbedscopeError
 from embedscope.validation import count_param, is_number
 
-Vectors = np.ndarray | sp.csr_matrix
+Vectors: TypeAlias = np.ndarray | sp.csr_matrix
 
 
 class NotFittedError(EmbedscopeError):

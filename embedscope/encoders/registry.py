@@ -102,7 +102,6 @@ def describe_encoders() -> list[dict[str, Any]]:
 
 def parse_params(pairs: list[str] | None, option: str = "--param") -> dict[str, Any]:
     """Parse CLI `--param key=value` pairs; values are read as JSON when they parse, else strings."""
-    import json
 
     params: dict[str, Any] = {}
     for pair in pairs or []:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import platform
 import sys
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -144,7 +145,6 @@ def cpu_name() -> str:
                 return value.strip()
     except OSError:
         pass
-    import platform
 
     return platform.processor() or platform.machine()
 

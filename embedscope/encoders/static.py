@@ -47,6 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.encoders.base import Encoder, check_corpus, l2_normalize
+from embedscope.encoders.registry import create_encoder
 from embedscope.encoders.runtime import model_cache_dir
 from embedscope.encoders.static_train import TrainSettings, train_table
 from embedscope.encoders.transformer import DEFAULT_MODEL, resolve_model_path
@@ -145,7 +146,6 @@ def general_sample(model: str) -> tuple[list[str], np.ndarray]:
     """Passages of the English Wikipedia excerpt in gensim's test data and the teacher's vectors
     of them: general text beside a collection's own, so that words the collection rarely uses
     are trained too. Encoded once per machine (~9,700 passages: ~1-2 min of MiniLM on 2 cores)."""
-    from embedscope.encoders.registry import create_encoder
     from embedscope.samples import wikipedia_passages
 
     path = model_cache_dir("static-general", model, "wikipedia-passages-v1", json.dumps(TEACHER_PARAMS))

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from embedscope.encoders import runtime as rt
 from embedscope.encoders.base import Encoder, check_corpus, l2_normalize
 from embedscope.encoders.runtime import Plan, choose_plan, choose_query_runtime, cpu_features
 from embedscope.errors import EmbedscopeError
@@ -355,7 +356,6 @@ class TransformerEncoder(Encoder):
         """What encodes this encoder's documents here: runtime, arithmetic, threads and streams (as
         the compiled model reports them, once it has run), the CPU and the features that decided,
         and the query rule. `embed` records it in the version's stats."""
-        from embedscope.encoders import runtime as rt
 
         info: dict[str, Any] = {
             "runtime": self.plan.runtime,

@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from embedscope.encoders.base import Encoder, Vectors
 from embedscope.encoders.registry import encoder_from_bytes
@@ -59,7 +61,6 @@ def _resolve(address: str) -> str:
     `ray start` on this machine recorded, else the one GCS process running here), and checked to
     answer. Ray itself, given an address where nothing listens (a Ray that stopped without
     `ray stop` leaves its record behind), retries for minutes before failing."""
-    import socket
 
     if address != "auto":
         return address
@@ -208,7 +209,6 @@ class RayEngine(Engine):
         progress: ProgressFn | None,
         startup: float,
     ) -> np.ndarray:
-        import pandas as pd
 
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the caller shows one bar, fed by `progress`

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from embedscope.collection import Collection
 from embedscope.errors import EmbedscopeError
 from embedscope.evaluate.shift import dense_hint
 from embedscope.index import create_index
@@ -31,7 +32,7 @@ def _without_self(rows: np.ndarray, selves: np.ndarray, k: int) -> np.ndarray:
 
 
 def ann_recall(
-    collection: Any,
+    collection: Collection,
     version: str | None = None,
     *,
     queries: int = 500,
@@ -81,7 +82,8 @@ def ann_recall(
         lat = []
         for i in range(len(q)):
             t0 = time.perf_counter()
-            r, _ = index.search(q[i : i + 1], k + 1, expansion_search=ef)
+            # an HNSW index (usearch's or pgvector's) takes expansion_search; the contract does not
+            r, _ = index.search(q[i : i + 1], k + 1, expansion_search=ef)  # type: ignore[call-arg]
             lat.append((time.perf_counter() - t0) * 1000)
             found[i] = r[0]
         found = _without_self(found, rows, k)

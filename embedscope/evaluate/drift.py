@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.collection import Collection
 from embedscope.errors import EmbedscopeError
 from embedscope.index import create_index
 
@@ -85,7 +86,7 @@ def _neighbours(vectors: Any, rows: np.ndarray, k: int, batch: int = 512) -> np.
 
 
 def drift(
-    collection: Any,
+    collection: Collection,
     version_a: str,
     version_b: str,
     *,
@@ -174,7 +175,7 @@ def drift(
 
 
 def drift_report(
-    collection: Any,
+    collection: Collection,
     *,
     versions: tuple[str, str] | None = None,
     queries_log: str | Path | None = None,

@@ -13,6 +13,7 @@ search recipe over the bm25 and minilm versions, `hybrid-static` the same over b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -22,9 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
+from embedscope.collection import Collection
+from embedscope.encoders.registry import create_encoder, encoder_names, parse_params
 from embedscope.errors import EmbedscopeError, NotFoundError
-from embedscope.sources import BeirDataset, load_beir
+from embedscope.search.pipeline import MemoEncoder, SearchPipeline
+from embedscope.search.recipe import DEFAULT_HYBRID
+from embedscope.sources import BeirDataset, iter_qrels, load_beir
 
 Run = dict[str, dict[str, float]]  # query id -> {doc id: score}
 Qrels = dict[str, dict[str, int]]  # query id -> {doc id: relevance}
@@ -109,7 +115,6 @@ def read_trec_run(path: str | Path) -> Run:
 def read_qrels(path: str | Path) -> Qrels:
     """Read judgements: BEIR TSV (`query-id corpus-id score`, optional header) or TREC qrels
     (`qid 0 docid rel`)."""
-    from embedscope.sources import iter_qrels
 
     path = Path(path)
     if not path.is_file():
@@ -133,7 +138,6 @@ def compare_runs(
     Not ranx.compare: its numba kernels compile for ~60 s on first use (~10 s per later process) on
     this CPU, and its metrics are a second implementation next to the trec_eval ones used here.
     """
-    from scipy import stats
 
     if test not in ("t", "randomisation", "both"):
         raise EmbedscopeError("test must be 't', 'randomisation' or 'both'")
@@ -270,7 +274,6 @@ def dataset_name(directory: str | Path) -> str:
 
 def parse_encoders(spec: str | Sequence[str]) -> list[str]:
     """'bm25,minilm,hybrid' -> names; unknown names fail before any work starts."""
-    from embedscope.encoders.registry import encoder_names
 
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     if not names:
@@ -286,7 +289,6 @@ def corpus_collection(ds: BeirDataset, name: str, root: str | Path | None = None
     """The corpus as a Collection (doc text = title + " " + text); replace=True keeps it equal to the
     data set. Documents with neither title nor text cannot be embedded: they are left out and
     reported, never silently."""
-    from embedscope.collection import Collection
 
     records, empty = [], []
     for did, doc in ds.corpus.items():
@@ -309,7 +311,6 @@ def version_name(encoder: str, params: dict[str, Any] | None) -> str:
     several configurations of one encoder stay cached side by side."""
     if not params:
         return encoder
-    import hashlib
 
     digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{encoder}-{digest}"
@@ -317,7 +318,6 @@ def version_name(encoder: str, params: dict[str, Any] | None) -> str:
 
 def parse_encoder_params(pairs: Sequence[str] | None) -> dict[str, dict[str, Any]]:
     """['word2vec.epochs=20', 'bm25.k1=1.2'] -> {'word2vec': {'epochs': 20}, 'bm25': {'k1': 1.2}}."""
-    from embedscope.encoders.registry import parse_params
 
     out: dict[str, dict[str, Any]] = {}
     for pair in pairs or []:
@@ -332,7 +332,7 @@ def parse_encoder_params(pairs: Sequence[str] | None) -> dict[str, dict[str, Any
 
 
 def _embed(
-    col: Any, encoder: str, progress: ProgressFn | None, params: dict[str, Any] | None = None
+    col: Collection, encoder: str, progress: ProgressFn | None, params: dict[str, Any] | None = None
 ) -> tuple[Any, float | None, float | None, bool]:
     """Embed (or reuse) the corpus with one encoder; returns (version info, fit s, docs/s, cached)."""
 
@@ -340,10 +340,8 @@ def _embed(
         if progress:
             progress(encoder, done, total)
 
-    from embedscope.encoders.registry import create_encoder
-
     version = version_name(encoder, params)
-    timings = col.store.get_setting(_TIMINGS_KEY, {}) or {}
+    timings = col.setting(_TIMINGS_KEY, {}) or {}
     current = {v.name: v for v in col.versions()}.get(version)
     if (
         current is not None
@@ -367,12 +365,12 @@ def _embed(
     encode_s = max(float(info.stats.get("encode_seconds", 0.0)), 1e-9)
     rate = round(encoded / encode_s, 1)
     timings[version] = {"fit_seconds": fit_s, "docs_per_second": rate, "config": info.encoder}
-    col.store.set_setting(_TIMINGS_KEY, timings)
+    col.set_setting(_TIMINGS_KEY, timings)
     return info, fit_s, rate, False
 
 
 def retrieve(
-    col: Any,
+    col: Collection,
     using: str,
     queries: dict[str, str],
     k: int,
@@ -407,9 +405,6 @@ def evaluate_beir(
     `params` maps an encoder name to non-default parameters, e.g. {"word2vec": {"epochs": 20}}.
     `hybrid` replaces the hybrid recipe's settings: fusion, params, weights, depth (see
     embedscope.search.recipe.make_recipe); default: embedscope.search.recipe.DEFAULT_HYBRID."""
-    from embedscope.encoders.registry import create_encoder
-    from embedscope.search.pipeline import MemoEncoder, SearchPipeline
-    from embedscope.search.recipe import DEFAULT_HYBRID
 
     started = time.perf_counter()
     names = parse_encoders(encoders)

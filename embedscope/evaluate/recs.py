@@ -26,6 +26,7 @@ are chosen by validation inside the training part (their encoders' "auto"), neve
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,8 @@ import scipy.sparse as sp
 from embedscope.encoders.base import l2_normalize
 from embedscope.errors import EmbedscopeError
 from embedscope.recommend import profiles as prof
-from embedscope.recommend.interactions import Interactions
+from embedscope.recommend.behavioural import METHODS, create_behavioural, fit_als, fit_item_item
+from embedscope.recommend.interactions import Interactions, read_interactions
 from embedscope.recommend.validation import binary_matrix, split_last, split_random
 
 if TYPE_CHECKING:
@@ -187,7 +189,6 @@ def score_profile(
 
 def score_als_users(split: Split, params: dict[str, Any] | None = None) -> np.ndarray:
     """Classic MF scoring: user factors . item factors, both learnt by ALS on the training split."""
-    from embedscope.recommend.behavioural import fit_als
 
     users, items, model = fit_als(split.train, params)
     uf = np.zeros((len(split.users), model.user_factors.shape[1]), dtype=np.float32)
@@ -206,7 +207,6 @@ def score_als_users(split: Split, params: dict[str, Any] | None = None) -> np.nd
 
 def fit_item_item_on(split: Split, method: str, params: dict[str, Any] | None = None) -> Any:
     """EASE / ItemKNN fitted on the split's training part (λ or k chosen inside it when "auto")."""
-    from embedscope.recommend.behavioural import fit_item_item
 
     return fit_item_item(method, split.train, params)
 
@@ -347,7 +347,6 @@ class RecsReport:
 def stored_behavioural(collection: Collection) -> dict[str, Any]:
     """method -> the stored behavioural version of that method (the one named like the method,
     else the latest trained): its parameters are the ones evaluated, so a row maps to a version."""
-    from embedscope.recommend.behavioural import METHODS
 
     out: dict[str, Any] = {}
     for v in sorted(collection.versions(), key=lambda v: v.updated_at):
@@ -362,7 +361,6 @@ def _params_and_version(
 ) -> tuple[dict[str, Any], str | None]:
     """The parameters to evaluate `method` with (explicit ones, else the stored version's, else the
     defaults) and the stored version those parameters are exactly the ones of (or None)."""
-    from embedscope.recommend.behavioural import create_behavioural
 
     info = stored.get(method)
     params = create_behavioural(
@@ -397,14 +395,10 @@ def evaluate_recommenders(
     Behavioural methods are trained with the parameters of the collection's stored version of that
     method when there is one (so the best row names a version `recommend` can use), else with the
     given `*_params` or the defaults."""
-    import time
-
-    from embedscope.recommend.behavioural import METHODS
-    from embedscope.recommend.interactions import read_interactions
 
     say = progress or (lambda _msg: None)
     frame = read_interactions(collection) if frame is None else frame
-    catalogue = list(collection.store.item_hashes())
+    catalogue = collection.ids()
     split = leave_last_out(frame, catalogue)
     negs = sample_negatives(split, negatives, seed)
     report = RecsReport(
@@ -425,7 +419,7 @@ def evaluate_recommenders(
         return scores
 
     run("popularity", lambda: score_popularity(split), "interaction counts in training")
-    texts = {i.id: i.text for i in collection.store.iter_items()}
+    texts = {i.id: i.text for i in collection.items()}
     item_texts = [texts[i] for i in split.items]
     if tfidf:
         from embedscope.encoders.registry import create_encoder, encoder_names
@@ -454,7 +448,7 @@ def evaluate_recommenders(
             report.notes.append(f"version {name} is sparse: skipped")
             continue
         vecs = item_matrix(split, ids, np.asarray(vectors))
-        encoder_name = collection.store.get_version(name).encoder["name"]
+        encoder_name = collection.version_info(name).encoder["name"]
         for p in profiles:
             s = run(
                 f"{name}/{p}",
@@ -591,7 +585,7 @@ def _best_row(collection: Collection, report: RecsReport, k: int) -> dict[str, A
         return None
     best = max(rows, key=lambda r: r.full[metric])
     pop = next((r for r in report.results if r.method == "popularity"), None)
-    info = collection.store.get_version(best.use["version"])
+    info = collection.version_info(best.use["version"])
     return {
         **best.use,
         "row": best.method,

@@ -9,6 +9,7 @@ are the leave-last-out ones of `embedscope.evaluate.recs`, fitted on the trainin
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from embedscope.evaluate.recs import (
     score_popularity,
     score_profile,
 )
+from embedscope.recommend.behavioural import train_item2vec_model
 from embedscope.recommend.validation import topk_metrics
 
 
@@ -69,9 +71,6 @@ def evaluate_random_split(
     profile) and EASE on seeded random `test_ratio` hold-outs of all interactions, each one fitted
     on the training part only; EASE's λ and ItemKNN's k by validation on two random 20% hold-outs
     of that training part (`cv="random"`), unless `params` fixes them."""
-    import time
-
-    from embedscope.recommend.behavioural import train_item2vec_model
 
     say = progress or (lambda _msg: None)
     unknown = sorted(set(methods) - set(RANDOM_METHODS))

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from embedscope.collection import Collection
 from embedscope.display import show
 from embedscope.errors import EmbedscopeError
 from embedscope.projection import resolve_version
@@ -142,7 +143,7 @@ def compare_sets(
 
 
 # --- what is compared ------------------------------------------------------------------------------
-def dense_version(collection: Any, version: str | None) -> Any:
+def dense_version(collection: Collection, version: str | None) -> Any:
     """The loaded dense version whose encoder embeds the texts (hybrid: its dense part)."""
     name = resolve_version(collection, version)
     v = collection.load_version(name)
@@ -153,7 +154,7 @@ def dense_version(collection: Any, version: str | None) -> Any:
     return v
 
 
-def dense_hint(collection: Any) -> str:
+def dense_hint(collection: Collection) -> str:
     """What to do when a command needs a dense version: name the dense versions there are, or the
     command that makes one (after `delete-version` left only sparse ones, say)."""
     dense = [v.name for v in collection.versions() if not v.sparse]
@@ -199,7 +200,7 @@ def parse_window(text: str) -> str | int:
 
 
 def query_drift(
-    collection: Any,
+    collection: Collection,
     log: str | Path,
     *,
     version: str | None = None,
@@ -242,7 +243,7 @@ def query_drift(
 
 
 def item_drift(
-    collection: Any,
+    collection: Collection,
     *,
     version: str | None = None,
     permutations: int = PERMUTATIONS,
@@ -279,7 +280,7 @@ def item_drift(
     stored = v.data.vectors
     then = np.asarray(stored[[v.row_of[i] for i in then_ids]], dtype=np.float32)
     new_or_changed = set(added) | set(changed)
-    items = {it.id: it for it in collection.store.get_items(now_ids) if it is not None}
+    items = {it.id: it for it in collection.get_items(now_ids) if it is not None}
     fresh = [i for i in now_ids if i in new_or_changed]
     document = collection.document(v.info)
     docs = [document.render(items[i].text, items[i].fields) for i in fresh]

@@ -12,6 +12,7 @@ search pipeline (the server passes each served collection's, with its query cach
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import json
 import os
@@ -23,10 +24,11 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from embedscope.clock import now
+from embedscope.collection import Collection
 from embedscope.errors import (
     ConflictError,
     EmbedscopeError,
@@ -47,10 +49,6 @@ METHODS: tuple[Method, ...] = ("interleave", "ab")
 _RECENT_IMPRESSIONS = 50_000  # impressions kept in memory to check and credit clicks
 #: click requests one impression may get per minute (more are HTTP 429)
 CLICKS_PER_MINUTE = 30
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -81,7 +79,7 @@ class Impression:
     results: list[Any] = field(repr=False)  # what the rankers returned: ids or hits
     teams: list[Side]
     side: Side | None  # A/B: the user's bucket; interleaving: None
-    ts: str = field(default_factory=utc_now)
+    ts: str = field(default_factory=lambda: now("milliseconds"))
 
     @property
     def ids(self) -> list[str]:
@@ -120,7 +118,7 @@ class Experiments:
         self._guard = threading.Lock()
 
     @classmethod
-    def of(cls, collection: Any, **kwargs: Any) -> Experiments:
+    def of(cls, collection: Collection, **kwargs: Any) -> Experiments:
         with storage_errors("creating the experiments folder"):
             folder = collection.folder("experiments")
         return cls(folder, **kwargs)
@@ -232,7 +230,7 @@ class Experiments:
                 taken = {e.name for e in self.list()}
                 base = check_name(f"{a}-vs-{b}"[:60], "experiment")
                 name = next(n for n in (base, *(f"{base}-{i}" for i in range(2, 10_000))) if n not in taken)
-            exp = Experiment(check_name(name, "experiment"), a, b, method, started_at=utc_now())  # type: ignore[arg-type]
+            exp = Experiment(check_name(name, "experiment"), a, b, method, started_at=now("milliseconds"))  # type: ignore[arg-type]
             self._write(exp, new=True)
         return exp
 
@@ -244,7 +242,7 @@ class Experiments:
                 raise NotFoundError("no experiment is running")
             if exp.status == "stopped":
                 raise ConflictError(f"experiment '{exp.name}' was already stopped at {exp.stopped_at}")
-            exp.stopped_at = utc_now()
+            exp.stopped_at = now("milliseconds")
             self._write(exp, new=False)
         self._close_log(exp.name)
         return exp
@@ -349,7 +347,7 @@ class Experiments:
             raise ConflictError(f"item '{item}' is not at position {position} of impression {impression_id}")
         record = {
             "type": "click",
-            "ts": utc_now(),
+            "ts": now("milliseconds"),
             "impression": impression_id,
             "position": position,
             "item": ids[position],
@@ -357,17 +355,17 @@ class Experiments:
             "query": imp["query"],
             "user": imp.get("user"),
         }
-        now = time.monotonic()
+        tick = time.monotonic()
         with self._guard:
             positions, recent = self._clicks.setdefault((name, impression_id), (set(), deque()))
-            while recent and recent[0] < now - 60:
+            while recent and recent[0] < tick - 60:
                 recent.popleft()
             if len(recent) >= CLICKS_PER_MINUTE:
                 raise TooManyRequestsError(
                     f"more than {CLICKS_PER_MINUTE} clicks a minute on impression {impression_id}; "
                     "slow down (each result's click is logged once anyway)"
                 )
-            recent.append(now)
+            recent.append(tick)
             if position in positions:
                 return {**record, "duplicate": True}
             positions.add(position)  # claimed before writing, so two racing requests log it once
@@ -379,7 +377,7 @@ class Experiments:
             raise
         return {**record, "duplicate": False}
 
-    def clicks(self, name: str | None = None) -> list[dict[str, Any]]:
+    def clicks(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
         """The experiment's logged clicks in log order (query, item, side, position, ...): the
         (query, clicked item) pairs `embedscope tune --from-clicks` learns from."""
         exp = self.get(name)
@@ -405,7 +403,7 @@ def clicked_pairs(collection: Any, name: str | None = None) -> tuple[list[tuple[
 
 
 # --- wiring to the collection's search -------------------------------------------------------------
-def configurations(collection: Any) -> list[str]:
+def configurations(collection: Collection) -> list[str]:
     """Names an experiment side can use: the collection's versions and its search recipes (e.g.
     `hybrid`, stored or implicit)."""
     names = [v.name for v in collection.versions()]

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from embedscope.experiments.eventlog import read_events, segments
 from embedscope.experiments.experiment import Experiment, Experiments
 from embedscope.experiments.interleave import Side, credit, winner
@@ -63,7 +65,6 @@ def sign_test(wins_a: Any, wins_b: Any) -> Any:
     Equal to scipy.stats.binomtest(wins_b, wins_a + wins_b, 0.5).pvalue (tests check it): under
     p = 0.5 the binomial is symmetric, so the two-sided p is 2 P(X <= min(k, n - k)), capped at 1.
     Written with binom.cdf so that it also takes arrays: a simulation tests thousands of runs at once."""
-    import numpy as np
     from scipy.stats import binom
 
     a, b = np.asarray(wins_a), np.asarray(wins_b)
@@ -76,7 +77,6 @@ def sign_test(wins_a: Any, wins_b: Any) -> Any:
 def two_proportion_test(clicked_a: Any, n_a: Any, clicked_b: Any, n_b: Any) -> tuple[Any, Any]:
     """(z, two-sided p) that the click-through rates are equal; z > 0 when B's is higher. (0, 1)
     where the rates cannot differ (a side without impressions, or no variation). Takes arrays too."""
-    import numpy as np
     from scipy.stats import norm
 
     ca, na, cb, nb = (np.asarray(v, dtype=float) for v in (clicked_a, n_a, clicked_b, n_b))
@@ -171,7 +171,6 @@ def report(
 
 def plot_preference(exp: Experiment, results: Sequence[ImpressionResult], path: str | Path) -> Path:
     """Interleaving: cumulative (wins B - wins A) / impressions; A/B: cumulative CTR per side."""
-    import numpy as np
 
     from embedscope.plots import pyplot, save
 

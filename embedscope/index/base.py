@@ -6,6 +6,7 @@ Indexes work on row numbers (0..n-1); the store maps rows to item ids. Scores ar
 
 from __future__ import annotations
 
+import importlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -121,7 +122,6 @@ INDEX_KINDS = {"exact": "embedscope.index.exact:ExactIndex", "hnsw": "embedscope
 
 
 def _index_class(kind: str) -> type[VectorIndex]:
-    import importlib
 
     if kind not in INDEX_KINDS:
         raise EmbedscopeError(f"unknown index '{kind}'; valid: {', '.join(INDEX_KINDS)}")

@@ -25,6 +25,7 @@ never appear as behavioural candidates.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from embedscope.encoders.base import Encoder, l2_normalize
+from embedscope.encoders.registry import create_encoder
 from embedscope.errors import EmbedscopeError
+from embedscope.names import check_name
+from embedscope.recommend.interactions import Interactions as _I
+from embedscope.store.base import VersionData, fingerprint
 
 if TYPE_CHECKING:
     from embedscope.collection import Collection
@@ -245,7 +250,6 @@ EASE_MAX_ITEMS = 20_000
 
 
 def _positives(inter: Interactions, min_rating: float | None) -> Interactions:
-    from embedscope.recommend.interactions import Interactions as _I
 
     if min_rating is None:
         return inter
@@ -439,7 +443,6 @@ class ItemItemModel:
 def fit_item_item(method: str, inter: Interactions, params: dict[str, Any] | None = None) -> ItemItemModel:
     """Fit EASE or ItemKNN on the interactions (all of them positive, binary), choosing l2 / k by
     validation on these same interactions when they are "auto"."""
-    import time
 
     enc = create_behavioural(method, params)
     p = enc.params
@@ -512,7 +515,6 @@ def item_item_vectors(weights: np.ndarray | sp.spmatrix, dim: int, seed: int = 1
 def create_behavioural(method: str, params: dict[str, Any] | None = None) -> Any:
     """The method's encoder with these parameters (validated): the registry's, so the defaults
     and checks are those of the stored version."""
-    from embedscope.encoders.registry import create_encoder
 
     if method not in METHODS:
         raise EmbedscopeError(f"unknown behavioural method '{method}'; valid: {', '.join(METHODS)}")
@@ -557,13 +559,6 @@ def embed_behaviour(
 ) -> VersionInfo:
     """Train behavioural item vectors from the collection's interactions and store them as the
     embedding version `version` (default: the method name). Items without interactions are left out."""
-    import time
-
-    from embedscope.encoders.registry import create_encoder
-    from embedscope.names import check_name
-    from embedscope.recommend.interactions import Interactions as _I
-    from embedscope.store.base import VersionData, VersionInfo, fingerprint
-    from embedscope.store.embedded import now
 
     if method not in METHODS:
         raise EmbedscopeError(f"unknown behavioural method '{method}'; valid: {', '.join(METHODS)}")
@@ -573,7 +568,7 @@ def embed_behaviour(
     started = time.perf_counter()
     trained = train(method, inter, enc.params)
     train_s = time.perf_counter() - started
-    hashes_all = collection.store.item_hashes()
+    hashes_all = collection.item_hashes()
     keep = [n for n, i in enumerate(trained.ids) if i in hashes_all]  # items deleted since the interactions
     ids = [trained.ids[n] for n in keep]
     vectors = np.ascontiguousarray(trained.vectors[keep], dtype=np.float32)
@@ -585,35 +580,23 @@ def embed_behaviour(
     if not ids:
         raise EmbedscopeError(f"{method}: no interacted item is in collection '{collection.name}'")
     hashes = [hashes_all[i] for i in ids]
-    idx = collection.store.new_index(index, {})
-    idx.build(vectors)
-    stamp = now()
-    old = {v.name: v for v in collection.versions()}.get(version)
-    info = VersionInfo(
-        name=version,
-        encoder=enc.config(),
-        dim=int(vectors.shape[1]),
-        count=len(ids),
+    info = collection.add_version(
+        version,
+        enc,
+        VersionData(ids, hashes, vectors),
+        index=index,
         # fingerprint of the whole collection: the version reflects all items as they were when it was
         # trained (items without interactions are left out on purpose, not because it is stale)
-        fingerprint=fingerprint(hashes_all.items()),
-        index={"kind": index, "params": idx.params},
-        sparse=False,
-        metric="cosine",
-        created_at=old.created_at if old else stamp,
-        updated_at=stamp,
+        content=fingerprint(hashes_all.items()),
         stats={
             "trained_on_interactions": len(inter),
             "items_without_interactions": len(hashes_all) - len(ids),
             "encode_seconds": round(train_s, 3),
             **{f"chosen_{k}": v for k, v in trained.chosen.items() if k in ("l2", "k")},
             "vector_bytes": int(vectors.nbytes),
-            "index_bytes": int(idx.nbytes()),
         },
-    )
-    collection.store.write_version(
-        info, VersionData(ids, hashes, vectors), enc, None if index == "exact" else idx
     )
     if activate:
         collection.activate(version)
-    return {v.name: v for v in collection.versions()}[version]
+        info = collection.version_info(version)
+    return info

@@ -18,8 +18,10 @@ the text version (cold start) and says so.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from embedscope.clock import now
+from embedscope.recommend.behavioural import METHODS
 
 if TYPE_CHECKING:
     from embedscope.collection import Collection
@@ -45,17 +47,16 @@ class VersionChoice:
 
 def record_best(collection: Collection, best: dict[str, Any]) -> None:
     """Remember the measured best row (see embedscope.evaluate.recs.RecsReport.best) for `recommend`."""
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    collection.store.set_setting(SETTING, {**best, "recorded_at": stamp})
+    stamp = now()
+    collection.set_setting(SETTING, {**best, "recorded_at": stamp})
 
 
 def recorded_best(collection: Collection) -> dict[str, Any] | None:
-    return collection.store.get_setting(SETTING)
+    return collection.setting(SETTING)
 
 
 def choose_version(collection: Collection) -> VersionChoice:
     """The version, profile and scoring `recommend` uses by default, and why (see the module)."""
-    from embedscope.recommend.behavioural import METHODS
 
     versions = {v.name: v for v in collection.versions()}
     rec = recorded_best(collection)

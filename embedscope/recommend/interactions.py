@@ -20,6 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.sources import read_table
 
 if TYPE_CHECKING:
     from embedscope.collection import Collection
@@ -151,7 +152,7 @@ def sort_by_time(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def path_for(collection: Collection) -> Path:
-    return Path(collection.store.path) / INTERACTIONS_FILE
+    return collection.path / INTERACTIONS_FILE
 
 
 def write_atomic(frame: pd.DataFrame, path: Path) -> None:
@@ -188,7 +189,6 @@ def load_interactions(
 ) -> LoadReport:
     """Read interactions (CSV/TSV/JSONL/Parquet, or `fmt="movielens"` for a raw u.data), clean them
     against the collection's items and store them (replacing, or with `append`, adding to what is stored)."""
-    from embedscope.sources import read_table
     from embedscope.sources_movielens import read_movielens_ratings
 
     if isinstance(source, pd.DataFrame):
@@ -216,7 +216,7 @@ def load_interactions(
         old = read_interactions(collection)
         frame["seq"] += int(old["seq"].max()) + 1
         frame = pd.concat([old, frame], ignore_index=True)
-    known = set(collection.store.item_hashes())
+    known = set(collection.item_hashes())
     if not known:
         raise EmbedscopeError(
             f"collection '{collection.name}' has no items; ingest items before interactions"

@@ -28,16 +28,20 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from embedscope.display import show
 from embedscope.encoders.base import l2_normalize
+from embedscope.encoders.registry import encoder_class
 from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.filters import evaluate_filter
+from embedscope.index.base import top_k
 from embedscope.recommend import profiles as prof
 from embedscope.recommend.behavioural import ItemItemEncoder
 from embedscope.recommend.interactions import Interactions, path_for
 from embedscope.search import rerank
+from embedscope.search.base import Hit
 
 if TYPE_CHECKING:
     from embedscope.collection import Collection
-    from embedscope.search.base import Hit
 
 
 @dataclass
@@ -96,8 +100,6 @@ def popular(
     exclude: Sequence[str] = (),
 ) -> list[Hit]:
     """Most-interacted items passing the filter, seen items excluded (the cold-start fallback)."""
-    from embedscope.filters import evaluate_filter
-    from embedscope.search.base import Hit
 
     counts = inter.counts()
     frame, pos = collection.metadata_frame()
@@ -107,7 +109,7 @@ def popular(
         ok &= np.array([bool(mask[pos[i]]) if i in pos else False for i in counts.index])
     top = counts[ok].head(k)
     signal = rerank.count_signal(counts)
-    items = collection.store.get_items(list(top.index))
+    items = collection.get_items(list(top.index))
     return [Hit(i.id, float(signal.get(i.id, 0.0)), i.text, i.metadata) for i in items if i is not None]
 
 
@@ -190,7 +192,7 @@ class Recommender:
             times = hist["timestamp"].to_numpy(dtype=np.float64)
         else:
             seen = [str(i).strip() for i in items or [] if str(i).strip()]
-            unknown = [i for i, it in zip(seen, coll.store.get_items(seen), strict=True) if it is None]
+            unknown = [i for i, it in zip(seen, coll.get_items(seen), strict=True) if it is None]
             if unknown:
                 raise NotFoundError(
                     f"{len(unknown)} session item(s) are not in collection '{coll.name}': "
@@ -335,7 +337,6 @@ class Recommender:
 
 def _text_version(coll: Collection, other: str) -> str | None:
     """The active version when it is a dense text one (not `other`): where cold items have vectors."""
-    from embedscope.encoders.registry import encoder_class
 
     try:
         name = coll.active_version
@@ -343,7 +344,7 @@ def _text_version(coll: Collection, other: str) -> str | None:
         return None
     if name == other:
         return None
-    info = coll.store.get_version(name)
+    info = coll.version_info(name)
     try:
         cls = encoder_class(info.encoder.get("name", ""))
     except NotFoundError:
@@ -380,7 +381,6 @@ def _rank_rows(
 ) -> list[list[Hit]]:
     """Top k rows of (queries, rows) model scores ("predict" scoring), with the same row mask
     (filter, seen items, deleted items) the index search uses; exact, as the exact index is."""
-    from embedscope.index.base import top_k
 
     scores = np.array(scores, dtype=np.float32, copy=True)
     allowed = coll.allowed_rows(v, where, seen)
@@ -421,9 +421,8 @@ def _because(
         sims = hnorm @ l2_normalize(vec[None, :])[0]
     cand = np.asarray(members) if members is not None and len(members) else np.arange(len(hids))
     best = cand[np.argsort(-sims[cand], kind="stable")[:top]]
-    from embedscope.display import show
 
-    items = coll.store.get_items([hids[b] for b in best])
+    items = coll.get_items([hids[b] for b in best])
     fields = coll.display_fields()
     return [
         {
@@ -439,7 +438,7 @@ def _because(
 def history_frame(collection: Collection, user: str) -> pd.DataFrame:
     """A user's history with item texts, for display."""
     hist = Interactions.of(collection).history(user)
-    texts = {i.id: i.text for i in collection.store.get_items(hist["item"].tolist()) if i is not None}
+    texts = {i.id: i.text for i in collection.get_items(hist["item"].tolist()) if i is not None}
     return hist.assign(text=hist["item"].map(texts))
 
 

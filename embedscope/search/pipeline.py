@@ -3,7 +3,8 @@
 `Collection.search/similar/search_vectors`, the CLI (`search`, `similar`, `compare`), the HTTP API
 (`/search`, `/similar`, `/compare`, the page) and `evaluate` all come through `SearchPipeline`. What
 they may vary is passed in, not copied: the server gives its query cache and micro-batcher as the
-`encode` hook and its reader lock as `lock`; `evaluate` sends all queries at once (`search_many`).
+`encode` hook; `evaluate` sends all queries at once (`search_many`). The pipeline takes no lock:
+the collection's reads are safe from any thread by themselves (the store serialises its statements).
 
 What answers a query is a plan: one version, or a recipe fusing several (`search.recipe`). Stages:
 1. filter: one row mask per part from `where` (a bad filter fails here, before any encoding);
@@ -39,7 +40,6 @@ from embedscope.search.base import STAGES, Hit, SearchResult
 from embedscope.search.fusion import Run, fuse, score_floor
 from embedscope.search.rerank import WorkSet, collapse
 from embedscope.search.versions import CollectionReader, LoadedVersion, damaged_error
-from embedscope.store.base import Item
 
 #: (version, query texts) -> (query matrix row-aligned with the texts, True if all came from a cache)
 QueryEncoder = Callable[["LoadedVersion", Sequence[str]], tuple[Any, bool]]
@@ -149,12 +149,9 @@ class SearchPipeline:
         collection: CollectionReader,
         *,
         encode: QueryEncoder | None = None,
-        lock: contextlib.AbstractContextManager[Any] | None = None,
     ) -> None:
         self.collection = collection
         self._encode = encode or encode_direct
-        #: held around the collection's store reads (the server's reader lock); never around encoding
-        self.lock = lock if lock is not None else contextlib.nullcontext()
 
     # --- what answers --------------------------------------------------------------------------------
     def plan(
@@ -168,28 +165,27 @@ class SearchPipeline:
             return self._single(using)
         if isinstance(using, recipes.Recipe):
             return self._recipe_plan(using)
-        with self.lock:
-            coll = self.collection
-            found = functools.cache(coll.recipes)  # per query: read at most once, only if needed
-            if using is None:
-                using = coll.default_search_using(found) if text_search else coll.active_version
-            names = [v.name for v in coll.versions()]
-            if using in names:
-                return self._single(coll.load_version(using))
-            recipe = found().get(using)
-            if recipe is None:
-                versions = ", ".join(names) or "none"
-                stored = ", ".join(found()) or "none"
-                hint = (
-                    "; hybrid search needs a sparse version (e.g. bm25) and a dense one (e.g. minilm): "
-                    f"run `embedscope embed {coll.name} --encoder hybrid`"
-                    if using == recipes.HYBRID
-                    else ""
-                )
-                raise NotFoundError(
-                    f"collection '{coll.name}' has no version or recipe '{using}' "
-                    f"(versions: {versions}; recipes: {stored}){hint}"
-                )
+        coll = self.collection
+        found = functools.cache(coll.recipes)  # per query: read at most once, only if needed
+        if using is None:
+            using = coll.default_search_using(found) if text_search else coll.active_version
+        names = [v.name for v in coll.versions()]
+        if using in names:
+            return self._single(coll.load_version(using))
+        recipe = found().get(using)
+        if recipe is None:
+            versions = ", ".join(names) or "none"
+            stored = ", ".join(found()) or "none"
+            hint = (
+                "; hybrid search needs a sparse version (e.g. bm25) and a dense one (e.g. minilm): "
+                f"run `embedscope embed {coll.name} --encoder hybrid`"
+                if using == recipes.HYBRID
+                else ""
+            )
+            raise NotFoundError(
+                f"collection '{coll.name}' has no version or recipe '{using}' "
+                f"(versions: {versions}; recipes: {stored}){hint}"
+            )
         return self._recipe_plan(recipe)
 
     def name_for_encoder(self, encoder: str) -> str:
@@ -197,8 +193,7 @@ class SearchPipeline:
         if encoder == recipes.HYBRID:
             return encoder  # the recipe; `plan` says what is missing if the collection cannot have one
         coll = self.collection
-        with self.lock:
-            versions = coll.versions()
+        versions = coll.versions()
         active = next((v.name for v in versions if v.active), None)
         matches = [v.name for v in versions if v.encoder.get("name") == encoder]
         if not matches:
@@ -213,8 +208,7 @@ class SearchPipeline:
         return Plan(v.info.name, str(v.info.encoder.get("name")), [v])
 
     def _recipe_plan(self, recipe: recipes.Recipe) -> Plan:
-        with self.lock:
-            parts = [self.collection.load_version(p) for p in recipe.parts]
+        parts = [self.collection.load_version(p) for p in recipe.parts]
         return Plan(
             recipe.name,
             recipe.label(),
@@ -353,8 +347,8 @@ class SearchPipeline:
         stages = dict.fromkeys(STAGES, 0.0)
         with _timed(stages, "search"):
             masks = self._masks(plan, where, (item_id,))
-        with self.lock:  # NotFoundError for a deleted item, even where a version still has its row
-            item = self.collection.get(item_id)
+        # NotFoundError for a deleted item, even where a version still has its row
+        item = self.collection.get(item_id)
         matrices: dict[int, Any] = {}
         with _timed(stages, "encode"):
             for i, v in enumerate(plan.parts):
@@ -370,14 +364,12 @@ class SearchPipeline:
         known = {i: ~empty_rows(m) for i, m in matrices.items()}
         seen = None
         if collapse:
-            with self.lock:
-                seen = WorkSet([self.collection.work_keys().get(item_id)])
+            seen = WorkSet([self.collection.work_keys().get(item_id)])
         return self._answer(plan, matrices, known, 1, k, masks, where, False, collapse, stages, seen=seen)[0]
 
     # --- stages --------------------------------------------------------------------------------------
     def _masks(self, plan: Plan, where: str | None, exclude: Sequence[str]) -> list[np.ndarray | None]:
-        with self.lock:
-            return [self.collection.allowed_rows(v, where, exclude) for v in plan.parts]
+        return [self.collection.allowed_rows(v, where, exclude) for v in plan.parts]
 
     def _answer(
         self,
@@ -398,8 +390,7 @@ class SearchPipeline:
         measured = _measured_part(plan, matrices, pieces)  # whose cosines give hits their relevance
         own: dict[int, dict[str, float] | None] = {}
         if collapse_works:
-            with self.lock:
-                keys = self.collection.work_keys()
+            keys = self.collection.work_keys()
         collapse_works = bool(keys)
         # over-fetch when collapsing, so that k distinct works usually remain without a second pass
         fetch = max(2 * k, k + 10) if collapse_works else k
@@ -429,8 +420,7 @@ class SearchPipeline:
             pending, depth = again, depth * 2
         results = []
         with _timed(stages, "rank"):
-            with self.lock:
-                items = self.collection.get_items([i for ids, _, _ in ranked for i in ids])
+            items = self.collection.get_items([i for ids, _, _ in ranked for i in ids])
             pos = 0
             for qi, (ids, scores, dropped) in enumerate(ranked):
                 mine = items[pos : pos + len(ids)]
@@ -491,7 +481,7 @@ class SearchPipeline:
                 again = functools.partial(
                     self._lookup, v, depth=depth, mask=masks[i], where=where, exact=exact
                 )
-                stages_.feedback(v, matrix, known[i], out, i, feedback, again, self._items_locked)
+                stages_.feedback(v, matrix, known[i], out, i, feedback, again, self.collection.get_items)
         return out
 
     def _lookup(
@@ -514,10 +504,6 @@ class SearchPipeline:
             runs.append(Run([ids[x] for x in r[keep]], s[keep].astype(np.float64), floor))
         return runs
 
-    def _items_locked(self, ids: list[str]) -> list[Item | None]:
-        with self.lock:
-            return self.collection.get_items(ids)
-
     def _fuse(
         self, plan: Plan, runs: list[Run | None], weights: Sequence[float] | None = None
     ) -> tuple[list[str], np.ndarray]:
@@ -532,8 +518,7 @@ class SearchPipeline:
     def hits_for_rows(self, v: LoadedVersion, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
         """Rows of a version (e.g. from a recommender's own scoring) as Hits; deleted items skipped."""
         ids = [v.data.ids[r] for r in rows if r >= 0]
-        with self.lock:
-            items = self.collection.get_items(ids)
+        items = self.collection.get_items(ids)
         return [
             Hit(i.id, float(s), i.text, i.metadata)
             for i, s in zip(items, scores[: len(ids)], strict=True)

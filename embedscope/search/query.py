@@ -49,6 +49,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.encoders.document import Document
+from embedscope.encoders.registry import parse_params
 from embedscope.errors import EmbedscopeError
 from embedscope.search.base import OptionSpec, boolean, check_options, number_in, one_of, positive_int
 
@@ -125,7 +126,6 @@ def check_stages(stages: Mapping[str, Any] | None, n_parts: int) -> dict[str, di
 
 def parse_stage(spec: str) -> tuple[str, dict[str, Any]]:
     """The CLI's `--stage NAME[:key=value,...]`, e.g. 'rm3', 'split:by=passage,words=40', values as JSON."""
-    from embedscope.encoders.registry import parse_params
 
     name, _, rest = spec.partition(":")
     pairs, depth, current = [], 0, ""

@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from embedscope.encoders.document import Document
+from embedscope.encoders.registry import create_encoder, encoder_class
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.names import check_name
 from embedscope.search.fusion import fusion_method
@@ -145,7 +147,6 @@ def make_recipe(
 def validate_against(recipe: Recipe, versions: Sequence[VersionInfo], collection: str) -> None:
     """Every part is one of the collection's `versions` that can encode a query text; the name is
     not a version's. `collection`: its name, for the messages."""
-    from embedscope.encoders.registry import encoder_class
 
     by_name = {v.name: v for v in versions}
     if recipe.name in by_name:
@@ -180,8 +181,6 @@ def hybrid_shortcut(params: Mapping[str, Any] | None) -> HybridShortcut:
     """Read `embed --encoder hybrid --param ...`: sparse, dense, sparse_params, dense_params,
     sparse_document, dense_document (the two versions) and fusion, params, weights, depth, stages
     (the recipe); checked before any encoding."""
-    from embedscope.encoders.document import Document
-    from embedscope.encoders.registry import create_encoder
 
     p = dict(params or {})
     encoder_keys = ("sparse", "sparse_params", "dense", "dense_params", "sparse_document", "dense_document")
@@ -272,7 +271,6 @@ def delete_recipe(settings: Settings, name: str, collection: str) -> None:
 def default_recipe(settings: Settings, versions: Sequence[VersionInfo]) -> Recipe | None:
     """BM25 (else any sparse version) + the active dense version (else any dense one), default fusion;
     None when the collection (its `versions`) lacks a sparse or a dense text version."""
-    from embedscope.encoders.registry import encoder_class
 
     versions = [v for v in versions if encoder_class(v.encoder["name"]).encodes_text]
     sparse = [v.name for v in versions if v.sparse]

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from embedscope.display import DisplayFields
 from embedscope.encoders.base import l2_normalize
 from embedscope.errors import EmbedscopeError
 
 if TYPE_CHECKING:
-    from embedscope.display import DisplayFields
     from embedscope.search.base import Hit
 
 
@@ -198,7 +198,6 @@ def collapse(
 def dedupe(hits: Sequence[Hit], fields: DisplayFields | None = None) -> tuple[list[Hit], list[Hit]]:
     """Keep the first (best) hit of each work (see `collapse`); returns (kept, removed).
     `fields` says which metadata fields hold the title and the author (default: guessed)."""
-    from embedscope.display import DisplayFields
 
     if fields is None:
         fields = DisplayFields.choose(list(dict.fromkeys(k for h in hits for k in (h.metadata or {}))))

@@ -44,3 +44,7 @@ class QueryCache:
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()

@@ -169,9 +169,16 @@ class SearchResponse(BaseModel):
 
 
 class CompareRun(BaseModel):
+    """One configuration's answer: the shape `compare --json` prints too (compare.py `to_json`)."""
+
+    target: str | None = Field(None, description="what was asked for: a version, recipe or encoder")
     version: str
     encoder: str | None = None
+    source: str | None = Field(None, description='"version minilm", "recipe hybrid(...)", "on the fly"')
+    fit_s: float = 0.0
     took_ms: float | None = None
+    encode_ms: float | None = None
+    search_ms: float | None = None
     hits: list[HitOut] = []
     error: str | None = Field(None, description="why this version could not answer (others still do)")
 
@@ -180,6 +187,7 @@ class CompareResponse(BaseModel):
     collection: str
     query: str
     k: int
+    where: str | None = None
     runs: list[CompareRun]
     overlap: dict[str, float] = Field(
         description="Jaccard overlap of the result ids, for each pair 'a|b' of versions that answered"

@@ -3,22 +3,11 @@ and the relevance the search path gave it (embedscope.search.relevance)."""
 
 from __future__ import annotations
 
-import math
-
-from embedscope.display import DisplayFields, show
-from embedscope.search import relevance
+from embedscope.display import DisplayFields
 from embedscope.search.base import Hit
+from embedscope.search.present import hit_json
 from embedscope.serve import models as m
 
 
 def hit_out(hit: Hit, fields: DisplayFields) -> m.HitOut:
-    shown = show(hit.text, hit.metadata, fields)
-    score = hit.score if math.isfinite(hit.score) else 0.0
-    return m.HitOut(
-        id=hit.id,
-        score=round(float(score), 6),
-        relevance=hit.relevance,
-        match=relevance.level(hit.relevance),
-        metadata=hit.metadata or {},
-        **shown.to_dict(),
-    )
+    return m.HitOut(**hit_json(hit, fields))

@@ -3,9 +3,9 @@
 Each collection is opened twice: a reader (kept loaded: versions, encoders and indexes are loaded at
 startup so the first query is fast) and a writer with its own SQLite connection for writes and
 re-embedding jobs, so a long embedding job never blocks search (SQLite WAL lets the reader see the
-committed state). The reader's SQLite work is guarded by a per-collection lock (short sections);
-encoding and index lookups run outside it. Each reader has its own search pipeline, whose query
-encoder goes through the shared query cache and the version's micro-batcher.
+committed state). Reads are safe from many threads by themselves (the store serialises its own
+statements), so nothing here or in the routers locks around them. Each reader has its own search
+pipeline, whose query encoder goes through the shared query cache and the version's micro-batcher.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ DEFAULT_SUGGESTIONS = [
 
 @dataclass
 class Served:
-    """One served collection: the kept-loaded reader, its lock and search pipeline, the lazily
+    """One served collection: the kept-loaded reader and its search pipeline, the lazily
     opened writer, and what is derived from the data (display settings, recommenders)."""
 
     name: str
@@ -56,24 +56,24 @@ class Served:
     reader: Collection
     #: the pipeline's query encoder (the server's cache and micro-batcher)
     encode: InitVar[QueryEncoder | None] = None
-    lock: threading.RLock = field(default_factory=threading.RLock)
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     pipeline: SearchPipeline = field(init=False)
     recommenders: dict[str | None, Any] = field(default_factory=dict)
     #: map points per (projection file, data revision, colour field): titles cost a store read
-    projections: dict[tuple[str, int, str | None], dict[str, Any]] = field(default_factory=dict)
+    projections: QueryCache = field(default_factory=lambda: QueryCache(size=8))
     _writer: Collection | None = None
     _display: tuple[int, m.Display] | None = None
     _experiments: Experiments | None = None
+    _experiments_once: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self, encode: QueryEncoder | None) -> None:
-        self.pipeline = SearchPipeline(self.reader, encode=encode, lock=self.lock)
+        self.pipeline = SearchPipeline(self.reader, encode=encode)
 
     @property
     def experiments(self) -> Experiments:
         """The collection's online experiments; one instance per server, so the impressions it
         served are in memory when their clicks come (the CLI may start and stop them meanwhile)."""
-        with self.lock:
+        with self._experiments_once:  # made once: two requests at start must not make two
             if self._experiments is None:
                 self._experiments = Experiments.of(self.reader)
             return self._experiments
@@ -95,19 +95,17 @@ class Served:
             self.write_lock.release()
 
     def fields(self) -> DisplayFields:
-        with self.lock:
-            return self.reader.display_fields()
+        return self.reader.display_fields()
 
     def display(self) -> m.Display:
         """Display fields, the filters the page offers and its example queries (per data revision)."""
         coll = self.reader
-        with self.lock:
-            rev = coll.store.data_revision()
-            if self._display and self._display[0] == rev:
-                return self._display[1]
-            frame, _ = coll.metadata_frame()
-            fields = coll.display_fields()
-            suggestions = coll.store.get_setting("suggested_queries") or DEFAULT_SUGGESTIONS
+        rev = coll.data_revision()
+        if self._display and self._display[0] == rev:
+            return self._display[1]
+        frame, _ = coll.metadata_frame()
+        fields = coll.display_fields()
+        suggestions = coll.setting("suggested_queries") or DEFAULT_SUGGESTIONS
         filters = []
         for f in fields.filters:
             col = frame[f]
@@ -135,10 +133,9 @@ class Served:
 
     def after_write(self) -> None:
         """Forget what was derived from the old data."""
-        with self.lock:
-            self._display = None
-            self.recommenders.clear()
-            self.projections.clear()
+        self._display = None
+        self.recommenders.clear()
+        self.projections.clear()
 
 
 class ServerState:
@@ -167,7 +164,7 @@ class ServerState:
 
     def public(self, message: str) -> str:
         """An error message as an HTTP client may see it: no server paths (`redact_paths`)."""
-        databases = {s.reader.store.location for s in self.collections.values()} - {str(self.root)}
+        databases = {s.reader.location for s in self.collections.values()} - {str(self.root)}
         known: list[tuple[Path | str, str]] = [(url, "<database>") for url in databases if "://" in url]
         return redact_paths(message, [*known, (self.root, "<collections>")])
 
@@ -183,8 +180,7 @@ class ServerState:
         (/health, listings): `Collection.summary`, as `embedscope collections` shows it."""
         out = []
         for served in self.collections.values():
-            with served.lock:
-                out.append(m.CollectionSummary(**served.reader.summary()))
+            out.append(m.CollectionSummary(**served.reader.summary()))
         return out
 
     def _query_encoder(self, collection: str) -> QueryEncoder:

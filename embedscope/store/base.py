@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.encoders.base import Encoder
 from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.index import create_index
 from embedscope.validation import check_items
 
 if TYPE_CHECKING:
@@ -265,7 +267,6 @@ class Store(ABC):
     def new_index(self, kind: str, params: dict[str, Any]) -> VectorIndex:
         """The (unbuilt) index a new version gets. A server backend returns its own kind, which
         its `write_version` builds in the database."""
-        from embedscope.index import create_index
 
         return create_index(kind, **params)
 
@@ -282,7 +283,9 @@ class Store(ABC):
         of the same size. Returns the problems found, in words (empty when healthy)."""
 
     @abstractmethod
-    def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
+    def write_version(
+        self, info: VersionInfo, data: VersionData, encoder: Encoder, index: VectorIndex | None
+    ) -> None:
         """Create or replace a version atomically: readers see the old one or the new one whole."""
 
     @abstractmethod

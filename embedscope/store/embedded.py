@@ -27,10 +27,10 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,7 +38,12 @@ import filelock
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.clock import now
+from embedscope.encoders.base import Encoder
+from embedscope.encoders.registry import load_encoder
 from embedscope.errors import ConflictError, DamagedError, EmbedscopeError, NotFoundError, StorageFullError
+from embedscope.index import load_index
+from embedscope.index.base import VectorIndex
 from embedscope.index.quantized import QuantizedVectors
 from embedscope.store.base import Item, ItemChanges, Store, VersionData, VersionInfo
 from embedscope.validation import can_be_id
@@ -59,10 +64,6 @@ CREATE TABLE IF NOT EXISTS versions (
     revision TEXT NOT NULL
 );
 """
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -108,6 +109,9 @@ class EmbeddedStore(Store):
             with self._storage_errors(f"creating collection '{self.path.name}'"):
                 self.path.mkdir(parents=True, exist_ok=True)
         self._writer_lock = filelock.FileLock(self.path / self.LOCK, fallback_to_soft=False)
+        #: read safety, in one place: a server's threads share this connection, and one thread's
+        #: statement must not run while another's is half-read; every read takes it (`_rows`)
+        self._read_lock = threading.RLock()
         self._conn = self._connect(new)
         self._collect_garbage()
 
@@ -193,7 +197,8 @@ class EmbeddedStore(Store):
 
     @contextmanager
     def _tx(self):  # noqa: ANN202
-        with self._storage_errors(f"writing to collection '{self.path.name}'"):
+        # the read lock too: another thread's read on this connection never sees a half-made write
+        with self._read_lock, self._storage_errors(f"writing to collection '{self.path.name}'"):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -204,6 +209,12 @@ class EmbeddedStore(Store):
 
     def close(self) -> None:
         self._conn.close()
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One read statement's rows, read whole under the read lock (the server's threads share
+        the connection). Every read goes through here, so no caller above the store locks."""
+        with self._read_lock:
+            return self._conn.execute(query, params).fetchall()
 
     def _versions_dir(self) -> Path:
         return self.path / "versions"
@@ -222,7 +233,7 @@ class EmbeddedStore(Store):
         except (filelock.Timeout, OSError):  # a writer is active, or the lock file cannot be made
             return
         try:
-            live = {r for (r,) in self._conn.execute("SELECT revision FROM versions")}
+            live = {r for (r,) in self._rows("SELECT revision FROM versions")}
             for d in root.iterdir():
                 if d.name not in live:
                     shutil.rmtree(d, ignore_errors=True)
@@ -231,8 +242,8 @@ class EmbeddedStore(Store):
 
     # --- settings -------------------------------------------------------------------------------
     def get_setting(self, key: str, default: Any = None) -> Any:
-        row = self._conn.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        rows = self._rows("SELECT value FROM settings WHERE key=?", (key,))
+        return json.loads(rows[0][0]) if rows else default
 
     def set_setting(self, key: str, value: Any) -> None:
         with self._tx() as c:
@@ -282,7 +293,7 @@ class EmbeddedStore(Store):
         """`source`, or NULL in a collection written before items kept their source fields (opening
         writes nothing: the column is added by the first item write, `_add_source_column`)."""
         if not self._has_source:
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(items)")}
+            columns = {row[1] for row in self._rows("PRAGMA table_info(items)")}
             self._has_source = "source" in columns
         return "source" if self._has_source else "NULL"
 
@@ -299,41 +310,45 @@ class EmbeddedStore(Store):
         for start in range(0, len(valid), 900):  # SQLite's bound-parameter limit
             chunk = valid[start : start + 900]
             q = f"SELECT id, text, metadata, {source} FROM items WHERE id IN ({','.join('?' * len(chunk))})"
-            for i, text, meta, src in self._conn.execute(q, chunk):
+            for i, text, meta, src in self._rows(q, chunk):
                 found[i] = Item(i, text, json.loads(meta), json.loads(src) if src else {})
         return [found.get(i) for i in ids]
 
     def iter_items(self) -> Iterable[Item]:
         q = f"SELECT id, text, metadata, {self._source_column()} FROM items ORDER BY seq"
-        for i, text, meta, src in self._conn.execute(q):
+        for i, text, meta, src in self._rows(q):
             yield Item(i, text, json.loads(meta), json.loads(src) if src else {})
 
     def iter_metadata(self) -> Iterable[tuple[str, dict[str, Any]]]:
-        for i, meta in self._conn.execute("SELECT id, metadata FROM items ORDER BY seq"):
+        for i, meta in self._rows("SELECT id, metadata FROM items ORDER BY seq"):
             yield i, json.loads(meta)
 
     def item_hashes(self) -> dict[str, str]:
-        return dict(self._conn.execute("SELECT id, hash FROM items ORDER BY seq"))
+        return dict(self._rows("SELECT id, hash FROM items ORDER BY seq"))
 
     def count(self) -> int:
-        return int(self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+        return int(self._rows("SELECT COUNT(*) FROM items")[0][0])
 
     # --- versions --------------------------------------------------------------------------------
     def list_versions(self) -> list[VersionInfo]:
         active = self.get_setting("active_version")
         out = []
-        for name, info in self._conn.execute("SELECT name, info FROM versions ORDER BY name"):
+        for name, info in self._rows("SELECT name, info FROM versions ORDER BY name"):
             v = VersionInfo(**json.loads(info))
             v.active = name == active
             out.append(v)
         return out
 
-    def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
+    def write_version(
+        self, info: VersionInfo, data: VersionData, encoder: Encoder, index: VectorIndex | None
+    ) -> None:
         data.check_aligned(info.name)
         with self.writing():
             self._write_version(info, data, encoder, index)
 
-    def _write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
+    def _write_version(
+        self, info: VersionInfo, data: VersionData, encoder: Encoder, index: VectorIndex | None
+    ) -> None:
         revision = f"{info.name}-{uuid.uuid4().hex[:12]}"
         tmp = self._versions_dir() / revision
         what = f"writing version '{info.name}' of collection '{self.path.name}'"
@@ -364,7 +379,7 @@ class EmbeddedStore(Store):
             shutil.rmtree(self._versions_dir() / row[0], ignore_errors=True)
 
     @staticmethod
-    def _write_files(tmp: Path, data: VersionData, encoder: Any, index: Any | None) -> None:
+    def _write_files(tmp: Path, data: VersionData, encoder: Encoder, index: VectorIndex | None) -> None:
         tmp.mkdir(parents=True)
         if sp.issparse(data.vectors):
             sp.save_npz(tmp / "vectors.npz", data.vectors.tocsr(), compressed=False)
@@ -378,10 +393,10 @@ class EmbeddedStore(Store):
 
     def _record(self, name: str) -> tuple[VersionInfo, Path]:
         """The version's record and its revision folder, read in one statement (so they agree)."""
-        row = self._conn.execute("SELECT info, revision FROM versions WHERE name=?", (name,)).fetchone()
-        if row is None:
+        rows = self._rows("SELECT info, revision FROM versions WHERE name=?", (name,))
+        if not rows:
             self.get_version(name)  # raises a helpful NotFoundError
-        return VersionInfo(**json.loads(row[0])), self._versions_dir() / row[1]
+        return VersionInfo(**json.loads(rows[0][0])), self._versions_dir() / rows[0][1]
 
     def _revision_dir(self, name: str) -> Path:
         return self._record(name)[1]
@@ -479,8 +494,6 @@ def _sqlite_error(exc: sqlite3.Error) -> str:
 
 
 def _load_revision(d: Path, info: VersionInfo) -> tuple[VersionData, Any, Any | None]:
-    from embedscope.encoders.registry import load_encoder
-    from embedscope.index import load_index
 
     if not d.is_dir():
         raise FileNotFoundError(errno.ENOENT, "revision folder missing", str(d))

@@ -32,6 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from embedscope.errors import EmbedscopeError
 
@@ -52,7 +53,6 @@ class PgServer:
 
     def database_url(self, name: str) -> str:
         """The URL of another database on the same server."""
-        from urllib.parse import quote, urlsplit
 
         return urlsplit(self.url)._replace(path="/" + quote(name, safe="")).geturl()
 

@@ -10,11 +10,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from embedscope.clock import now
 from embedscope.collection import Collection
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.serve import models as m
 from embedscope.serve.deps import WRITES, State
-from embedscope.store.embedded import now
 
 log = logging.getLogger("embedscope.serve")
 router = APIRouter(tags=["write"])
@@ -74,18 +74,16 @@ def embed_version(name: str, version: str, req: m.EmbedRequest, request: Request
     process (a CLI `embed`) or job holds it."""
     served = state.get(name)
     request.state.record.update(collection=name, action="embed", version=version)
-    with served.lock:
-        existing = {v.name: v for v in served.reader.versions()}.get(version)
+    existing = {v.name: v for v in served.reader.versions()}.get(version)
     enc_name = req.encoder or (existing.encoder.get("name") if existing else None)
     if enc_name is None:
         raise EmbedscopeError(f"version '{version}' does not exist yet: give the encoder to build it with")
     params = req.params
     if params is None and existing is not None and existing.encoder.get("name") == enc_name:
         params = existing.encoder.get("params")
-    with served.lock:
-        touched = served.reader.check_embed(
-            enc_name, params, version=version, index=req.index, document=req.document
-        )
+    touched = served.reader.check_embed(
+        enc_name, params, version=version, index=req.index, document=req.document
+    )
     if not served.write_lock.acquire(blocking=False):
         raise ConflictError(f"collection '{name}' is busy with another write or embedding job; retry later")
     job = m.EmbedJob(id=uuid.uuid4().hex[:12], collection=name, version=version)
@@ -96,7 +94,7 @@ def embed_version(name: str, version: str, req: m.EmbedRequest, request: Request
             with ExitStack() as held:
                 try:  # the store's writer lock, at once: held by another process, the job is a 409
                     coll = served.writer()
-                    held.enter_context(coll.store.writing(wait=0))
+                    held.enter_context(coll.writing(wait=0))
                 except BaseException as exc:
                     refused.append(exc)
                     return
@@ -130,9 +128,8 @@ def embed_version(name: str, version: str, req: m.EmbedRequest, request: Request
                 "reused": info.stats.get("reused"),
                 "count": info.count,
             }
-            with served.lock:
-                for touched_version in touched:
-                    served.reader.load_version(touched_version)  # reload now, so the next query is fast
+            for touched_version in touched:
+                served.reader.load_version(touched_version)  # reload now, so the next query is fast
             job.status = "done"
         except Exception as exc:  # reported through the job, the server keeps running
             job.status = "failed"

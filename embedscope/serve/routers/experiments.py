@@ -46,8 +46,7 @@ def start_experiment(name: str, req: m.ExperimentStart, request: Request, state:
     collection: 409 while another runs)."""
     served = state.get(name)
     request.state.record.update(collection=name, action="experiment start", a=req.a, b=req.b)
-    with served.lock:
-        valid = configurations(served.reader)
+    valid = configurations(served.reader)
     exp = served.experiments.start(req.a, req.b, method=req.method, name=req.name, configurations=valid)
     request.state.record["experiment"] = exp.name
     return _out(exp)

@@ -21,8 +21,7 @@ def list_collections(state: State) -> list[m.CollectionSummary]:
 def collection_info(name: str, state: State) -> m.CollectionInfo:
     """Items, metadata fields, versions, search recipes, and how the page shows and filters hits."""
     served = state.get(name)
-    with served.lock:
-        info = served.reader.info()
+    info = served.reader.info()
     return m.CollectionInfo(**info, display=served.display())
 
 
@@ -30,7 +29,6 @@ def collection_info(name: str, state: State) -> m.CollectionInfo:
 def get_item(name: str, item_id: str, request: Request, state: State) -> m.ItemOut:
     served = state.get(name)
     request.state.record.update(collection=name, item=item_id)
-    with served.lock:
-        item = served.reader.get(item_id)
+    item = served.reader.get(item_id)
     h = hit_out(Hit(item.id, 0.0, item.text, item.metadata), served.fields())
     return m.ItemOut(id=item.id, text=item.text, metadata=item.metadata, title=h.title)

@@ -21,7 +21,6 @@ from embedscope.serve.deps import State
 
 router = APIRouter(prefix="/api/collections/{name}", tags=["read"])
 MAX_SAMPLE = 50_000
-_KEPT_POINTS = 8  # map point sets kept per collection (a few versions, methods and colourings)
 
 
 @router.get("/projection")
@@ -46,8 +45,7 @@ def projection(
     """A version's items in two dimensions, with titles and colours, for the page's map."""
     served = state.get(name)
     request.state.record.update(collection=name, version=version, method=method, sample=sample)
-    with served.lock:
-        available = cached_methods(served.reader, version, sample=sample)
+    available = cached_methods(served.reader, version, sample=sample)
     if method is None:
         method = available[0] if available else "pca"
     elif method != "pca" and method not in available:
@@ -57,16 +55,10 @@ def projection(
             f"no {method} projection of this version is cached yet: run `{command}` once (UMAP: about "
             "30 s), or ask for method=pca, computed now"
         )
-    proj = project(served.reader, version, method=method, sample=sample, lock=served.lock)
-    with served.lock:
-        key = (str(proj.path), served.reader.store.data_revision(), color_by)
-        points = served.projections.get(key)
-    if points is None:  # titles and colours of up to 50,000 points: searches go on meanwhile
-        points = point_data(served.reader, proj, color_by, lock=served.lock)
-        with served.lock:
-            while len(served.projections) >= _KEPT_POINTS:
-                served.projections.pop(next(iter(served.projections)))
-            served.projections[key] = points
+    proj = project(served.reader, version, method=method, sample=sample)
+    key = (str(proj.path), served.reader.data_revision(), color_by)
+    # titles and colours of up to 50,000 points, made outside the cache's lock: searches go on meanwhile
+    points, _ = served.projections.get_or_compute(key, lambda: point_data(served.reader, proj, color_by))
     if proj.method not in available:  # just computed
         available = [*available, proj.method]
     request.state.record["method"] = proj.method

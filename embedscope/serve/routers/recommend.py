@@ -31,11 +31,10 @@ def recommend(name: str, req: m.RecommendRequest, request: Request, state: State
 
     fields = served.fields()
     t0 = time.perf_counter()
-    with served.lock:
-        rec = served.recommenders.get(req.version)
-        if rec is None:
-            rec = served.recommenders[req.version] = Recommender(served.reader, req.version)
-        result = rec.recommend(req.user, items=req.items, k=req.k, where=req.where, profile=req.profile)
+    rec = served.recommenders.get(req.version)
+    if rec is None:
+        rec = served.recommenders[req.version] = Recommender(served.reader, req.version)
+    result = rec.recommend(req.user, items=req.items, k=req.k, where=req.where, profile=req.profile)
     took = time.perf_counter() - t0
     hits = []
     for r in result.items:

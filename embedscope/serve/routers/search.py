@@ -123,23 +123,12 @@ def run_compare(
     served = state.get(name)
     record.update(collection=name, query=req.query, k=req.k, where=req.where, versions=req.versions)
     out = compare(served.reader, req.query, req.versions, k=req.k, where=req.where, pipeline=served.pipeline)
-    fields = served.fields()
-    runs = []
     for c in out.columns:
-        if c.result is None:
-            runs.append(m.CompareRun(version=c.target, error=c.error))
-            continue
-        state.metrics.observe_stages(name, c.result.using, c.result.stages)
-        runs.append(
-            m.CompareRun(
-                version=c.result.using,
-                encoder=c.result.encoder,
-                took_ms=ms(c.result.seconds),
-                hits=[hit_out(h, fields) for h in c.result.hits],
-            )
-        )
-    record["ids"] = {r.version: [h.id for h in r.hits] for r in runs}
-    return m.CompareResponse(collection=name, query=req.query, k=req.k, runs=runs, overlap=out.overlap)
+        if c.result is not None:
+            state.metrics.observe_stages(name, c.result.using, c.result.stages)
+    body = m.CompareResponse(**out.to_json(served.fields()))
+    record["ids"] = {r.version: [h.id for h in r.hits] for r in body.runs}
+    return body
 
 
 @router.get("/compare")

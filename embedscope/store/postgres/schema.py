@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 from embedscope.errors import EmbedscopeError
 
@@ -72,7 +73,6 @@ OPS = {"vector": "vector_ip_ops", "halfvec": "halfvec_ip_ops", "sparsevec": "spa
 
 def redact(url: str) -> str:
     """The URL without its password (what may be shown or written to disk)."""
-    from urllib.parse import quote, urlencode
 
     from psycopg.conninfo import conninfo_to_dict
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from embedscope.filters import filter_sql
 from embedscope.store.base import Item, ItemChanges
 from embedscope.store.postgres.schema import SCHEMA
 from embedscope.store.postgres.versions import PgVersions
@@ -146,7 +147,6 @@ class PostgresStore(PgVersions):
 
     def filter_ids(self, where: str) -> list[str]:
         """Ids of the items that match a `--where` filter, decided in SQL."""
-        from embedscope.filters import filter_sql
 
         clause, params = filter_sql(where, "metadata", self.metadata_fields())
         rows = self._read(

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.clock import now
+from embedscope.encoders.base import Encoder
 from embedscope.encoders.registry import encoder_from_bytes
 from embedscope.errors import ConflictError, DamagedError, EmbedscopeError
 from embedscope.index.base import VectorIndex
@@ -118,7 +120,9 @@ class PgVersions(PgConnection):
     def new_index(self, kind: str, params: dict[str, Any]) -> VectorIndex:
         return PgVectorIndex(kind, **params)
 
-    def write_version(self, info: VersionInfo, data: VersionData, encoder: Any, index: Any | None) -> None:
+    def write_version(
+        self, info: VersionInfo, data: VersionData, encoder: Encoder, index: VectorIndex | None
+    ) -> None:
         from psycopg import sql
 
         data.check_aligned(info.name)
@@ -170,7 +174,7 @@ class PgVersions(PgConnection):
                 info.stats["index_seconds"] = round(time.perf_counter() - t0, 3)
             cur.execute(INDEX_BYTES, (f"{SCHEMA}.{self._table(revision)}",))
             info.stats["index_bytes"] = int(cur.fetchone()[0])
-            info.updated_at = _now()
+            info.updated_at = now()
             record = info.to_dict()
             record.pop("active", None)
             cur.execute(
@@ -310,12 +314,6 @@ class PgVersions(PgConnection):
                 )
                 rest = cur.fetchone()
                 self._put_setting(cur, "active_version", rest[0] if rest else None)
-
-
-def _now() -> str:
-    from embedscope.store.embedded import now
-
-    return now()
 
 
 def _copy_vectors(cur: psycopg.Cursor, table: Any, data: VersionData, storage: str) -> None:
