@@ -147,6 +147,26 @@ def test_long_work_prints_progress_lines_when_piped(small: Path, tmp_path: Path)
     assert any("PCA layout" in x for x in stages) and stages[-1].endswith("done"), drawn.stdout
 
 
+def test_piped_progress_reports_a_second_pass_of_the_same_task() -> None:
+    """`embed --encoder hybrid` (and the demo) counts the items twice on one task, BM25's pass then
+    MiniLM's: the plain lines went silent after the first pass's "done" (1.5 min without a line in
+    `embedscope demo > log`). A count that starts again is reported again."""
+    import io
+
+    from rich.console import Console
+
+    from embedscope.cli.app import PlainProgress
+
+    out = io.StringIO()
+    with PlainProgress(Console(file=out)) as bar:
+        task = bar.add_task("embedding with hybrid", total=10)
+        bar.update(task, completed=10, total=10)  # the sparse half, at once
+        bar.update(task, completed=5, total=10)  # the dense half starts
+        bar.update(task, completed=10, total=10)
+    lines = out.getvalue().splitlines()
+    assert sum(x.endswith("done") for x in lines) == 2 and any(" 5/10 " in x for x in lines), lines
+
+
 def test_the_demo_hints_are_whole_commands_at_80_columns(tmp_path: Path, books_frame: pd.DataFrame) -> None:
     """Issue 17: the demo's "try:" lines were wrapped mid-command at 80 columns; copy-paste broke."""
     data = tmp_path / "books.csv"

@@ -140,6 +140,10 @@ class PlainProgress:
                     task[key] = value
             if advance:
                 task["completed"] += advance
+            if task["done"] and task["total"] and task["completed"] < task["total"]:
+                # counting starts again (embed --encoder hybrid: BM25's pass, then MiniLM's): a new
+                # pass gets its lines too, not the silence after the first one's "done"
+                task.update(done=False, step=-1)
             step = int(10 * task["completed"] / task["total"]) if task["total"] else -1
             finished = bool(task["total"]) and task["completed"] >= task["total"]
             if task["done"]:
