@@ -42,7 +42,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import devset  # noqa: E402
-from common import RESULTS, SHARED_DATA, machine  # noqa: E402
+from common import RESULTS, SHARED_DATA, kfold_picks, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = SHARED_DATA / "beir" / "scifact"
@@ -226,19 +226,9 @@ def cross_validate(
     """k-fold over queries, repeated over `seeds` shuffles: on each training split pick the setting
     with the best mean `metric`, score it on the held-out fold. The shipped setting is the one picked
     most often (the mode); the estimate of its quality is the held-out mean, not its full-set score."""
-    from sklearn.model_selection import KFold
-
     keys = list(grid)
-    table = np.stack([grid[k][metric] for k in keys])  # (settings, queries)
-    held, picks, seed_means = [], [], []
-    for seed in range(seeds):
-        pooled = np.zeros(table.shape[1])
-        for train, test in KFold(folds, shuffle=True, random_state=seed).split(table.T):
-            best = int(np.argmax(table[:, train].mean(axis=1)))
-            picks.append(keys[best])
-            held.append(float(table[best, test].mean()))
-            pooled[test] = table[best, test]
-        seed_means.append(float(pooled.mean()))
+    rows, held, seed_means = kfold_picks(np.stack([grid[k][metric] for k in keys]), seeds, folds)
+    picks = [keys[r] for r in rows]
     counts = Counter(picks)
     chosen = counts.most_common(1)[0][0]
     return {

@@ -55,7 +55,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, SHARED_DATA, machine  # noqa: E402
+from common import RESULTS, SHARED_DATA, kfold_picks, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = SHARED_DATA / "beir" / "scifact"
@@ -188,19 +188,9 @@ def ensure_version(col: Any, name: str, encoder: str, document: str | None) -> s
 def cross_validate(table: dict[str, np.ndarray], seeds: int, folds: int) -> dict[str, Any]:
     """k-fold over queries x `seeds` shuffles: on each training split the candidate with the best
     mean wins and is scored on the held-out fold. Ties go to the earlier candidate ("off" first)."""
-    from sklearn.model_selection import KFold
-
     labels = list(table)
-    matrix = np.stack([table[c] for c in labels])
-    held, picks, seed_means = [], [], []
-    for seed in range(seeds):
-        pooled = np.zeros(matrix.shape[1])
-        for train, test in KFold(folds, shuffle=True, random_state=seed).split(matrix.T):
-            best = int(np.argmax(np.round(matrix[:, train].mean(axis=1), 10)))
-            picks.append(labels[best])
-            held.append(float(matrix[best, test].mean()))
-            pooled[test] = matrix[best, test]
-        seed_means.append(float(pooled.mean()))
+    rows, held, seed_means = kfold_picks(np.stack([table[c] for c in labels]), seeds, folds, decimals=10)
+    picks = [labels[r] for r in rows]
     counts = Counter(picks)
     chosen = counts.most_common(1)[0][0]
     return {

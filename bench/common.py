@@ -69,3 +69,28 @@ def load_and_flags() -> dict[str, Any]:
     out = {"loadavg": " ".join(load), "cpu_flags": " ".join(sorted(flags))}
     print(f"load average {out['loadavg']}; CPU flags: {out['cpu_flags'] or 'none listed'}", flush=True)
     return out
+
+
+def kfold_picks(
+    table: np.ndarray, seeds: int, folds: int, *, decimals: int | None = None
+) -> tuple[list[int], list[float], list[float]]:
+    """k-fold over queries (the columns of `table`, candidates x queries), repeated over `seeds`
+    shuffles: on each training split the candidate (row) with the best mean wins and is scored on
+    the held-out fold; ties go to the earlier row (`decimals`: means rounded first, so float noise
+    does not break a tie). Returns (the row picked per fold, its held-out mean per fold, each
+    seed's pooled held-out mean): what bench_hybrid and bench_quality report their choice by."""
+    from sklearn.model_selection import KFold
+
+    picks: list[int] = []
+    held: list[float] = []
+    seed_means: list[float] = []
+    for seed in range(seeds):
+        pooled = np.zeros(table.shape[1])
+        for train, test in KFold(folds, shuffle=True, random_state=seed).split(table.T):
+            means = table[:, train].mean(axis=1)
+            best = int(np.argmax(means if decimals is None else np.round(means, decimals)))
+            picks.append(best)
+            held.append(float(table[best, test].mean()))
+            pooled[test] = table[best, test]
+        seed_means.append(float(pooled.mean()))
+    return picks, held, seed_means
