@@ -31,12 +31,14 @@ DocumentHashes = Callable[[VersionInfo], dict[str, str]]
 def is_current(store: Store, info: VersionInfo, document_hashes: DocumentHashes) -> bool:
     """The version encodes every item's document as it is now (no item added, changed or deleted in a
     way its document sees)."""
-    items = fingerprint(store.item_hashes().items())
-    if not encoder_class(info.encoder["name"]).encodes_text:
-        return info.fingerprint == items  # behavioural versions: the items, not a document
-    if info.document is None and info.fingerprint == items:
-        return True  # written before documents existed: its rows hold item hashes
-    return info.fingerprint == fingerprint(document_hashes(info).items())
+    if encoder_class(info.encoder["name"]).encodes_text:
+        if info.fingerprint == fingerprint(document_hashes(info).items()):  # cached per data revision
+            return True
+        if info.document is not None:
+            return False
+    # behavioural versions (their rows are the items, not documents), and text versions written
+    # before documents existed (their rows hold item hashes): read the store's item hashes only then
+    return info.fingerprint == fingerprint(store.item_hashes().items())
 
 
 def changes(store: Store, v: LoadedVersion, document_hashes: DocumentHashes) -> dict[str, list[str]]:

@@ -123,7 +123,7 @@ def embed_version(
     idx.build(vectors)
     index_s = time.perf_counter() - t0
     # the index was built from float32; the store keeps what the version asks for (f32, f16, i8)
-    vectors = quantize(vectors, idx.params.get("vectors", "f32"))
+    vectors = quantize(vectors, stored_as)
     nbytes = (
         (vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes)
         if sp.issparse(vectors)
