@@ -149,10 +149,13 @@ def running_ray() -> Iterator[dict[str, str]]:
         s.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{s.getsockname()[1]}"
     token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    # the venv's own `ray` script: CI runs .venv/bin/python without the venv's bin on PATH
+    bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **token}
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
     head = subprocess.Popen(
         [
-            "ray",
+            str(Path(bin_dir) / "ray"),
             "start",
             "--head",
             "--block",
