@@ -28,6 +28,13 @@ from embedscope.store.base import Store, VersionInfo, fingerprint
 DocumentHashes = Callable[[VersionInfo], dict[str, str]]
 
 
+def legacy_hashes(store: Store, info: VersionInfo) -> dict[str, str]:
+    """The one rule for rows written before documents existed (`info.document` is None): they hold
+    the item's content hash (`Item.hash`: text and metadata), which a row may then match instead of
+    its document hash. Empty for every other version, so the store's hashes are read only then."""
+    return store.item_hashes() if info.document is None else {}
+
+
 def is_current(store: Store, info: VersionInfo, document_hashes: DocumentHashes) -> bool:
     """The version encodes every item's document as it is now (no item added, changed or deleted in a
     way its document sees)."""
@@ -45,8 +52,7 @@ def changes(store: Store, v: LoadedVersion, document_hashes: DocumentHashes) -> 
     """`Collection.changes_since`: ids added, changed and deleted since `v` was written."""
     then = dict(zip(v.data.ids, v.data.hashes, strict=True))
     now = document_hashes(v.info)
-    # rows written before documents existed hold the item's content hash (text and metadata)
-    legacy = store.item_hashes() if v.info.document is None else {}
+    legacy = legacy_hashes(store, v.info)
     return {
         "added": [i for i in now if i not in then],
         "changed": [i for i, h in now.items() if i in then and then[i] not in (h, legacy.get(i))],
@@ -218,7 +224,7 @@ def encoding_problems(
     items = store.get_items([data.ids[r] for r in rows])
     document = Document.parse(info.document)
     docs = {r: document.render(it.text, it.fields) for r, it in zip(rows, items, strict=True) if it}
-    legacy = store.item_hashes() if info.document is None else {}
+    legacy = legacy_hashes(store, info)
     # rows of items unchanged since embedding (a stale row's vector is of older text)
     pairs = [
         (r, docs[r])
@@ -250,8 +256,7 @@ def row_hashes_now(
     """What each row's hash may be now for the version's rows to be its items' own: the hash of the
     item's document as the version builds it, and for a version written before documents existed
     (its rows hold `Item.hash`, text and metadata) the item's hash."""
-    legacy = store.item_hashes() if info.document is None else {}
-    return document_hashes(info), legacy
+    return document_hashes(info), legacy_hashes(store, info)
 
 
 def misplaced_rows(
