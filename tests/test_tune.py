@@ -8,6 +8,7 @@ the plumbing and the determinism, not the quality (bench/bench_tune.py measures 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from embedscope.encoders.tune import (
     ICT,
     TunedEncoder,
     build_pairs,
+    ict_pair,
     make_batches,
     sentences,
     tuned_params,
@@ -58,8 +60,10 @@ def test_pairs_built_from_real_books(five: tuple[list[str], list[dict]]) -> None
             else:
                 assert pair.positive == text
     ict = build_pairs(texts, meta, [ICT], np.random.default_rng(0))
-    assert len(ict) == 5
-    for pair, text in zip(ict, texts, strict=True):
+    # ICT needs two sentences of five words or more (the title alone is not a second one)
+    givers = [t for t in texts if sum(len(s.split()) >= 5 for s in sentences(t)) >= 2]
+    assert len(ict) == len(givers) > 0
+    for pair, text in zip(ict, givers, strict=True):
         parts = sentences(text)
         assert pair.anchor in parts and len(pair.anchor.split()) >= 5
         # the rest of the text, the query sentence cut out (kept in 10% of draws, as in ICT)
@@ -82,6 +86,38 @@ def test_pairs_refuse_unknown_fields_and_missing_metadata(five: tuple[list[str],
     with pytest.raises(EmbedscopeError, match="pairs is empty"):
         TunedEncoder(pairs=" , ")
     assert TunedEncoder(pairs=["title", " ict", "title"]).params["pairs"] == "title,ict"
+
+
+def test_ict_never_pairs_a_sentence_with_only_what_the_template_added() -> None:
+    """A one-sentence description under the demo's template "{categories}. {text}" left ICT the
+    genre as the rest: "any plot -> Fiction." pairs (838 of the books' 5,197)."""
+    rng = np.random.default_rng(0)
+    one = "Fiction. Armed with the latest technology, a scientist faces the dangers of the Congo jungle."
+    assert ict_pair(one, rng) is None
+    two = one + " The lost city of Zinj holds diamonds that three rivals will kill for."
+    pair = ict_pair(two, rng)
+    assert pair is not None and len(pair.positive.split()) > 5
+
+
+def test_a_shared_value_gives_at_most_one_pair_per_batch_and_batches_stay_full(
+    books_frame: pd.DataFrame,
+) -> None:
+    """The categories of 2,111 of the 5,197 books are "Fiction": a query can be in a batch once, so
+    its surplus piled up as dozens of batches of two or three pairs (73 of 144 steps on the books,
+    each a full optimiser step with almost no negatives). Now a value gives at most one pair per
+    batch's worth of items (the others give a pair of another kind), and repeats spread over the
+    batches."""
+    texts, meta = _records(books_frame.dropna(subset=["description"]))
+    pairs = build_pairs(texts, meta, ["title", "categories", ICT], np.random.default_rng(0), 64)
+    assert len(pairs) == len(texts)
+    per_batch = -(-len(texts) // 64)
+    assert max(Counter(p.anchor for p in pairs).values()) <= per_batch
+    assert sum(p.anchor == "Fiction" for p in pairs) == per_batch  # the cap binds, and only there
+    batches = make_batches(pairs, 64, np.random.default_rng(0))
+    sizes = sorted(len(b) for b in batches)
+    assert sum(sizes) >= 0.97 * len(pairs) and sizes[1] == 64  # one partial batch at most
+    for b in batches:
+        assert len({pairs[i].anchor for i in b}) == len(b) and len({pairs[i].positive for i in b}) == len(b)
 
 
 def test_batches_hold_no_duplicate_and_group_by_length(five: tuple[list[str], list[dict]]) -> None:
@@ -162,7 +198,8 @@ def test_tuned_version_records_its_training_and_stores_its_model(tuned_books) ->
     params = info.encoder["params"]
     assert info.encoder["name"] == "tuned"
     recorded = {"base": "all-MiniLM-L6-v2", "pairs": "title,categories,ict", "epochs": 1}
-    recorded.update({"loss": "cached_mnrl", "batch_size": 16, "lr": 2e-5, "warmup": 0.1, "seed": 0})
+    recorded.update({"loss": "mnrl", "batch_size": 16, "lr": 2e-5, "warmup": 0.1, "seed": 0})
+    recorded["train_layers"] = 3
     assert {k: params[k] for k in recorded} == recorded
     enc = col.encoder("tuned")
     record = enc.training
@@ -180,6 +217,19 @@ def test_tuned_version_records_its_training_and_stores_its_model(tuned_books) ->
     base = resolve_model_path("all-MiniLM-L6-v2")
     assert ovb.fp32_path(enc._model_path()) != ovb.fp32_path(base)
     assert onnx_query.export_path(enc._model_path()) != onnx_query.export_path(base)
+    # train_layers=3: the embeddings and MiniLM's three lower layers are the base's, bit for bit;
+    # every tensor of the three top layers moved
+    from safetensors.numpy import load_file
+
+    tuned, untouched = load_file(str(saved / "model.safetensors")), load_file(f"{base}/model.safetensors")
+    assert record["layers_trained"] == 3 and record["layers"] == 6
+    names = [n for n in tuned if n in untouched or f"bert.{n}" in untouched]
+    lower = [n for n in names if "embeddings" in n or any(f"layer.{i}." in n for i in range(3))]
+    top = [n for n in names if any(f"layer.{i}." in n for i in range(3, 6))]
+    assert len(lower) > 20 and len(top) > 40
+    original = {n: untouched.get(n, untouched.get(f"bert.{n}")) for n in names}
+    assert all(np.array_equal(tuned[n], original[n]) for n in lower)
+    assert all(not np.array_equal(tuned[n], original[n]) for n in top)
 
 
 @pytest.mark.slow

@@ -41,6 +41,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,9 @@ def ict_pair(text: str, rng: np.random.Generator) -> Pair | None:
     """A sentence of `text` -> the rest of it (with the sentence kept in ICT_KEEP of the draws)."""
     parts = sentences(text)
     candidates = [i for i, s in enumerate(parts) if len(s.split()) >= ICT_MIN_WORDS]
-    if len(parts) < 2 or not candidates:
+    # two real sentences at least: with one, the rest is only what a template put around it (a
+    # genre, "Fiction."), and the pair would teach "any plot -> Fiction"
+    if len(candidates) < 2:
         return None
     pick = candidates[int(rng.integers(len(candidates)))]
     keep = rng.random() < ICT_KEEP
@@ -137,10 +140,16 @@ def build_pairs(
     metadata: Sequence[Mapping[str, Any]] | None,
     kinds: Sequence[str],
     rng: np.random.Generator,
+    batch_size: int | None = None,
 ) -> list[Pair]:
     """One pair per item that can give one, of a kind drawn among the kinds it has (in corpus order).
 
-    A metadata field no item has is the user's mistake (a misspelt field name), said in one line."""
+    With `batch_size`, one query text serves at most one pair per batch's worth of items: a batch
+    never holds the same query twice, so the surplus of a value that many items share (a genre,
+    "Fiction" on 40% of the books) became hundreds of batches of two or three pairs each, steps that
+    cost a full optimiser step and have almost no negatives to learn from; those items give a pair
+    of another kind instead. A metadata field no item has is the user's mistake (a misspelt field
+    name), said in one line."""
     fields = [k for k in kinds if k != ICT]
     if fields:
         if metadata is None:
@@ -156,6 +165,8 @@ def build_pairs(
                 f"no item has metadata field {', '.join(map(repr, missing))} (fields: {have}); "
                 "pairs take 'ict' and metadata field names"
             )
+    per_query = math.ceil(len(texts) / batch_size) if batch_size else None
+    used: dict[str, int] = {}
     out: list[Pair] = []
     for row, text in enumerate(texts):
         order = rng.permutation(len(kinds))
@@ -166,7 +177,10 @@ def build_pairs(
             else:
                 value = field_value(metadata[row] if metadata is not None else None, kind)
                 pair = field_pair(text, value, kind) if value else None
+            if pair is not None and per_query is not None and used.get(pair.anchor, 0) >= per_query:
+                continue
             if pair is not None:
+                used[pair.anchor] = used.get(pair.anchor, 0) + 1
                 out.append(pair)
                 break
     return out
@@ -174,32 +188,45 @@ def build_pairs(
 
 def make_batches(pairs: Sequence[Pair], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
     """Shuffled batches of pair indices, grouped by length, with no query or document text twice in
-    a batch; a batch of one (no negative to learn from) is dropped.
+    a batch; a pair that no batch can take is left out, and a batch of one (no negative) is dropped.
 
-    Written here rather than taken from sentence-transformers' NoDuplicatesBatchSampler, which lives
-    in the trainer extra (datasets) and does not group by length."""
+    A pair with a repeated query or document goes first to its slot in length order or, where that
+    batch already holds the text or is full, to the next batch that can take it; the other pairs
+    then fill the room left, in length order. So repeats (a genre shared by many items)
+    spread over all the batches instead of piling up at the end as batches of two or three, each of
+    which would cost an optimiser step with almost nothing to learn from. Written here rather than
+    taken from sentence-transformers' NoDuplicatesBatchSampler, which lives in the trainer extra
+    (datasets) and does not group by length."""
     order = rng.permutation(len(pairs))
     group = batch_size * _GROUP_BATCHES
     grouped: list[int] = []
     for start in range(0, len(order), group):
         chunk = order[start : start + group]
         grouped.extend(sorted(chunk.tolist(), key=lambda i: -len(pairs[i].positive)))
-    batches: list[list[int]] = []
-    remaining = grouped
-    while remaining:
-        batch: list[int] = []
-        seen: set[str] = set()
-        deferred: list[int] = []
-        for i in remaining:
-            if len(batch) < batch_size and pairs[i].anchor not in seen and pairs[i].positive not in seen:
-                batch.append(i)
-                seen.update((pairs[i].anchor, pairs[i].positive))
-            else:
-                deferred.append(i)
-        if len(batch) > 1:
-            batches.append(batch)
-        remaining = deferred
-    return [batches[int(i)] for i in rng.permutation(len(batches))]
+    count = math.ceil(len(grouped) / batch_size)
+    batches: list[list[int]] = [[] for _ in range(count)]
+    seen: list[set[str]] = [set() for _ in range(count)]
+    repeats = Counter(text for p in pairs for text in {p.anchor, p.positive})
+    unique = [i for i in grouped if repeats[pairs[i].anchor] == repeats[pairs[i].positive] == 1]
+    # first the pairs with a repeated text, each at its slot in length order or the next batch that
+    # can take it; then the others fill what room is left in length order (they conflict with none)
+    for position, i in enumerate(grouped):
+        if repeats[pairs[i].anchor] == repeats[pairs[i].positive] == 1:
+            continue
+        texts = (pairs[i].anchor, pairs[i].positive)
+        for step in range(count):
+            slot = (position // batch_size + step) % count
+            if len(batches[slot]) < batch_size and not seen[slot].intersection(texts):
+                batches[slot].append(i)
+                seen[slot].update(texts)
+                break
+    slot = 0
+    for i in unique:
+        while len(batches[slot]) >= batch_size:
+            slot += 1
+        batches[slot].append(i)
+    kept = [b for b in batches if len(b) > 1]
+    return [kept[int(i)] for i in rng.permutation(len(kept))]
 
 
 # --- the model folder, named by its content -----------------------------------------------------------
@@ -254,7 +281,7 @@ class TunedEncoder(TransformerEncoder):
         # the same gradients either way (GradCache is exact); cached_mnrl holds 16 texts' activations
         # at a time: 2 GB at batch 64 and 128 word pieces where mnrl took 5.7 GB, for one more
         # forward pass (~1/3 more compute)
-        "loss": "cached_mnrl",  # cached_mnrl | mnrl
+        "loss": "mnrl",  # mnrl | cached_mnrl
         "epochs": 1,
         "batch_size": 64,
         "lr": 2e-5,
@@ -263,6 +290,10 @@ class TunedEncoder(TransformerEncoder):
         # word pieces per training text: 128 covers three quarters of the books' descriptions and
         # halves the cost of training at 256 (documents are still encoded at max_seq_length)
         "train_seq_length": 128,
+        # the top transformer layers trained, the embeddings and the layers below kept as the base
+        # has them (0: all): no backward pass through the lower half, 2.3x faster per pair on the
+        # CPU than training all six of MiniLM's layers with mnrl (bench/bench_tune.py)
+        "train_layers": 3,
         "train_device": "auto",  # auto (a GPU when present) | cpu | cuda
         "clicks": None,  # the experiment whose (query, clicked item) pairs were added, if any
         **{k: v for k, v in TransformerEncoder.defaults.items() if k != "model"},
@@ -276,6 +307,8 @@ class TunedEncoder(TransformerEncoder):
             raise EmbedscopeError(f"loss must be one of {', '.join(LOSSES)}, not {p['loss']!r}")
         if int(p["epochs"]) < 1 or int(p["batch_size"]) < 2 or int(p["train_seq_length"]) < 8:
             raise EmbedscopeError("epochs must be >= 1, batch_size >= 2 and train_seq_length >= 8")
+        if int(p["train_layers"]) < 0:
+            raise EmbedscopeError("train_layers must be >= 0 (the top layers trained; 0 trains all)")
         if not float(p["lr"]) > 0 or not 0 <= float(p["warmup"]) < 1:
             raise EmbedscopeError("lr must be > 0 and warmup a fraction in [0, 1)")
         self.fitted = False
@@ -346,6 +379,34 @@ class TunedEncoder(TransformerEncoder):
 
 
 # --- training -------------------------------------------------------------------------------------------
+def freeze_below(transformer: Any, train_layers: int) -> tuple[int, int]:
+    """Leave only the top `train_layers` layers of a Hugging Face transformer trainable (and what
+    follows them, a pooler or final norm); returns (layers trained, layers). The layer stack is the
+    model's `ModuleList` named `layer` or `layers` (BERT, RoBERTa, MPNet, DistilBERT, ...); a model
+    without one is trained whole. Frozen parameters take no gradient, so autograd keeps no
+    activations for them and runs no backward pass through them."""
+    import torch
+
+    stacks = [
+        (name, module)
+        for name, module in transformer.named_modules()
+        if isinstance(module, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layer", "layers")
+    ]
+    if not stacks:
+        return 0, 0
+    prefix, layers = stacks[0]
+    total = len(layers)
+    if train_layers <= 0 or train_layers >= total:
+        return total, total
+    first_trained = f"{prefix}.{total - train_layers}."
+    # parameters are registered in forward order: the embeddings, then the layers bottom up
+    for name, param in transformer.named_parameters():
+        if name.startswith(first_trained):
+            break
+        param.requires_grad_(False)
+    return train_layers, total
+
+
 def train(
     base_path: str,
     texts: Sequence[str],
@@ -370,7 +431,7 @@ def train(
     batch_size = int(params["batch_size"])
     epochs: list[tuple[list[Pair], list[list[int]]]] = []
     for _ in range(int(params["epochs"])):  # new sentences and kinds drawn each epoch
-        pairs = build_pairs(texts, metadata, kinds, rng) + list(extra)
+        pairs = build_pairs(texts, metadata, kinds, rng, batch_size) + list(extra)
         epochs.append((pairs, make_batches(pairs, batch_size, rng)))
     total = sum(len(b) for _, b in epochs)
     if total == 0:
@@ -383,11 +444,13 @@ def train(
     device = resolve_device(str(params["train_device"]))
     model = SentenceTransformer(base_path, device=device)
     model.max_seq_length = int(params["train_seq_length"])
+    layers_trained, layers = freeze_below(model[0].auto_model, int(params["train_layers"]))
     if params["loss"] == "cached_mnrl":
         loss_fn: Any = CachedMultipleNegativesRankingLoss(model, mini_batch_size=_CACHED_MINI_BATCH)
     else:
         loss_fn = MultipleNegativesRankingLoss(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=float(params["lr"]), weight_decay=_WEIGHT_DECAY)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=float(params["lr"]), weight_decay=_WEIGHT_DECAY)
     schedule = transformers.get_linear_schedule_with_warmup(
         optimizer, int(float(params["warmup"]) * total), total
     )
@@ -402,7 +465,7 @@ def train(
             ]
             loss = loss_fn(features, torch.empty(0))  # in-batch negatives: labels are implicit
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), _MAX_GRAD_NORM)
+            torch.nn.utils.clip_grad_norm_(trainable, _MAX_GRAD_NORM)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
@@ -426,6 +489,8 @@ def train(
         "pairs_in_batches": used,
         "steps": total,
         "device": device,
+        "layers_trained": layers_trained,
+        "layers": layers,
         "loss_first_tenth": round(float(np.mean(first)), 4),
         "loss_last_tenth": round(float(np.mean(last)), 4),
         "losses": losses,
