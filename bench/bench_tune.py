@@ -2,9 +2,10 @@
 base MiniLM, alone and as the dense part of the BM25 hybrid, on SciFact and on the books, with
 paired randomisation tests; and what the tuning cost (wall and CPU seconds, with the load).
 
-    python bench/bench_tune.py                       # SciFact and the books vibe set
+    python bench/bench_tune.py                       # SciFact and the books dev set
     python bench/bench_tune.py --only scifact
-    python bench/bench_tune.py --only books --queries Q.jsonl --qrels Q.tsv   # another books set
+    python bench/bench_tune.py --only books --devset DIR     # another books dev set
+    python bench/bench_tune.py --only books -p train_layers=0   # a variant (a version of its own)
 
 Settings are not chosen here: SciFact is tuned with the defaults (pairs=ict: its collection has no
 fields; 1 epoch, lr 2e-5, batch 64, warm-up 10%, the literature's defaults), on the corpus texts
@@ -14,9 +15,11 @@ The hybrids are the shipped recipe (search.recipe.DEFAULT_HYBRID) with the dense
 
 Versions come from the same places as everywhere else, so a rerun trains nothing: SciFact's from
 the evaluation harness's collection `beir-scifact` (what `embedscope evaluate ../shared/data/beir/scifact
--e tuned` builds), the books' from the collection `books` in $EMBEDSCOPE_HOME (the demo's, which
-has the metadata fields; `embedscope tune books --pairs title,categories,ict` builds the same
-version). Writes bench/results/tune.json.
+-e tuned` builds), the books' from bench_quality's copy of the demo's `books` collection (under
+--cache, copied from $EMBEDSCOPE_HOME/books: it has the metadata fields), with the demo's two
+documents; `embedscope tune books --pairs title,categories,ict` on the demo's collection builds
+the same version. The books dev set is bench_quality's (every kind, the long requests included).
+Writes bench/results/tune.json.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +92,12 @@ def measure(name: str, qrels: Any, run: dict[str, Any], pairs: list[tuple[str, s
     return rows
 
 
-def hybrid_with(dense: str, name: str) -> Any:
-    """The shipped hybrid (BM25 + a dense version, DEFAULT_HYBRID), as a recipe object: searched
-    without being stored, so this bench changes no collection."""
+def hybrid_with(sparse: str, dense: str, name: str) -> Any:
+    """The shipped hybrid (a BM25 version + a dense version, DEFAULT_HYBRID), as a recipe object:
+    searched without being stored."""
     from embedscope.search.recipe import DEFAULT_HYBRID, make_recipe
 
-    return make_recipe(name, ["bm25", dense], **DEFAULT_HYBRID)
+    return make_recipe(name, [sparse, dense], **DEFAULT_HYBRID)
 
 
 COMPARE = [("minilm", "tuned"), ("hybrid", "hybrid-tuned"), ("minilm", "hybrid-tuned")]
@@ -112,46 +116,48 @@ def scifact() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         "bm25": "bm25",
         "minilm": "minilm",
         "tuned": "tuned",
-        "hybrid": hybrid_with("minilm", "hybrid"),
-        "hybrid-tuned": hybrid_with("tuned", "hybrid-tuned"),
+        "hybrid": hybrid_with("bm25", "minilm", "hybrid"),
+        "hybrid-tuned": hybrid_with("bm25", "tuned", "hybrid-tuned"),
     }
     return measure("scifact test", ds.qrels, runs(col, queries, usings), COMPARE), training(col, "tuned")
 
 
-def books(queries_path: Path, qrels_path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from embedscope import Collection
+def books(
+    devset: Path, home: Path, cache: Path, overrides: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The demo's books (bench_quality's copy of them, with its versions): MiniLM over the demo's
+    dense document against the tuned version over the same document, alone and as the dense part of
+    the demo's hybrid (BM25F document + dense, DEFAULT_HYBRID), on the dev set, per query kind."""
+    from bench_quality import QuerySet, books_collection, ensure_version, read_devset
+
+    from embedscope.cli.demo import BOOK_DOCUMENTS
     from embedscope.encoders.registry import create_encoder
     from embedscope.encoders.tune import tuned_params
-    from embedscope.evaluate.ir import read_qrels
 
-    col = Collection.open("books")
+    col = books_collection(home, cache)
+    sparse = ensure_version(col, "bm25-demo", "bm25", BOOK_DOCUMENTS["sparse_document"])
+    dense = ensure_version(col, "minilm-demo", "minilm", BOOK_DOCUMENTS["dense_document"])
     have = {v.name: v for v in col.versions()}
-    want = create_encoder("tuned", tuned_params(have["minilm"].encoder, pairs=BOOKS_PAIRS)).config()
-    if "tuned" not in have or (have["tuned"].encoder, have["tuned"].document) != (
-        want,
-        have["minilm"].document,
-    ):
-        # what `embedscope tune books` does: the minilm version's document template too
-        col.embed("tuned", want["params"], version="tuned", document=have["minilm"].document)
-    qrels = read_qrels(qrels_path)
-    lines = [json.loads(line) for line in queries_path.read_text().splitlines() if line.strip()]
-    texts = {str(q["_id"]): q["text"] for q in lines}
-    kinds = {str(q["_id"]): (q.get("metadata") or {}).get("kind", "all") for q in lines}
-    queries = {q: texts[q] for q in qrels if q in texts}
+    want = create_encoder("tuned", tuned_params(have[dense].encoder, pairs=BOOKS_PAIRS, **overrides)).config()
+    name = "tuned" + "".join(f"-{k}{v}" for k, v in sorted(overrides.items()))
+    if name not in have or (have[name].encoder, have[name].document) != (want, have[dense].document):
+        # what `embedscope tune books --pairs title,categories,ict` does on the demo's collection
+        print(f"tuning {name} on the books ...", flush=True)
+        col.embed("tuned", want["params"], version=name, document=have[dense].document)
+    texts, kinds, qrels = read_devset(devset)
+    qs = QuerySet("books", col, list(texts), list(texts.values()), list(kinds.values()), qrels)
     usings = {
-        "minilm": "minilm",
-        "tuned": "tuned",
-        "hybrid": hybrid_with("minilm", "hybrid"),
-        "hybrid-tuned": hybrid_with("tuned", "hybrid-tuned"),
+        "minilm": dense,
+        "tuned": name,
+        "hybrid": hybrid_with(sparse, dense, "hybrid"),
+        "hybrid-tuned": hybrid_with(sparse, name, "hybrid-tuned"),
     }
-    run = runs(col, queries, usings)
-    rows = measure(f"books {queries_path.parent.name}/{queries_path.stem}", qrels, run, COMPARE)
-    for kind in sorted(set(kinds[q] for q in queries)):
-        if len(set(kinds[q] for q in queries)) == 1:
-            break
-        sub = {q: qrels[q] for q in queries if kinds[q] == kind}
+    run = {label: (qs.measure(label, using), qs.runs[label])[1] for label, using in usings.items()}
+    rows = measure("books dev set, all", qrels, run, COMPARE)
+    for kind in sorted(set(kinds.values())):
+        sub = {q: qrels[q] for q in texts if kinds[q] == kind}
         rows += measure(f"books, {kind}", sub, {k: {q: r[q] for q in sub} for k, r in run.items()}, COMPARE)
-    return rows, training(col, "tuned")
+    return rows, training(col, name)
 
 
 def main() -> None:
@@ -159,9 +165,19 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--only", choices=("scifact", "books"))
-    parser.add_argument("--queries", type=Path, default=VIBE / "queries.jsonl")
-    parser.add_argument("--qrels", type=Path, default=VIBE / "qrels.tsv")
+    parser.add_argument("--devset", type=Path, default=VIBE, help="the books dev set's folder")
+    parser.add_argument(
+        "--home", type=Path, default=Path(os.environ.get("EMBEDSCOPE_HOME") or Path.home() / ".embedscope")
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "embedscope-bench-quality"
+    )
+    parser.add_argument(
+        "-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="a tuned parameter other than its default, e.g. -p train_layers=0 (a version of its own)",
+    )  # fmt: skip
     args = parser.parse_args()
+    overrides = {k: json.loads(v) if v[:1].isdigit() else v for k, v in (p.split("=", 1) for p in args.param)}
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"machine_now": cpu_facts(), "training": {}}
     if args.only in (None, "scifact"):
@@ -169,7 +185,7 @@ def main() -> None:
         rows += got
         extra["training"]["scifact"] = record
     if args.only in (None, "books"):
-        got, record = books(args.queries, args.qrels)
+        got, record = books(args.devset, args.home, args.cache, overrides)
         rows += got
         extra["training"]["books"] = record
     for name, record in extra["training"].items():

@@ -10,11 +10,14 @@ the kinds it has, so the cost grows with the items, not with the number of kinds
   the document (the value cut from its start where the template put it there);
 - pairs given by the caller (`add_pairs`): `embedscope tune --from-clicks` adds an experiment's
   (query, clicked item) pairs.
-The loss is sentence-transformers' CachedMultipleNegativesRankingLoss (the default) or
-MultipleNegativesRankingLoss: in-batch negatives, the same gradients (CachedMNRL is GradCache:
-it embeds the batch without gradients, then back-propagates 16 texts at a time), but MNRL holds
-the whole batch's activations: 5.7 GB peak at batch 64 and 128 word pieces on the CPU, against
-about 2 GB for CachedMNRL, which costs one more forward pass (~1/3 more compute).
+The loss is sentence-transformers' MultipleNegativesRankingLoss (the default) or its cached variant:
+in-batch negatives, the same gradients (CachedMNRL is GradCache: it embeds the batch without
+gradients, then back-propagates 16 texts at a time), but MNRL holds the whole batch's activations:
+5.7 GB peak at batch 64 and 128 word pieces on the CPU training all layers, against about 2 GB for
+CachedMNRL, which costs one more forward pass (~1/3 more compute). Only the top `train_layers`
+layers are trained (3 of MiniLM's 6 by default): the lower ones keep the base's general training
+(training all of them on the books' self-supervised pairs was slower and worse), take no backward
+pass and hold no activations.
 Batches never hold two pairs with the same query or document text (a duplicate would be its own
 false negative) and are grouped by length (the padding of a batch of short and long texts is
 compute spent on nothing); the defaults are the literature's: one epoch, learning rate 2e-5,
@@ -279,8 +282,8 @@ class TunedEncoder(TransformerEncoder):
         "base": DEFAULT_MODEL,  # the sentence-transformers model tuned (name or local folder)
         "pairs": ICT,  # comma-separated: ict and/or metadata field names, e.g. "title,categories,ict"
         # the same gradients either way (GradCache is exact); cached_mnrl holds 16 texts' activations
-        # at a time: 2 GB at batch 64 and 128 word pieces where mnrl took 5.7 GB, for one more
-        # forward pass (~1/3 more compute)
+        # at a time, for one more forward pass (~1/3 more compute): 2 GB at batch 64 and 128 word
+        # pieces where mnrl took 5.7 GB training all layers (less with the lower layers frozen)
         "loss": "mnrl",  # mnrl | cached_mnrl
         "epochs": 1,
         "batch_size": 64,
@@ -291,8 +294,8 @@ class TunedEncoder(TransformerEncoder):
         # halves the cost of training at 256 (documents are still encoded at max_seq_length)
         "train_seq_length": 128,
         # the top transformer layers trained, the embeddings and the layers below kept as the base
-        # has them (0: all): no backward pass through the lower half, 2.3x faster per pair on the
-        # CPU than training all six of MiniLM's layers with mnrl (bench/bench_tune.py)
+        # has them (0: all): no backward pass through the lower half; on the 5,197 books 400 s of
+        # training where all six of MiniLM's layers take 570 s, and better (bench/bench_tune.py)
         "train_layers": 3,
         "train_device": "auto",  # auto (a GPU when present) | cpu | cuda
         "clicks": None,  # the experiment whose (query, clicked item) pairs were added, if any
