@@ -92,7 +92,7 @@ def measure(name: str, qrels: Any, run: dict[str, Any], pairs: list[tuple[str, s
     return rows
 
 
-def hybrid_with(sparse: str, dense: str, name: str) -> Any:
+def hybrid_with(dense: str, name: str, sparse: str = "bm25") -> Any:
     """The shipped hybrid (a BM25 version + a dense version, DEFAULT_HYBRID), as a recipe object:
     searched without being stored."""
     from embedscope.search.recipe import DEFAULT_HYBRID, make_recipe
@@ -116,8 +116,8 @@ def scifact() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         "bm25": "bm25",
         "minilm": "minilm",
         "tuned": "tuned",
-        "hybrid": hybrid_with("bm25", "minilm", "hybrid"),
-        "hybrid-tuned": hybrid_with("bm25", "tuned", "hybrid-tuned"),
+        "hybrid": hybrid_with("minilm", "hybrid"),
+        "hybrid-tuned": hybrid_with("tuned", "hybrid-tuned"),
     }
     return measure("scifact test", ds.qrels, runs(col, queries, usings), COMPARE), training(col, "tuned")
 
@@ -149,8 +149,8 @@ def books(
     usings = {
         "minilm": dense,
         "tuned": name,
-        "hybrid": hybrid_with(sparse, dense, "hybrid"),
-        "hybrid-tuned": hybrid_with(sparse, name, "hybrid-tuned"),
+        "hybrid": hybrid_with(dense, "hybrid", sparse),
+        "hybrid-tuned": hybrid_with(name, "hybrid-tuned", sparse),
     }
     run = {label: (qs.measure(label, using), qs.runs[label])[1] for label, using in usings.items()}
     rows = measure("books dev set, all", qrels, run, COMPARE)
