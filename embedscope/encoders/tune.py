@@ -210,11 +210,11 @@ def make_batches(pairs: Sequence[Pair], batch_size: int, rng: np.random.Generato
     batches: list[list[int]] = [[] for _ in range(count)]
     seen: list[set[str]] = [set() for _ in range(count)]
     repeats = Counter(text for p in pairs for text in {p.anchor, p.positive})
-    unique = [i for i in grouped if repeats[pairs[i].anchor] == repeats[pairs[i].positive] == 1]
+    shared = {i for i in grouped if max(repeats[pairs[i].anchor], repeats[pairs[i].positive]) > 1}
     # first the pairs with a repeated text, each at its slot in length order or the next batch that
     # can take it; then the others fill what room is left in length order (they conflict with none)
     for position, i in enumerate(grouped):
-        if repeats[pairs[i].anchor] == repeats[pairs[i].positive] == 1:
+        if i not in shared:
             continue
         texts = (pairs[i].anchor, pairs[i].positive)
         for step in range(count):
@@ -224,7 +224,9 @@ def make_batches(pairs: Sequence[Pair], batch_size: int, rng: np.random.Generato
                 seen[slot].update(texts)
                 break
     slot = 0
-    for i in unique:
+    for i in grouped:
+        if i in shared:
+            continue
         while len(batches[slot]) >= batch_size:
             slot += 1
         batches[slot].append(i)
