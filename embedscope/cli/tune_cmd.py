@@ -76,9 +76,17 @@ def tune(
 
     col = open_collection(collection)
     base, document = base_config(col, source)
-    options = dict(pairs=pairs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, loss=loss)
+    options = dict(
+        pairs=pairs,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        loss=loss,
+        train_layers=train_layers,
+    )
     # `-p key=value` may name an option's parameter too: said twice, the -p value wins
-    params = tuned_params(base, **{**options, "train_layers": train_layers, **parse_params(param)})
+    params = tuned_params(base, **{**options, **parse_params(param)})
     skipped = 0
     clicks: list[tuple[str, str]] = []
     if from_clicks:
