@@ -152,7 +152,9 @@ def books(
         "hybrid": hybrid_with(dense, "hybrid", sparse),
         "hybrid-tuned": hybrid_with(name, "hybrid-tuned", sparse),
     }
-    run = {label: (qs.measure(label, using), qs.runs[label])[1] for label, using in usings.items()}
+    for label, using in usings.items():
+        qs.measure(label, using)  # keeps the run in qs.runs
+    run = qs.runs
     rows = measure("books dev set, all", qrels, run, COMPARE)
     for kind in sorted(set(kinds.values())):
         sub = {q: qrels[q] for q in texts if kinds[q] == kind}
