@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from embedscope.encoders.registry import create_encoder, encoder_class
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
 from embedscope.index import create_index
+from embedscope.jsontypes import JSONObject
 from embedscope.search.base import SearchResult
 from embedscope.search.present import hit_json
 from embedscope.search.versions import LoadedVersion
@@ -43,7 +44,7 @@ class Column:
     source: str = ""  # "version minilm", "recipe hybrid(bm25+minilm)", "on the fly"
     fit_s: float = 0.0
 
-    def to_json(self, fields: DisplayFields) -> dict[str, Any]:
+    def to_json(self, fields: DisplayFields) -> JSONObject:
         r = self.result
         return {
             "target": self.target,
@@ -69,7 +70,7 @@ class Comparison:
     #: Jaccard overlap of the result ids for each pair "a|b" of columns that answered
     overlap: dict[str, float] = field(default_factory=dict)
 
-    def to_json(self, fields: DisplayFields) -> dict[str, Any]:
+    def to_json(self, fields: DisplayFields) -> JSONObject:
         """The one JSON shape of a comparison: `compare --json` prints it, HTTP `/compare` returns it
         (serve/models.py CompareResponse); hits as every JSON answer shows them (`hit_json`)."""
         return {
@@ -139,7 +140,7 @@ def compare(
     for name in names:
         column = Column(name)
         try:
-            using: Any = name
+            using: str | LoadedVersion = name
             if by_encoder:
                 using, column.fit_s, column.source = _for_encoder(col, pipe, name)
             column.result = pipe.search(query, k, using=using, where=where)
@@ -163,7 +164,9 @@ def _overlap(columns: Sequence[Column]) -> dict[str, float]:
     return out
 
 
-def _for_encoder(col: Collection, pipe: SearchPipeline, encoder: str) -> tuple[Any, float, str]:
+def _for_encoder(
+    col: Collection, pipe: SearchPipeline, encoder: str
+) -> tuple[str | LoadedVersion, float, str]:
     """(what to search, fit seconds, source) for an encoder name: its version, else on the fly."""
     try:
         name = pipe.name_for_encoder(encoder)

@@ -9,9 +9,10 @@ setting names them, e.g. {"title": "name", "subtitle": "director", "filters": ["
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+
+from embedscope.jsontypes import JSONMapping, JSONObject
 
 ROLES = ("title", "subtitle", "tags", "year", "image")
 #: role -> field names tried in order; a collection setting `display_fields` overrides
@@ -40,7 +41,7 @@ class DisplayFields:
     filters: tuple[str, ...] = field(default=())
 
     @classmethod
-    def choose(cls, columns: Sequence[str], override: Mapping[str, Any] | None = None) -> DisplayFields:
+    def choose(cls, columns: Sequence[str], override: JSONMapping | None = None) -> DisplayFields:
         """Roles from the override where it names an existing field, else the first guess present."""
         cols = [str(c) for c in columns]
         override = override or {}
@@ -64,11 +65,11 @@ class Shown:
     tags: list[str] = field(default_factory=list)
     image: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
-def _text(value: Any) -> str | None:
+def _text(value: object) -> str | None:
     """A metadata value as display text: None for missing/NaN/empty, whole floats without '.0'."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -85,7 +86,7 @@ def _cut(text: str, limit: int) -> str:
     return cut + "…"
 
 
-def show(text: str, metadata: Mapping[str, Any] | None, fields: DisplayFields) -> Shown:
+def show(text: str, metadata: JSONMapping | None, fields: DisplayFields) -> Shown:
     """What a person sees of an item (its text and metadata) given the collection's display fields."""
     meta = metadata or {}
     body = text or ""

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONValue
 
 #: the types `--types` accepts, and what `info` shows
 TYPES = ("text", "int", "float", "bool")
@@ -88,7 +88,7 @@ def _text_number(text: str) -> int | float | None:
     return None
 
 
-def narrowest(value: Any, *, from_text: bool) -> str | None:
+def narrowest(value: object, *, from_text: bool) -> str | None:
     """The narrowest type holding `value` (None for a missing value). `from_text`: strings are the
     text form of a value (CSV), so '2001' is an int; otherwise a string is text."""
     if value is None:
@@ -122,7 +122,7 @@ def join(a: str | None, b: str | None) -> str | None:
     return "text"
 
 
-def convert(value: Any, kind: str) -> Any:
+def convert(value: JSONValue, kind: str) -> JSONValue:
     """`value` as a `kind`, or NoFit when that would lose something."""
     if value is None or kind == JSON:
         return value
@@ -158,7 +158,7 @@ def convert(value: Any, kind: str) -> Any:
     return value
 
 
-def _fits(values: list[Any], kind: str) -> bool:
+def _fits(values: Sequence[object], kind: str) -> bool:
     try:
         for v in values:
             convert(v, kind)
@@ -167,7 +167,7 @@ def _fits(values: list[Any], kind: str) -> bool:
     return True
 
 
-def column_type(values: list[Any], *, from_text: bool, stored: str | None = None) -> str | None:
+def column_type(values: Sequence[object], *, from_text: bool, stored: str | None = None) -> str | None:
     """The type of a column of values (None: all missing and nothing stored): the stored one while
     every value fits it, else the narrowest that fits them all (wider than the stored one)."""
     if stored is not None and _fits(values, stored):
@@ -180,7 +180,7 @@ def column_type(values: list[Any], *, from_text: bool, stored: str | None = None
     return kind
 
 
-def first_misfit(values: list[Any], kind: str) -> tuple[int, str] | None:
+def first_misfit(values: Sequence[object], kind: str) -> tuple[int, str] | None:
     """(position, why) of the first value that does not fit `kind`, or None."""
     for n, v in enumerate(values):
         try:

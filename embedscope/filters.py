@@ -27,13 +27,14 @@ import json
 import operator
 import re
 import tokenize
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONValue
 
 MAX_CHARS = 2000  # a filter is a line a person writes; the HTTP models use the same bound
 MAX_DEPTH = 32  # nesting of the parsed expression; `a and (b or (c ...))` needs a handful
@@ -102,7 +103,7 @@ def fields_in(tree: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
 
-def _literal(node: ast.AST, *, allow_list: bool = False) -> Any:
+def _literal(node: ast.AST, *, allow_list: bool = False) -> JSONValue:
     """A literal value: a scalar, or (after `in`) a flat list/tuple/set of scalars."""
     try:
         value = ast.literal_eval(node)
@@ -142,7 +143,7 @@ def evaluate_filter(expr: str, frame: pd.DataFrame) -> np.ndarray:
     return mask.fillna(False).to_numpy(dtype=bool)
 
 
-def filter_sql(expr: str, column: str, fields: Collection[str] | None = None) -> tuple[str, list[Any]]:
+def filter_sql(expr: str, column: str, fields: Collection[str] | None = None) -> tuple[str, list[JSONValue]]:
     """The filter as a SQL boolean expression over the JSONB `column` (a trusted name from our own
     code, e.g. "i.metadata"), with `%s` placeholders and their parameters: field names and values
     are only ever parameters. Never NULL: missing values are decided as `evaluate_filter` decides."""
@@ -162,7 +163,7 @@ def _field(node: ast.AST) -> str:
     raise EmbedscopeError(f"filter: expected a field name, got {ast.unparse(node)!r}")
 
 
-def _check_value(field: str, op: type, value: Any) -> None:
+def _check_value(field: str, op: type, value: object) -> None:
     if op in (ast.In, ast.NotIn):
         if not isinstance(value, list | tuple | set):
             raise EmbedscopeError("filter: `in` needs a list, e.g. genre in ['Fiction', 'Poetry']")
@@ -174,7 +175,20 @@ def _check_value(field: str, op: type, value: Any) -> None:
         raise EmbedscopeError(f"filter: cannot compare field '{field}' with {value!r}")
 
 
-def _walk(node: ast.AST, emit: Any) -> Any:
+T = TypeVar("T")
+
+
+class _Emitter(Protocol[T]):
+    """What the walker needs of an emitter (T: a boolean Series, or SQL text); the word operators
+    (contains, startswith, has) are looked up by name."""
+
+    def and_(self, parts: list[T]) -> T: ...
+    def or_(self, parts: list[T]) -> T: ...
+    def not_(self, part: T) -> T: ...
+    def compare(self, field: str, op: type, value: JSONValue) -> T: ...
+
+
+def _walk(node: ast.AST, emit: _Emitter[T]) -> T:
     """Check the tree against the whitelist and build the emitter's expression for it."""
     if isinstance(node, ast.BoolOp):
         parts = [_walk(v, emit) for v in node.values]
@@ -202,7 +216,8 @@ def _walk(node: ast.AST, emit: Any) -> Any:
             field, word, value = _field(inner.left), _literal(inner.right), str(_literal(node.right))
             if word not in _WORD_OPS:  # a user's own `a @ 'x' @ 'y'`, not one of ours
                 raise EmbedscopeError(f"filter: unsupported expression {ast.unparse(node)!r}")
-            return getattr(emit, str(word))(field, value)
+            word_op: Callable[[str, str], T] = getattr(emit, str(word))
+            return word_op(field, value)
     raise EmbedscopeError(f"filter: unsupported expression {ast.unparse(node)!r}")
 
 
@@ -227,7 +242,7 @@ class _PandasEmitter:
     def not_(self, part: pd.Series) -> pd.Series:
         return ~part.fillna(False).astype(bool)
 
-    def compare(self, field: str, op: type, value: Any) -> pd.Series:
+    def compare(self, field: str, op: type, value: JSONValue) -> pd.Series:
         col = self.frame[field]
         try:
             if op in (ast.In, ast.NotIn):
@@ -249,7 +264,7 @@ class _PandasEmitter:
     def has(self, field: str, value: str) -> pd.Series:
         wanted = value.strip().casefold()
 
-        def test(v: Any) -> bool:
+        def test(v: object) -> bool:
             if isinstance(v, list | tuple | np.ndarray):
                 parts = [str(x) for x in v]
             elif isinstance(v, str):
@@ -274,7 +289,7 @@ class _SqlEmitter:
 
     def __init__(self, column: str) -> None:
         self.column = column
-        self.params: list[Any] = []
+        self.params: list[JSONValue] = []
 
     def _value(self, field: str) -> str:
         self.params.append(field)
@@ -302,7 +317,7 @@ class _SqlEmitter:
     def not_(self, part: str) -> str:
         return f"(NOT {part})"
 
-    def compare(self, field: str, op: type, value: Any) -> str:
+    def compare(self, field: str, op: type, value: JSONValue) -> str:
         if op in (ast.In, ast.NotIn):
             found = f"{self._value(field)} IN (SELECT jsonb_array_elements(%s::jsonb))"
             self.params.append(json.dumps(list(value), default=str))

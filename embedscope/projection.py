@@ -26,15 +26,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from embedscope.collection import Collection
 from embedscope.display import show
-from embedscope.encoders.base import l2_normalize
+from embedscope.encoders.base import Vectors, l2_normalize
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 METHODS = ("umap", "tsne", "pca")
 DEFAULT_SAMPLE = 5000
@@ -78,7 +82,7 @@ def _cache_file(folder: Path, version: str, revision: str, method: str, sample: 
     return folder / f"{version}.{method}.{sample}.{seed}.{revision}.npz"
 
 
-def _reduce(vectors: Any, method: str, seed: int) -> np.ndarray:
+def _reduce(vectors: Vectors, method: str, seed: int) -> np.ndarray:
     """Normalised vectors ready for the 2-D method (sparse: SVD to 50-d; t-SNE: PCA to 50-d)."""
     from sklearn.decomposition import PCA, TruncatedSVD
 
@@ -183,7 +187,7 @@ def point_data(
     collection: Collection,
     proj: Projection,
     color_by: str | None = None,
-) -> dict[str, Any]:
+) -> JSONObject:
     """What the map draws: coordinates, titles, ids and colours; items deleted since the version
     was embedded are left out. A numeric field is coloured on a scale, any other by its most
     frequent values."""
@@ -198,7 +202,7 @@ def point_data(
     kept = [it for it in items if it is not None]
     looks = [show(it.text, it.metadata, fields) for it in kept]
     xy = proj.xy[keep]
-    out: dict[str, Any] = {
+    out: JSONObject = {
         "collection": proj.collection,
         "version": proj.version,
         "method": proj.method,
@@ -244,7 +248,7 @@ def point_data(
     return out
 
 
-def write_png(points: dict[str, Any], path: str | Path) -> Path:
+def write_png(points: JSONObject, path: str | Path) -> Path:
     """The map as a picture that reads: 11 x 8 inches at 150 dpi (about 1600 x 1200 pixels once
     cropped to what is drawn), points sized for their number, equal axes (distances mean the same
     both ways), the legend outside the points, on the right."""
@@ -253,7 +257,7 @@ def write_png(points: dict[str, Any], path: str | Path) -> Path:
     return save(map_figure(points), path, 150, tight=True)
 
 
-def map_figure(points: dict[str, Any]) -> Any:
+def map_figure(points: JSONObject) -> Figure:
     """The matplotlib Figure `write_png` saves."""
     from embedscope.plots import pyplot
 
@@ -295,7 +299,7 @@ def map_script() -> str:
     return resources.files("embedscope").joinpath("serve/static/map.js").read_text(encoding="utf-8")
 
 
-def write_html(points: dict[str, Any], path: str | Path) -> Path:
+def write_html(points: JSONObject, path: str | Path) -> Path:
     """One file that works offline: the data and the drawing script are inlined. No CDN: the
     machine and its users may have no network, and a page that loads code from elsewhere breaks
     there (and leaks what is looked at)."""

@@ -18,10 +18,10 @@ import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from embedscope.clock import now
 from embedscope.errors import NotFoundError
+from embedscope.jsontypes import JSONObject
 
 LOG_FILE = "queries.jsonl"
 MODE = 0o600
@@ -60,7 +60,7 @@ class QueryLog:
     def enabled(self) -> bool:
         return self.path is not None
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: JSONObject) -> None:
         if not self.enabled:
             return
         line = {"ts": now("milliseconds"), **record}
@@ -89,11 +89,11 @@ def log_files(path: str | Path) -> list[Path]:
     return files
 
 
-def read_searches(path: str | Path, collection: str | None = None) -> tuple[list[dict[str, Any]], int]:
+def read_searches(path: str | Path, collection: str | None = None) -> tuple[list[JSONObject], int]:
     """(successful search requests in time order: {"ts": datetime, "query": str, ...}, lines skipped).
 
     Lines that are not JSON (a line cut by a crash) or not a search answered 200 are skipped."""
-    out: list[dict[str, Any]] = []
+    out: list[JSONObject] = []
     skipped = 0
     for f in log_files(path):
         with open(f, encoding="utf-8", errors="replace") as fh:

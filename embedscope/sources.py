@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as _field
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from embedscope import field_types
 from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.jsontypes import JSONMapping, JSONObject, JSONValue
 from embedscope.store.base import Item
 from embedscope.validation import id_problem, text_problem
 
@@ -61,7 +62,7 @@ def detect_format(path: Path) -> str:
     raise EmbedscopeError(f"cannot tell the format of '{path.name}'; pass --format csv|jsonl|parquet")
 
 
-def _id_text(value: Any) -> Any:
+def _id_text(value: JSONValue) -> JSONValue:
     """An id as text, exactly as written: a JSON number 7 is '7', never '7.0'. Anything else is
     left as it is, for `rows_to_items` to accept (text) or refuse naming its row (validation.py)."""
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
@@ -131,7 +132,7 @@ def check_encoding(encoding: str) -> str:
         ) from None
 
 
-def read_jsonl(path: Path, encoding: str = "utf-8") -> list[dict[str, Any]]:
+def read_jsonl(path: Path, encoding: str = "utf-8") -> list[JSONObject]:
     """JSON lines with the line number in every error (pandas' reader reports none). A UTF-8 byte
     order mark is skipped, as the CSV reader does."""
     if check_encoding(encoding) == "utf-8":
@@ -199,7 +200,7 @@ class _BadValue(ValueError):
     """A value JSON metadata cannot hold; `rows_to_items` adds the row and the field."""
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> JSONValue:
     """A value as JSON: NumPy/pandas scalars -> Python values, arrays (Parquet lists) -> lists,
     timestamps -> ISO 8601 strings, decimals -> exact strings ("19.90": JSON numbers are doubles,
     which would lose the scale and digits past the 15th), NaN/NaT/None -> None. Infinite numbers and
@@ -249,7 +250,7 @@ class TextSpec:
             return [f for _, f, _, _ in string.Formatter().parse(self.template) if f]
         return [self.field] if self.field else []
 
-    def render(self, row: Mapping[str, Any]) -> str:
+    def render(self, row: JSONMapping) -> str:
         """The item's text; "" when every field it is built from is empty (so a template such as
         '{title}. {description}' over two empty fields is empty text, not ".")."""
         values = {f: "" if row.get(f) is None else row.get(f) for f in self.fields()}
@@ -286,7 +287,7 @@ class IngestSpec:
         """Every field an item keeps (metadata and source), when the metadata are a chosen list."""
         return [*(self.metadata or []), *self.source_fields()]
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> JSONObject:
         """As the collection's settings (the keys `from_settings` reads)."""
         return {
             "id_field": self.id_field,
@@ -297,7 +298,7 @@ class IngestSpec:
         }
 
     @classmethod
-    def from_settings(cls, get: Callable[[str], Any]) -> IngestSpec | None:
+    def from_settings(cls, get: Callable[[str], JSONValue]) -> IngestSpec | None:
         """The spec a collection stored (None for a collection that never ingested)."""
         id_field, text = get("id_field"), get("text_spec")
         if id_field is None and text is None:
@@ -389,7 +390,7 @@ def rows_to_items(
     meta_fields = spec.metadata if spec.metadata is not None else [c for c in columns if c != spec.id_field]
     kept = list(dict.fromkeys([*meta_fields, *spec.text.fields()]))
     present = [f for f in kept if f in columns]
-    rows: list[dict[str, Any]] = []
+    rows: list[JSONObject] = []
     for n, (item_id, raw) in enumerate(zip(ids, frame.to_dict(orient="records"), strict=True), 1):
         row = {}
         for k in present:
@@ -427,18 +428,18 @@ def rows_to_items(
 
 
 def _type_columns(
-    rows: list[dict[str, Any]],
+    rows: list[JSONObject],
     fields: list[str],
     ids: list[str],
     spec: IngestSpec,
     source: str,
     from_text: bool,
     stored: Mapping[str, str],
-) -> tuple[dict[str, str], list[dict[str, Any]]]:
+) -> tuple[dict[str, str], list[JSONObject]]:
     """Each field's type (explicit, else stored while it fits, else the narrowest that fits) and
     the rows' values converted to it."""
     types: dict[str, str] = {}
-    typed: list[dict[str, Any]] = [{} for _ in rows]
+    typed: list[JSONObject] = [{} for _ in rows]
     for f in fields:
         values = [r.get(f) for r in rows]
         kind = spec.explicit.get(f)
@@ -460,7 +461,7 @@ def _type_columns(
     return types, typed
 
 
-def _record_problem(record: Mapping[str, Any], id_field: str | None) -> str | None:
+def _record_problem(record: JSONMapping, id_field: str | None) -> str | None:
     for key, value in record.items():
         if key == id_field:
             problem = None if value is None else id_problem(value)
@@ -474,7 +475,7 @@ def _record_problem(record: Mapping[str, Any], id_field: str | None) -> str | No
 
 
 def _records_frame(
-    records: Sequence[Mapping[str, Any]], id_field: str | None, source: str = "input", *, exact: bool
+    records: Sequence[JSONMapping], id_field: str | None, source: str = "input", *, exact: bool
 ) -> pd.DataFrame:
     """Records as a frame, their ids as text exactly as written (never parsed as numbers);
     `exact`: values as given (pandas would turn integers with a null into floats). A string no
@@ -491,8 +492,12 @@ def _records_frame(
     return pd.DataFrame.from_records(records)
 
 
+#: what items are read from: a file (CSV, JSON lines, Parquet), a DataFrame, or records
+Source: TypeAlias = str | Path | pd.DataFrame | Sequence[JSONMapping]
+
+
 def load_items(
-    source: str | Path | pd.DataFrame | Sequence[Mapping[str, Any]],
+    source: Source,
     *,
     id_field: str | None = None,
     text: str | None = None,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Protocol
 
 from embedscope.errors import EmbedscopeError
 
@@ -31,19 +31,19 @@ def _describe(ch: str) -> str:
     return "NUL (U+0000)" if ch == "\x00" else f"a control character (U+{ord(ch):04X})"
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: object) -> bool:
     """An int or float that is not a bool (Python's bool is an int; JSON's true is not a number)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def count_param(value: Any, what: str) -> int:
+def count_param(value: object, what: str) -> int:
     """A whole number >= 1 (a graph's connectivity, a search width): `true`, 2.5 and "16" are errors."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise EmbedscopeError(f"{what} must be a whole number of at least 1, not {value!r:.40}")
     return value
 
 
-def id_problem(value: Any) -> str | None:
+def id_problem(value: object) -> str | None:
     """Why `value` cannot be an id (a phrase such as "is a list"), or None when it can."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         kind = {bool: "a boolean", float: "a decimal number", list: "a list", dict: "an object"}
@@ -59,13 +59,13 @@ def id_problem(value: Any) -> str | None:
     return None
 
 
-def can_be_id(value: Any) -> bool:
+def can_be_id(value: object) -> bool:
     """Could an item have this id? Lookups answer "not found" for anything else at once (a NUL
     in a PostgreSQL query parameter is an error, not a miss)."""
     return isinstance(value, str) and id_problem(value) is None
 
 
-def text_problem(value: Any, _depth: int = 0) -> str | None:
+def text_problem(value: object, _depth: int = 0) -> str | None:
     """Where a string in `value` (a text, or metadata at any depth) holds NUL or a lone surrogate."""
     if isinstance(value, str):
         bad = _TEXT_BAD.search(value)
@@ -86,7 +86,19 @@ def text_problem(value: Any, _depth: int = 0) -> str | None:
     return None
 
 
-def check_items(items: Iterable[Any]) -> None:
+class ItemFields(Protocol):
+    """What `check_items` reads of an item (the store's `Item`, a layer above this one): the fields are
+    `object` because this is the check that they hold what the contract says."""
+
+    @property
+    def id(self) -> object: ...
+    @property
+    def text(self) -> object: ...
+    @property
+    def metadata(self) -> object: ...
+
+
+def check_items(items: Iterable[ItemFields]) -> None:
     """The store contract for items about to be written (`Item`s: id, text, metadata), the same
     for both stores: EmbedscopeError naming the first item that breaks it."""
     for item in items:

@@ -31,8 +31,9 @@ EMBEDSCOPE = Path(__file__).resolve().parents[1] / "embedscope"
 
 #: bottom to top; a prefix names a module or a package (all its modules). Why each sits where it does:
 LAYERS: list[tuple[str, ...]] = [
-    # the exception types every layer raises; imports nothing of embedscope
-    ("embedscope.errors",),
+    # the exception types every layer raises, and the names of JSON data's types; import nothing of
+    # embedscope
+    ("embedscope.errors", "embedscope.jsontypes"),
     # helpers over plain data that know nothing of embeddings: the name rule, the metadata filter
     # language, how a hit is shown, PNG charts, the server's query log format (written by serve,
     # read by evaluate), the MovieLens file readers, the input rules every way in shares (ids, texts,

@@ -12,16 +12,26 @@ import json
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Sequence
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.status import Status
 from rich.table import Table
 
 from embedscope.collection import Collection
-from embedscope.display import show
+from embedscope.display import DisplayFields, show
+from embedscope.jsontypes import JSONObject
 from embedscope.search import relevance
+from embedscope.search.base import Hit
 
 #: help as click writes it: paragraphs re-wrapped to the terminal, options in two columns. Typer's rich
 #: panels keep a docstring's line breaks (ragged at 80 columns) and squeeze an option's help into a
@@ -46,12 +56,14 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def print_json(data: Any) -> None:
+def print_json(data: object) -> None:
     """Machine-readable output on stdout, nothing else on it."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def progress_bar(description: str = "", *, out: Console | None = None, transient: bool = False) -> Any:
+def progress_bar(
+    description: str = "", *, out: Console | None = None, transient: bool = False
+) -> Progress | PlainProgress:
     """A progress display for long work: a Rich bar on a terminal; plain lines when the output is
     a pipe or a file (Rich draws nothing there until the end, and a 4-minute embed looked hung).
     Both have the same calls: `with progress_bar() as bar: task = bar.add_task(text, total=n);
@@ -70,7 +82,7 @@ def progress_bar(description: str = "", *, out: Console | None = None, transient
     )
 
 
-def status(text: str, *, out: Console | None = None) -> Any:
+def status(text: str, *, out: Console | None = None) -> Status | _PlainStatus:
     """A spinner with a message (`.update(text)` changes it) on a terminal; plain lines when piped."""
     target = out or console
     if target.is_terminal:
@@ -103,7 +115,7 @@ class PlainProgress:
 
     def __init__(self, out: Console) -> None:
         self.out = out
-        self.tasks: dict[int, dict[str, Any]] = {}
+        self.tasks: dict[TaskID, JSONObject] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
@@ -120,9 +132,9 @@ class PlainProgress:
                 if not task["done"] and exc[0] is None:
                     self._line(task, final=True)
 
-    def add_task(self, description: str, total: float | None = None, **_: Any) -> int:
+    def add_task(self, description: str, total: float | None = None, **_: object) -> TaskID:
         with self._lock:
-            task_id = len(self.tasks)
+            task_id = TaskID(len(self.tasks))
             now = time.monotonic()
             task = {"description": description, "total": total, "completed": 0, "start": now, "last": now}
             task.update(step=-1, done=False)
@@ -130,8 +142,16 @@ class PlainProgress:
             self._line(task)
             return task_id
 
-    def update(self, task_id: int, *, completed: float | None = None, total: float | None = None,
-               description: str | None = None, advance: float | None = None, **_: Any) -> None:  # fmt: skip
+    def update(
+        self,
+        task_id: TaskID,
+        *,
+        completed: float | None = None,
+        total: float | None = None,
+        description: str | None = None,
+        advance: float | None = None,
+        **_: object,
+    ) -> None:
         with self._lock:
             task = self.tasks[task_id]
             changed = description is not None and description != task["description"]
@@ -161,7 +181,7 @@ class PlainProgress:
                     if not task["done"] and time.monotonic() - task["last"] >= self.EVERY:
                         self._line(task)
 
-    def _line(self, task: dict[str, Any], final: bool = False) -> None:
+    def _line(self, task: JSONObject, final: bool = False) -> None:
         now = time.monotonic()
         done, total = task["completed"], task["total"]
         count = f" {int(done):,}/{int(total):,} ({100 * done / total:.0f}%)" if total else ""
@@ -172,13 +192,12 @@ class PlainProgress:
         task["last"], task["done"] = now, task["done"] or final
 
 
-def open_collection(name: str) -> Any:
-    """The collection a command names (imported here, not at start: `--help` stays fast)."""
-
+def open_collection(name: str) -> Collection:
+    """The collection a command names."""
     return Collection.open(name)
 
 
-def print_hits(hits: list[Any], title: str, fields: Any) -> None:
+def print_hits(hits: Sequence[Hit], title: str, fields: DisplayFields) -> None:
     """Hits as a table, each shown by embedscope.display.show with the collection's display fields.
 
     Where the search gave relevance (a text query answered by a measured dense model:

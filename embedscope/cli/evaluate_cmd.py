@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -13,9 +13,13 @@ from embedscope.cli.app import app, console, err_console, print_json, progress_b
 from embedscope.cli.options import CollectionArg, JsonOpt
 from embedscope.collection import Collection
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from embedscope.evaluate.ir import EvalReport
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def _fmt(value: object, digits: int = 3) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -36,7 +40,7 @@ class _Bars:
 
     def __init__(self) -> None:
         self.progress = progress_bar(out=err_console, transient=True)
-        self.tasks: dict[str, Any] = {}
+        self.tasks: JSONObject = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage not in self.tasks:
@@ -45,7 +49,7 @@ class _Bars:
         self.progress.update(self.tasks[stage], completed=done, total=total)
 
 
-def metrics_table(report: Any, title: str | None = None) -> Table:
+def metrics_table(report: EvalReport, title: str | None = None) -> Table:
     """The evaluation report as a Rich table (used by `evaluate` and bench/bench_scifact.py)."""
     table = Table(
         title=title
@@ -78,7 +82,7 @@ def metrics_table(report: Any, title: str | None = None) -> Table:
     return table
 
 
-def comparison_table(result: dict[str, Any], title: str) -> Table:
+def comparison_table(result: JSONObject, title: str) -> Table:
     """A `compare_runs` result as a table: A, B, B - A, per-query win/tie/loss and both p-values."""
     table = Table(title=title)
     for col in ("metric", "A", "B", "B - A", "win/tie/loss", "p (t-test)", "p (randomisation)"):
@@ -368,7 +372,7 @@ def drift_cmd(
         console.print(f"plot: {result['plot']}")
 
 
-def _print_version_drift(collection: str, result: dict[str, Any]) -> None:
+def _print_version_drift(collection: str, result: JSONObject) -> None:
     a, b, k = result["a"], result["b"], result["k"]
     table = Table(
         title=f"{collection}: drift {a['version']} ({a['encoder']}) -> {b['version']} ({b['encoder']})"
@@ -394,7 +398,7 @@ def _print_version_drift(collection: str, result: dict[str, Any]) -> None:
     console.print(result["vector"]["note"] if result["vector"] else result["vector_note"])
 
 
-def _print_query_drift(collection: str, result: dict[str, Any]) -> None:
+def _print_query_drift(collection: str, result: JSONObject) -> None:
     table = Table(
         title=f"{collection}: query drift, {result['searches']} searches, window {result['window']}, "
         f"embedded with {result['version']} ({result['encoder']})"
@@ -416,7 +420,7 @@ def _print_query_drift(collection: str, result: dict[str, Any]) -> None:
         console.print(f"[yellow]note:[/] {result['skipped_lines']} unreadable log line(s) skipped")
 
 
-def _print_item_drift(collection: str, result: dict[str, Any]) -> None:
+def _print_item_drift(collection: str, result: JSONObject) -> None:
     console.print(
         f"{collection}: items since version {result['version']} embedded them ({result['embedded_at']}): "
         f"{result['items_then']} then, {result['items_now']} now; added {result['added']}, "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -11,6 +11,9 @@ from rich.table import Table
 from embedscope.cli.app import PLAIN_HELP, app, console, print_json
 from embedscope.cli.options import CollectionArg, JsonOpt
 from embedscope.collection import Collection
+
+if TYPE_CHECKING:
+    from embedscope.experiments import Experiments
 
 experiment_app = typer.Typer(
     help="Compare two search configurations on live traffic (served by `embedscope serve`): "
@@ -26,8 +29,8 @@ ExperimentOpt = Annotated[
 ]
 
 
-def _experiments(collection: str) -> Any:
-    from embedscope.experiments import Experiments
+def _experiments(collection: str) -> tuple[Collection, Experiments]:
+    from embedscope.experiments import Experiments  # noqa: F811  (at run time: --help stays fast)
 
     col = Collection.open(collection)
     return col, Experiments.of(col)

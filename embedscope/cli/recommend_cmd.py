@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -25,6 +25,11 @@ from embedscope.collection import Collection
 from embedscope.display import show
 from embedscope.encoders.registry import parse_params
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from embedscope.evaluate.recs import RecsReport
+    from embedscope.evaluate.recs_random import RandomSplitReport
 from embedscope.recommend.behavioural import embed_behaviour
 from embedscope.recommend.interactions import Interactions, load_interactions, read_interactions
 from embedscope.recommend.recommender import Recommender
@@ -253,7 +258,7 @@ def recommend(
         console.print(f"[dim]{len(res.removed_duplicates)} near-duplicate(s) removed[/]")
 
 
-def print_recs_report(report: Any) -> None:
+def print_recs_report(report: RecsReport) -> None:
     """The evaluation as a Rich table: full ranking and sampled protocol side by side."""
     k = report.k
     table = Table(
@@ -290,7 +295,7 @@ def print_recs_report(report: Any) -> None:
         console.print(f"[dim]note: {note}[/]", highlight=False)
 
 
-def print_random_report(report: Any) -> None:
+def print_random_report(report: RandomSplitReport) -> None:
     """The random 80/20 protocol's table: mean (± std over seeds) per method."""
     k = report.k
     seeds = len(report.seeds)
@@ -351,7 +356,7 @@ def evaluate_recs(
     if protocol not in ("last", "random", "both"):
         raise EmbedscopeError(f"unknown protocol '{protocol}'; valid: last, random, both")
     col = open_collection(collection)
-    out: dict[str, Any] = {}
+    out: JSONObject = {}
     if protocol in ("last", "both"):
         with status("evaluating") as shown:
             report = evaluate_recommenders(

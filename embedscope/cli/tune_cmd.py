@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.progress import TaskID
 
 from embedscope.cli.app import app, console, err_console, open_collection, print_json, progress_bar
 from embedscope.cli.options import CollectionArg, JsonOpt
+from embedscope.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from embedscope.collection import Collection
 
 
-def base_config(col: Any, source: str) -> tuple[dict[str, Any], str | None]:
+def base_config(col: Collection, source: str) -> tuple[JSONObject, str | None]:
     """The encoder config and document template to tune from: the collection's version `source`'s
     (the tuned version encodes the same documents, so the two compare on the model alone), else the
     encoder of that name with its defaults and the items' text (`--from minilm` before any minilm
@@ -72,7 +77,7 @@ def tune(
     Self-supervised pairs with in-batch negatives make an ordinary embedding version: compare it
     with `evaluate`/`compare`, try it against its base with `experiment start`."""
     from embedscope.encoders.registry import create_encoder, parse_params
-    from embedscope.encoders.tune import tuned_params
+    from embedscope.encoders.tune import TunedEncoder, tuned_params
 
     col = open_collection(collection)
     base, document = base_config(col, source)
@@ -95,11 +100,13 @@ def tune(
         clicks, skipped = clicked_pairs(col, from_clicks)
         params["clicks"] = from_clicks
     enc = create_encoder("tuned", params)
-    enc.add_pairs(clicks)  # type: ignore[attr-defined]
+    if not isinstance(enc, TunedEncoder):  # the registry maps "tuned" to it; said for the type checker
+        raise TypeError(f"the registry\x27s \x27tuned\x27 encoder is {type(enc).__name__}, not TunedEncoder")
+    enc.add_pairs(clicks)
     with progress_bar("tuning", out=err_console if as_json else None) as bar:
         train = bar.add_task(f"tuning {params['base']} on {collection}", total=None)
-        enc.progress = lambda done, total: bar.update(train, completed=done, total=total)  # type: ignore[attr-defined]
-        encode: list[int] = []  # the encoding line appears once training is done
+        enc.progress = lambda done, total: bar.update(train, completed=done, total=total)
+        encode: list[TaskID] = []  # the encoding line appears once training is done
 
         def encoding(done: int, total: int) -> None:
             if not encode:
@@ -109,7 +116,7 @@ def tune(
         info = col.embed(
             enc, version=version, refit=True, activate=activate, progress=encoding, document=document
         )
-    record = {k: v for k, v in col.encoder(info.name).training.items() if k != "losses"}
+    record = {k: v for k, v in enc.training.items() if k != "losses"}
     if as_json:
         print_json({"version": info.to_dict(), "training": record, "clicks_skipped": skipped})
         return

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Collection as Collection_
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from embedscope.collection.items import stored_spec
+from embedscope.encoders.base import Vectors
 from embedscope.encoders.document import Document, document_hash
 from embedscope.encoders.registry import encoder_class
 from embedscope.errors import DamagedError, EmbedscopeError
+from embedscope.index.quantized import StoredVectors
+from embedscope.jsontypes import JSONObject
 from embedscope.search.recipe import Recipe
 from embedscope.search.versions import LoadedVersion, repair_hint
 from embedscope.store.base import Store, VersionInfo, fingerprint
@@ -60,7 +62,7 @@ def changes(store: Store, v: LoadedVersion, document_hashes: DocumentHashes) -> 
     }
 
 
-def version_rows(store: Store, active: str | None, document_hashes: DocumentHashes) -> list[dict[str, Any]]:
+def version_rows(store: Store, active: str | None, document_hashes: DocumentHashes) -> list[JSONObject]:
     """`info`'s versions: each record, whether it is stale (the items changed since) or active, and
     what `Store.inspect_version` finds wrong with its files (cheap: `check` goes further)."""
     versions = []
@@ -81,7 +83,7 @@ def describe(
     stored: Collection_[str],
     default_search: Callable[[], str],
     document_hashes: DocumentHashes,
-) -> dict[str, Any]:
+) -> JSONObject:
     """`Collection.info`: items, metadata types, versions (`version_rows`) and recipes."""
     active = store.get_setting("active_version")
     spec = stored_spec(store)
@@ -103,7 +105,7 @@ def describe(
 
 def check_collection(
     name: str, store: Store, load: Callable[[str], LoadedVersion], document_hashes: DocumentHashes
-) -> dict[str, Any]:
+) -> JSONObject:
     """`Collection.check`'s report on the collection `name`, each version loaded with `load`: whether
     every version can answer (its files present and loadable, ids, vectors and index of one size,
     the index finding the version's own vectors, the encoder producing vectors of the version's
@@ -273,12 +275,12 @@ def misplaced_rows(
     return [i for i, h in wrong.items() if h in current]
 
 
-def _rows_of(matrix: Any, rows: list[int]) -> Any:
+def _rows_of(matrix: StoredVectors, rows: list[int]) -> Vectors:
     picked = matrix[rows]
     return picked.tocsr() if sp.issparse(picked) else np.asarray(picked, dtype=np.float32)
 
 
-def _row_cosines(a: Any, b: Any) -> np.ndarray:
+def _row_cosines(a: Vectors, b: Vectors) -> np.ndarray:
     """Cosine of each row of `a` with the same row of `b` (dense or sparse); 1 where both are zero."""
     if sp.issparse(a) or sp.issparse(b):
         a, b = sp.csr_matrix(a), sp.csr_matrix(b)
@@ -294,7 +296,7 @@ def _row_cosines(a: Any, b: Any) -> np.ndarray:
     return np.nan_to_num(cos, nan=0.0)
 
 
-def summary(store: Store, name: str, items: int, default_search: Callable[[], str]) -> dict[str, Any]:
+def summary(store: Store, name: str, items: int, default_search: Callable[[], str]) -> JSONObject:
     """`Collection.summary`: what a listing shows of a collection (no default search before a version)."""
     active = store.get_setting("active_version")
     default = default_search() if active else None

@@ -25,21 +25,21 @@ The reuse rule, one for every store and encoder:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
 from embedscope.clock import now
-from embedscope.encoders.base import Encoder
+from embedscope.encoders.base import Encoder, Vectors
 from embedscope.encoders.document import Document, document_hash
 from embedscope.encoders.registry import create_encoder
 from embedscope.engines import create_engine
 from embedscope.engines.base import Engine, ProgressFn
 from embedscope.errors import EmbedscopeError
 from embedscope.index.base import VectorIndex
-from embedscope.index.quantized import quantize
+from embedscope.index.quantized import QuantizedVectors, StoredVectors, quantize
+from embedscope.jsontypes import JSONMapping, JSONObject
 from embedscope.names import check_name
 from embedscope.search import recipe
 from embedscope.store.base import Item, Store, VersionData, VersionInfo, content_hash, fingerprint
@@ -50,10 +50,10 @@ def embed_version(
     collection: str,
     version: str,
     encoder: str | Encoder,
-    params: dict[str, Any] | None,
+    params: JSONObject | None,
     *,
     index: str | None,
-    index_params: dict[str, Any] | None,
+    index_params: JSONObject | None,
     batch_size: int,
     refit: bool,
     progress: ProgressFn | None,
@@ -125,9 +125,9 @@ def embed_version(
     # the index was built from float32; the store keeps what the version asks for (f32, f16, i8)
     vectors = quantize(vectors, stored_as)
     nbytes = (
-        (vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes)
-        if sp.issparse(vectors)
-        else vectors.nbytes
+        vectors.nbytes
+        if isinstance(vectors, np.ndarray | QuantizedVectors)
+        else vectors.data.nbytes + vectors.indices.nbytes + vectors.indptr.nbytes
     )
     stats = {
         "encoded": len(todo),
@@ -151,10 +151,10 @@ def version_record(
     version: str,
     enc: Encoder,
     data: VersionData,
-    index: dict[str, Any],
+    index: JSONObject,
     *,
     old: VersionInfo | None,
-    stats: dict[str, Any] | None = None,
+    stats: JSONObject | None = None,
     content: str | None = None,
     document: str | None = None,
 ) -> VersionInfo:
@@ -187,7 +187,7 @@ def add_version(
     idx: VectorIndex,
     *,
     kind: str,
-    stats: dict[str, Any],
+    stats: JSONObject,
     content: str | None = None,
     document: str | None = None,
 ) -> VersionInfo:
@@ -216,7 +216,7 @@ def add_made(
     data: VersionData,
     *,
     index: str,
-    stats: dict[str, Any],
+    stats: JSONObject,
     content: str,
 ) -> VersionInfo:
     """`Collection.add_version`: vectors made elsewhere (a behavioural version), with a built index
@@ -235,11 +235,11 @@ def check_embed(
     store: Store,
     collection: str,
     encoder: str,
-    params: dict[str, Any] | None,
+    params: JSONObject | None,
     *,
     version: str | None = None,
     index: str | None = None,
-    index_params: dict[str, Any] | None = None,
+    index_params: JSONObject | None = None,
     document: str | None = None,
 ) -> list[str]:
     """`Collection.check_embed`: `embed_setup` for every version `embed` would write (both parts,
@@ -279,10 +279,10 @@ def embed_setup(
     store: Store,
     version: str,
     encoder: str | Encoder,
-    params: dict[str, Any] | None,
+    params: JSONObject | None,
     *,
     index: str | None,
-    index_params: dict[str, Any] | None,
+    index_params: JSONObject | None,
     engine: str = "local",
     address: str | None = None,
 ) -> tuple[Encoder, Engine, VersionInfo | None, str, VectorIndex]:
@@ -352,7 +352,7 @@ def _reusable(
 
 
 def teacher_vectors(
-    store: Store, encoder: Mapping[str, Any], items: Sequence[Item], docs: Sequence[str]
+    store: Store, encoder: JSONMapping, items: Sequence[Item], docs: Sequence[str]
 ) -> np.ndarray | None:
     """The vectors of `docs` (item `items[n]`'s document `docs[n]`) from a dense version made by
     `encoder` ({"name": ..., "params": {...}}: those params must match, others may differ), one
@@ -405,7 +405,7 @@ def reusable_rows(data: VersionData, items: list[Item], hashes: list[str], *, le
     }
 
 
-def _gather(old: Any, new: Any, parts: list[tuple[str, int]]) -> Any:
+def _gather(old: StoredVectors, new: Vectors | None, parts: list[tuple[str, int]]) -> Vectors:
     """Stack rows taken from the old and the new matrix, in the given order."""
     n_old = old.shape[0]
     take = np.array([r if src == "old" else n_old + r for src, r in parts], dtype=np.int64)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -33,24 +33,31 @@ from embedscope.encoders.document import Document
 from embedscope.engines.base import ProgressFn
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.index.quantized import decoded
+from embedscope.jsontypes import JSONMapping, JSONObject, JSONValue
 from embedscope.names import check_name
 from embedscope.search import recipe as _recipe
 from embedscope.search.base import Hit
 from embedscope.search.pipeline import SearchPipeline
 from embedscope.search.rerank import WorkKey
 from embedscope.search.versions import LoadedVersion
-from embedscope.sources import load_items
+from embedscope.sources import Source, load_items
 from embedscope.store import locate
 from embedscope.store.base import Item, Store, VersionData, VersionInfo
 
 HYBRID = _recipe.HYBRID  # `embed("hybrid")`: embeds a sparse and a dense version and a recipe fusing them
 
 
-def _holding_writer_lock(method: Callable[..., Any]) -> Callable[..., Any]:
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _holding_writer_lock(
+    method: Callable[Concatenate[Collection, P], R],
+) -> Callable[Concatenate[Collection, P], R]:
     """Run a Collection method holding its store's writer lock (re-entrant: nested calls are fine)."""
 
     @functools.wraps(method)
-    def locked(self: Collection, *args: Any, **kwargs: Any) -> Any:
+    def locked(self: Collection, *args: P.args, **kwargs: P.kwargs) -> R:
         with self.store.writing():
             return method(self, *args, **kwargs)
 
@@ -90,12 +97,12 @@ class Collection(StoredState):
     def create_from(
         cls,
         name: str,
-        source: str | Path | pd.DataFrame | Sequence[dict[str, Any]],
+        source: Source,
         root: str | Path | None = None,
         *,
         default_index: str | None = None,
         store: str | None = None,
-        **ingest_args: Any,
+        **ingest_args: Any,  # Any: `ingest`'s keyword arguments, passed on whole
     ) -> tuple[Collection, dict[str, int]]:
         """Ingest into `name`, creating it if needed (what `embedscope ingest -c NAME` does), in the
         store `create` picks; a failed ingest never leaves an empty collection behind (`ingest_new`)."""
@@ -114,7 +121,7 @@ class Collection(StoredState):
     # --- items ------------------------------------------------------------------------------------
     def ingest(
         self,
-        source: str | Path | pd.DataFrame | Sequence[dict[str, Any]],
+        source: Source,
         *,
         id_field: str | None = None,
         text: str | None = None,
@@ -151,12 +158,12 @@ class Collection(StoredState):
         check_id_field(self.store, self.name, spec.id_field, replace=replace)
         return write_items(self.store, items, spec, replace=replace)
 
-    def upsert(self, records: Sequence[Mapping[str, Any]], **kwargs: Any) -> dict[str, int]:
+    def upsert(self, records: Sequence[JSONMapping], **kwargs: Any) -> dict[str, int]:  # Any: ingest's
         """Add or update records (`POST /items`), read by the stored spec as ingests are, so an item
         looks the same however it arrived (a chosen metadata field a record lacks is null)."""
         return self.ingest(records, **kwargs)
 
-    def update(self, item_id: str, fields: Mapping[str, Any]) -> dict[str, int]:
+    def update(self, item_id: str, fields: JSONMapping) -> dict[str, int]:
         """Change some fields of one item (`PUT /items/{id}`); a template's text is rebuilt."""
         return self.upsert([update_record(self.store, self.name, item_id, fields)])
 
@@ -201,7 +208,7 @@ class Collection(StoredState):
         field names unless the `display_fields` setting names them (see embedscope.display)."""
         return self._items.display_state()[1]
 
-    def set_display_fields(self, fields: dict[str, Any]) -> None:
+    def set_display_fields(self, fields: JSONObject) -> None:
         """Name the display fields, e.g. {"title": "name", "subtitle": "director"}."""
         self._items.set_display_fields(fields)
 
@@ -248,7 +255,7 @@ class Collection(StoredState):
         """The version encodes every item's document as it is now (nothing its document sees changed)."""
         return checks.is_current(self.store, _info(self.store, version), self.document_hashes)
 
-    def delete_version(self, version: str) -> dict[str, Any]:
+    def delete_version(self, version: str) -> JSONObject:
         """Delete a version (items kept): `summary()`, "was_active", "broken_recipes" (that fused it)."""
         was_active = self._loaded.delete(version)
         broken = sorted(n for n, r in self.stored_recipes().items() if version in r.parts)
@@ -262,11 +269,11 @@ class Collection(StoredState):
     def embed(
         self,
         encoder: str | Encoder = "minilm",
-        params: dict[str, Any] | None = None,
+        params: JSONObject | None = None,
         *,
         version: str | None = None,
         index: str | None = None,
-        index_params: dict[str, Any] | None = None,
+        index_params: JSONObject | None = None,
         batch_size: int = 64,
         refit: bool = False,
         activate: bool = False,
@@ -313,7 +320,7 @@ class Collection(StoredState):
         data: VersionData,
         *,
         index: str,
-        stats: dict[str, Any],
+        stats: JSONObject,
         content: str,
     ) -> VersionInfo:
         """Store vectors made outside `embed` (a behavioural version) by its write path (`add_made`)."""
@@ -321,7 +328,7 @@ class Collection(StoredState):
         self._loaded.forget(version)
         return self.version_info(version)
 
-    def check_embed(self, encoder: str, params: dict[str, Any] | None = None, **where: Any) -> list[str]:
+    def check_embed(self, encoder: str, params: JSONObject | None = None, **where: JSONValue) -> list[str]:
         """Everything `embed` with these arguments (`version`, `index`, `index_params`) can know
         before it encodes, checked without writing or encoding (`embedding.check_embed`): the server
         answers a bad job with a 4xx, not a 202 and a failed job. Returns the versions it would write."""
@@ -343,10 +350,10 @@ class Collection(StoredState):
         parts: Sequence[str],
         *,
         fusion: str = _recipe.DEFAULT_FUSION,
-        params: dict[str, Any] | None = None,
+        params: JSONObject | None = None,
         weights: Sequence[float] | None = None,
         depth: int = _recipe.DEFAULT_DEPTH,
-        stages: Mapping[str, Any] | None = None,
+        stages: JSONMapping | None = None,
         replace: bool = False,
     ) -> _recipe.Recipe:
         """Store a named search configuration fusing versions (replacing one only with `replace`);
@@ -379,7 +386,7 @@ class Collection(StoredState):
         v = self.load_version(version)
         return v.data.ids, decoded(v.data.vectors)
 
-    def vectors_made_by(self, encoder: Mapping[str, Any], items: Sequence[Item]) -> np.ndarray | None:
+    def vectors_made_by(self, encoder: JSONMapping, items: Sequence[Item]) -> np.ndarray | None:
         """Stored vectors of the items' texts by `encoder`; NaN where none (embedding.teacher_vectors)."""
         return embedding.teacher_vectors(self.store, encoder, items, [i.text for i in items])
 
@@ -436,18 +443,18 @@ class Collection(StoredState):
         return self.pipeline.similar(item_id, k, using=version, where=where, collapse=collapse).hits
 
     # --- description ------------------------------------------------------------------------------
-    def info(self) -> dict[str, Any]:
+    def info(self) -> JSONObject:
         """Items, metadata types, versions (stale, active, damaged files) and recipes (`checks.describe`)."""
         frame, recipes, stored = self.metadata_frame()[0], self.recipes(), self.stored_recipes()
         return checks.describe(
             self.name, self.store, frame, recipes, stored, lambda: self.default_search, self.document_hashes
         )
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JSONObject:
         """What `embedscope collections` and the server's listings show of the collection."""
         return checks.summary(self.store, self.name, len(self), lambda: self.default_search)
 
-    def check(self) -> dict[str, Any]:
+    def check(self) -> JSONObject:
         """Whether every version can answer, each damaged one with the commands that repair it
         (`checks.check_collection`); `embedscope check` prints it and exits 1 when not ok."""
         return checks.check_collection(self.name, self.store, self.load_version, self.document_hashes)
@@ -459,7 +466,11 @@ class Collection(StoredState):
 
 
 def _embed_hybrid(
-    col: Collection, params: dict[str, Any] | None, *, activate: bool, **kwargs: Any
+    col: Collection,
+    params: JSONObject | None,
+    *,
+    activate: bool,
+    **kwargs: Any,  # Any: `embed`'s keywords
 ) -> VersionInfo:
     """`embed --encoder hybrid`: a sparse and a dense version (named after their encoders) and the
     recipe `hybrid` fusing them; `activate` makes the recipe the default search and the dense

@@ -8,8 +8,7 @@ search/versions.py), so each is computed once per data revision, not per query.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ from embedscope.display import DisplayFields
 from embedscope.encoders.document import Document, document_hash
 from embedscope.errors import EmbedscopeError
 from embedscope.filters import evaluate_filter
+from embedscope.jsontypes import JSONMapping, JSONObject
 from embedscope.search.rerank import WorkKey, work_key
 from embedscope.search.versions import LoadedVersion
 from embedscope.sources import IngestSpec
@@ -53,7 +53,7 @@ class ItemViews:
             self._doc_hashes = {k: v for k, v in self._doc_hashes.items() if k[0] == key[0]} | {key: hashes}
         return self._doc_hashes[key]
 
-    def set_display_fields(self, fields: dict[str, Any]) -> None:
+    def set_display_fields(self, fields: JSONObject) -> None:
         self.store.set_setting("display_fields", fields)
         self._display = None
 
@@ -139,7 +139,7 @@ def _retype(item: Item, kinds: dict[str, str]) -> Item | None:
     return Item(item.id, item.text, meta, source)
 
 
-def update_record(store: Store, collection: str, item_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+def update_record(store: Store, collection: str, item_id: str, fields: JSONMapping) -> JSONObject:
     """The record `PUT /items/{id}` writes: the stored item's fields (metadata and the text's
     source fields) with `fields` replacing some. One-line errors when a field is not one the
     collection keeps, or when the text cannot be rebuilt, saying what to send instead."""

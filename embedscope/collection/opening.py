@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 from embedscope.collection.items import write_items
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.index.base import INDEX_KINDS
+from embedscope.jsontypes import JSONObject
 from embedscope.names import check_name
-from embedscope.sources import load_items
+from embedscope.sources import Source, load_items
 from embedscope.store import locate
 from embedscope.store.base import Store
 
@@ -75,7 +75,7 @@ def check_index_kind(kind: str) -> str:
 
 
 def ingest_new(
-    path: Path, url: str | None, source: Any, default_index: str | None, ingest_args: dict[str, Any]
+    path: Path, url: str | None, source: Source, default_index: str | None, ingest_args: JSONObject
 ) -> tuple[Store, dict[str, int]]:
     """`Collection.create_from` for a collection that does not exist yet: the input is read and
     validated before the store is created, and a store whose first write fails anyway (a full disk)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 from embedscope.collection.opening import default_root
+from embedscope.jsontypes import JSONValue
 from embedscope.names import check_name
 from embedscope.store.base import Store, VersionInfo
 
@@ -34,11 +34,11 @@ class StoredState:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def setting(self, key: str, default: Any = None) -> Any:
+    def setting(self, key: str, default: JSONValue = None) -> JSONValue:
         """A JSON value stored with the collection (None/`default` when unset)."""
         return self.store.get_setting(key, default)
 
-    def set_setting(self, key: str, value: Any) -> None:
+    def set_setting(self, key: str, value: JSONValue) -> None:
         self.store.set_setting(key, value)
 
     def item_hashes(self) -> dict[str, str]:

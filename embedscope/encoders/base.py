@@ -17,14 +17,15 @@ import json
 import tarfile
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeAlias
+from typing import ClassVar, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
 
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONMapping, JSONObject, JSONValue
 from embedscope.validation import count_param, is_number
 
 Vectors: TypeAlias = np.ndarray | sp.csr_matrix
@@ -40,7 +41,7 @@ class Encoder(ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     #: every accepted parameter with its default value; unknown parameters are rejected
-    defaults: ClassVar[dict[str, Any]] = {}
+    defaults: ClassVar[JSONObject] = {}
     #: what a parameter whose default is null takes when it is given (the others take their
     #: default's type): "count" a whole number >= 1, "number" any number. So that a value an encoder
     #: would only refuse while fitting (`max_features: "abc"`) is refused when the encoder is made:
@@ -53,7 +54,7 @@ class Encoder(ABC):
     #: cosine similarity (vectors L2-normalised) or raw inner product (e.g. BM25 weights)
     metric: ClassVar[str] = "cosine"
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             valid = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items()) or "none"
@@ -62,11 +63,11 @@ class Encoder(ABC):
             )
         for key, value in params.items():
             _check_param_type(self.name, key, value, self.defaults[key], self.nullable.get(key))
-        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.params: JSONObject = {**self.defaults, **params}
         self.fitted = not self.requires_fit
 
     # --- scikit-learn style -------------------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
+    def get_params(self) -> JSONObject:
         return dict(self.params)
 
     def fit(self, texts: Sequence[str]) -> Encoder:
@@ -74,13 +75,13 @@ class Encoder(ABC):
         self.fitted = True
         return self
 
-    def fit_items(self, texts: Sequence[str], metadata: Sequence[Mapping[str, Any]] | None) -> Encoder:
+    def fit_items(self, texts: Sequence[str], metadata: Sequence[JSONMapping] | None) -> Encoder:
         """Learn from a collection's items: their texts and, row for row, their metadata (what
         `Collection.embed` calls). Encoders that learn from text alone use `fit`; one that learns
         from fields as well (`tuned`: title -> description pairs) overrides this."""
         return self.fit(texts)
 
-    def teacher(self) -> dict[str, Any] | None:
+    def teacher(self) -> JSONObject | None:
         """For an encoder distilled from another: the teacher's config ({"name", "params"}: the
         params that change its vectors). `Collection.embed` then calls `fit(texts, targets=...)`
         with the teacher's stored vectors of those texts (`Collection.vectors_made_by`), so the
@@ -108,17 +109,17 @@ class Encoder(ABC):
         """Vector dimension (vocabulary size for sparse encoders)."""
         raise NotImplementedError
 
-    def runtime_info(self) -> dict[str, Any]:
+    def runtime_info(self) -> JSONObject:
         """What computes this encoder's vectors where that depends on the machine (runtime,
         arithmetic, threads, CPU features), for the version's stats; empty where nothing does."""
         return {}
 
     # --- persistence ----------------------------------------------------------------------------
-    def config(self) -> dict[str, Any]:
+    def config(self) -> JSONObject:
         """Everything needed to rebuild this encoder: name + full parameters."""
         return {"name": self.name, "params": self.get_params()}
 
-    def same_vectors(self, config: dict[str, Any]) -> bool:
+    def same_vectors(self, config: JSONObject) -> bool:
         """Whether a version made with `config` holds the vectors this encoder computes, so that
         `embed` keeps its rows and fitted encoder: the same config, or one an encoder says computes
         the same (a transformer whose precision names the same arithmetic on this CPU)."""
@@ -151,7 +152,9 @@ class Encoder(ABC):
         return f"{type(self).__name__}({args})"
 
 
-def _check_param_type(encoder: str, key: str, value: Any, default: Any, nullable: str | None = None) -> None:
+def _check_param_type(
+    encoder: str, key: str, value: object, default: object, nullable: str | None = None
+) -> None:
     """A parameter whose default is a number or a flag takes a number or a flag (or null): a list
     or a word there is the user's mistake, said in one line, not a TypeError deep in a library.
     A null default takes what `nullable` says; text and list defaults are left to each encoder
@@ -191,7 +194,7 @@ def check_corpus(texts: Sequence[str]) -> list[str]:
     return texts
 
 
-def empty_rows(matrix: Any) -> np.ndarray:
+def empty_rows(matrix: Vectors) -> np.ndarray:
     """Per row: True where an encoded query has no known term (all zeros), so search can say "no
     known terms" instead of returning arbitrary ties. Sparse or dense, one vector or many rows."""
     if sp.issparse(matrix):
@@ -199,6 +202,6 @@ def empty_rows(matrix: Any) -> np.ndarray:
     return ~np.atleast_2d(np.asarray(matrix)).any(axis=1)
 
 
-def is_empty_query(vec: Any) -> bool:
+def is_empty_query(vec: Vectors) -> bool:
     """True when one encoded query (a 1-row matrix or a vector) has no known term."""
     return bool(empty_rows(vec).all())

@@ -27,18 +27,22 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from embedscope.encoders.base import Encoder, check_corpus
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject, JSONValue
+
+if TYPE_CHECKING:
+    import bm25s.tokenization
 
 _METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 
 
-def make_tokenizer(stopwords: Any, stemmer: str | None) -> Any:
+def make_tokenizer(stopwords: str | list[str] | None, stemmer: str | None) -> bm25s.tokenization.Tokenizer:
     """bm25s's tokenizer (regex \\b\\w\\w+\\b, lowercase) with stop words and a PyStemmer stemmer."""
     import bm25s.tokenization
 
@@ -60,7 +64,7 @@ class BM25Encoder(Encoder):
 
     name: ClassVar[str] = "bm25"
     description: ClassVar[str] = "BM25 (bm25s) term weights; query·doc = BM25 score (sparse, dot)"
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[JSONObject] = {
         "k1": 1.5,
         "b": 0.75,
         "delta": 0.5,  # only used by bm25l / bm25+
@@ -74,7 +78,7 @@ class BM25Encoder(Encoder):
     sparse: ClassVar[bool] = True
     metric: ClassVar[str] = "dot"
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         if self.params["method"] not in _METHODS:
             raise EmbedscopeError(

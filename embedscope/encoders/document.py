@@ -19,11 +19,11 @@ from __future__ import annotations
 import hashlib
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONMapping
 
 #: the field that holds the item's ingested text
 TEXT = "text"
@@ -109,7 +109,7 @@ class Document:
                 f"fields: {', '.join(sorted(known))}"
             )
 
-    def render(self, text: str, metadata: Mapping[str, Any]) -> str:
+    def render(self, text: str, metadata: JSONMapping) -> str:
         """The document of one item. A missing field is left out together with the separator after
         it ('{title}. {authors}. {text}' without authors is 'Title. text'); a list value (e.g. several
         categories) is joined by ', '."""
@@ -134,7 +134,7 @@ class Document:
         return field in self.fields()
 
 
-def _value(value: Any) -> str:
+def _value(value: object) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return ""
     if isinstance(value, list | tuple):

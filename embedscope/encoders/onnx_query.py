@@ -17,12 +17,13 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from embedscope.encoders.runtime import (
     TOKEN_INPUTS,
+    TextTokenizer,
     cpu_threads,
     last_hidden,
     model_cache_dir,
@@ -31,14 +32,18 @@ from embedscope.encoders.runtime import (
     torch_version,
 )
 
-_SESSIONS: dict[str, Any] = {}
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    from sentence_transformers import SentenceTransformer
+
+_SESSIONS: dict[str, ort.InferenceSession] = {}
 
 
 def export_path(model_path: str) -> Path:
     return model_cache_dir("onnx", str(Path(model_path).resolve()), torch_version()) / "model.onnx"
 
 
-def export(st_fp32: Any, target: Path) -> Path:
+def export(st_fp32: SentenceTransformer, target: Path) -> Path:
     """Export the sentence-transformer's underlying transformer (last hidden state) to ONNX."""
     import torch
 
@@ -53,7 +58,7 @@ def export(st_fp32: Any, target: Path) -> Path:
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                last_hidden(st_fp32[0].auto_model),
+                last_hidden(st_fp32),
                 tuple(features[name] for name in TOKEN_INPUTS),
                 tmp,
                 input_names=list(TOKEN_INPUTS),
@@ -69,7 +74,7 @@ def export(st_fp32: Any, target: Path) -> Path:
     return target
 
 
-def session(path: Path) -> Any:
+def session(path: Path) -> ort.InferenceSession:
     key = str(path)
     if key not in _SESSIONS:
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -83,7 +88,11 @@ def session(path: Path) -> Any:
 
 
 def encode_mean_pooled(
-    sess: Any, tokenizer: Any, texts: list[str], max_seq_length: int, batch_size: int = 16
+    sess: ort.InferenceSession,
+    tokenizer: TextTokenizer,
+    texts: list[str],
+    max_seq_length: int,
+    batch_size: int = 16,
 ) -> np.ndarray:
     """Mean pooling over the attention mask, as sentence-transformers' Pooling module does; texts
     sorted by length into batches of `batch_size`, so a batch carries little padding."""

@@ -37,12 +37,13 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from embedscope.encoders.runtime import (
     TOKEN_INPUTS,
+    TextTokenizer,
     cpu_threads,
     last_hidden,
     model_cache_dir,
@@ -51,13 +52,18 @@ from embedscope.encoders.runtime import (
     tokenize,
     torch_version,
 )
+from embedscope.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    import openvino as ov
+    from sentence_transformers import SentenceTransformer
 
 _XML = "model.xml"
 #: texts per inference request: faster than 8 or 32 on 2 cores with two streams (exploratory runs)
 REQUEST_BATCH = 16
 #: calibration texts for int8 (NNCF's default subset size)
 CALIBRATION_SIZE = 300
-_COMPILED: dict[tuple[str, str, int, bool], Any] = {}
+_COMPILED: dict[tuple[str, str, int, bool], ov.CompiledModel] = {}
 
 
 def fp32_path(model_path: str) -> Path:
@@ -102,7 +108,7 @@ def _atomic_dir(target_xml: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def convert(st_fp32: Any, target: Path) -> Path:
+def convert(st_fp32: SentenceTransformer, target: Path) -> Path:
     """Convert a sentence-transformer's underlying transformer (last hidden state) to OpenVINO IR."""
     import openvino as ov
     import torch
@@ -114,7 +120,7 @@ def convert(st_fp32: Any, target: Path) -> Path:
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = ov.convert_model(
-            last_hidden(st_fp32[0].auto_model),
+            last_hidden(st_fp32),
             example_input={name: example[name] for name in TOKEN_INPUTS if name in example},
         )
     with _atomic_dir(target) as tmp:
@@ -123,7 +129,7 @@ def convert(st_fp32: Any, target: Path) -> Path:
     return target
 
 
-def _example(st: Any) -> dict[str, Any]:
+def _example(st: SentenceTransformer) -> JSONObject:
     return dict(st.tokenizer(["an example text"], return_tensors="pt"))
 
 
@@ -137,7 +143,7 @@ def calibration_sample(texts: Sequence[str], size: int = CALIBRATION_SIZE, seed:
 
 
 def quantize_int8(
-    fp32_xml: Path, tokenizer: Any, calibration: Sequence[str], max_seq_length: int, target: Path
+    fp32_xml: Path, tokenizer: TextTokenizer, calibration: Sequence[str], max_seq_length: int, target: Path
 ) -> Path:
     """NNCF post-training static int8 quantisation calibrated on `calibration` (see module doc)."""
     import nncf
@@ -191,7 +197,7 @@ def copy_model(xml: Path, directory: Path) -> None:
         shutil.copyfile(part, directory / part.name)
 
 
-def compiled_model(xml: Path, precision_hint: str = "bf16") -> Any:
+def compiled_model(xml: Path, precision_hint: str = "bf16") -> ov.CompiledModel:
     """Compile once per process; the THROUGHPUT hint gives one stream per core on a small CPU."""
     threads = cpu_threads()  # 0: OpenVINO's default, one per physical core
     pin = pin_threads()
@@ -212,7 +218,7 @@ def compiled_model(xml: Path, precision_hint: str = "bf16") -> Any:
     return _COMPILED[key]
 
 
-def describe(compiled: Any) -> dict[str, Any]:
+def describe(compiled: ov.CompiledModel) -> JSONObject:
     """What a compiled model runs with, as OpenVINO reports it (not as it was asked): the
     arithmetic, streams, threads, pinning and performance hint."""
     names = {
@@ -222,7 +228,7 @@ def describe(compiled: Any) -> dict[str, Any]:
         "pinned": "ENABLE_CPU_PINNING",
         "hint": "PERFORMANCE_HINT",
     }
-    out: dict[str, Any] = {}
+    out: JSONObject = {}
     for key, name in names.items():
         try:
             value = compiled.get_property(name)
@@ -236,8 +242,8 @@ def describe(compiled: Any) -> dict[str, Any]:
 
 
 def encode(
-    compiled: Any,
-    tokenizer: Any,
+    compiled: ov.CompiledModel,
+    tokenizer: TextTokenizer,
     texts: Sequence[str],
     *,
     max_seq_length: int,
@@ -265,7 +271,7 @@ def encode(
     lengths = whole["attention_mask"].sum(axis=1)
     order = np.argsort(-lengths, kind="stable")
 
-    def done(request: Any, rows: np.ndarray) -> None:
+    def done(request: ov.InferRequest, rows: np.ndarray) -> None:
         mask = request.get_tensor("attention_mask").data
         out[rows] = pool(request.get_output_tensor(0).data, mask, pooling)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import joblib
 import numpy as np
@@ -15,6 +15,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from embedscope.encoders.base import Encoder, check_corpus, l2_normalize
 from embedscope.encoders.sparse import fit_vectorizer
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject, JSONValue
 
 _STATE_FILE = "model.joblib"
 
@@ -22,17 +23,23 @@ _STATE_FILE = "model.joblib"
 class _ReducedEncoder(Encoder):
     requires_fit: ClassVar[bool] = True
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         if int(self.params["n_components"]) < 1:
             raise EmbedscopeError("n_components must be >= 1")
-        self.vectorizer: Any = None
-        self.model: Any = None
+        self.vectorizer: CountVectorizer | None = None
+        self.model: TruncatedSVD | LatentDirichletAllocation | None = None
+
+    def fitted_parts(self) -> tuple[CountVectorizer, TruncatedSVD | LatentDirichletAllocation]:
+        """The fitted vectorizer and model (NotFittedError before `fit`)."""
+        self._check_fitted()
+        if self.vectorizer is None or self.model is None:  # a state only a bug can reach
+            raise RuntimeError(f"encoder '{self.name}' is marked fitted but has no model")
+        return self.vectorizer, self.model
 
     @property
     def dim(self) -> int:
-        self._check_fitted()
-        return int(self.model.components_.shape[0])
+        return int(self.fitted_parts()[1].components_.shape[0])
 
     def save(self, directory: Path) -> None:
         super().save(directory)
@@ -48,7 +55,7 @@ class LSAEncoder(_ReducedEncoder):
 
     name: ClassVar[str] = "lsa"
     description: ClassVar[str] = "LSA: TF-IDF + truncated SVD (dense, cosine)"
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[JSONObject] = {
         "n_components": 256,
         "stop_words": "english",
         "min_df": 2,
@@ -83,10 +90,10 @@ class LSAEncoder(_ReducedEncoder):
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
     ) -> np.ndarray:
-        self._check_fitted()
+        vectorizer, model = self.fitted_parts()
         if not texts:  # scikit-learn refuses an empty batch; the contract allows it
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = self.model.transform(self.vectorizer.transform(list(texts)))
+        out = model.transform(vectorizer.transform(list(texts)))
         return l2_normalize(out)  # zero rows (no known term) stay zero
 
 
@@ -95,7 +102,7 @@ class LDAEncoder(_ReducedEncoder):
 
     name: ClassVar[str] = "lda"
     description: ClassVar[str] = "LDA topic proportions (scikit-learn, dense, cosine)"
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[JSONObject] = {
         "n_components": 20,
         "stop_words": "english",
         "min_df": 2,
@@ -106,7 +113,7 @@ class LDAEncoder(_ReducedEncoder):
         "random_state": 0,
     }
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         if self.params["learning_method"] not in ("online", "batch"):
             raise EmbedscopeError("learning_method must be 'online' or 'batch'")
@@ -137,13 +144,13 @@ class LDAEncoder(_ReducedEncoder):
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
     ) -> np.ndarray:
-        self._check_fitted()
+        vectorizer, model = self.fitted_parts()
         if not texts:  # scikit-learn refuses an empty batch; the contract allows it
             return np.zeros((0, self.dim), dtype=np.float32)
-        counts = self.vectorizer.transform(list(texts))
+        counts = vectorizer.transform(list(texts))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            topics = self.model.transform(counts)
+            topics = model.transform(counts)
         # a text with no known word would get the prior (uniform topics) and look similar to every
         # other empty text; make it a zero row so search reports "no known terms"
         topics[np.asarray(counts.sum(axis=1)).ravel() == 0] = 0.0
@@ -151,6 +158,6 @@ class LDAEncoder(_ReducedEncoder):
 
     def top_words(self, n: int = 10) -> list[list[str]]:
         """The n most probable words of each topic (for inspection)."""
-        self._check_fitted()
-        vocab = self.vectorizer.get_feature_names_out()
-        return [[str(vocab[i]) for i in np.argsort(-row)[:n]] for row in self.model.components_]
+        vectorizer, model = self.fitted_parts()
+        vocab = vectorizer.get_feature_names_out()
+        return [[str(vocab[i]) for i in np.argsort(-row)[:n]] for row in model.components_]

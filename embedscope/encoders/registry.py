@@ -13,10 +13,10 @@ import json
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from embedscope.encoders.base import Encoder
 from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.jsontypes import JSONObject
 
 # name -> "module:Class"; imported lazily so `embedscope --help` does not import torch.
 _BUILTIN: dict[str, str] = {
@@ -51,7 +51,7 @@ def encoder_class(name: str) -> type[Encoder]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def create_encoder(name: str, params: dict[str, Any] | None = None) -> Encoder:
+def create_encoder(name: str, params: JSONObject | None = None) -> Encoder:
     cls = encoder_class(name)
     if params is not None and not isinstance(params, dict):
         raise EmbedscopeError(f"encoder parameters must be an object of name: value, not {params!r}")
@@ -83,7 +83,7 @@ def encoder_from_bytes(blob: bytes) -> Encoder:
         return load_encoder(Path(tmp) / "encoder")
 
 
-def describe_encoders() -> list[dict[str, Any]]:
+def describe_encoders() -> list[JSONObject]:
     """One row per encoder: name, description, parameters with defaults, sparse or dense."""
     rows = []
     for name in encoder_names():
@@ -100,10 +100,10 @@ def describe_encoders() -> list[dict[str, Any]]:
     return rows
 
 
-def parse_params(pairs: list[str] | None, option: str = "--param") -> dict[str, Any]:
+def parse_params(pairs: list[str] | None, option: str = "--param") -> JSONObject:
     """Parse CLI `--param key=value` pairs; values are read as JSON when they parse, else strings."""
 
-    params: dict[str, Any] = {}
+    params: JSONObject = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise EmbedscopeError(f"{option} '{pair}' must look like key=value")

@@ -24,9 +24,18 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerBase
+
+#: what feeds an exported graph: `fast_tokenizer`'s (the tokenizers library) or a transformers one
+TextTokenizer: TypeAlias = "Tokenizer | PreTrainedTokenizerBase"
 
 #: the inputs an exported graph takes, in this order (token_type_ids where the tokenizer makes them)
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -210,7 +219,7 @@ def choose_query_runtime(n_texts: int, plan: Plan, *, onnx_allowed: bool = True)
     return "onnx"
 
 
-def tokenize(tokenizer: Any, texts: list[str], max_seq_length: int) -> dict[str, np.ndarray]:
+def tokenize(tokenizer: TextTokenizer, texts: list[str], max_seq_length: int) -> dict[str, np.ndarray]:
     """int64 model inputs for an exported graph, padded to the longest text of the batch, from a
     transformers tokenizer or from `fast_tokenizer`'s."""
     from tokenizers import Tokenizer
@@ -232,17 +241,25 @@ def tokenize(tokenizer: Any, texts: list[str], max_seq_length: int) -> dict[str,
     return {name: features[name].astype(np.int64) for name in TOKEN_INPUTS if name in features}
 
 
-def last_hidden(model: Any) -> Any:
-    """A transformers model as a torch module returning its last hidden state: what the ONNX and
-    OpenVINO exports trace (pooling stays outside the graph, in `pool`)."""
+def last_hidden(st: SentenceTransformer) -> torch.nn.Module:
+    """A sentence-transformer's transformers model as a torch module returning its last hidden state:
+    what the ONNX and OpenVINO exports trace (pooling stays outside the graph, in `pool`)."""
     import torch
+
+    # torch types a submodule's attribute as `Tensor | Module`; this one is the transformers model
+    model = cast(torch.nn.Module, st[0].auto_model)
 
     class LastHidden(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            token_type_ids: torch.Tensor | None = None,
+        ) -> torch.Tensor:
             extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
             return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import joblib
 import numpy as np
@@ -18,11 +18,12 @@ from sklearn.preprocessing import normalize as sk_normalize
 
 from embedscope.encoders.base import Encoder, check_corpus
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject, JSONValue
 
 _VECTORIZER_FILE = "vectorizer.joblib"
 
 # Parameters shared by every vectorizer-backed encoder (scikit-learn names and meanings).
-_COMMON: dict[str, Any] = {
+_COMMON: JSONObject = {
     "lowercase": True,
     "stop_words": None,  # None | "english" | list of words
     "ngram_range": [1, 1],
@@ -32,7 +33,7 @@ _COMMON: dict[str, Any] = {
 }
 
 
-def vectorizer_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+def vectorizer_kwargs(params: JSONObject) -> JSONObject:
     """Translate our JSON-friendly params (lists) into scikit-learn's (tuples)."""
     ngram = params["ngram_range"]
     if not (isinstance(ngram, list | tuple) and len(ngram) == 2 and 1 <= int(ngram[0]) <= int(ngram[1])):
@@ -50,7 +51,7 @@ def vectorizer_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def fit_vectorizer(vectorizer: Any, texts: Sequence[str]) -> None:
+def fit_vectorizer(vectorizer: CountVectorizer, texts: Sequence[str]) -> None:
     """Fit, turning scikit-learn's ValueErrors (empty vocabulary, min_df > max_df) into one-liners."""
     try:
         vectorizer.fit(list(texts))
@@ -64,15 +65,15 @@ class _VectorizerEncoder(Encoder):
     requires_fit: ClassVar[bool] = True
     sparse: ClassVar[bool] = True
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         self._kwargs = vectorizer_kwargs(self.params)
-        self.vectorizer: Any = None
+        self.vectorizer: CountVectorizer | None = None
         if not self.params.get("normalize", True):
             # raw counts/indicators: cosine would need normalised rows, so rank by inner product
             self.metric = "dot"
 
-    def _make_vectorizer(self) -> Any:
+    def _make_vectorizer(self) -> CountVectorizer:
         return CountVectorizer(**self._kwargs)
 
     def fit(self, texts: Sequence[str]) -> _VectorizerEncoder:
@@ -82,8 +83,16 @@ class _VectorizerEncoder(Encoder):
         self.fitted = True
         return self
 
+    @property
+    def fitted_vectorizer(self) -> CountVectorizer:
+        """The fitted vectorizer (NotFittedError before `fit`)."""
+        self._check_fitted()
+        if self.vectorizer is None:  # fitted without one: a state only a bug can reach
+            raise RuntimeError(f"encoder '{self.name}' is marked fitted but has no vectorizer")
+        return self.vectorizer
+
     def _transform(self, texts: list[str]) -> sp.csr_matrix:
-        return self.vectorizer.transform(texts)
+        return self.fitted_vectorizer.transform(texts)
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
@@ -98,12 +107,10 @@ class _VectorizerEncoder(Encoder):
 
     @property
     def dim(self) -> int:
-        self._check_fitted()
-        return len(self.vectorizer.vocabulary_)
+        return len(self.fitted_vectorizer.vocabulary_)
 
     def vocabulary(self) -> list[str]:
-        self._check_fitted()
-        return list(self.vectorizer.get_feature_names_out())
+        return list(self.fitted_vectorizer.get_feature_names_out())
 
     def save(self, directory: Path) -> None:
         super().save(directory)
@@ -119,9 +126,9 @@ class OneHotEncoder(_VectorizerEncoder):
 
     name: ClassVar[str] = "onehot"
     description: ClassVar[str] = "Binary word-presence vector over the corpus vocabulary (sparse)"
-    defaults: ClassVar[dict[str, Any]] = {**_COMMON, "normalize": True}
+    defaults: ClassVar[JSONObject] = {**_COMMON, "normalize": True}
 
-    def _make_vectorizer(self) -> Any:
+    def _make_vectorizer(self) -> CountVectorizer:
         return CountVectorizer(**self._kwargs, binary=True)
 
 
@@ -130,9 +137,9 @@ class BagOfWordsEncoder(_VectorizerEncoder):
 
     name: ClassVar[str] = "bow"
     description: ClassVar[str] = "Bag of words: term counts over the corpus vocabulary (sparse)"
-    defaults: ClassVar[dict[str, Any]] = {**_COMMON, "binary": False, "normalize": True}
+    defaults: ClassVar[JSONObject] = {**_COMMON, "binary": False, "normalize": True}
 
-    def _make_vectorizer(self) -> Any:
+    def _make_vectorizer(self) -> CountVectorizer:
         return CountVectorizer(**self._kwargs, binary=bool(self.params["binary"]))
 
 
@@ -141,7 +148,7 @@ class TfidfEncoder(_VectorizerEncoder):
 
     name: ClassVar[str] = "tfidf"
     description: ClassVar[str] = "TF-IDF weighted bag of words (scikit-learn TfidfVectorizer, sparse)"
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[JSONObject] = {
         **_COMMON,
         "sublinear_tf": False,
         "use_idf": True,
@@ -149,14 +156,14 @@ class TfidfEncoder(_VectorizerEncoder):
         "norm": "l2",  # l2 | l1 | null
     }
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         if self.params["norm"] not in ("l2", "l1", None):
             raise EmbedscopeError(f"norm must be 'l2', 'l1' or null, not {self.params['norm']!r}")
         if self.params["norm"] != "l2":
             self.metric = "dot"
 
-    def _make_vectorizer(self) -> Any:
+    def _make_vectorizer(self) -> CountVectorizer:
         return TfidfVectorizer(
             **self._kwargs,
             sublinear_tf=bool(self.params["sublinear_tf"]),

@@ -41,7 +41,7 @@ import shutil
 from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,6 +53,11 @@ from embedscope.encoders.static_train import TrainSettings, train_table
 from embedscope.encoders.transformer import DEFAULT_MODEL, resolve_model_path
 from embedscope.encoders.word_tokens import WordPieceCounter
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject, JSONValue
+
+if TYPE_CHECKING:
+    from model2vec import StaticModel
+    from tokenizers import Tokenizer
 
 _MODEL_DIR = "static_model"
 _TRAINING_FILE = "training.json"
@@ -61,11 +66,11 @@ _CHUNK = 16_384
 #: the teacher: MiniLM (the `minilm` encoder with the static encoder's `model`) with these
 #: parameters, the ones that change its vectors (precision, device, backend only round them)
 TEACHER = "minilm"
-TEACHER_PARAMS: dict[str, Any] = {"max_seq_length": 256, "pooling": "mean", "normalize": True}
+TEACHER_PARAMS: JSONObject = {"max_seq_length": 256, "pooling": "mean", "normalize": True}
 GENERAL_SAMPLES = ("wikipedia", "none")
 
 
-def distill_static(model: str, pca_dims: int, zipf_sif: float | None, batch_size: int = 512) -> Any:
+def distill_static(model: str, pca_dims: int, zipf_sif: float | None, batch_size: int = 512) -> StaticModel:
     """Distill a model2vec StaticModel from a local transformer (see the module docstring); with
     `zipf_sif=None` the table is left unweighted, for weights fitted on a collection; `pca_dims`
     0 (or the model's width or more) keeps the transformer's dimensions."""
@@ -100,7 +105,7 @@ def distill_static(model: str, pca_dims: int, zipf_sif: float | None, batch_size
     return static_model(out, tokenizer, model)
 
 
-def static_model(vectors: np.ndarray, tokenizer: Any, base_model: str) -> Any:
+def static_model(vectors: np.ndarray, tokenizer: Tokenizer, base_model: str) -> StaticModel:
     from model2vec import StaticModel
 
     return StaticModel(
@@ -123,14 +128,16 @@ def zipf_weights(vocabulary_size: int, a: float) -> np.ndarray:
     return sif_weights(inv_rank / inv_rank.sum(), a)
 
 
-def token_counts(tokenizer: Any, texts: list[str], vocabulary_size: int) -> np.ndarray:
+def token_counts(tokenizer: Tokenizer, texts: list[str], vocabulary_size: int) -> np.ndarray:
     """How often each token occurs in the texts (as the static model tokenises them)."""
     encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
     ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64)
     return np.bincount(ids, minlength=vocabulary_size).astype(np.float64)
 
 
-def token_matrix(tokenizer: Any, texts: list[str], vocabulary_size: int, max_tokens: int) -> sp.csr_matrix:
+def token_matrix(
+    tokenizer: Tokenizer, texts: list[str], vocabulary_size: int, max_tokens: int | None
+) -> sp.csr_matrix:
     """(texts x vocabulary) counts of each text's first `max_tokens` tokens, by the tokenizer."""
     rows = [e.ids[:max_tokens] for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
     indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
@@ -171,7 +178,7 @@ class StaticEncoder(Encoder):
         "model2vec static token embeddings distilled offline from MiniLM and trained on the collection "
         "to match MiniLM's vectors (dense)"
     )
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[JSONObject] = {
         "model": DEFAULT_MODEL,
         "pca_dims": 256,  # model2vec's default
         # corpus: SIF over the collection's own token counts (fitted); zipf: model2vec's rank estimate
@@ -193,7 +200,7 @@ class StaticEncoder(Encoder):
         "seed": 0,
     }
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         p = self.params
         if not 0 < float(p["sif_coefficient"]) < 1:
@@ -216,14 +223,14 @@ class StaticEncoder(Encoder):
         # corpus weighting counts the collection's tokens, training fits to its texts: both learn
         self.requires_fit = p["weighting"] == "corpus" or bool(p["train"])  # type: ignore[misc]
         self.fitted = not self.requires_fit
-        self._static: Any = None
+        self._static: StaticModel | None = None
         #: what the last training did (epochs, held-out cosine, teacher vectors reused, seconds)
-        self.training: dict[str, Any] | None = None
+        self.training: JSONObject | None = None
         # the word cache, shared by fit and encode: the fitted model keeps the base's tokenizer
         self._words: WordPieceCounter | None = None
         self._words_checked = False
 
-    def teacher(self) -> dict[str, Any] | None:
+    def teacher(self) -> JSONObject | None:
         if not self.params["train"]:
             return None
         return {"name": TEACHER, "params": {"model": self.params["model"], **TEACHER_PARAMS}}
@@ -231,7 +238,7 @@ class StaticEncoder(Encoder):
     def _zipf_sif(self) -> float | None:
         return float(self.params["sif_coefficient"]) if self.params["weighting"] == "zipf" else None
 
-    def _distilled(self, full: bool = False) -> Any:
+    def _distilled(self, full: bool = False) -> StaticModel:
         """The distilled table, cached per machine: PCA to `pca_dims` and Zipf-weighted (or
         unweighted for corpus weighting); `full`: unreduced and unweighted (what training starts from)."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -251,13 +258,13 @@ class StaticEncoder(Encoder):
         return StaticModel.from_pretrained(str(path))
 
     @property
-    def static_model(self) -> Any:
+    def static_model(self) -> StaticModel:
         """The model that encodes: fitted (weighted) once `fit` ran or a saved one was loaded."""
         if self._static is None:
             self._static = self._distilled()
         return self._static
 
-    def _word_counter(self, model: Any) -> WordPieceCounter | None:
+    def _word_counter(self, model: StaticModel) -> WordPieceCounter | None:
         """The word-level tokenizer cache for `model`, or None where it does not apply (a tokenizer
         that is not BERT WordPiece, or a table with separate weights or a token mapping)."""
         if model.weights is not None or model.token_mapping is not None:
@@ -270,8 +277,8 @@ class StaticEncoder(Encoder):
                 self._words = None
         return self._words
 
-    def _count_matrix(self, model: Any, texts: list[str], max_tokens: int) -> sp.csr_matrix:
-        """(texts x vocabulary) token counts of each text's first `max_tokens` tokens."""
+    def _count_matrix(self, model: StaticModel, texts: list[str], max_tokens: int | None) -> sp.csr_matrix:
+        """(texts x vocabulary) token counts of each text's first `max_tokens` tokens (all: None)."""
         vocabulary = len(model.embedding)
         counter = self._word_counter(model)
         if counter is None:
@@ -332,7 +339,7 @@ class StaticEncoder(Encoder):
         return self
 
     def _train(
-        self, base: Any, texts: list[str], targets: np.ndarray | None, weights: np.ndarray
+        self, base: StaticModel, texts: list[str], targets: np.ndarray | None, weights: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """The full table trained on (a seeded sample of) the texts plus the general sample, the
         teacher's vectors it was trained towards (the collection's first) and how many are the

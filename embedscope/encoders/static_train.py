@@ -22,10 +22,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+
+from embedscope.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    import torch
 
 #: batches per epoch at least, however few the texts
 _MIN_STEPS = 8
@@ -43,7 +48,7 @@ class TrainSettings:
     seed: int = 0
 
 
-def _torch_rows(matrix: sp.csr_matrix) -> Any:
+def _torch_rows(matrix: sp.csr_matrix) -> torch.Tensor:
     """A scipy CSR block as a torch sparse COO tensor (what `torch.sparse.mm` differentiates)."""
     import torch
 
@@ -60,7 +65,7 @@ def _torch_rows(matrix: sp.csr_matrix) -> Any:
 
 def train_table(
     table: np.ndarray, counts: sp.csr_matrix, targets: np.ndarray, settings: TrainSettings
-) -> tuple[np.ndarray, dict[str, Any]]:
+) -> tuple[np.ndarray, JSONObject]:
     """The table fitted so that `normalise(counts @ table)` matches `targets` row by row (cosine).
 
     `counts`: (texts x vocabulary) pooling-weighted token counts; `targets`: (texts x dim) teacher
@@ -96,7 +101,7 @@ def train_table(
     optimiser = torch.optim.Adam([weights], lr=float(settings.learning_rate))
     held_out = _torch_rows(counts[val]) if n_val else None
 
-    def loss(rows: Any, batch: np.ndarray) -> Any:
+    def loss(rows: torch.Tensor, batch: np.ndarray) -> torch.Tensor:
         return (1 - F.cosine_similarity(torch.sparse.mm(rows, weights), goal[batch])).mean()
 
     def validate() -> float:

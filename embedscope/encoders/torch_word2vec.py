@@ -23,15 +23,22 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from embedscope.encoders.base import Encoder, check_corpus
 from embedscope.encoders.word2vec import WordVectorMixin, check_pooling, keyed_vectors, tokenize
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject, JSONValue
+
+if TYPE_CHECKING:
+    import torch
+    from gensim.models import KeyedVectors
 
 
+# Any: the SGNS class is defined where torch is imported, and torch types a Module's attributes as
+# `Tensor | Module`, so its embeddings and forward would not type-check through nn.Module
 def build_model(vocab_size: int, dim: int, seed: int) -> Any:
     import torch
     from torch import nn
@@ -64,7 +71,7 @@ class TorchWord2VecEncoder(WordVectorMixin, Encoder):
 
     name: ClassVar[str] = "torch_word2vec"
     description: ClassVar[str] = "Reference PyTorch word2vec (CBOW / skip-gram + negative sampling), dense"
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[JSONObject] = {
         "sg": 1,  # 0 = CBOW, 1 = skip-gram
         "vector_size": 100,
         "window": 5,
@@ -81,7 +88,7 @@ class TorchWord2VecEncoder(WordVectorMixin, Encoder):
     }
     requires_fit: ClassVar[bool] = True
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         p = self.params
         if p["sg"] not in (0, 1):
@@ -90,7 +97,7 @@ class TorchWord2VecEncoder(WordVectorMixin, Encoder):
             if int(p[key]) < 1:
                 raise EmbedscopeError(f"{key} must be >= 1")
         check_pooling(p)
-        self.wv: Any = None
+        self.wv: KeyedVectors | None = None
         #: mean loss per positive example, one entry per epoch (tests check that it falls)
         self.loss_history: list[float] = []
 

@@ -20,19 +20,26 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from embedscope.encoders import runtime as rt
 from embedscope.encoders.base import Encoder, check_corpus, l2_normalize
-from embedscope.encoders.runtime import Plan, choose_plan, choose_query_runtime, cpu_features
+from embedscope.encoders.runtime import Plan, TextTokenizer, choose_plan, choose_query_runtime, cpu_features
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject, JSONValue
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    import openvino as ov
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-_MODEL_CACHE: dict[tuple[str, int, str, str], Any] = {}
+_MODEL_CACHE: dict[tuple[str, int, str, str], SentenceTransformer] = {}
 PRECISIONS = ("auto", "fp32", "bf16", "int8", "bf16-autocast", "fp16")
 _INT8_DIR = "openvino_int8"
 #: what `precision=auto` resolved to when the version was made (saved with the encoder), so the
@@ -40,7 +47,7 @@ _INT8_DIR = "openvino_int8"
 _PLAN_FILE = "runtime.json"
 
 
-def fast_tokenizer(model_path: str, max_seq_length: int) -> Any | None:
+def fast_tokenizer(model_path: str, max_seq_length: int) -> Tokenizer | None:
     """The model's BERT WordPiece tokenizer read by the `tokenizers` library alone (~30 ms), or
     None where the model is not such a plain one (then sentence-transformers' own is used).
 
@@ -136,7 +143,7 @@ def _drop_loss_type_notice() -> None:
 
 def load_sentence_transformer(
     model: str, max_seq_length: int, precision: str = "fp32", device: str = "cpu"
-) -> Any:
+) -> SentenceTransformer:
     """Load once per process; loading costs ~1 s and the model is read-only afterwards."""
     key = (model, max_seq_length, precision, device)
     if key not in _MODEL_CACHE:
@@ -169,7 +176,7 @@ class TransformerEncoder(Encoder):
 
     name: ClassVar[str] = "transformer"
     description: ClassVar[str] = "Any sentence-transformers model (BERT family), mean or [CLS] pooling"
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[JSONObject] = {
         "model": DEFAULT_MODEL,
         # 256 word pieces: the length the model was trained with (its packaged config says 256;
         # the packaged tokenizer.json's 128 is ignored because sentence-transformers sets it)
@@ -186,7 +193,7 @@ class TransformerEncoder(Encoder):
         "query_backend": "onnx",  # onnx | torch (torch: always the documents' own model)
     }
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         if self.params["pooling"] not in ("mean", "cls"):
             raise EmbedscopeError(f"pooling must be 'mean' or 'cls', not {self.params['pooling']!r}")
@@ -200,11 +207,11 @@ class TransformerEncoder(Encoder):
             )
         if self.params["precision"] == "int8" and self.params["device"] not in ("cpu", "auto"):
             raise EmbedscopeError("precision int8 runs on the CPU only: use device=cpu, or fp16 on a GPU")
-        self._model: Any = None
-        self._onnx: Any = None
-        self._tokenizer: Any = None
+        self._model: SentenceTransformer | None = None
+        self._onnx: ort.InferenceSession | None = None
+        self._tokenizer: TextTokenizer | None = None
         self._int8_xml: Path | None = None
-        self._compiled: Any = None
+        self._compiled: ov.CompiledModel | None = None
         self._set_plan(self._choose_plan(self.params["precision"]))
 
     def _choose_plan(self, precision: str) -> Plan:
@@ -224,7 +231,7 @@ class TransformerEncoder(Encoder):
         return self.plan.runtime == "openvino" and self.plan.precision == "int8"
 
     @property
-    def model(self) -> Any:
+    def model(self) -> SentenceTransformer:
         """The PyTorch model (fp32 for the OpenVINO precisions: it is their tokenizer and source)."""
         if self._model is None:
             if self.plan.precision == "int8" and not self._uses_openvino():
@@ -238,7 +245,7 @@ class TransformerEncoder(Encoder):
         return self._model
 
     @property
-    def tokenizer(self) -> Any:
+    def tokenizer(self) -> TextTokenizer:
         """The tokenizer the OpenVINO and ONNX paths feed: `fast_tokenizer` where the model allows
         (no sentence-transformers or torch import), else the PyTorch model's own."""
         if self._tokenizer is None:
@@ -253,14 +260,14 @@ class TransformerEncoder(Encoder):
     def _uses_openvino(self) -> bool:
         return self.plan.runtime == "openvino"
 
-    def _autocast(self) -> Any:
+    def _autocast(self) -> AbstractContextManager[object]:
         import torch
 
         if self.plan.precision == "bf16-autocast":
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return nullcontext()
 
-    def same_vectors(self, config: dict[str, Any]) -> bool:
+    def same_vectors(self, config: JSONObject) -> bool:
         """Also a config that differs only in `precision` where both precisions run the same plan
         on this CPU: a version made with the previous default (bf16) is what `auto` computes on a
         CPU with bf16 (and on one without, where both compute in f32), so a default `embed` keeps
@@ -333,7 +340,7 @@ class TransformerEncoder(Encoder):
             ovb.convert(self.model, path)
         return path
 
-    def _compiled_model(self) -> Any:
+    def _compiled_model(self) -> ov.CompiledModel:
         """The OpenVINO model the plan runs (compiled once per process and settings)."""
         from embedscope.encoders import openvino_backend as ovb
 
@@ -352,12 +359,12 @@ class TransformerEncoder(Encoder):
         self._compiled = ovb.compiled_model(xml, "f32" if self.plan.precision == "f32" else "bf16")
         return self._compiled
 
-    def runtime_info(self) -> dict[str, Any]:
+    def runtime_info(self) -> JSONObject:
         """What encodes this encoder's documents here: runtime, arithmetic, threads and streams (as
         the compiled model reports them, once it has run), the CPU and the features that decided,
         and the query rule. `embed` records it in the version's stats."""
 
-        info: dict[str, Any] = {
+        info: JSONObject = {
             "runtime": self.plan.runtime,
             "precision": self.plan.precision,
             "asked": self.params["precision"],
@@ -427,7 +434,7 @@ class TransformerEncoder(Encoder):
                 out = np.stack([t[0].float().cpu().numpy() for t in tokens])
         return np.asarray(out, dtype=np.float32)
 
-    def _onnx_session(self) -> Any:
+    def _onnx_session(self) -> ort.InferenceSession:
         from embedscope.encoders import onnx_query
 
         if self._onnx is None:
@@ -470,7 +477,8 @@ class TransformerEncoder(Encoder):
         import torch
 
         with torch.inference_mode():
-            out = self.model.encode([text], output_value=None)
+            # a list of feature dicts: sentence-transformers' overloads do not cover output_value=None
+            out: Any = self.model.encode([text], output_value=None)
         ids = out[0]["input_ids"].tolist()
         tokens = self.model.tokenizer.convert_ids_to_tokens(ids)
         return tokens, out[0]["token_embeddings"].float().cpu().numpy()

@@ -45,10 +45,10 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -61,6 +61,10 @@ from embedscope.encoders.transformer import (
     resolve_model_path,
 )
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONMapping, JSONObject, JSONValue
+
+if TYPE_CHECKING:
+    import torch
 
 ICT = "ict"
 LOSSES = ("mnrl", "cached_mnrl")
@@ -122,7 +126,7 @@ def ict_pair(text: str, rng: np.random.Generator) -> Pair | None:
     return Pair(parts[pick], rest, ICT)
 
 
-def field_value(metadata: Mapping[str, Any] | None, field: str) -> str | None:
+def field_value(metadata: JSONMapping | None, field: str) -> str | None:
     value = (metadata or {}).get(field)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -140,7 +144,7 @@ def field_pair(text: str, value: str, kind: str) -> Pair | None:
 
 def build_pairs(
     texts: Sequence[str],
-    metadata: Sequence[Mapping[str, Any]] | None,
+    metadata: Sequence[JSONMapping] | None,
     kinds: Sequence[str],
     rng: np.random.Generator,
     batch_size: int | None = None,
@@ -280,7 +284,7 @@ class TunedEncoder(TransformerEncoder):
         "with self-supervised pairs (ICT, metadata field -> text; in-batch negatives)"
     )
     requires_fit: ClassVar[bool] = True
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[JSONObject] = {
         "base": DEFAULT_MODEL,  # the sentence-transformers model tuned (name or local folder)
         "pairs": ICT,  # comma-separated: ict and/or metadata field names, e.g. "title,categories,ict"
         # the same gradients either way (GradCache is exact); cached_mnrl holds 16 texts' activations
@@ -304,7 +308,7 @@ class TunedEncoder(TransformerEncoder):
         **{k: v for k, v in TransformerEncoder.defaults.items() if k != "model"},
     }
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         p = self.params
         p["pairs"] = ",".join(parse_kinds(p["pairs"]))  # one spelling, so equal configs compare equal
@@ -322,7 +326,7 @@ class TunedEncoder(TransformerEncoder):
         #: called with (steps done, steps in all) after each training step (the CLI's progress bar)
         self.progress: Progress | None = None
         #: what the last fit did: pairs per kind, steps, losses, seconds (saved as training.json)
-        self.training: dict[str, Any] = {}
+        self.training: JSONObject = {}
 
     def add_pairs(self, pairs: Sequence[tuple[str, str]], kind: str = "clicks") -> None:
         """(query, document text) pairs learned from on top of the self-supervised ones, every epoch."""
@@ -332,7 +336,7 @@ class TunedEncoder(TransformerEncoder):
     def fit(self, texts: Sequence[str]) -> TunedEncoder:
         return self.fit_items(texts, None)
 
-    def fit_items(self, texts: Sequence[str], metadata: Sequence[Mapping[str, Any]] | None) -> TunedEncoder:
+    def fit_items(self, texts: Sequence[str], metadata: Sequence[JSONMapping] | None) -> TunedEncoder:
         texts = check_corpus(texts)
         if metadata is not None and len(metadata) != len(texts):
             raise ValueError("metadata must hold one mapping per text")
@@ -384,7 +388,7 @@ class TunedEncoder(TransformerEncoder):
 
 
 # --- training -------------------------------------------------------------------------------------------
-def freeze_below(transformer: Any, train_layers: int) -> tuple[int, int]:
+def freeze_below(transformer: torch.nn.Module, train_layers: int) -> tuple[int, int]:
     """Leave only the top `train_layers` layers of a Hugging Face transformer trainable (and what
     follows them, a pooler or final norm); returns (layers trained, layers). The layer stack is the
     model's `ModuleList` named `layer` or `layers` (BERT, RoBERTa, MPNet, DistilBERT, ...); a model
@@ -415,11 +419,11 @@ def freeze_below(transformer: Any, train_layers: int) -> tuple[int, int]:
 def train(
     base_path: str,
     texts: Sequence[str],
-    metadata: Sequence[Mapping[str, Any]] | None,
+    metadata: Sequence[JSONMapping] | None,
     extra: Sequence[Pair],
-    params: Mapping[str, Any],
+    params: JSONMapping,
     progress: Progress | None = None,
-) -> tuple[Path, dict[str, Any]]:
+) -> tuple[Path, JSONObject]:
     """Fine-tune the model at `base_path`; returns its installed folder and a record of the run."""
     import torch
     import transformers
@@ -451,7 +455,9 @@ def train(
     model.max_seq_length = int(params["train_seq_length"])
     layers_trained, layers = freeze_below(model[0].auto_model, int(params["train_layers"]))
     if params["loss"] == "cached_mnrl":
-        loss_fn: Any = CachedMultipleNegativesRankingLoss(model, mini_batch_size=_CACHED_MINI_BATCH)
+        loss_fn: torch.nn.Module = CachedMultipleNegativesRankingLoss(
+            model, mini_batch_size=_CACHED_MINI_BATCH
+        )
     else:
         loss_fn = MultipleNegativesRankingLoss(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -507,7 +513,7 @@ def train(
     return folder, record
 
 
-def tuned_params(base: Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
+def tuned_params(base: JSONMapping, **overrides: JSONValue) -> JSONObject:
     """The `tuned` parameters for tuning from a stored version's encoder config ({"name": "minilm",
     "params": {...}}): its model becomes `base`, its encoding settings (length, pooling, precision,
     ...) are kept, so the tuned version is searched exactly as its base is."""

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from embedscope.encoders.base import Encoder, check_corpus, l2_normalize
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject, JSONValue
+
+if TYPE_CHECKING:
+    from gensim.models import KeyedVectors
 
 _POOLINGS = ("mean", "sif")
 
@@ -35,8 +39,8 @@ class WordVectorMixin:
     analogies and the standard evaluations (questions-words, WordSim353) are gensim's own code.
     """
 
-    wv: Any
-    params: dict[str, Any]
+    wv: KeyedVectors
+    params: JSONObject
     name: ClassVar[str]
     _pc: np.ndarray | None = None
 
@@ -135,7 +139,7 @@ class WordVectorMixin:
         self._pc = np.load(pc) if pc.exists() else None
 
 
-def check_pooling(params: dict[str, Any]) -> None:
+def check_pooling(params: JSONObject) -> None:
     if params["pooling"] not in _POOLINGS:
         raise EmbedscopeError(f"pooling must be one of {', '.join(_POOLINGS)}, not {params['pooling']!r}")
     if float(params["sif_a"]) <= 0:
@@ -149,7 +153,7 @@ class Word2VecEncoder(WordVectorMixin, Encoder):
     description: ClassVar[str] = (
         "word2vec (gensim) trained on the corpus; mean or SIF pooling (dense, cosine)"
     )
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[JSONObject] = {
         "sg": 0,  # 0 = CBOW, 1 = skip-gram
         "vector_size": 100,
         "window": 5,
@@ -172,7 +176,7 @@ class Word2VecEncoder(WordVectorMixin, Encoder):
     }
     requires_fit: ClassVar[bool] = True
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         p = self.params
         if p["sg"] not in (0, 1):
@@ -185,7 +189,7 @@ class Word2VecEncoder(WordVectorMixin, Encoder):
         if int(p["negative"]) < 1:
             raise EmbedscopeError("negative must be >= 1 (this encoder trains with negative sampling)")
         check_pooling(p)
-        self.wv: Any = None
+        self.wv: KeyedVectors | None = None
         #: epochs actually trained (resolves epochs=null)
         self.epochs_used: int | None = None
 
@@ -230,7 +234,7 @@ def auto_epochs(n_tokens: int, budget: int = 5_000_000) -> int:
     return int(min(50, max(5, -(-budget // max(1, n_tokens)))))
 
 
-def keyed_vectors(words: list[str], counts: list[int], vectors: np.ndarray) -> Any:
+def keyed_vectors(words: list[str], counts: list[int], vectors: np.ndarray) -> KeyedVectors:
     """A gensim KeyedVectors from a vocabulary, its counts and a (V, d) matrix."""
     from gensim.models import KeyedVectors
 

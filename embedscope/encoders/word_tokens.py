@@ -35,11 +35,16 @@ import json
 import re
 from collections.abc import Sequence
 from itertools import chain, islice
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from embedscope.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 # texts made only of these take the regex alone: printable ASCII and the whitespace BERT keeps
 _PLAIN = re.compile(r"[\x20-\x7e\t\n\r]*")
@@ -52,7 +57,7 @@ _OTHER = re.compile(r"(?<![^ \t\n\r])[^ \t\n\r]*[^\x20-\x7e \t\n\r][^ \t\n\r]*")
 _RESOLVE_CHUNK = 8192
 
 
-def bert_wordpiece(tokenizer: Any, spec: dict[str, Any] | None = None) -> bool:
+def bert_wordpiece(tokenizer: Tokenizer, spec: JSONObject | None = None) -> bool:
     """Whether `tokenizer` (a `tokenizers.Tokenizer`) is built the way this cache assumes:
     BertNormalizer + BertPreTokenizer + WordPiece, with only special added tokens. `spec`: its
     JSON already parsed by the caller (~10 ms for MiniLM's), else it is parsed here."""
@@ -68,7 +73,7 @@ def bert_wordpiece(tokenizer: Any, spec: dict[str, Any] | None = None) -> bool:
 class WordPieceCounter:
     """Per-text token counts of a BERT WordPiece tokenizer, cached per distinct word."""
 
-    def __init__(self, tokenizer: Any, max_cached_words: int = 500_000) -> None:
+    def __init__(self, tokenizer: Tokenizer, max_cached_words: int = 500_000) -> None:
         from tokenizers import Tokenizer
 
         text = tokenizer.to_str()

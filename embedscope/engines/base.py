@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from embedscope.encoders.base import Encoder, Vectors
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject
 
 ProgressFn = Callable[[int, int], None]
 
@@ -32,7 +33,7 @@ class Engine(ABC):
     name: ClassVar[str] = ""
 
     def __init__(self) -> None:
-        self.stats: dict[str, Any] = {"engine": self.name}
+        self.stats: JSONObject = {"engine": self.name}
 
     def check(self, encoder: Encoder) -> None:
         """Refuse an encoder this engine cannot run, before anything is fitted or encoded."""

@@ -34,7 +34,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,7 @@ from embedscope.engines.base import Engine, ProgressFn, chunk_size
 from embedscope.errors import EmbedscopeError
 
 
-def _ray() -> Any:
+def _ray() -> ModuleType:
     try:
         import ray
         import ray.data  # noqa: F401 - fails without the [data] extra
@@ -137,7 +137,7 @@ class RayEngine(Engine):
         if self.address:
             self.joined = _resolve(self.address)  # before any fitting: a Ray that is gone fails now
 
-    def _start(self, ray: Any) -> None:
+    def _start(self, ray: ModuleType) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from a library call
         # the C++ core worker's INFO/WARNING lines (e.g. at shutdown) are Ray's bookkeeping, not the
         # user's; errors still print
@@ -170,7 +170,7 @@ class RayEngine(Engine):
             )
             raise EmbedscopeError(f"cannot join the Ray cluster at {self.address}: {exc}{hint}") from exc
 
-    def _pool(self, ray: Any, blocks: int) -> tuple[int, float, int]:
+    def _pool(self, ray: ModuleType, blocks: int) -> tuple[int, float, int]:
         """(actors, CPUs per actor, GPUs per actor) for this cluster; never more actors than
         blocks, since each extra actor only loads another copy of the model."""
         resources = ray.cluster_resources()
@@ -202,7 +202,7 @@ class RayEngine(Engine):
 
     def _run(
         self,
-        ray: Any,
+        ray: ModuleType,
         encoder: Encoder,
         texts: list[str],
         batch_size: int,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from embedscope.collection import Collection
 from embedscope.errors import EmbedscopeError
 from embedscope.evaluate.shift import dense_hint
 from embedscope.index import create_index
+from embedscope.jsontypes import JSONObject
 
 DEFAULT_EFS = (16, 32, 64, 128, 256)
 
@@ -39,7 +39,7 @@ def ann_recall(
     k: int = 10,
     efs: Sequence[int] = DEFAULT_EFS,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> JSONObject:
     """Recall@k and per-query latency of the version's HNSW index at each expansion_search.
 
     A version indexed exactly gets a temporary HNSW graph with the default parameters (built here,

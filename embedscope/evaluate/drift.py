@@ -14,21 +14,21 @@ detection): how much each item's neighbourhood changes when the encoder or its t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from embedscope.collection import Collection
 from embedscope.errors import EmbedscopeError
 from embedscope.index import create_index
+from embedscope.index.quantized import StoredVectors
+from embedscope.jsontypes import JSONObject
 
 RBO_P = 0.9  # Webber et al.'s example persistence: the top 10 carry ~86% of the weight
 
 
-def rbo(s: Sequence[Any], t: Sequence[Any], p: float = RBO_P) -> float:
+def rbo(s: Sequence[Hashable], t: Sequence[Hashable], p: float = RBO_P) -> float:
     """Extrapolated rank-biased overlap of two rankings without repeats (Webber, Moffat & Zobel,
     "A similarity measure for indefinite rankings", TOIS 2010, eq. 32; lists may differ in length).
     1 = same order (or one a prefix of the other), 0 = disjoint.
@@ -42,8 +42,8 @@ def rbo(s: Sequence[Any], t: Sequence[Any], p: float = RBO_P) -> float:
     if not short:
         return 0.0
     n_s, n_l = len(short), len(long_)
-    seen_s: set[Any] = set()
-    seen_l: set[Any] = set()
+    seen_s: set[Hashable] = set()
+    seen_l: set[Hashable] = set()
     overlap = 0
     total = 0.0
     overlap_at_s = 0
@@ -68,10 +68,10 @@ def _spread(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def _neighbours(vectors: Any, rows: np.ndarray, k: int, batch: int = 512) -> np.ndarray:
+def _neighbours(vectors: StoredVectors, rows: np.ndarray, k: int, batch: int = 512) -> np.ndarray:
     """Top-k rows (self excluded) among `rows` of `vectors`, as indices into `rows`."""
-    sub = vectors[rows]
-    sub = sub.tocsr() if sp.issparse(sub) else np.ascontiguousarray(sub, dtype=np.float32)
+    picked = vectors[rows]
+    sub = np.ascontiguousarray(picked, dtype=np.float32) if isinstance(picked, np.ndarray) else picked.tocsr()
     index = create_index("exact").build(sub)
     out = np.empty((len(rows), k), dtype=np.int64)
     for start in range(0, len(rows), batch):
@@ -93,7 +93,7 @@ def drift(
     k: int = 10,
     sample: int | None = None,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> JSONObject:
     """Neighbour-overlap (and, where comparable, vector) drift from version A to version B."""
     if version_a == version_b:
         raise EmbedscopeError("give two different versions")
@@ -122,7 +122,7 @@ def drift(
         jacc.append(len(sa & sb) / len(union) if union else 1.0)
         overlap.append(rbo(la, lb))
     jacc_arr = np.array(jacc)
-    out: dict[str, Any] = {
+    out: JSONObject = {
         "collection": collection.name,
         "a": {
             "version": version_a,
@@ -185,7 +185,7 @@ def drift_report(
     k: int = 10,
     sample: int | None = None,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> JSONObject:
     """One report of what moved: between two versions, in the queries over time (from the server's
     query log), and in the items since `version` embedded them. Asked-for parts only."""
     from embedscope.evaluate.shift import item_drift, query_drift
@@ -194,7 +194,7 @@ def drift_report(
         raise EmbedscopeError(
             "say what to compare: two versions, the query log (--queries), or the items (--items)"
         )
-    out: dict[str, Any] = {"collection": collection.name}
+    out: JSONObject = {"collection": collection.name}
     if versions is not None:
         out["versions"] = drift(collection, *versions, k=k, sample=sample, seed=seed)
     if queries_log is not None:

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -28,9 +27,11 @@ from scipy import stats
 from embedscope.collection import Collection
 from embedscope.encoders.registry import create_encoder, encoder_names, parse_params
 from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.jsontypes import JSONObject
 from embedscope.search.pipeline import MemoEncoder, SearchPipeline
 from embedscope.search.recipe import DEFAULT_HYBRID
 from embedscope.sources import BeirDataset, iter_qrels, load_beir
+from embedscope.store.base import VersionInfo
 
 Run = dict[str, dict[str, float]]  # query id -> {doc id: score}
 Qrels = dict[str, dict[str, int]]  # query id -> {doc id: relevance}
@@ -44,7 +45,7 @@ DEFAULT_ENCODERS = ("bm25", "tfidf", "lsa", "word2vec", "minilm", "static", "hyb
 _TIMINGS_KEY = "eval_timings"
 
 
-def _measures() -> dict[str, Any]:
+def _measures() -> JSONObject:
     from ir_measures import AP, RR, R, nDCG
 
     return {"nDCG@10": nDCG @ 10, "Recall@100": R @ 100, "MRR@10": RR @ 10, "MAP@100": AP @ 100}
@@ -130,7 +131,7 @@ def read_qrels(path: str | Path) -> Qrels:
 # --- paired comparison ----------------------------------------------------------------------------
 def compare_runs(
     qrels: Qrels, run_a: Run, run_b: Run, *, test: str = "both", resamples: int = 10_000, seed: int = 0
-) -> dict[str, Any]:
+) -> JSONObject:
     """Per-metric B - A difference over the judged queries with paired significance tests.
 
     Paired t-test (scipy.stats.ttest_rel) and Fisher's randomisation test (scipy.stats.permutation_test,
@@ -158,7 +159,7 @@ def compare_runs(
         a = np.array([pa[name][q] for q in judged])
         b = np.array([pb[name][q] for q in judged])
         d = b - a
-        row: dict[str, Any] = {
+        row: JSONObject = {
             "metric": name,
             "a": float(a.mean()),
             "b": float(b.mean()),
@@ -195,7 +196,7 @@ def compare_runs(
 
 def compare_with_best_single(
     qrels: Qrels, results: Sequence[EncoderResult], *, resamples: int = 10_000
-) -> list[dict[str, Any]]:
+) -> list[JSONObject]:
     """Each fused result (e.g. hybrid) against the best single encoder by nDCG@10: per-query
     wins/ties/losses and the paired t-test and randomisation test of `compare_runs` (A = the single
     encoder, B = the fused run). A mean gain alone can hide a fusion that helps a few queries a lot and
@@ -217,7 +218,7 @@ def compare_with_best_single(
 class EncoderResult:
     encoder: str
     metrics: dict[str, float]
-    params: dict[str, Any] = field(default_factory=dict)  # non-default encoder parameters
+    params: JSONObject = field(default_factory=dict)  # non-default encoder parameters
     fit_seconds: float | None = None
     docs_per_second: float | None = None
     encoded: int = 0  # documents encoded by this run (0 = all vectors came from the cache)
@@ -228,7 +229,7 @@ class EncoderResult:
     queries_without_terms: int = 0
     run: Run = field(default_factory=dict, repr=False)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JSONObject:
         d = asdict(self)
         d.pop("run")
         return d
@@ -247,12 +248,12 @@ class EvalReport:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     #: each fused run against the best single encoder, per query (see `compare_with_best_single`)
-    comparisons: list[dict[str, Any]] = field(default_factory=list)
+    comparisons: list[JSONObject] = field(default_factory=list)
 
     def result(self, encoder: str) -> EncoderResult:
         return next(r for r in self.results if r.encoder == encoder)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         out = {k: v for k, v in asdict(self).items() if k != "results"}
         out["results"] = [r.summary() for r in self.results]
         if any(r.encoder == "hybrid" for r in self.results):
@@ -285,7 +286,9 @@ def parse_encoders(spec: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def corpus_collection(ds: BeirDataset, name: str, root: str | Path | None = None) -> tuple[Any, list[str]]:
+def corpus_collection(
+    ds: BeirDataset, name: str, root: str | Path | None = None
+) -> tuple[Collection, list[str]]:
     """The corpus as a Collection (doc text = title + " " + text); replace=True keeps it equal to the
     data set. Documents with neither title nor text cannot be embedded: they are left out and
     reported, never silently."""
@@ -306,7 +309,7 @@ def corpus_collection(ds: BeirDataset, name: str, root: str | Path | None = None
     return col, notes
 
 
-def version_name(encoder: str, params: dict[str, Any] | None) -> str:
+def version_name(encoder: str, params: JSONObject | None) -> str:
     """Default parameters -> the encoder's name; others -> name + a short hash of them, so that
     several configurations of one encoder stay cached side by side."""
     if not params:
@@ -316,10 +319,10 @@ def version_name(encoder: str, params: dict[str, Any] | None) -> str:
     return f"{encoder}-{digest}"
 
 
-def parse_encoder_params(pairs: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+def parse_encoder_params(pairs: Sequence[str] | None) -> dict[str, JSONObject]:
     """['word2vec.epochs=20', 'bm25.k1=1.2'] -> {'word2vec': {'epochs': 20}, 'bm25': {'k1': 1.2}}."""
 
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, JSONObject] = {}
     for pair in pairs or []:
         head, sep, value = pair.partition("=")
         if not sep or "." not in head:
@@ -332,8 +335,8 @@ def parse_encoder_params(pairs: Sequence[str] | None) -> dict[str, dict[str, Any
 
 
 def _embed(
-    col: Collection, encoder: str, progress: ProgressFn | None, params: dict[str, Any] | None = None
-) -> tuple[Any, float | None, float | None, bool]:
+    col: Collection, encoder: str, progress: ProgressFn | None, params: JSONObject | None = None
+) -> tuple[VersionInfo, float | None, float | None, bool]:
     """Embed (or reuse) the corpus with one encoder; returns (version info, fit s, docs/s, cached)."""
 
     def report(done: int, total: int) -> None:
@@ -375,7 +378,7 @@ def retrieve(
     queries: dict[str, str],
     k: int,
     progress: ProgressFn | None = None,
-    pipeline: Any = None,
+    pipeline: SearchPipeline | None = None,
 ) -> tuple[Run, float, int]:
     """Top-k per query through the search pipeline (default: the collection's), all queries in one
     batch (one encoder call and one index call per part). Returns the run, search ms per query, and
@@ -396,9 +399,9 @@ def evaluate_beir(
     split: str = "test",
     k: int = 100,
     root: str | Path | None = None,
-    params: dict[str, dict[str, Any]] | None = None,
+    params: dict[str, JSONObject] | None = None,
     progress: ProgressFn | None = None,
-    hybrid: dict[str, Any] | None = None,
+    hybrid: JSONObject | None = None,
 ) -> EvalReport:
     """Fit (where the encoder learns), encode and retrieve for each encoder; score with trec_eval.
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -37,8 +37,15 @@ import scipy.sparse as sp
 
 from embedscope.encoders.base import l2_normalize
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject
 from embedscope.recommend import profiles as prof
-from embedscope.recommend.behavioural import METHODS, create_behavioural, fit_als, fit_item_item
+from embedscope.recommend.behavioural import (
+    METHODS,
+    ItemItemModel,
+    create_behavioural,
+    fit_als,
+    fit_item_item,
+)
 from embedscope.recommend.interactions import Interactions, read_interactions
 from embedscope.recommend.validation import binary_matrix, split_last, split_random
 
@@ -187,7 +194,7 @@ def score_profile(
     return scores
 
 
-def score_als_users(split: Split, params: dict[str, Any] | None = None) -> np.ndarray:
+def score_als_users(split: Split, params: JSONObject | None = None) -> np.ndarray:
     """Classic MF scoring: user factors . item factors, both learnt by ALS on the training split."""
 
     users, items, model = fit_als(split.train, params)
@@ -205,13 +212,13 @@ def score_als_users(split: Split, params: dict[str, Any] | None = None) -> np.nd
     return scores
 
 
-def fit_item_item_on(split: Split, method: str, params: dict[str, Any] | None = None) -> Any:
+def fit_item_item_on(split: Split, method: str, params: JSONObject | None = None) -> ItemItemModel:
     """EASE / ItemKNN fitted on the split's training part (λ or k chosen inside it when "auto")."""
 
     return fit_item_item(method, split.train, params)
 
 
-def score_item_item(split: Split, model: Any, weights: sp.spmatrix | None = None) -> np.ndarray:
+def score_item_item(split: Split, model: ItemItemModel, weights: sp.spmatrix | None = None) -> np.ndarray:
     """Scores of an item x item model: each user's training row (`weights`: binary by default, or
     recency weights) times W; items the model never saw in training cannot be scored (-inf)."""
     col_of = {i: n for n, i in enumerate(split.items)}
@@ -260,9 +267,9 @@ class MethodResult:
     notes: str = ""
     #: how `recommend` reproduces this row: {"version", "method", "profile", "scoring"}; None when it
     #: cannot (popularity, user x item factors, fusions) or no stored version has these parameters
-    use: dict[str, Any] | None = None
+    use: JSONObject | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
@@ -334,21 +341,21 @@ class RecsReport:
     negatives: int
     seed: int
     results: list[MethodResult] = field(default_factory=list)
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[JSONObject] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     #: the row `recommend` should follow by default (best full-ranking NDCG@k among the rows that a
     #: stored version reproduces), in the form embedscope.recommend.choice records
-    best: dict[str, Any] | None = None
+    best: JSONObject | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
-def stored_behavioural(collection: Collection) -> dict[str, Any]:
+def stored_behavioural(collection: Collection) -> JSONObject:
     """method -> the stored behavioural version of that method (the one named like the method,
     else the latest trained): its parameters are the ones evaluated, so a row maps to a version."""
 
-    out: dict[str, Any] = {}
+    out: JSONObject = {}
     for v in sorted(collection.versions(), key=lambda v: v.updated_at):
         method = v.encoder.get("name")
         if method in METHODS and (method not in out or out[method].name != method):
@@ -357,8 +364,8 @@ def stored_behavioural(collection: Collection) -> dict[str, Any]:
 
 
 def _params_and_version(
-    method: str, explicit: dict[str, Any] | None, stored: dict[str, Any]
-) -> tuple[dict[str, Any], str | None]:
+    method: str, explicit: JSONObject | None, stored: JSONObject
+) -> tuple[JSONObject, str | None]:
     """The parameters to evaluate `method` with (explicit ones, else the stored version's, else the
     defaults) and the stored version those parameters are exactly the ones of (or None)."""
 
@@ -382,10 +389,10 @@ def evaluate_recommenders(
     hybrid_weight: float = 0.3,
     negatives: int = 100,
     seed: int = 42,
-    item2vec_params: dict[str, Any] | None = None,
-    als_params: dict[str, Any] | None = None,
-    ease_params: dict[str, Any] | None = None,
-    itemknn_params: dict[str, Any] | None = None,
+    item2vec_params: JSONObject | None = None,
+    als_params: JSONObject | None = None,
+    ease_params: JSONObject | None = None,
+    itemknn_params: JSONObject | None = None,
     progress: ProgressFn | None = None,
     frame: pd.DataFrame | None = None,
 ) -> RecsReport:
@@ -407,7 +414,7 @@ def evaluate_recommenders(
     results: dict[str, np.ndarray] = {}
 
     def run(
-        name: str, fn: Callable[[], np.ndarray], notes: str = "", use: dict[str, Any] | None = None
+        name: str, fn: Callable[[], np.ndarray], notes: str = "", use: JSONObject | None = None
     ) -> np.ndarray:
         say(name)
         t0 = time.perf_counter()
@@ -475,7 +482,7 @@ def evaluate_recommenders(
         for m in METHODS:
             params[m], version[m] = _params_and_version(m, explicit[m], stored)
 
-        def use(method: str, profile: str, scoring: str) -> dict[str, Any] | None:
+        def use(method: str, profile: str, scoring: str) -> JSONObject | None:
             if version[method] is None:
                 return None
             return {"version": version[method], "method": method, "profile": profile, "scoring": scoring}
@@ -576,7 +583,7 @@ def evaluate_recommenders(
     return report
 
 
-def _best_row(collection: Collection, report: RecsReport, k: int) -> dict[str, Any] | None:
+def _best_row(collection: Collection, report: RecsReport, k: int) -> JSONObject | None:
     """The row with the best full-ranking NDCG@k that a stored version reproduces, as a record
     for embedscope.recommend.choice (version, profile, scoring, the score and popularity's)."""
     metric = f"NDCG@{k}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +27,7 @@ from embedscope.evaluate.recs import (
     score_popularity,
     score_profile,
 )
+from embedscope.jsontypes import JSONObject
 from embedscope.recommend.behavioural import train_item2vec_model
 from embedscope.recommend.validation import topk_metrics
 
@@ -45,10 +45,10 @@ class RandomSplitReport:
     seeds: list[int]
     k: int
     protocol: str
-    results: list[dict[str, Any]] = field(default_factory=list)
+    results: list[JSONObject] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
@@ -64,7 +64,7 @@ def evaluate_random_split(
     test_ratio: float = 0.2,
     k: int = 10,
     methods: Sequence[str] = RANDOM_METHODS,
-    params: dict[str, dict[str, Any]] | None = None,
+    params: dict[str, JSONObject] | None = None,
     progress: ProgressFn | None = None,
 ) -> RandomSplitReport:
     """MostPop, ItemKNN, ALS (user x item factors, i.e. MF), item2vec (predict scoring, mean
@@ -91,13 +91,13 @@ def evaluate_random_split(
         f"random {1 - test_ratio:.0%}/{test_ratio:.0%} of all interactions (seeded), every interaction "
         "a positive; users with a test interaction ranked over all items minus their training items",
     )
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    runs: dict[str, list[JSONObject]] = {m: [] for m in methods}
     for seed in seeds:
         split = random_split(frame, catalogue, test_ratio=test_ratio, seed=seed)
         for m in methods:
             say(f"seed {seed}: {m}")
             t0, c0 = time.perf_counter(), time.process_time()
-            chosen: dict[str, Any] = {}
+            chosen: JSONObject = {}
             if m == "popularity":
                 scores = score_popularity(split)
             elif m == "als":

@@ -27,14 +27,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from embedscope.collection import Collection
 from embedscope.display import show
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject
 from embedscope.projection import resolve_version
+from embedscope.search.loaded import LoadedVersion
 
 PERMUTATIONS = 1000
 MAX_SAMPLES = 1000  # per side: the kernel matrix is (2 x MAX_SAMPLES)^2 float64 = 32 MB
@@ -61,7 +62,7 @@ def mmd_test(
     permutations: int = PERMUTATIONS,
     max_samples: int = MAX_SAMPLES,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> JSONObject:
     """Unbiased MMD^2 between two samples with an RBF kernel (median heuristic) and its permutation
     p-value, (1 + #{permuted >= observed}) / (1 + permutations). Each side is subsampled to at most
     `max_samples` rows (seeded)."""
@@ -111,7 +112,7 @@ def mmd_test(
 
 def movers(
     texts: Sequence[str], vectors: np.ndarray, earlier: np.ndarray, top: int = MOVERS
-) -> list[dict[str, Any]]:
+) -> list[JSONObject]:
     """The texts farthest from all of `earlier`: 1 - cosine to their nearest earlier vector."""
     if len(texts) == 0 or len(earlier) == 0:
         return []
@@ -134,7 +135,7 @@ def compare_sets(
     *,
     permutations: int = PERMUTATIONS,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> JSONObject:
     return {
         "centroid_shift": round(centroid_shift(earlier, later), 6),
         **mmd_test(earlier, later, permutations=permutations, seed=seed),
@@ -143,7 +144,7 @@ def compare_sets(
 
 
 # --- what is compared ------------------------------------------------------------------------------
-def dense_version(collection: Collection, version: str | None) -> Any:
+def dense_version(collection: Collection, version: str | None) -> LoadedVersion:
     """The loaded dense version whose encoder embeds the texts (hybrid: its dense part)."""
     name = resolve_version(collection, version)
     v = collection.load_version(name)
@@ -169,7 +170,7 @@ class Window:
     texts: list[str]
 
 
-def windows(searches: Sequence[dict[str, Any]], by: str | int) -> list[Window]:
+def windows(searches: Sequence[JSONObject], by: str | int) -> list[Window]:
     """Group logged searches (time order) by UTC day (`by="day"`) or into runs of `by` queries."""
     if by == "day":
         groups: dict[str, list[str]] = {}
@@ -207,7 +208,7 @@ def query_drift(
     window: str | int = "day",
     permutations: int = PERMUTATIONS,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> JSONObject:
     """Each window of logged queries against the window before it."""
     from embedscope.querylog import read_searches
 
@@ -222,7 +223,7 @@ def query_drift(
     vectors = [np.asarray(v.encoder.encode_queries(w.texts), dtype=np.float32) for w in wins]
     rows = [{"window": wins[0].label, "queries": len(wins[0].texts), "distinct": len(set(wins[0].texts))}]
     for i in range(1, len(wins)):
-        row: dict[str, Any] = {"window": wins[i].label, "queries": len(wins[i].texts)}
+        row: JSONObject = {"window": wins[i].label, "queries": len(wins[i].texts)}
         row["distinct"] = len(set(wins[i].texts))
         if len(wins[i].texts) < 2 or len(wins[i - 1].texts) < 2:
             row["note"] = "fewer than 2 queries: not compared"
@@ -249,14 +250,14 @@ def item_drift(
     permutations: int = PERMUTATIONS,
     max_samples: int = MAX_SAMPLES,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> JSONObject:
     """The items as `version` embedded them against the items now, in that version's space."""
     v = dense_version(collection, version)
     hashes_then = dict(zip(v.data.ids, v.data.hashes, strict=True))
     ids_now = collection.ids()
     diff = collection.changes_since(v)  # changed: the document the encoder saw, not the metadata
     added, changed, deleted = diff["added"], diff["changed"], diff["deleted"]
-    out: dict[str, Any] = {
+    out: JSONObject = {
         "version": v.info.name,
         "encoder": v.info.encoder["name"],
         "embedded_at": v.info.updated_at,

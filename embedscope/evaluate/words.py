@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from gensim.models import KeyedVectors
+
+    from embedscope.encoders.base import Encoder
 
 TESTS = {"analogies": "questions-words.txt", "wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 
@@ -26,7 +32,7 @@ def data_file(name: str) -> Path:
     return path
 
 
-def word_vectors(encoder: Any) -> Any:
+def word_vectors(encoder: Encoder) -> KeyedVectors:
     """The gensim KeyedVectors of a word2vec-family encoder (`.wv`)."""
     wv = getattr(encoder, "wv", None)
     if wv is None or not hasattr(wv, "evaluate_word_analogies"):
@@ -40,11 +46,11 @@ def _count_pairs(path: Path) -> int:
         return sum(1 for line in fh if line.strip() and not line.startswith("#"))
 
 
-def word_tests(wv: Any, *, restrict_vocab: int = 300_000) -> dict[str, Any]:
+def word_tests(wv: KeyedVectors, *, restrict_vocab: int = 300_000) -> JSONObject:
     """Analogy accuracy and word-pair Spearman for a KeyedVectors, with coverage."""
     # gensim logs one line per analogy section at INFO; keep the CLI output clean
     logging.getLogger("gensim.models.keyedvectors").setLevel(logging.WARNING)
-    out: dict[str, Any] = {"vocabulary": len(wv), "dim": int(wv.vector_size)}
+    out: JSONObject = {"vocabulary": len(wv), "dim": int(wv.vector_size)}
     path = data_file("analogies")
     total_questions = sum(
         1 for line in open(path, encoding="utf-8") if line.strip() and not line.startswith(":")

@@ -28,9 +28,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from embedscope.errors import storage_errors
+from embedscope.jsontypes import JSONObject
 
 #: bytes after which the log continues in a new segment (about 100,000 impressions)
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
@@ -96,7 +96,7 @@ class EventLog:
         if self.fsync:
             os.fsync(self._fd)
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: JSONObject) -> None:
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
         if "\n" in line[:-1]:
             raise ValueError("a record must serialise to one line")  # json.dumps escapes newlines
@@ -140,11 +140,11 @@ class EventLog:
 
 @dataclass
 class ReadResult:
-    records: list[dict[str, Any]]
+    records: list[JSONObject]
     skipped: int  # lines that were not whole JSON objects (torn by a crash)
 
 
-def iter_events(path: str | Path) -> Iterator[dict[str, Any] | None]:
+def iter_events(path: str | Path) -> Iterator[JSONObject | None]:
     """Each line's record, every segment in order, or None for a line that is not a whole JSON
     object."""
     for segment in segments(path):
@@ -161,7 +161,7 @@ def iter_events(path: str | Path) -> Iterator[dict[str, Any] | None]:
 
 
 def read_events(path: str | Path) -> ReadResult:
-    records: list[dict[str, Any]] = []
+    records: list[JSONObject] = []
     skipped = 0
     for record in iter_events(path):
         if record is None:

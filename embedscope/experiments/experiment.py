@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from embedscope.clock import now
 from embedscope.collection import Collection
@@ -37,11 +37,12 @@ from embedscope.errors import (
     storage_errors,
 )
 from embedscope.experiments.eventlog import MAX_SEGMENT_BYTES, EventLog, iter_events
-from embedscope.experiments.interleave import Ranker, Side, bucket, item_id, team_draft
+from embedscope.experiments.interleave import Ranker, Result, Side, bucket, item_id, team_draft
+from embedscope.jsontypes import JSONObject
 from embedscope.names import check_name
 
 if TYPE_CHECKING:
-    from embedscope.search.base import SearchResult
+    from embedscope.search.base import Hit, SearchResult
     from embedscope.search.pipeline import SearchPipeline
 
 Method = Literal["interleave", "ab"]
@@ -64,7 +65,7 @@ class Experiment:
     def status(self) -> str:
         return "stopped" if self.stopped_at else "running"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {**asdict(self), "status": self.status}
 
 
@@ -76,7 +77,7 @@ class Impression:
     experiment: str
     query: str
     user: str | None
-    results: list[Any] = field(repr=False)  # what the rankers returned: ids or hits
+    results: list[Result] = field(repr=False)  # what the rankers returned: ids or hits
     teams: list[Side]
     side: Side | None  # A/B: the user's bucket; interleaving: None
     ts: str = field(default_factory=lambda: now("milliseconds"))
@@ -85,7 +86,7 @@ class Impression:
     def ids(self) -> list[str]:
         return [item_id(r) for r in self.results]
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> JSONObject:
         return {
             "type": "impression",
             "id": self.id,
@@ -111,17 +112,19 @@ class Experiments:
         #: the event log continues in a new segment after this many bytes (eventlog.py)
         self.max_log_bytes = max_log_bytes
         self._logs: dict[str, EventLog] = {}
-        self._recent: dict[str, OrderedDict[str, dict[str, Any]]] = {}
+        self._recent: dict[str, OrderedDict[str, JSONObject]] = {}
         #: per impression: the positions clicked (logged once each) and recent click requests' times
         self._clicks: dict[tuple[str, str], tuple[set[int], deque[float]]] = {}
         self._read_back: set[str] = set()
         self._guard = threading.Lock()
 
     @classmethod
-    def of(cls, collection: Collection, **kwargs: Any) -> Experiments:
+    def of(
+        cls, collection: Collection, *, fsync: bool = True, max_log_bytes: int = MAX_SEGMENT_BYTES
+    ) -> Experiments:
         with storage_errors("creating the experiments folder"):
             folder = collection.folder("experiments")
-        return cls(folder, **kwargs)
+        return cls(folder, fsync=fsync, max_log_bytes=max_log_bytes)
 
     # --- definitions --------------------------------------------------------------------------
     def _definition(self, name: str) -> Path:
@@ -296,7 +299,7 @@ class Experiments:
         self._remember(exp.name, record)
         return imp
 
-    def _remember(self, name: str, record: dict[str, Any]) -> None:
+    def _remember(self, name: str, record: JSONObject) -> None:
         with self._guard:
             recent = self._recent.setdefault(name, OrderedDict())
             recent[record["id"]] = record
@@ -304,7 +307,7 @@ class Experiments:
                 forgotten, _ = recent.popitem(last=False)
                 self._clicks.pop((name, forgotten), None)
 
-    def _impression(self, name: str, impression_id: str) -> dict[str, Any]:
+    def _impression(self, name: str, impression_id: str) -> JSONObject:
         with self._guard:
             found = self._recent.get(name, {}).get(impression_id)
         if found is not None:
@@ -313,7 +316,7 @@ class Experiments:
             # logged before this process started (a server restart): read the file once, not per
             # click; the clicks already logged too, so that a repeated click is still a duplicate
             self._read_back.add(name)
-            clicked: list[dict[str, Any]] = []
+            clicked: list[JSONObject] = []
             for record in iter_events(self.events_path(name)):
                 if record and record.get("type") == "impression" and record.get("id"):
                     self._remember(name, record)
@@ -328,7 +331,7 @@ class Experiments:
             return self._impression(name, impression_id)
         raise NotFoundError(f"experiment '{name}' has no impression '{impression_id}'")
 
-    def click(self, name: str, impression_id: str, position: int, item: str | None = None) -> dict[str, Any]:
+    def click(self, name: str, impression_id: str, position: int, item: str | None = None) -> JSONObject:
         """Log a click on `position` (0-based) of an impression; `item`, if given, must be shown there.
 
         A position is logged once per impression: a repeated click (a double click, a replayed
@@ -377,7 +380,7 @@ class Experiments:
             raise
         return {**record, "duplicate": False}
 
-    def clicks(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
+    def clicks(self, name: str | None = None) -> builtins.list[JSONObject]:
         """The experiment's logged clicks in log order (query, item, side, position, ...): the
         (query, clicked item) pairs `embedscope tune --from-clicks` learns from."""
         exp = self.get(name)
@@ -385,7 +388,7 @@ class Experiments:
 
 
 # --- wiring to the collection -----------------------------------------------------------------------
-def clicked_pairs(collection: Any, name: str | None = None) -> tuple[list[tuple[str, str]], int]:
+def clicked_pairs(collection: Collection, name: str | None = None) -> tuple[list[tuple[str, str]], int]:
     """Distinct (query, clicked item's text) pairs of an experiment's log, in log order, and the
     number of distinct pairs whose item has since left the collection (skipped): what `embedscope
     tune --from-clicks` learns from, next to its self-supervised pairs."""
@@ -427,7 +430,7 @@ def search_ranker(
     from it instead of an error: the other side still answers, and an empty list is that side's
     honest answer to the query."""
 
-    def rank(query: str) -> list[Any]:
+    def rank(query: str) -> list[Hit]:
         [result] = pipeline.search_many([query], k, using=configuration, where=where, strict=False)
         if results is not None:
             results.append(result)

@@ -17,34 +17,45 @@ import hashlib
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal, Protocol
 
 from embedscope.errors import EmbedscopeError
 
 Side = Literal["a", "b"]
 Outcome = Literal["a", "b", "tie"]
-#: query -> ranked results, best first: ids, or objects with an `id` attribute (search hits)
-Ranker = Callable[[str], Sequence[Any]]
 
 
-def item_id(result: Any) -> str:
+class Identified(Protocol):
+    """A result object with an `id` attribute (a search hit)."""
+
+    @property
+    def id(self) -> object: ...
+
+
+#: what a ranker returns: ids, or objects with an `id` (search hits)
+Result = str | Identified
+#: query -> ranked results, best first
+Ranker = Callable[[str], Sequence[Result]]
+
+
+def item_id(result: Result) -> str:
     """A result's id: the result itself if it is a string, else its `id` attribute."""
     return result if isinstance(result, str) else str(result.id)
 
 
 @dataclass(frozen=True)
 class Interleaved:
-    results: list[Any]  # the merged list, best first
+    results: list[Result]  # the merged list, best first
     teams: list[Side]  # the side credited with each position
 
 
-def team_draft(a: Sequence[Any], b: Sequence[Any], k: int, rng: random.Random) -> Interleaved:
+def team_draft(a: Sequence[Result], b: Sequence[Result], k: int, rng: random.Random) -> Interleaved:
     """Merge two rankings into one of at most `k` results, each credited to the side that picked it.
 
     A result both sides rank is shown once, credited to whichever picked it first. When one side
     runs out, the other fills the remaining places (credited to it), so the page shows as many
     results as the two rankings have between them."""
-    results: list[Any] = []
+    results: list[Result] = []
     teams: list[Side] = []
     shown: set[str] = set()
     next_a = next_b = 0

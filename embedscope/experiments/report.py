@@ -14,13 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import overload
 
 import numpy as np
+import numpy.typing as npt
 
 from embedscope.experiments.eventlog import read_events, segments
 from embedscope.experiments.experiment import Experiment, Experiments
 from embedscope.experiments.interleave import Side, credit, winner
+from embedscope.jsontypes import JSONObject
 
 ALPHA = 0.05
 
@@ -37,10 +39,10 @@ class ImpressionResult:
         return self.credit_a + self.credit_b > 0
 
 
-def impression_results(records: Iterable[dict[str, Any]]) -> tuple[list[ImpressionResult], int]:
+def impression_results(records: Iterable[JSONObject]) -> tuple[list[ImpressionResult], int]:
     """Join clicks onto their impressions, in time order; also returns the clicks whose impression
     is not in the log (their impression line was torn by a crash)."""
-    impressions: dict[str, dict[str, Any]] = {}
+    impressions: dict[str, JSONObject] = {}
     clicked: dict[str, set[int]] = {}
     orphans = 0
     for r in records:
@@ -59,7 +61,11 @@ def impression_results(records: Iterable[dict[str, Any]]) -> tuple[list[Impressi
     return out, orphans
 
 
-def sign_test(wins_a: Any, wins_b: Any) -> Any:
+@overload
+def sign_test(wins_a: int, wins_b: int) -> float: ...
+@overload
+def sign_test(wins_a: npt.NDArray[np.integer], wins_b: npt.NDArray[np.integer]) -> np.ndarray: ...
+def sign_test(wins_a: npt.ArrayLike, wins_b: npt.ArrayLike) -> float | np.ndarray:
     """Two-sided p-value that A and B win equally often; 1.0 when nothing was decided.
 
     Equal to scipy.stats.binomtest(wins_b, wins_a + wins_b, 0.5).pvalue (tests check it): under
@@ -74,7 +80,15 @@ def sign_test(wins_a: Any, wins_b: Any) -> Any:
     return float(p) if p.ndim == 0 else p
 
 
-def two_proportion_test(clicked_a: Any, n_a: Any, clicked_b: Any, n_b: Any) -> tuple[Any, Any]:
+@overload
+def two_proportion_test(clicked_a: int, n_a: int, clicked_b: int, n_b: int) -> tuple[float, float]: ...
+@overload
+def two_proportion_test(
+    clicked_a: np.ndarray, n_a: np.ndarray, clicked_b: np.ndarray, n_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]: ...
+def two_proportion_test(
+    clicked_a: npt.ArrayLike, n_a: npt.ArrayLike, clicked_b: npt.ArrayLike, n_b: npt.ArrayLike
+) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
     """(z, two-sided p) that the click-through rates are equal; z > 0 when B's is higher. (0, 1)
     where the rates cannot differ (a side without impressions, or no variation). Takes arrays too."""
     from scipy.stats import norm
@@ -88,10 +102,8 @@ def two_proportion_test(clicked_a: Any, n_a: Any, clicked_b: Any, n_b: Any) -> t
     return (float(z), float(p)) if z.ndim == 0 else (z, p)
 
 
-def summarise(
-    exp: Experiment, results: Sequence[ImpressionResult], *, alpha: float = ALPHA
-) -> dict[str, Any]:
-    out: dict[str, Any] = {**exp.to_dict(), "impressions": len(results), "alpha": alpha}
+def summarise(exp: Experiment, results: Sequence[ImpressionResult], *, alpha: float = ALPHA) -> JSONObject:
+    out: JSONObject = {**exp.to_dict(), "impressions": len(results), "alpha": alpha}
     out["clicked_impressions"] = sum(r.clicked for r in results)
     label = {"a": f"A ({exp.a})", "b": f"B ({exp.b})"}
     if exp.method == "interleave":
@@ -110,7 +122,7 @@ def summarise(
         best = None if wins["a"] == wins["b"] else ("b" if wins["b"] > wins["a"] else "a")
         evidence = f"{wins['a']} vs {wins['b']} impressions won, {wins['tie']} tied"
     else:
-        sides: dict[str, dict[str, Any]] = {}
+        sides: dict[str, JSONObject] = {}
         for s in ("a", "b"):
             mine = [r for r in results if r.side == s]
             clicked = sum(r.clicked for r in mine)
@@ -145,7 +157,7 @@ def summarise(
 
 def report(
     experiments: Experiments, name: str | None = None, *, alpha: float = ALPHA, plot: str | Path | None = None
-) -> dict[str, Any]:
+) -> JSONObject:
     """The report of one experiment (default: the running one, else the latest), read from its log;
     with `plot`, also the cumulative preference as a PNG at that path."""
     exp = experiments.get(name)

@@ -10,13 +10,14 @@ import importlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from embedscope.errors import EmbedscopeError
-from embedscope.index.quantized import QuantizedVectors, check_vector_dtype
+from embedscope.index.quantized import QuantizedVectors, StoredVectors, check_vector_dtype
+from embedscope.jsontypes import JSONValue
 
 
 class VectorIndex(ABC):
@@ -28,7 +29,7 @@ class VectorIndex(ABC):
     #: cost of its own exact path (docs/design.md, "Filtered search: one rule").
     exact_filter_max_rows: int = 0
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         if "vectors" in params:  # how the store keeps the version's vectors (index/quantized.py)
             params["vectors"] = check_vector_dtype(params["vectors"])
         self.params = params
@@ -102,7 +103,7 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, vals
 
 
-def row_scores(queries: np.ndarray, vectors: Any, rows: np.ndarray) -> np.ndarray:
+def row_scores(queries: np.ndarray, vectors: StoredVectors, rows: np.ndarray) -> np.ndarray:
     """`queries @ vectors[rows].T` as float32: float32 rows as they are (a memory-mapped matrix
     reads only those rows), f16/i8 rows scored from their codes (`QuantizedVectors.dot`)."""
     if isinstance(vectors, QuantizedVectors):
@@ -110,7 +111,9 @@ def row_scores(queries: np.ndarray, vectors: Any, rows: np.ndarray) -> np.ndarra
     return np.asarray(queries @ np.asarray(vectors[rows]).T, dtype=np.float32)
 
 
-def search_rows(queries: np.ndarray, vectors: Any, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def search_rows(
+    queries: np.ndarray, vectors: StoredVectors, rows: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k over a subset of rows (a selective filter), mapped back to full row numbers."""
     if len(rows) == 0:
         return top_k(np.zeros((len(queries), 0), np.float32), k)
@@ -129,7 +132,7 @@ def _index_class(kind: str) -> type[VectorIndex]:
     return getattr(importlib.import_module(module), cls)
 
 
-def create_index(kind: str, **params: Any) -> VectorIndex:
+def create_index(kind: str, **params: JSONValue) -> VectorIndex:
     return _index_class(kind)(**params)
 
 

@@ -21,10 +21,13 @@ decoded), `np.asarray(v)` (the whole matrix decoded: only for callers that need 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
 
+from embedscope.encoders.base import Vectors
 from embedscope.errors import EmbedscopeError
 
 #: how a version keeps its dense vectors: 4, 2 or 1 byte per dimension (+ 4 bytes per vector for i8)
@@ -32,7 +35,7 @@ VECTOR_DTYPES = ("f32", "f16", "i8")
 _CHUNK = 65_536  # rows decoded at a time when all of them are asked for (bounded temporary memory)
 
 
-def check_vector_dtype(value: Any) -> str:
+def check_vector_dtype(value: object) -> str:
     """The `vectors` index parameter, validated (f32 when not given)."""
     value = "f32" if value is None else str(value)
     if value not in VECTOR_DTYPES:
@@ -74,6 +77,7 @@ class QuantizedVectors:
         """Bytes as stored (codes and scales), not decoded."""
         return int(self.codes.nbytes + (0 if self.scales is None else self.scales.nbytes))
 
+    # Any: a NumPy index (int, slice, array, mask, tuple), whose union NumPy's stubs keep private
     def __getitem__(self, key: Any) -> np.ndarray:
         """Rows (an int, a slice, a list or array of ints, a boolean mask), decoded to float32;
         `v[rows, cols]` decodes the rows, then takes the columns."""
@@ -85,7 +89,7 @@ class QuantizedVectors:
             decoded *= np.asarray(self.scales[key], dtype=np.float32)[..., None]
         return decoded
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+    def __array__(self, dtype: npt.DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
         out = np.empty(self.shape, dtype=np.float32)
         for start in range(0, len(self), _CHUNK):
             out[start : start + _CHUNK] = self[start : start + _CHUNK]
@@ -106,13 +110,17 @@ class QuantizedVectors:
         return scores
 
 
-def decoded(vectors: Any) -> Any:
+#: a version's vectors as kept: float32 rows (in memory or memory-mapped), f16/i8 codes, or sparse rows
+StoredVectors: TypeAlias = np.ndarray | QuantizedVectors | sp.csr_matrix
+
+
+def decoded(vectors: StoredVectors) -> Vectors:
     """A version's vectors as a plain matrix: f16/i8 codes decoded whole to float32 (for callers
     that need every row in memory); a float32 array or a sparse matrix unchanged."""
     return np.asarray(vectors) if isinstance(vectors, QuantizedVectors) else vectors
 
 
-def quantize(vectors: Any, dtype: str) -> Any:
+def quantize(vectors: StoredVectors, dtype: str) -> StoredVectors:
     """`vectors` as the version keeps them: unchanged for f32 (or sparse), else QuantizedVectors.
     Decoded rows re-quantize to the same codes, so rows reused by an incremental embed do not
     drift from one version to the next."""

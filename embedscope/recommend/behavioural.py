@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -38,11 +38,14 @@ import scipy.sparse as sp
 from embedscope.encoders.base import Encoder, l2_normalize
 from embedscope.encoders.registry import create_encoder
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject, JSONValue
 from embedscope.names import check_name
 from embedscope.recommend.interactions import Interactions as _I
 from embedscope.store.base import VersionData, fingerprint
 
 if TYPE_CHECKING:
+    from implicit.cpu.als import AlternatingLeastSquares
+
     from embedscope.collection import Collection
     from embedscope.recommend.interactions import Interactions
     from embedscope.store.base import VersionInfo
@@ -83,7 +86,7 @@ class Item2VecEncoder(BehaviouralEncoder):
     description: ClassVar[str] = (
         "item2vec: skip-gram word2vec (gensim) over users' time-ordered histories (behavioural)"
     )
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[JSONObject] = {
         "vector_size": 64,
         "window": 20,  # histories are sets more than sentences: a wide window (Barkan & Koenigstein)
         "min_count": 1,
@@ -96,7 +99,7 @@ class Item2VecEncoder(BehaviouralEncoder):
         "min_rating": None,  # keep only interactions rated >= this (None: all are positive)
     }
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         self._check()
         #: skip-gram output ("context") vectors, row-aligned with the version's ids: profile . context
@@ -118,7 +121,7 @@ class ALSEncoder(BehaviouralEncoder):
     description: ClassVar[str] = (
         "implicit-feedback ALS matrix factorisation (implicit); item factors (behavioural)"
     )
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[JSONObject] = {
         "factors": 64,
         "regularization": 0.05,
         "alpha": 2.0,
@@ -127,7 +130,7 @@ class ALSEncoder(BehaviouralEncoder):
         "min_rating": None,
     }
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         self._check()
 
@@ -139,9 +142,9 @@ class ItemItemEncoder(BehaviouralEncoder):
     (dense .npy for EASE, CSR .npz for ItemKNN), like item2vec's context vectors; `chosen` records
     the parameter values picked by validation ("auto") and the validation scores behind them."""
 
-    defaults: ClassVar[dict[str, Any]] = {}
+    defaults: ClassVar[JSONObject] = {}
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         self._check()
         if self.params.get("cv") not in ("last", "random"):
@@ -149,7 +152,7 @@ class ItemItemEncoder(BehaviouralEncoder):
                 f"encoder '{self.name}': cv must be 'last' or 'random', not {self.params['cv']!r}"
             )
         self.weights: np.ndarray | sp.csr_matrix | None = None
-        self.chosen: dict[str, Any] = {}
+        self.chosen: JSONObject = {}
 
     def _auto_or_number(self, key: str, *, minimum: float, integer: bool = False) -> None:
         value = self.params[key]
@@ -202,7 +205,7 @@ class EASEEncoder(ItemItemEncoder):
     description: ClassVar[str] = (
         "EASE (Steck 2019): closed-form item x item linear model, λ by validation (behavioural)"
     )
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[JSONObject] = {
         "l2": "auto",  # λ; "auto" = the best of L2_GRID on a validation split of the interactions given
         "cv": "last",  # validation split for "auto": each user's last item, or "random" 20% (2 folds)
         "vector_size": 64,  # the version's vectors: B's rows in its top singular directions
@@ -210,7 +213,7 @@ class EASEEncoder(ItemItemEncoder):
         "min_rating": None,
     }
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         self._auto_or_number("l2", minimum=1e-9)
 
@@ -220,7 +223,7 @@ class ItemKNNEncoder(ItemItemEncoder):
     description: ClassVar[str] = (
         "ItemKNN: shrunk cosine between items' interactions, k neighbours by validation (behavioural)"
     )
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[JSONObject] = {
         "k": "auto",  # neighbours kept per candidate item; "auto" = the best of K_GRID on validation
         "shrink": 0.0,  # cosine = x_i . x_j / (|x_i| |x_j| + shrink): damps pairs seen by few users
         "cv": "last",
@@ -229,7 +232,7 @@ class ItemKNNEncoder(ItemItemEncoder):
         "min_rating": None,
     }
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
         self._auto_or_number("k", minimum=1, integer=True)
         if not isinstance(self.params["shrink"], int | float) or self.params["shrink"] < 0:
@@ -257,7 +260,7 @@ def _positives(inter: Interactions, min_rating: float | None) -> Interactions:
     return _I(inter.frame[keep.to_numpy()])
 
 
-def train_item2vec(inter: Interactions, params: dict[str, Any] | None = None) -> tuple[list[str], np.ndarray]:
+def train_item2vec(inter: Interactions, params: JSONObject | None = None) -> tuple[list[str], np.ndarray]:
     """(item ids, L2-normalised vectors) for every item in the interactions."""
     ids, vectors, _ = train_item2vec_model(inter, params)
     return ids, vectors
@@ -265,7 +268,7 @@ def train_item2vec(inter: Interactions, params: dict[str, Any] | None = None) ->
 
 def train_item2vec_model(
     inter: Interactions,
-    params: dict[str, Any] | None = None,
+    params: JSONObject | None = None,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(item ids, L2-normalised input vectors, raw output/context vectors)."""
     from gensim.models import Word2Vec
@@ -293,7 +296,9 @@ def train_item2vec_model(
     return ids, l2_normalize(model.wv.vectors), np.asarray(model.syn1neg, dtype=np.float32)
 
 
-def fit_als(inter: Interactions, params: dict[str, Any] | None = None) -> tuple[list[str], list[str], Any]:
+def fit_als(
+    inter: Interactions, params: JSONObject | None = None
+) -> tuple[list[str], list[str], AlternatingLeastSquares]:
     """Train ALS; returns (users, items, model) with model.user_factors / model.item_factors rows
     in those orders."""
     from implicit.cpu.als import AlternatingLeastSquares
@@ -321,7 +326,7 @@ def fit_als(inter: Interactions, params: dict[str, Any] | None = None) -> tuple[
     return users, items, model
 
 
-def train_als(inter: Interactions, params: dict[str, Any] | None = None) -> tuple[list[str], np.ndarray]:
+def train_als(inter: Interactions, params: JSONObject | None = None) -> tuple[list[str], np.ndarray]:
     _, items, model = fit_als(inter, params)
     return items, l2_normalize(np.asarray(model.item_factors))
 
@@ -381,17 +386,21 @@ def _validation_splits(frame: pd.DataFrame, cv: str, seed: int) -> list[tuple[pd
     return [split_random(frame, test_ratio=0.2, seed=seed + f) for f in range(2)]
 
 
+#: a grid value (EASE's l2, ItemKNN's k)
+G = TypeVar("G", int, float)
+
+
 def choose_by_validation(
     inter: Interactions,
     items: list[str],
-    fit: Callable[[sp.csr_matrix, Any], np.ndarray | sp.csr_matrix],
-    grid: Sequence[Any],
-    start: Any,
+    fit: Callable[[sp.csr_matrix, G], np.ndarray | sp.csr_matrix],
+    grid: Sequence[G],
+    start: G,
     *,
     cv: str = "last",
     seed: int = 1,
     metric: str = "NDCG@10",
-) -> tuple[Any, list[dict[str, Any]]]:
+) -> tuple[G, list[JSONObject]]:
     """The grid value with the best mean `metric` over validation splits of `inter` (its last item
     per user, or two seeded random 20% hold-outs), each model fitted on the rest; and the scores.
     Only `inter` is seen: given an evaluation's training part, the choice never sees its test part.
@@ -437,10 +446,10 @@ class ItemItemModel:
 
     items: list[str]
     weights: np.ndarray | sp.csr_matrix
-    chosen: dict[str, Any] = field(default_factory=dict)
+    chosen: JSONObject = field(default_factory=dict)
 
 
-def fit_item_item(method: str, inter: Interactions, params: dict[str, Any] | None = None) -> ItemItemModel:
+def fit_item_item(method: str, inter: Interactions, params: JSONObject | None = None) -> ItemItemModel:
     """Fit EASE or ItemKNN on the interactions (all of them positive, binary), choosing l2 / k by
     validation on these same interactions when they are "auto"."""
 
@@ -452,7 +461,7 @@ def fit_item_item(method: str, inter: Interactions, params: dict[str, Any] | Non
         raise EmbedscopeError(f"{method}: needs interactions with at least 2 items")
     X = inter.matrix(users, items).tocsr()
     X.data[:] = 1.0
-    chosen: dict[str, Any] = {}
+    chosen: JSONObject = {}
     started = time.perf_counter()
     if method == "ease":
         if len(items) > EASE_MAX_ITEMS:
@@ -512,7 +521,7 @@ def item_item_vectors(weights: np.ndarray | sp.spmatrix, dim: int, seed: int = 1
     return l2_normalize(out)
 
 
-def create_behavioural(method: str, params: dict[str, Any] | None = None) -> Any:
+def create_behavioural(method: str, params: JSONObject | None = None) -> Encoder:
     """The method's encoder with these parameters (validated): the registry's, so the defaults
     and checks are those of the stored version."""
 
@@ -530,10 +539,10 @@ class Trained:
     vectors: np.ndarray
     context: np.ndarray | None = None
     weights: np.ndarray | sp.csr_matrix | None = None
-    chosen: dict[str, Any] = field(default_factory=dict)
+    chosen: JSONObject = field(default_factory=dict)
 
 
-def train(method: str, inter: Interactions, params: dict[str, Any] | None = None) -> Trained:
+def train(method: str, inter: Interactions, params: JSONObject | None = None) -> Trained:
     if method == "item2vec":
         ids, vectors, context = train_item2vec_model(inter, params)
         return Trained(ids, vectors, context=context)
@@ -550,7 +559,7 @@ def train(method: str, inter: Interactions, params: dict[str, Any] | None = None
 def embed_behaviour(
     collection: Collection,
     method: str = "item2vec",
-    params: dict[str, Any] | None = None,
+    params: JSONObject | None = None,
     *,
     version: str | None = None,
     index: str = "exact",

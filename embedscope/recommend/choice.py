@@ -18,9 +18,10 @@ the text version (cold start) and says so.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from embedscope.clock import now
+from embedscope.jsontypes import JSONObject
 from embedscope.recommend.behavioural import METHODS
 
 if TYPE_CHECKING:
@@ -41,17 +42,17 @@ class VersionChoice:
     reason: str
     measured: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
-def record_best(collection: Collection, best: dict[str, Any]) -> None:
+def record_best(collection: Collection, best: JSONObject) -> None:
     """Remember the measured best row (see embedscope.evaluate.recs.RecsReport.best) for `recommend`."""
     stamp = now()
     collection.set_setting(SETTING, {**best, "recorded_at": stamp})
 
 
-def recorded_best(collection: Collection) -> dict[str, Any] | None:
+def recorded_best(collection: Collection) -> JSONObject | None:
     return collection.setting(SETTING)
 
 

@@ -13,13 +13,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from embedscope.errors import EmbedscopeError, NotFoundError
+from embedscope.jsontypes import JSONObject
 from embedscope.sources import read_table
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class LoadReport:
     duplicates: int = 0  # (user, item) repeats collapsed into the latest one
     path: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
     def lines(self) -> list[str]:
@@ -133,7 +134,7 @@ def clean(
     frame: pd.DataFrame, known_items: set[str] | None, *, keep_unknown: bool = False
 ) -> tuple[pd.DataFrame, dict]:
     """Count (and by default drop) unknown items; collapse duplicate (user, item) pairs to the latest."""
-    stats: dict[str, Any] = {"unknown_items": 0, "unknown_examples": [], "duplicates": 0}
+    stats: JSONObject = {"unknown_items": 0, "unknown_examples": [], "duplicates": 0}
     if known_items is not None:
         unknown = ~frame["item"].isin(known_items)
         stats["unknown_items"] = int(unknown.sum())

@@ -34,11 +34,13 @@ from embedscope.encoders.registry import encoder_class
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.filters import evaluate_filter
 from embedscope.index.base import top_k
+from embedscope.jsontypes import JSONObject
 from embedscope.recommend import profiles as prof
 from embedscope.recommend.behavioural import ItemItemEncoder
 from embedscope.recommend.interactions import Interactions, path_for
 from embedscope.search import rerank
 from embedscope.search.base import Hit
+from embedscope.search.loaded import LoadedVersion
 
 if TYPE_CHECKING:
     from embedscope.collection import Collection
@@ -49,9 +51,9 @@ class Recommendation:
     id: str
     score: float
     text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: JSONObject = field(default_factory=dict)
     #: history items nearest to this one: [{"id", "title", "text", "similarity"}], best first
-    because: list[dict[str, Any]] = field(default_factory=list)
+    because: list[JSONObject] = field(default_factory=list)
     interest: int | None = None  # which interest (cluster) produced it, for the multi profile
 
 
@@ -65,11 +67,11 @@ class RecommendResult:
     fallback: bool = False  # True when these are popular items, not personalised
     message: str | None = None
     removed_duplicates: list[str] = field(default_factory=list)
-    interests: list[dict[str, Any]] = field(default_factory=list)  # multi: size and example members
+    interests: list[JSONObject] = field(default_factory=list)  # multi: size and example members
     #: why this version: named by the caller, or the default rule's reason (embedscope.recommend.choice)
     version_reason: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
@@ -373,7 +375,7 @@ def _history_weights(
 
 def _rank_rows(
     coll: Collection,
-    v: Any,
+    v: LoadedVersion,
     scores: np.ndarray,
     k: int,
     where: str | None,
@@ -402,7 +404,7 @@ def _merge_round_robin(runs: list[list[Hit]]) -> tuple[list[Hit], dict[str, int]
     return merged, origin
 
 
-def _rows_vectors(v: Any, hits: Sequence[Hit]) -> np.ndarray:
+def _rows_vectors(v: LoadedVersion, hits: Sequence[Hit]) -> np.ndarray:
     return np.asarray(v.data.vectors[[v.row_of[h.id] for h in hits]], dtype=np.float32)
 
 
@@ -414,7 +416,7 @@ def _because(
     members: np.ndarray | None = None,
     top: int = 2,
     sims: np.ndarray | None = None,
-) -> list[dict[str, Any]]:
+) -> list[JSONObject]:
     """History items most similar to a recommended item (within its interest for multi); with
     `sims` (an item x item model's shares of the item's score) those that add most to it."""
     if sims is None:
@@ -442,6 +444,7 @@ def history_frame(collection: Collection, user: str) -> pd.DataFrame:
     return hist.assign(text=hist["item"].map(texts))
 
 
+# Any: `Recommender.recommend`'s keyword arguments (and `version`), passed on whole
 def recommend(collection: Collection, user: str | None = None, **kwargs: Any) -> RecommendResult:
     """One-shot helper: `recommend(coll, "196", k=10, where="year >= 1990", profile="recency")`."""
     version = kwargs.pop("version", None)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONMapping, JSONObject, JSONValue
 
 #: an option's default and its check (an error message, or None when the value is fine)
-OptionSpec = dict[str, tuple[Any, Callable[[Any], str | None]]]
+OptionSpec = dict[str, tuple[JSONValue, Callable[[object], str | None]]]
 
 
-def check_options(what: str, spec: OptionSpec, given: Mapping[str, Any]) -> dict[str, Any]:
+def check_options(what: str, spec: OptionSpec, given: JSONMapping) -> JSONObject:
     """The full option set of a fusion method or a query stage (defaults filled in); an
     EmbedscopeError naming `what` for unknown or bad options."""
     unknown = sorted(set(given) - set(spec))
@@ -29,23 +29,23 @@ def check_options(what: str, spec: OptionSpec, given: Mapping[str, Any]) -> dict
     return out
 
 
-def positive_int(v: Any) -> str | None:
+def positive_int(v: object) -> str | None:
     return None if isinstance(v, int) and not isinstance(v, bool) and v > 0 else "must be a positive integer"
 
 
-def number_in(lo: float, hi: float) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
+def number_in(lo: float, hi: float) -> Callable[[object], str | None]:
+    def check(v: object) -> str | None:
         ok = isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi
         return None if ok else f"must be a number between {lo} and {hi}"
 
     return check
 
 
-def one_of(choices: Sequence[str]) -> Callable[[Any], str | None]:
+def one_of(choices: Sequence[str]) -> Callable[[object], str | None]:
     return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
 
 
-def boolean(v: Any) -> str | None:
+def boolean(v: object) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 
 
@@ -55,12 +55,12 @@ class Hit:
     #: the ranking's own score (cosine, BM25, a fused sum): its scale depends on what answered
     score: float
     text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: JSONObject = field(default_factory=dict)
     #: 0..1 on a stated scale (search/relevance.py), for a text query answered by a measured dense
     #: model; None where there is none (BM25 alone, more-like-this)
     relevance: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 

@@ -31,11 +31,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONMapping, JSONObject
 from embedscope.search.base import OptionSpec, check_options, one_of, positive_int
 
 
@@ -157,7 +157,7 @@ class FusionMethod:
     params: OptionSpec = field(default_factory=dict)
     description: str = ""
 
-    def check(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    def check(self, params: JSONMapping) -> JSONObject:
         """The full parameter set (defaults filled in); an EmbedscopeError for unknown or bad ones."""
         return check_options("fusion", self.params, params)
 
@@ -192,7 +192,7 @@ def fusion_method(name: str) -> FusionMethod:
 
 
 def fuse(
-    runs: Sequence[Run], weights: Sequence[float], method: str, params: Mapping[str, Any]
+    runs: Sequence[Run], weights: Sequence[float], method: str, params: JSONMapping
 ) -> tuple[list[str], np.ndarray]:
     """Fuse runs with the named method: (ids, scores), best first."""
     if len(runs) != len(weights):

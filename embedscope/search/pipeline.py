@@ -24,15 +24,15 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from embedscope.encoders.base import empty_rows
+from embedscope.encoders.base import Vectors, empty_rows
 from embedscope.encoders.document import Document
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.index import create_index
+from embedscope.jsontypes import JSONObject
 from embedscope.search import query as stages_
 from embedscope.search import recipe as recipes
 from embedscope.search import relevance
@@ -42,10 +42,10 @@ from embedscope.search.rerank import WorkSet, collapse
 from embedscope.search.versions import CollectionReader, LoadedVersion, damaged_error
 
 #: (version, query texts) -> (query matrix row-aligned with the texts, True if all came from a cache)
-QueryEncoder = Callable[["LoadedVersion", Sequence[str]], tuple[Any, bool]]
+QueryEncoder = Callable[["LoadedVersion", Sequence[str]], tuple[Vectors, bool]]
 
 
-def encode_direct(v: LoadedVersion, texts: Sequence[str]) -> tuple[Any, bool]:
+def encode_direct(v: LoadedVersion, texts: Sequence[str]) -> tuple[Vectors, bool]:
     """The default `QueryEncoder`: the version's encoder, no cache."""
     return v.encoder.encode_queries(list(texts)), False
 
@@ -56,9 +56,9 @@ class MemoEncoder:
     Unbounded, so for a batch job (evaluate), not a server (which has its LRU QueryCache)."""
 
     def __init__(self) -> None:
-        self._memo: dict[tuple[str, str], dict[str, Any]] = {}
+        self._memo: dict[tuple[str, str], JSONObject] = {}
 
-    def __call__(self, v: LoadedVersion, texts: Sequence[str]) -> tuple[Any, bool]:
+    def __call__(self, v: LoadedVersion, texts: Sequence[str]) -> tuple[Vectors, bool]:
         memo = self._memo.setdefault((v.info.name, v.revision), {})
         todo = [t for t in dict.fromkeys(texts) if t not in memo]
         if todo:
@@ -72,7 +72,7 @@ class MemoEncoder:
 
 def lookup(
     v: LoadedVersion,
-    queries: Any,
+    queries: Vectors,
     depth: int,
     *,
     allowed: np.ndarray | None,
@@ -103,10 +103,10 @@ class Plan:
     parts: list[LoadedVersion]
     weights: tuple[float, ...] = (1.0,)
     fusion: str | None = None  # None: one part, its scores as they are
-    params: dict[str, Any] = field(default_factory=dict)
+    params: JSONObject = field(default_factory=dict)
     depth: int = 0
     #: the recipe's query stages (`search.query`); empty for a version
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stages: dict[str, JSONObject] = field(default_factory=dict)
 
     @property
     def fused(self) -> bool:
@@ -122,7 +122,7 @@ class Pieces:
     rows: list[list[int]]
 
     @classmethod
-    def of(cls, queries: Sequence[str], stages: dict[str, dict[str, Any]]) -> Pieces:
+    def of(cls, queries: Sequence[str], stages: dict[str, JSONObject]) -> Pieces:
         """The texts to encode: each query (without its negated clauses, `negation` stage), then the
         pieces of the long ones (`split` stage)."""
         negation, options = stages.get("negation"), stages.get("split")
@@ -258,7 +258,7 @@ class SearchPipeline:
         active = [(i, v) for i, v in enumerate(plan.parts) if plan.weights[i] > 0 or adaptive]
         pieces = Pieces.of(queries, plan.stages)
         terms = plan.stages.get("terms")
-        matrices: dict[int, Any] = {}
+        matrices: dict[int, Vectors] = {}
         known: dict[int, np.ndarray] = {}
         cached = True
         split_on = (plan.stages.get("split") or {}).get("on", "all")
@@ -300,7 +300,7 @@ class SearchPipeline:
 
     def search_vectors(
         self,
-        vectors: Any,
+        vectors: Vectors,
         k: int = 10,
         *,
         version: str | LoadedVersion | None = None,
@@ -349,7 +349,7 @@ class SearchPipeline:
             masks = self._masks(plan, where, (item_id,))
         # NotFoundError for a deleted item, even where a version still has its row
         item = self.collection.get(item_id)
-        matrices: dict[int, Any] = {}
+        matrices: dict[int, Vectors] = {}
         with _timed(stages, "encode"):
             for i, v in enumerate(plan.parts):
                 if plan.weights[i] == 0:
@@ -374,7 +374,7 @@ class SearchPipeline:
     def _answer(
         self,
         plan: Plan,
-        matrices: dict[int, Any],
+        matrices: dict[int, Vectors],
         known: dict[int, np.ndarray],
         n: int,
         k: int,
@@ -386,7 +386,7 @@ class SearchPipeline:
         seen: WorkSet | None = None,
         pieces: Pieces | None = None,
     ) -> list[SearchResult]:
-        keys: dict[str, Any] = {}
+        keys: JSONObject = {}
         measured = _measured_part(plan, matrices, pieces)  # whose cosines give hits their relevance
         own: dict[int, dict[str, float] | None] = {}
         if collapse_works:
@@ -444,7 +444,7 @@ class SearchPipeline:
     def _candidates(
         self,
         plan: Plan,
-        matrices: dict[int, Any],
+        matrices: dict[int, Vectors],
         known: dict[int, np.ndarray],
         queries: list[int],
         depth: int,
@@ -487,7 +487,7 @@ class SearchPipeline:
     def _lookup(
         self,
         v: LoadedVersion,
-        queries: Any,
+        queries: Vectors,
         depth: int,
         mask: np.ndarray | None,
         where: str | None,
@@ -531,7 +531,7 @@ def _check_k(k: int) -> None:
         raise EmbedscopeError("k must be at least 1")
 
 
-def _fuse_pieces(runs: list[Run], options: dict[str, Any], depth: int) -> Run:
+def _fuse_pieces(runs: list[Run], options: JSONObject, depth: int) -> Run:
     """The runs of a query's pieces in one part -> that part's run (the `split` stage's fusion, equal
     weights), cut to the part's depth so that the recipe's fusion sees as many candidates as without it."""
     method = options["fuse"]
@@ -540,7 +540,7 @@ def _fuse_pieces(runs: list[Run], options: dict[str, Any], depth: int) -> Run:
     return Run(ids[:depth], scores[:depth], None)
 
 
-def _measured_part(plan: Plan, matrices: dict[int, Any], pieces: Pieces | None) -> int | None:
+def _measured_part(plan: Plan, matrices: dict[int, Vectors], pieces: Pieces | None) -> int | None:
     """The part whose cosines give a text search's hits their relevance (search/relevance.py): the
     first measured dense model, if it encoded the queries (a part of weight 0 was not encoded). None
     for more-like-this (no `pieces`): item-to-item cosines are on another scale."""
@@ -567,11 +567,11 @@ def _splits(on: str, v: LoadedVersion) -> bool:
     return on == "all" or (on == "sparse") == bool(v.info.sparse)
 
 
-def _stack(a: Any, b: Any) -> Any:
+def _stack(a: Vectors, b: Vectors) -> Vectors:
     return sp.vstack([a, b]).tocsr() if sp.issparse(a) else np.vstack([np.asarray(a), np.asarray(b)])
 
 
-def _rows(matrix: Any, rows: list[int]) -> Any:
+def _rows(matrix: Vectors, rows: list[int]) -> Vectors:
     if len(rows) == matrix.shape[0]:
         return matrix
     return matrix[rows]

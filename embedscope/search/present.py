@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from embedscope.display import DisplayFields, show
+from embedscope.jsontypes import JSONObject
 from embedscope.search.base import Hit
 from embedscope.search.relevance import level
 
 
-def hit_json(hit: Hit, fields: DisplayFields) -> dict[str, Any]:
+def hit_json(hit: Hit, fields: DisplayFields) -> JSONObject:
     """A hit as every JSON answer shows it (HTTP `/search`, `/compare`, `compare --json`): id, the
     ranking's score, relevance and its level, what a person sees of it (`display.show`), metadata."""
     score = hit.score if math.isfinite(hit.score) else 0.0

@@ -43,17 +43,21 @@ import functools
 import re
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.encoders.base import Vectors
 from embedscope.encoders.document import Document
 from embedscope.encoders.registry import parse_params
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONMapping, JSONObject
 from embedscope.search.base import OptionSpec, boolean, check_options, number_in, one_of, positive_int
 
 if TYPE_CHECKING:
+    import pysbd
+
     from embedscope.search.fusion import Run
     from embedscope.search.loaded import LoadedVersion
     from embedscope.store.base import Item
@@ -61,7 +65,7 @@ if TYPE_CHECKING:
 _WORD = re.compile(r"\S+")
 
 
-def _weights_list(v: Any) -> str | None:
+def _weights_list(v: object) -> str | None:
     ok = (
         isinstance(v, list)
         and v
@@ -76,9 +80,13 @@ def _weights_list(v: Any) -> str | None:
     return None if ok else "must be a list of weight lists, one per bucket, e.g. [[0.5, 0.5], [0.7, 0.3]]"
 
 
-def _edges(v: Any) -> str | None:
+def _edges(v: object) -> str | None:
     ok = isinstance(v, list) and all(isinstance(e, int) and not isinstance(e, bool) and e > 0 for e in v)
-    return None if ok and v == sorted(set(v)) else "must be increasing word counts, e.g. [10, 40]"
+    return (
+        None
+        if ok and isinstance(v, list) and v == sorted(set(v))
+        else "must be increasing word counts, e.g. [10, 40]"
+    )
 
 
 #: stage -> its options (default, check); the order is the order in which they run
@@ -99,9 +107,9 @@ STAGES: dict[str, OptionSpec] = {
 }
 
 
-def check_stages(stages: Mapping[str, Any] | None, n_parts: int) -> dict[str, dict[str, Any]]:
+def check_stages(stages: JSONMapping | None, n_parts: int) -> dict[str, JSONObject]:
     """A recipe's stages with every option filled in; an error naming an unknown stage or a bad option."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, JSONObject] = {}
     for name, options in (stages or {}).items():
         if name not in STAGES:
             raise EmbedscopeError(f"unknown query stage '{name}'; valid: {', '.join(STAGES)}")
@@ -124,7 +132,7 @@ def check_stages(stages: Mapping[str, Any] | None, n_parts: int) -> dict[str, di
     return {name: out[name] for name in STAGES if name in out}
 
 
-def parse_stage(spec: str) -> tuple[str, dict[str, Any]]:
+def parse_stage(spec: str) -> tuple[str, JSONObject]:
     """The CLI's `--stage NAME[:key=value,...]`, e.g. 'rm3', 'split:by=passage,words=40', values as JSON."""
 
     name, _, rest = spec.partition(":")
@@ -147,7 +155,7 @@ _NEGATED = re.compile(
 )
 
 
-def drop_negated(text: str, options: Mapping[str, Any]) -> str:
+def drop_negated(text: str, options: JSONMapping) -> str:
     """The query without its negated clauses ('It was not Rebecca.' -> 'It was .')."""
     if words(text) < options["min_words"]:
         return text
@@ -161,13 +169,13 @@ def words(text: str) -> int:
 
 
 @functools.cache
-def _segmenter() -> Any:
+def _segmenter() -> pysbd.Segmenter:
     import pysbd  # rule-based sentence boundaries (abbreviations, "Mr.", "...", quotes): 70 kB, no deps
 
     return pysbd.Segmenter(language="en", clean=False)
 
 
-def split(text: str, options: Mapping[str, Any]) -> list[str]:
+def split(text: str, options: JSONMapping) -> list[str]:
     """The pieces of a query: [] when it is not longer than `min_words` (it is searched whole)."""
     if words(text) <= options["min_words"]:
         return []
@@ -180,7 +188,7 @@ def split(text: str, options: Mapping[str, Any]) -> list[str]:
 
 
 # --- terms --------------------------------------------------------------------------------------------
-_DF: weakref.WeakKeyDictionary[Any, np.ndarray] = weakref.WeakKeyDictionary()
+_DF: weakref.WeakKeyDictionary[Vectors, np.ndarray] = weakref.WeakKeyDictionary()
 
 
 def document_frequency(v: LoadedVersion) -> np.ndarray:
@@ -195,7 +203,7 @@ def document_frequency(v: LoadedVersion) -> np.ndarray:
     return share
 
 
-def weight_terms(v: LoadedVersion, queries: sp.csr_matrix, options: Mapping[str, Any]) -> sp.csr_matrix:
+def weight_terms(v: LoadedVersion, queries: sp.csr_matrix, options: JSONMapping) -> sp.csr_matrix:
     """Sparse query rows with the common terms dropped (and repeated terms counted once); a query
     whose every term is common keeps them all."""
     original = sp.csr_matrix(queries, dtype=np.float32)
@@ -214,9 +222,7 @@ def weight_terms(v: LoadedVersion, queries: sp.csr_matrix, options: Mapping[str,
 
 
 # --- pseudo-relevance feedback --------------------------------------------------------------------------
-def rm3(
-    query: sp.csr_matrix, counts: sp.csr_matrix, feedback: Run, options: Mapping[str, Any]
-) -> sp.csr_matrix:
+def rm3(query: sp.csr_matrix, counts: sp.csr_matrix, feedback: Run, options: JSONMapping) -> sp.csr_matrix:
     """RM3: one sparse query row mixed with the relevance model of the feedback run's top documents.
 
     `counts`: the term counts of those documents (row-aligned with `feedback.ids`), what the part's
@@ -242,7 +248,7 @@ def rm3(
     return sp.csr_matrix(mixed.astype(np.float32))
 
 
-def rocchio(v: LoadedVersion, query: np.ndarray, feedback: Run, options: Mapping[str, Any]) -> np.ndarray:
+def rocchio(v: LoadedVersion, query: np.ndarray, feedback: Run, options: JSONMapping) -> np.ndarray:
     """Rocchio: one dense query row moved towards the mean of the feedback run's top documents."""
     top = [v.row_of[d] for d in feedback.ids[: options["docs"]] if d in v.row_of]
     if not top:
@@ -254,14 +260,14 @@ def rocchio(v: LoadedVersion, query: np.ndarray, feedback: Run, options: Mapping
 
 
 # --- adaptive fusion ------------------------------------------------------------------------------------
-def adaptive_weights(text: str, options: Mapping[str, Any]) -> tuple[float, ...]:
+def adaptive_weights(text: str, options: JSONMapping) -> tuple[float, ...]:
     """The parts' weights for one query: the bucket of its word count."""
     bucket = int(np.searchsorted(np.asarray(options["edges"]), words(text), side="left"))
     row = [float(w) for w in options["weights"][bucket]]
     return tuple(w / sum(row) for w in row)
 
 
-def describe(stages: Mapping[str, Mapping[str, Any]]) -> str:
+def describe(stages: Mapping[str, JSONMapping]) -> str:
     """'split(by=sentence, ...) + rm3(docs=10, ...)', for people; '' without stages."""
     return " + ".join(
         f"{name}({', '.join(f'{k}={v}' for k, v in options.items())})" for name, options in stages.items()
@@ -291,12 +297,12 @@ __all__ = [
 
 def feedback(
     v: LoadedVersion,
-    matrix: Any,
+    matrix: Vectors,
     known: np.ndarray,
     out: dict[int, list[Run | None]],
     part: int,
-    options: dict[str, Any],
-    search: Callable[[Any], list[Run]],
+    options: JSONObject,
+    search: Callable[[Vectors], list[Run]],
     get_items: Callable[[list[str]], list[Item | None]],
 ) -> None:
     """Pseudo-relevance feedback for one part of a search: each query (its whole text, row qi of

@@ -20,13 +20,14 @@ This module is pure: it parses, validates and stores recipes through the `Settin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from embedscope.encoders.document import Document
 from embedscope.encoders.registry import create_encoder, encoder_class
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
+from embedscope.jsontypes import JSONMapping, JSONObject, JSONValue
 from embedscope.names import check_name
 from embedscope.search.fusion import fusion_method
 from embedscope.search.query import check_stages, describe
@@ -44,11 +45,11 @@ DEFAULT_DEPTH = 100
 #: of a plateau) and confirmed on the books vibe development set (docs/evaluation.md,
 #: bench/bench_hybrid.py). Equal weights need no tuning; z-scores put both parts on one scale.
 DEFAULT_FUSION = "convex"
-DEFAULT_PARAMS: dict[str, Any] = {"normalization": "zscore", "missing": "cutoff"}
+DEFAULT_PARAMS: JSONObject = {"normalization": "zscore", "missing": "cutoff"}
 #: what `hybrid` (sparse part, dense part) is when nobody says otherwise: the implicit recipe,
 #: `embed --encoder hybrid` and `evaluate`'s hybrid. make_recipe keyword arguments; the one place to
 #: change the default (weights, if given, are in the order sparse, dense).
-DEFAULT_HYBRID: dict[str, Any] = {
+DEFAULT_HYBRID: JSONObject = {
     "fusion": DEFAULT_FUSION,
     "params": dict(DEFAULT_PARAMS),
     "weights": None,
@@ -69,24 +70,24 @@ class Recipe:
     name: str
     parts: tuple[str, ...]
     fusion: str = DEFAULT_FUSION
-    params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
+    params: JSONObject = field(default_factory=lambda: dict(DEFAULT_PARAMS))
     #: one per part, summing to 1 (None = equal weights)
     weights: tuple[float, ...] | None = None
     depth: int = DEFAULT_DEPTH
     #: stage name -> its options, every option filled in (`search.query.check_stages`)
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stages: dict[str, JSONObject] = field(default_factory=dict)
 
     @property
     def part_weights(self) -> tuple[float, ...]:
         return self.weights or tuple(1.0 / len(self.parts) for _ in self.parts)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["parts"], d["weights"] = list(self.parts), list(self.part_weights)
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
+    def from_dict(cls, data: JSONMapping) -> Recipe:
         weights = data.get("weights")
         return cls(
             name=str(data["name"]),
@@ -115,10 +116,10 @@ def make_recipe(
     parts: Sequence[str],
     *,
     fusion: str = DEFAULT_FUSION,
-    params: Mapping[str, Any] | None = None,
+    params: JSONMapping | None = None,
     weights: Sequence[float] | None = None,
     depth: int = DEFAULT_DEPTH,
-    stages: Mapping[str, Any] | None = None,
+    stages: JSONMapping | None = None,
 ) -> Recipe:
     """A validated recipe (versions are not checked here; `validate_against` does that). One part is
     enough when the recipe has query stages (e.g. BM25 with RM3)."""
@@ -167,17 +168,17 @@ class HybridShortcut:
     """What `embed --encoder hybrid` builds: two versions and the recipe fusing them."""
 
     sparse: str = "bm25"
-    sparse_params: dict[str, Any] = field(default_factory=dict)
+    sparse_params: JSONObject = field(default_factory=dict)
     dense: str = "minilm"
-    dense_params: dict[str, Any] = field(default_factory=dict)
+    dense_params: JSONObject = field(default_factory=dict)
     #: document templates of the two versions (embedscope.encoders.document; None: the item's text)
     sparse_document: str | None = None
     dense_document: str | None = None
     #: make_recipe keyword arguments: fusion, params, weights, depth
-    recipe: dict[str, Any] = field(default_factory=dict)
+    recipe: JSONObject = field(default_factory=dict)
 
 
-def hybrid_shortcut(params: Mapping[str, Any] | None) -> HybridShortcut:
+def hybrid_shortcut(params: JSONMapping | None) -> HybridShortcut:
     """Read `embed --encoder hybrid --param ...`: sparse, dense, sparse_params, dense_params,
     sparse_document, dense_document (the two versions) and fusion, params, weights, depth, stages
     (the recipe); checked before any encoding."""
@@ -212,9 +213,9 @@ def hybrid_shortcut(params: Mapping[str, Any] | None) -> HybridShortcut:
 class Settings(Protocol):
     """Where recipes are kept: a collection's settings, read and written as `Store` does."""
 
-    def get_setting(self, key: str, default: Any = None) -> Any: ...
+    def get_setting(self, key: str, default: JSONValue = None) -> JSONValue: ...
 
-    def set_setting(self, key: str, value: Any) -> None: ...
+    def set_setting(self, key: str, value: JSONValue) -> None: ...
 
 
 def stored_recipes(settings: Settings) -> dict[str, Recipe]:

@@ -21,12 +21,22 @@ tells an answerable query from a hopeless one, not the third hit from the fifth.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Protocol
 
 import numpy as np
-import scipy.sparse as sp
 
+from embedscope.encoders.base import Vectors
+from embedscope.search.loaded import LoadedVersion
 from embedscope.store.base import VersionInfo
+
+
+class Rated(Protocol):
+    """What `attach` sets a relevance on (a search hit: search/base.py's `Hit`, which imports this
+    module, so it is named by its shape here)."""
+
+    id: str
+    relevance: float | None
+
 
 #: (encoder, model) -> (cosine at relevance 0, cosine at relevance 1); see the module docstring
 ANCHORS: dict[tuple[str, str], tuple[float, float]] = {("minilm", "all-MiniLM-L6-v2"): (0.2, 0.7)}
@@ -64,13 +74,13 @@ def good_match(relevances: Sequence[float | None]) -> bool | None:
     return max(known) >= GOOD
 
 
-def measured_part(parts: Sequence[Any]) -> int | None:
+def measured_part(parts: Sequence[LoadedVersion]) -> int | None:
     """The position of the first part (a LoadedVersion) whose cosines have a stated scale."""
     return next((i for i, v in enumerate(parts) if anchors(v.info) is not None), None)
 
 
 def for_hits(
-    v: Any, query: Any, ids: Sequence[str], ranked: Mapping[str, float] | None = None
+    v: LoadedVersion, query: Vectors, ids: Sequence[str], ranked: Mapping[str, float] | None = None
 ) -> list[float | None]:
     """Relevance of each id for one query vector of the loaded version `v` (a measured part).
 
@@ -79,7 +89,7 @@ def for_hits(
     scale = anchors(v.info)
     if scale is None:
         return [None] * len(ids)
-    q = np.asarray(query.toarray() if sp.issparse(query) else query, dtype=np.float32).ravel()
+    q = np.asarray(query if isinstance(query, np.ndarray) else query.toarray(), dtype=np.float32).ravel()
     q = q / (np.linalg.norm(q) or 1.0)
     out: list[float | None] = []
     for item_id in ids:
@@ -95,7 +105,9 @@ def for_hits(
     return out
 
 
-def attach(hits: Sequence[Any], v: Any, query: Any, ranked: Mapping[str, float] | None = None) -> None:
+def attach(
+    hits: Sequence[Rated], v: LoadedVersion, query: Vectors, ranked: Mapping[str, float] | None = None
+) -> None:
     """Set each hit's `relevance` (`for_hits`; the hits of one query, `Hit`s of search/base.py)."""
     for h, r in zip(hits, for_hits(v, query, [h.id for h in hits], ranked), strict=True):
         h.relevance = r

@@ -19,21 +19,23 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from embedscope.display import DisplayFields
 from embedscope.encoders.base import l2_normalize
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONMapping
 
 if TYPE_CHECKING:
     from embedscope.search.base import Hit
 
 
 # --- signals ------------------------------------------------------------------------------------
-def wilson_lower_bound(pos: Any, n: Any, z: float = 1.96) -> np.ndarray:
+def wilson_lower_bound(pos: npt.ArrayLike, n: npt.ArrayLike, z: float = 1.96) -> np.ndarray:
     """Lower bound of the Wilson score interval for the positive share pos/n (0 when n = 0)."""
     pos = np.asarray(pos, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
@@ -125,7 +127,7 @@ WorkKey = tuple[str, frozenset[str]]
 _NAME_SEPARATORS = re.compile(r"[;|/]|\band\b|&")
 
 
-def normalise_names(value: Any) -> frozenset[str]:
+def normalise_names(value: object) -> frozenset[str]:
     """'Martha Hailey Dubose;Frances Hodgson Burnett' -> {'martha hailey dubose', 'frances hodgson
     burnett'}: names split on ';', '|', '/', '&' and 'and' (not on ',', which also writes 'Tolkien, J.')."""
     if value is None or (isinstance(value, float) and value != value):
@@ -133,7 +135,7 @@ def normalise_names(value: Any) -> frozenset[str]:
     return frozenset(n for n in (normalise_title(p) for p in _NAME_SEPARATORS.split(str(value))) if n)
 
 
-def work_key(metadata: Mapping[str, Any], fields: DisplayFields) -> WorkKey | None:
+def work_key(metadata: JSONMapping, fields: DisplayFields) -> WorkKey | None:
     """The work an item is an edition of, from its display title and subtitle (author) fields;
     None when the collection has no title field (then items are never collapsed)."""
     if not fields.title:

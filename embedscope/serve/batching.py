@@ -11,12 +11,13 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any
 
-EncodeFn = Callable[[Sequence[str]], Any]
+from embedscope.encoders.base import Vectors
+
+EncodeFn = Callable[[Sequence[str]], Vectors]
 
 
-def _row(out: Any, i: int) -> Any:
+def _row(out: Vectors, i: int) -> Vectors:
     return out[i : i + 1].copy()  # a copy: do not keep the whole batch alive in the query cache
 
 
@@ -27,13 +28,13 @@ class QueryBatcher:
         self, encode: EncodeFn, max_batch: int = 32, observe: Callable[[int], None] | None = None
     ) -> None:
         self._encode, self.max_batch, self._observe = encode, max_batch, observe
-        self._queue: queue.Queue[tuple[str, Future] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, Future[Vectors]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="query-batcher", daemon=True)
         self._thread.start()
 
-    def encode(self, text: str) -> Any:
+    def encode(self, text: str) -> Vectors:
         """The text's query vector as a 1-row matrix (blocks until its batch is encoded)."""
-        fut: Future = Future()
+        fut: Future[Vectors] = Future()
         self._queue.put((text, fut))
         return fut.result()
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
 
 
-class QueryCache:
+class QueryCache(Generic[V]):
     """Thread-safe LRU of query vectors, keyed by (collection, version revision, query text).
 
     Hand-written (20 lines) because functools.lru_cache cannot report per-key hits to us or be keyed
@@ -16,12 +18,12 @@ class QueryCache:
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
-        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self._data: OrderedDict[Hashable, V] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> tuple[Any, bool]:
+    def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> tuple[V, bool]:
         """The cached value and True, or a freshly computed (and stored) value and False."""
         with self._lock:
             if key in self._data:

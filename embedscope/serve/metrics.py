@@ -15,6 +15,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from embedscope.encoders.base import Vectors
 from embedscope.serve.cache import QueryCache
 
 # the *_created timestamp series double the output and no dashboard here uses them
@@ -29,7 +30,7 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, cache: QueryCache) -> None:
+    def __init__(self, cache: QueryCache[Vectors]) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(

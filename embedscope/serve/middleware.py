@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from embedscope.jsontypes import JSONObject
 
 if TYPE_CHECKING:
     from embedscope.serve.state import ServerState
@@ -120,7 +122,7 @@ class Observe:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        record: dict[str, Any] = {}
+        record: JSONObject = {}
         scope.setdefault("state", {})["record"] = record  # endpoints add to it via request.state.record
         started = time.perf_counter()
         status = 500

@@ -7,9 +7,11 @@ which field is wrong, before any of our code runs).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from embedscope.jsontypes import JSONObject
 
 K_MAX = 1000
 QUERY_MAX = 2000  # characters; a "vibe" is a sentence, and MiniLM reads 256 word pieces at most
@@ -18,7 +20,7 @@ SESSION_MAX = 128
 SESSION_PATTERN = r"^[A-Za-z0-9_.:-]+$"  # an opaque id; kept plain because it is written to the event log
 
 
-def _not_a_flag(value: Any) -> Any:
+def _not_a_flag(value: object) -> object:
     # pydantic's lax mode reads JSON true as 1; a query string ("10") still parses as usual
     if isinstance(value, bool):
         raise ValueError("a number is expected, not true or false")
@@ -129,7 +131,7 @@ class HitOut(BaseModel):
     year: str | None = None
     tags: list[str] = Field([], description="e.g. the categories")
     image: str | None = Field(None, description="thumbnail URL (http or https)")
-    metadata: dict[str, Any]
+    metadata: JSONObject
 
 
 class Stages(BaseModel):
@@ -214,7 +216,7 @@ class RecommendResponse(BaseModel):
 class ItemOut(BaseModel):
     id: str
     text: str
-    metadata: dict[str, Any]
+    metadata: JSONObject
     title: str
 
 
@@ -238,17 +240,17 @@ class Display(BaseModel):
 class VersionOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str
-    encoder: dict[str, Any]
+    encoder: JSONObject
     dim: int
     count: int
-    index: dict[str, Any]
+    index: JSONObject
     sparse: bool
     metric: str
     active: bool
     stale: bool
     created_at: str
     updated_at: str
-    stats: dict[str, Any] = {}
+    stats: JSONObject = {}
     document: str | None = Field(None, description="the document template (None: the item's text)")
 
 
@@ -256,10 +258,10 @@ class RecipeOut(BaseModel):
     name: str
     parts: list[str] = Field(description="the versions it fuses")
     fusion: str = Field(description="rrf | convex")
-    params: dict[str, Any]
+    params: JSONObject
     weights: list[float] = Field(description="one per part")
     depth: int = Field(description="candidates per part before fusion")
-    stages: dict[str, dict[str, Any]] = Field(
+    stages: dict[str, JSONObject] = Field(
         {}, description="query stages (split, terms, rm3, rocchio, adaptive) with their options"
     )
     stored: bool = Field(True, description="False: the implicit default `hybrid` (no stored recipe)")
@@ -269,7 +271,7 @@ class CollectionInfo(BaseModel):
     name: str
     items: int
     id_field: str | None
-    text: dict[str, Any] | None
+    text: JSONObject | None
     metadata_fields: dict[str, str]
     active_version: str | None
     default_search: str | None = Field(
@@ -299,7 +301,7 @@ class Health(BaseModel):
 
 
 class UpsertRequest(_Strict):
-    records: list[dict[str, Any]] = Field(
+    records: list[JSONObject] = Field(
         min_length=1,
         max_length=10_000,
         description="items as in the ingested file: the id field, the text field(s), metadata fields",
@@ -323,7 +325,7 @@ class EmbedRequest(_Strict):
     encoder: str | None = Field(
         None, description="default: the version's own encoder (needed for a new version)"
     )
-    params: dict[str, Any] | None = Field(None, description="encoder parameters (default: the version's)")
+    params: JSONObject | None = Field(None, description="encoder parameters (default: the version's)")
     index: str | None = Field(None, description="hnsw | exact (default: as before)")
     activate: Flag = False
     refit: Flag = Field(
@@ -347,12 +349,12 @@ class EmbedJob(BaseModel):
     done: int = 0
     total: int = 0
     error: str | None = None
-    result: dict[str, Any] | None = None
+    result: JSONObject | None = None
 
 
 class ErrorOut(BaseModel):
     error: str = Field(description="what is wrong, in one line")
-    detail: list[dict[str, Any]] | None = None
+    detail: list[JSONObject] | None = None
 
 
 class ExperimentStart(_Strict):
@@ -382,7 +384,7 @@ class ExperimentReport(ExperimentOut):
     clicked_impressions: int
     winner: str | None = Field(description="a, b, or null while no side wins at the significance level")
     verdict: str
-    test: dict[str, Any] = Field(description="name and p-value of the significance test")
+    test: JSONObject = Field(description="name and p-value of the significance test")
 
 
 class ClickRequest(_Strict):

@@ -12,10 +12,11 @@ recommendations are served as if no experiment ran, and are not logged in it.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from embedscope.errors import ConflictError, NotFoundError, StorageFullError
 from embedscope.experiments import search_ranker
-from embedscope.search.base import STAGES, SearchResult
+from embedscope.search.base import STAGES, Hit, SearchResult
 from embedscope.serve import models as m
 from embedscope.serve.state import Served
 
@@ -52,5 +53,6 @@ def present(
     else:
         using = f"{exp.a}|{exp.b}"
         encoder = f"interleaved({runs[0].encoder}, {runs[1].encoder})"
-    result = SearchResult(imp.results, using, encoder, stages, cached=all(r.cached for r in runs))
+    hits = cast(list[Hit], imp.results)  # both sides are search rankers: their results are hits
+    result = SearchResult(hits, using, encoder, stages, cached=all(r.cached for r in runs))
     return result, m.ExperimentShown(name=exp.name, method=exp.method, impression=imp.id, side=imp.side)

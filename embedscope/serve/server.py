@@ -18,13 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from embedscope.serve.middleware import BODY_TIMEOUT
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("embedscope.serve")
 
@@ -110,7 +113,8 @@ def protocol_class(limits: Limits) -> type[GuardedH11Protocol]:
     )
 
 
-def config(app: Any, host: str, port: int, limits: Limits = Limits(), **options: Any) -> uvicorn.Config:
+# Any: uvicorn.Config's own keyword arguments, passed on whole
+def config(app: FastAPI, host: str, port: int, limits: Limits = Limits(), **options: Any) -> uvicorn.Config:
     """The uvicorn configuration `embedscope serve` runs (tests run a `uvicorn.Server` of it)."""
     return uvicorn.Config(
         app,

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -35,6 +35,9 @@ from embedscope.serve.metrics import Metrics
 
 if TYPE_CHECKING:
     from embedscope.display import DisplayFields
+    from embedscope.encoders.base import Vectors
+    from embedscope.jsontypes import JSONObject
+    from embedscope.recommend.recommender import Recommender
 
 log = logging.getLogger("embedscope.serve")
 DEFAULT_SUGGESTIONS = [
@@ -58,9 +61,9 @@ class Served:
     encode: InitVar[QueryEncoder | None] = None
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     pipeline: SearchPipeline = field(init=False)
-    recommenders: dict[str | None, Any] = field(default_factory=dict)
+    recommenders: dict[str | None, Recommender] = field(default_factory=dict)
     #: map points per (projection file, data revision, colour field): titles cost a store read
-    projections: QueryCache = field(default_factory=lambda: QueryCache(size=8))
+    projections: QueryCache[JSONObject] = field(default_factory=lambda: QueryCache(size=8))
     _writer: Collection | None = None
     _display: tuple[int, m.Display] | None = None
     _experiments: Experiments | None = None
@@ -150,7 +153,7 @@ class ServerState:
         self.root = root
         self.token = check_token(token)
         names = Collection.list(root) if names is None else list(names)
-        self.cache = QueryCache(cache_size)
+        self.cache: QueryCache[Vectors] = QueryCache(cache_size)
         self._batchers: dict[tuple[str, str], tuple[str, QueryBatcher]] = {}
         self._batchers_lock = threading.Lock()
         self.metrics = Metrics(self.cache)
@@ -187,7 +190,7 @@ class ServerState:
         """The pipeline's encode hook: the query cache (keyed by the version's revision), then the
         version's micro-batcher, so concurrent requests share one encoder call."""
 
-        def encode(v: LoadedVersion, texts: Sequence[str]) -> tuple[Any, bool]:
+        def encode(v: LoadedVersion, texts: Sequence[str]) -> tuple[Vectors, bool]:
             if len(texts) != 1:  # a batch of its own needs no batcher
                 return encode_direct(v, texts)
             key = (collection, v.info.name, v.revision, texts[0])

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,17 +19,18 @@ import scipy.sparse as sp
 from embedscope.encoders.base import Encoder
 from embedscope.errors import EmbedscopeError, NotFoundError
 from embedscope.index import create_index
+from embedscope.jsontypes import JSONObject, JSONValue
 from embedscope.validation import check_items
 
 if TYPE_CHECKING:
     from embedscope.index import VectorIndex
 
 
-def content_hash(text: str, metadata: dict[str, Any], source: dict[str, Any] | None = None) -> str:
+def content_hash(text: str, metadata: JSONObject, source: JSONObject | None = None) -> str:
     """The hash of an item's whole content (what an upsert compares to decide what to write).
     Without `source` it is the hash items had before they kept one, and the row hash of versions
     written before row hashes became document hashes (collection/embedding.py)."""
-    parts: list[Any] = [text, metadata, source] if source else [text, metadata]
+    parts: list[object] = [text, metadata, source] if source else [text, metadata]
     payload = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()
 
@@ -42,8 +43,8 @@ class Item:
 
     id: str
     text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    source: dict[str, Any] = field(default_factory=dict)
+    metadata: JSONObject = field(default_factory=dict)
+    source: JSONObject = field(default_factory=dict)
 
     @property
     def hash(self) -> str:
@@ -52,7 +53,7 @@ class Item:
         return content_hash(self.text, self.metadata, self.source)
 
     @property
-    def fields(self) -> dict[str, Any]:
+    def fields(self) -> JSONObject:
         """Every field the item keeps (its text's source fields and its metadata): what a version's
         document template may read (`encoders.document`)."""
         return {**self.source, **self.metadata}
@@ -61,7 +62,7 @@ class Item:
         """`source` as stored (None when empty)."""
         return json.dumps(self.source, default=str, allow_nan=False) if self.source else None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
@@ -70,22 +71,22 @@ class VersionInfo:
     """An embedding version: what encoded which data, when, and how it is indexed."""
 
     name: str
-    encoder: dict[str, Any]  # {"name": ..., "params": {...}} - enough to rebuild it
+    encoder: JSONObject  # {"name": ..., "params": {...}} - enough to rebuild it
     dim: int
     count: int
     fingerprint: str  # hash of the (id, row hash) pairs that were encoded (row hash: encoders/document.py)
-    index: dict[str, Any]  # {"kind": "hnsw"|"exact", "params": {...}}
+    index: JSONObject  # {"kind": "hnsw"|"exact", "params": {...}}
     sparse: bool
     metric: str
     created_at: str
     updated_at: str
     active: bool = False
-    stats: dict[str, Any] = field(default_factory=dict)  # encode time, items/s, bytes
+    stats: JSONObject = field(default_factory=dict)  # encode time, items/s, bytes
     #: the document template each item was encoded as (embedscope.encoders.document); None = the
     #: item's text as ingested. Versions written before documents existed have None.
     document: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
@@ -209,15 +210,15 @@ class Store(ABC):
 
     # --- collection-level settings -------------------------------------------------------------
     @abstractmethod
-    def get_setting(self, key: str, default: Any = None) -> Any: ...
+    def get_setting(self, key: str, default: JSONValue = None) -> JSONValue: ...
 
     @abstractmethod
-    def set_setting(self, key: str, value: Any) -> None: ...
+    def set_setting(self, key: str, value: JSONValue) -> None: ...
 
     # --- items -----------------------------------------------------------------------------------
     @abstractmethod
     def upsert_items(
-        self, items: Sequence[Item], *, replace_all: bool = False, settings: dict[str, Any] | None = None
+        self, items: Sequence[Item], *, replace_all: bool = False, settings: JSONObject | None = None
     ) -> dict[str, int]:
         """Insert or update items in one transaction; `replace_all` deletes items not given;
         `settings` are written in the same transaction. Returns counts: added, updated, unchanged,
@@ -232,7 +233,7 @@ class Store(ABC):
     @abstractmethod
     def iter_items(self) -> Iterable[Item]: ...
 
-    def iter_metadata(self) -> Iterable[tuple[str, dict[str, Any]]]:
+    def iter_metadata(self) -> Iterable[tuple[str, JSONObject]]:
         """(id, metadata) of every item, in insertion order: what filters and display read, without
         the texts and source fields (a store overrides it to read only those columns)."""
         for item in self.iter_items():
@@ -264,7 +265,7 @@ class Store(ABC):
             f"collection '{self.path.name}' has no embedding version '{name}'; versions: {names}"
         )
 
-    def new_index(self, kind: str, params: dict[str, Any]) -> VectorIndex:
+    def new_index(self, kind: str, params: JSONObject) -> VectorIndex:
         """The (unbuilt) index a new version gets. A server backend returns its own kind, which
         its `write_version` builds in the database."""
 
@@ -289,7 +290,7 @@ class Store(ABC):
         """Create or replace a version atomically: readers see the old one or the new one whole."""
 
     @abstractmethod
-    def read_version(self, name: str) -> tuple[VersionData, Any, Any | None]:
+    def read_version(self, name: str) -> tuple[VersionData, Encoder, VectorIndex | None]:
         """(vectors, fitted encoder, loaded index or None).
 
         The index is whatever implements `embedscope.index.VectorIndex.search`: the embedded store

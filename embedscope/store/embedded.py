@@ -45,6 +45,7 @@ from embedscope.errors import ConflictError, DamagedError, EmbedscopeError, NotF
 from embedscope.index import load_index
 from embedscope.index.base import VectorIndex
 from embedscope.index.quantized import QuantizedVectors
+from embedscope.jsontypes import JSONObject, JSONValue
 from embedscope.store.base import Item, ItemChanges, Store, VersionData, VersionInfo
 from embedscope.validation import can_be_id
 
@@ -210,7 +211,8 @@ class EmbeddedStore(Store):
     def close(self) -> None:
         self._conn.close()
 
-    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
+    # Any: sqlite3 types fetched rows as Any
+    def _rows(self, query: str, params: Sequence[object] = ()) -> list[Any]:
         """One read statement's rows, read whole under the read lock (the server's threads share
         the connection). Every read goes through here, so no caller above the store locks."""
         with self._read_lock:
@@ -241,11 +243,11 @@ class EmbeddedStore(Store):
             self._writer_lock.release()
 
     # --- settings -------------------------------------------------------------------------------
-    def get_setting(self, key: str, default: Any = None) -> Any:
+    def get_setting(self, key: str, default: JSONValue = None) -> JSONValue:
         rows = self._rows("SELECT value FROM settings WHERE key=?", (key,))
         return json.loads(rows[0][0]) if rows else default
 
-    def set_setting(self, key: str, value: Any) -> None:
+    def set_setting(self, key: str, value: JSONValue) -> None:
         with self._tx() as c:
             c.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, json.dumps(value)))
 
@@ -258,7 +260,7 @@ class EmbeddedStore(Store):
 
     # --- items -----------------------------------------------------------------------------------
     def upsert_items(
-        self, items: Sequence[Item], *, replace_all: bool = False, settings: dict[str, Any] | None = None
+        self, items: Sequence[Item], *, replace_all: bool = False, settings: JSONObject | None = None
     ) -> dict[str, int]:
         with self._tx() as c:
             self._add_source_column(c)
@@ -319,7 +321,7 @@ class EmbeddedStore(Store):
         for i, text, meta, src in self._rows(q):
             yield Item(i, text, json.loads(meta), json.loads(src) if src else {})
 
-    def iter_metadata(self) -> Iterable[tuple[str, dict[str, Any]]]:
+    def iter_metadata(self) -> Iterable[tuple[str, JSONObject]]:
         for i, meta in self._rows("SELECT id, metadata FROM items ORDER BY seq"):
             yield i, json.loads(meta)
 
@@ -404,7 +406,7 @@ class EmbeddedStore(Store):
     def version_revision(self, name: str) -> str:
         return self._revision_dir(name).name
 
-    def read_version(self, name: str) -> tuple[VersionData, Any, Any | None]:
+    def read_version(self, name: str) -> tuple[VersionData, Encoder, VectorIndex | None]:
         return self._read_consistent(name, _load_revision)
 
     def _read_consistent(self, name: str, read: Callable[[Path, VersionInfo], _T]) -> _T:
@@ -493,7 +495,7 @@ def _sqlite_error(exc: sqlite3.Error) -> str:
     return str(getattr(exc, "sqlite_errorname", "") or "")
 
 
-def _load_revision(d: Path, info: VersionInfo) -> tuple[VersionData, Any, Any | None]:
+def _load_revision(d: Path, info: VersionInfo) -> tuple[VersionData, Encoder, VectorIndex | None]:
 
     if not d.is_dir():
         raise FileNotFoundError(errno.ENOENT, "revision folder missing", str(d))

@@ -31,10 +31,10 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject
 
 SERVER_USER = "postgres"  # the system user the server runs as when we are root
 _STATE = "server.json"
@@ -97,7 +97,7 @@ def _run_user() -> str | None:
     return SERVER_USER
 
 
-def _as_user(user: str | None) -> dict[str, Any]:
+def _as_user(user: str | None) -> JSONObject:
     if user is None:
         return {}
     entry = pwd.getpwnam(user)

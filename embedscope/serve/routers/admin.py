@@ -6,13 +6,13 @@ import logging
 import threading
 import uuid
 from contextlib import ExitStack
-from typing import Any
 
 from fastapi import APIRouter, Request
 
 from embedscope.clock import now
 from embedscope.collection import Collection
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
+from embedscope.jsontypes import JSONObject
 from embedscope.serve import models as m
 from embedscope.serve.deps import WRITES, State
 
@@ -34,9 +34,7 @@ def upsert_items(name: str, req: m.UpsertRequest, request: Request, state: State
 
 
 @router.put(f"{C}/items/{{item_id:path}}", dependencies=WRITES)
-def update_item(
-    name: str, item_id: str, fields: dict[str, Any], request: Request, state: State
-) -> m.WriteResult:
+def update_item(name: str, item_id: str, fields: JSONObject, request: Request, state: State) -> m.WriteResult:
     """Update one item: the given fields replace stored ones, fields not given are kept; the text is
     rebuilt from the stored fields it is made of (a template's fields). 400 names the fields to send
     when a field is not one the collection keeps, or the text cannot be rebuilt."""

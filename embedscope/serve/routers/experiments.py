@@ -8,13 +8,13 @@ import logging
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from embedscope.experiments import configurations, report
 from embedscope.experiments.experiment import Experiment
+from embedscope.jsontypes import JSONObject
 from embedscope.serve import models as m
 from embedscope.serve.deps import WRITES, State
 from embedscope.serve.state import Served
@@ -59,7 +59,7 @@ def stop_experiment(name: str, experiment: str, request: Request, state: State) 
     return _out(state.get(name).experiments.stop(experiment))
 
 
-def _report(served: Served, experiment: str, plot: Path | None = None) -> dict[str, Any]:
+def _report(served: Served, experiment: str, plot: Path | None = None) -> JSONObject:
     out = report(served.experiments, experiment, plot=plot)
     out["log"].pop("path", None)  # a server path is no business of the client's
     return out

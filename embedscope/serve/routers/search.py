@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
 from embedscope.compare import compare
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject
 from embedscope.search.base import SearchResult
 from embedscope.serve import models as m
 from embedscope.serve import online
@@ -58,9 +59,7 @@ def respond(
     )
 
 
-def run_search(
-    state: ServerState, req: m.SearchRequest, name: str, record: dict[str, Any]
-) -> m.SearchResponse:
+def run_search(state: ServerState, req: m.SearchRequest, name: str, record: JSONObject) -> m.SearchResponse:
     served = state.get(name)
     query = req.query.strip()
     record.update(collection=name, query=query, k=req.k, where=req.where)
@@ -93,9 +92,7 @@ def search_post(name: str, req: m.SearchRequest, request: Request, state: State)
     return run_search(state, req, name, request.state.record)
 
 
-def run_similar(
-    state: ServerState, req: m.SimilarRequest, name: str, record: dict[str, Any]
-) -> m.SearchResponse:
+def run_similar(state: ServerState, req: m.SimilarRequest, name: str, record: JSONObject) -> m.SearchResponse:
     served = state.get(name)
     record.update(collection=name, item=req.id, k=req.k, where=req.where)
     using = resolve(served, req.version, req.encoder)
@@ -118,7 +115,7 @@ def similar_post(name: str, req: m.SimilarRequest, request: Request, state: Stat
 
 
 def run_compare(
-    state: ServerState, req: m.CompareRequest, name: str, record: dict[str, Any]
+    state: ServerState, req: m.CompareRequest, name: str, record: JSONObject
 ) -> m.CompareResponse:
     served = state.get(name)
     record.update(collection=name, query=req.query, k=req.k, where=req.where, versions=req.versions)

@@ -9,9 +9,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError, StorageFullError
+from embedscope.jsontypes import JSONValue
 from embedscope.store.base import Store
 from embedscope.store.postgres.schema import (
     SCHEMA,
@@ -80,7 +81,7 @@ class PgConnection(Store):
                 self._connections.append(conn)
         return conn
 
-    def _read(self, query: Query, *params: Any) -> psycopg.Cursor:
+    def _read(self, query: Query, *params: object) -> psycopg.Cursor:
         """One read statement on this thread's connection (autocommit: its own snapshot)."""
         return self._conn().execute(query, params)
 
@@ -168,7 +169,7 @@ class PgConnection(Store):
         self._local = threading.local()
 
     # --- settings -------------------------------------------------------------------------------
-    def get_setting(self, key: str, default: Any = None) -> Any:
+    def get_setting(self, key: str, default: JSONValue = None) -> JSONValue:
         row = self._read(
             f"SELECT value FROM {SCHEMA}.settings WHERE collection_id = %s AND key = %s",
             self.collection_id,
@@ -176,11 +177,11 @@ class PgConnection(Store):
         ).fetchone()
         return row[0] if row else default
 
-    def set_setting(self, key: str, value: Any) -> None:
+    def set_setting(self, key: str, value: JSONValue) -> None:
         with self._write() as cur:
             self._put_setting(cur, key, value)
 
-    def _put_setting(self, cur: psycopg.Cursor, key: str, value: Any) -> None:
+    def _put_setting(self, cur: psycopg.Cursor, key: str, value: JSONValue) -> None:
         cur.execute(
             f"INSERT INTO {SCHEMA}.settings VALUES (%s, %s, %s::jsonb) "
             "ON CONFLICT (collection_id, key) DO UPDATE SET value = EXCLUDED.value",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -11,12 +11,16 @@ import scipy.sparse as sp
 from embedscope.errors import ConflictError, EmbedscopeError
 from embedscope.index.base import VectorIndex
 from embedscope.index.quantized import QuantizedVectors, check_vector_dtype
+from embedscope.jsontypes import JSONObject, JSONValue
 from embedscope.store.postgres.schema import DTYPES, EF_SEARCH_MAX, HNSW_MAX_DIM, INDEX_BYTES, SCHEMA
 from embedscope.validation import count_param
 
 if TYPE_CHECKING:
     import psycopg
+    from pgvector import HalfVector, SparseVector, Vector
     from psycopg.abc import Query
+
+    from embedscope.encoders.base import Vectors
 
 
 class IndexHost(Protocol):
@@ -27,7 +31,7 @@ class IndexHost(Protocol):
 
     def _conn(self) -> psycopg.Connection: ...
 
-    def _read(self, query: Query, *params: Any) -> psycopg.Cursor: ...
+    def _read(self, query: Query, *params: object) -> psycopg.Cursor: ...
 
     def metadata_fields(self) -> list[str]: ...
 
@@ -46,12 +50,12 @@ class PgVectorIndex(VectorIndex):
     #: PostgreSQL scores a row list at ~2-4 ms per 1,000 rows (docs/design.md, "Filtered search")
     exact_filter_max_rows = 5_000
 
-    defaults: ClassVar[dict[str, dict[str, Any]]] = {
+    defaults: ClassVar[dict[str, JSONObject]] = {
         "hnsw": {"connectivity": 16, "expansion_add": 128, "expansion_search": 64, "dtype": "f32"},
         "exact": {"dtype": "f32"},
     }
 
-    def __init__(self, kind: str = "hnsw", **params: Any) -> None:
+    def __init__(self, kind: str = "hnsw", **params: JSONValue) -> None:
         if kind not in self.defaults:
             raise EmbedscopeError(f"unknown index '{kind}' for the PostgreSQL store; valid: hnsw, exact")
         if "vectors" in params:
@@ -95,7 +99,7 @@ class PgVectorIndex(VectorIndex):
         self._store, self._table, self._storage = store, table, storage
         self.size, self.dim = size, dim
 
-    def _query_value(self, row: Any) -> Any:
+    def _query_value(self, row: Vectors) -> Vector | HalfVector | SparseVector:
         from pgvector import HalfVector, SparseVector, Vector
 
         if self._storage == "sparsevec":
@@ -223,7 +227,7 @@ class PgVectorIndex(VectorIndex):
         return int(row[0]) if row else 0
 
 
-def _check_vectors(vectors: Any, dtype: Any) -> None:
+def _check_vectors(vectors: object, dtype: object) -> None:
     """The `vectors` parameter (how the embedded store keeps a version's vectors) in PostgreSQL:
     the table's column is both what is stored and what HNSW indexes, so it is `dtype`'s type
     (f32: vector, f16: halfvec) and `vectors` can only repeat it; pgvector has no 8-bit vectors."""

@@ -4,10 +4,11 @@ of pgvector, lock keys, connecting, and URLs shown without their password."""
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject
 
 if TYPE_CHECKING:
     import psycopg
@@ -99,7 +100,7 @@ def lock_key(name: str, what: str) -> int:
 DTYPES = {"f32": "vector", "f16": "halfvec"}
 
 
-def storage_of(info_index: dict[str, Any], sparse: bool) -> str:
+def storage_of(info_index: JSONObject, sparse: bool) -> str:
     return "sparsevec" if sparse else DTYPES[str(info_index.get("params", {}).get("dtype", "f32"))]
 
 

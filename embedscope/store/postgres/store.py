@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from embedscope.filters import filter_sql
+from embedscope.jsontypes import JSONObject
 from embedscope.store.base import Item, ItemChanges
 from embedscope.store.postgres.schema import SCHEMA
 from embedscope.store.postgres.versions import PgVersions
@@ -29,7 +30,7 @@ class PostgresStore(PgVersions):
 
     # --- items -----------------------------------------------------------------------------------
     def upsert_items(
-        self, items: Sequence[Item], *, replace_all: bool = False, settings: dict[str, Any] | None = None
+        self, items: Sequence[Item], *, replace_all: bool = False, settings: JSONObject | None = None
     ) -> dict[str, int]:
         cid = self.collection_id
         with self._write() as cur:
@@ -114,7 +115,7 @@ class PostgresStore(PgVersions):
         for i, text, meta, src in rows:
             yield Item(i, text, meta, src or {})
 
-    def iter_metadata(self) -> Iterable[tuple[str, dict[str, Any]]]:
+    def iter_metadata(self) -> Iterable[tuple[str, JSONObject]]:
         rows = self._read(
             f"SELECT id, metadata FROM {SCHEMA}.items WHERE collection_id = %s ORDER BY seq",
             self.collection_id,

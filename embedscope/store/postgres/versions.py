@@ -16,6 +16,7 @@ from embedscope.encoders.base import Encoder
 from embedscope.encoders.registry import encoder_from_bytes
 from embedscope.errors import ConflictError, DamagedError, EmbedscopeError
 from embedscope.index.base import VectorIndex
+from embedscope.jsontypes import JSONObject
 from embedscope.store.base import VersionData, VersionInfo
 from embedscope.store.postgres.connection import PgConnection
 from embedscope.store.postgres.index import PgVectorIndex
@@ -30,6 +31,7 @@ from embedscope.store.postgres.schema import (
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg import sql
 
 
 class PgVersions(PgConnection):
@@ -117,7 +119,7 @@ class PgVersions(PgConnection):
             out.append(v)
         return out
 
-    def new_index(self, kind: str, params: dict[str, Any]) -> VectorIndex:
+    def new_index(self, kind: str, params: JSONObject) -> VectorIndex:
         return PgVectorIndex(kind, **params)
 
     def write_version(
@@ -141,10 +143,10 @@ class PgVersions(PgConnection):
         self,
         info: VersionInfo,
         revision: str,
-        table: Any,
+        table: sql.Identifier,
         data: VersionData,
         storage: str,
-        plan: Any,
+        plan: PgVectorIndex,
         blob: bytes,
     ) -> None:
         from psycopg import sql
@@ -193,7 +195,7 @@ class PgVersions(PgConnection):
             if self.get_setting("active_version") is None:
                 self._put_setting(cur, "active_version", info.name)
 
-    def _version_row(self, name: str) -> tuple[dict[str, Any], str]:
+    def _version_row(self, name: str) -> tuple[JSONObject, str]:
         row = self._read(
             f"SELECT info, revision FROM {SCHEMA}.versions WHERE collection_id = %s AND name = %s",
             self.collection_id,
@@ -206,7 +208,7 @@ class PgVersions(PgConnection):
     def version_revision(self, name: str) -> str:
         return self._version_row(name)[1]
 
-    def read_version(self, name: str) -> tuple[VersionData, Any, Any | None]:
+    def read_version(self, name: str) -> tuple[VersionData, Encoder, VectorIndex | None]:
         import psycopg
 
         conn = self._conn()
@@ -316,7 +318,7 @@ class PgVersions(PgConnection):
                 self._put_setting(cur, "active_version", rest[0] if rest else None)
 
 
-def _copy_vectors(cur: psycopg.Cursor, table: Any, data: VersionData, storage: str) -> None:
+def _copy_vectors(cur: psycopg.Cursor, table: sql.Composable, data: VersionData, storage: str) -> None:
     """COPY rows in binary (the fastest way into PostgreSQL), one pgvector value per row."""
     from pgvector import HalfVector, SparseVector, Vector
     from psycopg import sql
@@ -363,6 +365,7 @@ def _parse_binary_copy(raw: bytes, storage: str, dim: int) -> np.ndarray:
     return np.ascontiguousarray(rows).view(">f2" if width == 2 else ">f4").astype(np.float32)
 
 
+# Any: psycopg types a fetched row's values as Any
 def _sparse_rows(rows: list[Any], dim: int) -> sp.csr_matrix:
     indptr, indices, values = [0], [], []
     for vec in rows:
