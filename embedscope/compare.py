@@ -154,13 +154,11 @@ def compare(
 
 
 def _overlap(columns: Sequence[Column]) -> dict[str, float]:
-    answered = [c for c in columns if c.result is not None]
+    answered = [(c.target, {h.id for h in c.result.hits}) for c in columns if c.result is not None]
     out = {}
-    for i, a in enumerate(answered):
-        for b in answered[i + 1 :]:
-            sa = {h.id for h in a.result.hits}  # type: ignore[union-attr]
-            sb = {h.id for h in b.result.hits}  # type: ignore[union-attr]
-            out[f"{a.target}|{b.target}"] = round(len(sa & sb) / max(len(sa | sb), 1), 4)
+    for i, (target_a, sa) in enumerate(answered):
+        for target_b, sb in answered[i + 1 :]:
+            out[f"{target_a}|{target_b}"] = round(len(sa & sb) / max(len(sa | sb), 1), 4)
     return out
 
 

@@ -163,7 +163,7 @@ def _field(node: ast.AST) -> str:
     raise EmbedscopeError(f"filter: expected a field name, got {ast.unparse(node)!r}")
 
 
-def _check_value(field: str, op: type, value: object) -> None:
+def _check_value(field: str, op: type[ast.cmpop], value: object) -> None:
     if op in (ast.In, ast.NotIn):
         if not isinstance(value, list | tuple | set):
             raise EmbedscopeError("filter: `in` needs a list, e.g. genre in ['Fiction', 'Poetry']")
@@ -185,7 +185,7 @@ class _Emitter(Protocol[T]):
     def and_(self, parts: list[T]) -> T: ...
     def or_(self, parts: list[T]) -> T: ...
     def not_(self, part: T) -> T: ...
-    def compare(self, field: str, op: type, value: JSONValue) -> T: ...
+    def compare(self, field: str, op: type[ast.cmpop], value: JSONValue) -> T: ...
 
 
 def _walk(node: ast.AST, emit: _Emitter[T]) -> T:
@@ -242,7 +242,7 @@ class _PandasEmitter:
     def not_(self, part: pd.Series) -> pd.Series:
         return ~part.fillna(False).astype(bool)
 
-    def compare(self, field: str, op: type, value: JSONValue) -> pd.Series:
+    def compare(self, field: str, op: type[ast.cmpop], value: JSONValue) -> pd.Series:
         col = self.frame[field]
         try:
             if op in (ast.In, ast.NotIn):
@@ -317,7 +317,7 @@ class _SqlEmitter:
     def not_(self, part: str) -> str:
         return f"(NOT {part})"
 
-    def compare(self, field: str, op: type, value: JSONValue) -> str:
+    def compare(self, field: str, op: type[ast.cmpop], value: JSONValue) -> str:
         if op in (ast.In, ast.NotIn):
             found = f"{self._value(field)} IN (SELECT jsonb_array_elements(%s::jsonb))"
             self.params.append(json.dumps(list(value), default=str))

@@ -35,7 +35,7 @@ from embedscope.collection import Collection
 from embedscope.display import show
 from embedscope.encoders.base import Vectors, l2_normalize
 from embedscope.errors import EmbedscopeError
-from embedscope.jsontypes import JSONObject
+from embedscope.jsontypes import JSONObject, JSONValue
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -218,7 +218,7 @@ def point_data(
     }
     if color_by is None:
         return out
-    values = [(it.metadata or {}).get(color_by) for it in kept]
+    values: list[JSONValue] = [(it.metadata or {}).get(color_by) for it in kept]
     is_number = [isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in values]
     numeric = [v for v, ok in zip(values, is_number, strict=True) if ok]
     if numeric and len(numeric) >= 0.5 * len(values):

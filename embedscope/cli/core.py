@@ -15,6 +15,7 @@ from embedscope.collection import Collection, default_root
 from embedscope.display import show
 from embedscope.encoders.registry import parse_params
 from embedscope.errors import EmbedscopeError
+from embedscope.jsontypes import JSONObject
 from embedscope.search.query import describe
 
 
@@ -354,7 +355,7 @@ def collections(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
-def _summary(collection_class: type, name: str) -> dict:
+def _summary(collection_class: type[Collection], name: str) -> JSONObject:
     """A collection's summary, or why it cannot be opened (one broken collection must not hide the
     others from the listing)."""
 

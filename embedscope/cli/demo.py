@@ -108,16 +108,13 @@ def run_demo(
         needed = {"isbn13", "title", "description"}
         if not needed <= set(frame.columns):
             raise EmbedscopeError(f"{path.name}: a books file needs columns {', '.join(sorted(needed))}")
-        spec = {
-            "id_field": "isbn13",
-            "template": "{title}. {description}",
-            "metadata": [c for c in BOOK_METADATA if c in frame.columns],
-        }
+        id_field, template = "isbn13", "{title}. {description}"
+        metadata = [c for c in BOOK_METADATA if c in frame.columns]
         queries = BOOK_QUERIES
         console.print(f"corpus: [bold]{len(frame)}[/] books from {path}")
     else:
         frame = wikipedia_sample()
-        spec = {"id_field": "id", "template": "{title}. {text}", "metadata": ["title"]}
+        id_field, template, metadata = "id", "{title}. {text}", ["title"]
         queries = WIKI_QUERIES
         console.print(
             "[yellow]no books file found[/] (looked for ../shared/data/books/books.csv; "
@@ -127,9 +124,11 @@ def run_demo(
     if limit:
         frame = frame.head(limit)
     frame = frame.dropna(subset=["description"]) if "description" in frame.columns else frame
-    _check_target(collection, [str(i) for i in frame[spec["id_field"]]], store, replace)
+    _check_target(collection, [str(i) for i in frame[id_field]], store, replace)
     col = Collection.create(collection, store=store)
-    counts = col.ingest(frame, replace=replace, from_text=from_text, **spec)
+    counts = col.ingest(
+        frame, id_field=id_field, template=template, metadata=metadata, replace=replace, from_text=from_text
+    )
     console.print(f"collection [bold]{collection}[/] in {col.location}")
     console.print(f"ingested into collection [bold]{collection}[/]: {counts}")
     with progress_bar("encoding") as bar:
@@ -162,7 +161,7 @@ def run_demo(
     exe = "embedscope"
     if not shutil.which("embedscope") and sys.argv[0].endswith("embedscope"):
         exe = sys.argv[0]
-    where = '--where "published_year >= 2000"' if "published_year" in spec["metadata"] else ""
+    where = '--where "published_year >= 2000"' if "published_year" in metadata else ""
     # one command a line, never wrapped (soft_wrap: a terminal folds a long line visually, and
     # copying it gives the whole command), no markup (a [bracket] in a query stays as typed)
     hints = [

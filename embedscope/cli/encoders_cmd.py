@@ -12,6 +12,7 @@ from rich.table import Table
 from embedscope.cli.app import app, console, fail, print_json, status
 from embedscope.collection import Collection
 from embedscope.encoders.registry import describe_encoders
+from embedscope.encoders.word2vec import WordVectorMixin
 from embedscope.errors import EmbedscopeError
 
 
@@ -81,7 +82,7 @@ def words(
                 )
             version = matching[0]
         enc = col.encoder(version)
-        if not hasattr(enc, "most_similar"):
+        if not isinstance(enc, WordVectorMixin):
             fail(f"version '{version}' uses encoder '{enc.name}', which has no word vectors")
         if similarity is not None:
             w1, w2 = _split(similarity, 2, "--similarity")
@@ -95,7 +96,7 @@ def words(
             a, b, c = _split(analogy, 3, "--analogy")
             result = enc.analogy(a, b, c, topn=topn)
             title = f"{a} - {b} + {c}"
-        else:
+        elif neighbors is not None:
             result = enc.most_similar(neighbors, topn=topn)
             title = f"nearest to {neighbors}"
     except EmbedscopeError as exc:

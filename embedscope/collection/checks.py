@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from embedscope.collection.items import stored_spec
-from embedscope.encoders.base import Vectors
+from embedscope.encoders.base import Vectors, is_sparse
 from embedscope.encoders.document import Document, document_hash
 from embedscope.encoders.registry import encoder_class
 from embedscope.errors import DamagedError, EmbedscopeError
@@ -149,7 +149,7 @@ def check_loaded(
         return [str(exc)]
     problems = []
     vectors, n = v.data.vectors, v.data.vectors.shape[0]
-    values = vectors.data if sp.issparse(vectors) else np.asarray(vectors)
+    values = vectors.data if is_sparse(vectors) else np.asarray(vectors)
     if not np.isfinite(values).all():
         problems.append("some vectors hold NaN or infinite values")
     if vectors.shape != (len(v.data.ids), info.dim):  # a store that reads vectors on demand
@@ -194,10 +194,10 @@ def index_problems(v: LoadedVersion, sample: int = 20) -> list[str]:
     if not n or v.index.size != n:
         return []
     rows = np.unique(np.linspace(0, n - 1, num=min(n, sample)).astype(np.int64))
-    queries = vectors[rows] if sp.issparse(vectors) else np.asarray(vectors[rows])
+    queries = vectors[rows] if is_sparse(vectors) else np.asarray(vectors[rows])
     own = (
         np.asarray(queries.multiply(queries).sum(axis=1)).ravel()
-        if sp.issparse(queries)
+        if is_sparse(queries)
         else np.einsum("ij,ij->i", queries, queries)
     )
     try:
@@ -277,12 +277,12 @@ def misplaced_rows(
 
 def _rows_of(matrix: StoredVectors, rows: list[int]) -> Vectors:
     picked = matrix[rows]
-    return picked.tocsr() if sp.issparse(picked) else np.asarray(picked, dtype=np.float32)
+    return picked.tocsr() if is_sparse(picked) else np.asarray(picked, dtype=np.float32)
 
 
 def _row_cosines(a: Vectors, b: Vectors) -> np.ndarray:
     """Cosine of each row of `a` with the same row of `b` (dense or sparse); 1 where both are zero."""
-    if sp.issparse(a) or sp.issparse(b):
+    if is_sparse(a) or is_sparse(b):
         a, b = sp.csr_matrix(a), sp.csr_matrix(b)
         dot = np.asarray(a.multiply(b).sum(axis=1)).ravel()
         na = np.sqrt(np.asarray(a.multiply(a).sum(axis=1)).ravel())

@@ -100,7 +100,7 @@ def embed_version(
         if targets is None:  # fit_items: an encoder learning from fields too (tuned) sees metadata
             enc.fit_items(docs, [i.metadata for i in items])
         else:  # a distilled encoder learns from the teacher's vectors already stored here
-            enc.fit(docs, targets=targets)
+            enc.fit_to_teacher(docs, targets)
     fit_s = time.perf_counter() - started
     todo = [n for n, i in enumerate(items) if i.id not in old_rows]
     new_vectors = (

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,16 @@ def _holding_writer_lock(
             return method(self, *args, **kwargs)
 
     return locked
+
+
+class _Run(TypedDict):
+    """How `embed` runs (the same for both halves of a hybrid, but for the sparse half's engine)."""
+
+    batch_size: int
+    refit: bool
+    progress: ProgressFn | None
+    engine: str
+    address: str | None
 
 
 class Collection(StoredState):
@@ -290,7 +300,7 @@ class Collection(StoredState):
         same setup (`collection.embedding`; `refit` starts afresh). The writer lock is held
         throughout: a second writer waits briefly, then gets ConflictError "busy". `engine="ray"`
         encodes on a Ray cluster (`address`, else a local Ray); everything else is the same."""
-        run = dict(batch_size=batch_size, refit=refit, progress=progress, engine=engine, address=address)
+        run = _Run(batch_size=batch_size, refit=refit, progress=progress, engine=engine, address=address)
         if encoder == HYBRID:
             if document is not None:
                 raise EmbedscopeError(embedding.HYBRID_DOCUMENTS)

@@ -19,7 +19,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, TypeAlias
+from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,7 +28,16 @@ from embedscope.errors import EmbedscopeError
 from embedscope.jsontypes import JSONMapping, JSONObject, JSONValue
 from embedscope.validation import count_param, is_number
 
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
 Vectors: TypeAlias = np.ndarray | sp.csr_matrix
+
+
+def is_sparse(matrix: object) -> TypeIs[sp.spmatrix]:
+    """`scipy.sparse.issparse` that a type checker can follow (scipy has no types): a `Vectors` is
+    its sparse rows where this holds and a NumPy array where it does not."""
+    return bool(sp.issparse(matrix))
 
 
 class NotFittedError(EmbedscopeError):
@@ -47,12 +56,12 @@ class Encoder(ABC):
     #: would only refuse while fitting (`max_features: "abc"`) is refused when the encoder is made:
     #: before an HTTP embedding job is accepted, not after it answered 202
     nullable: ClassVar[dict[str, str]] = {"max_features": "count", "epochs": "count", "min_rating": "number"}
-    requires_fit: ClassVar[bool] = False
+    requires_fit: bool = False
     sparse: ClassVar[bool] = False
     #: False for behavioural encoders (item2vec, ALS): vectors learned from interactions, not text
     encodes_text: ClassVar[bool] = True
     #: cosine similarity (vectors L2-normalised) or raw inner product (e.g. BM25 weights)
-    metric: ClassVar[str] = "cosine"
+    metric: str = "cosine"  # an instance may change it (raw counts rank by "dot")
 
     def __init__(self, **params: JSONValue) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -83,10 +92,15 @@ class Encoder(ABC):
 
     def teacher(self) -> JSONObject | None:
         """For an encoder distilled from another: the teacher's config ({"name", "params"}: the
-        params that change its vectors). `Collection.embed` then calls `fit(texts, targets=...)`
-        with the teacher's stored vectors of those texts (`Collection.vectors_made_by`), so the
-        teacher need not encode the collection again. None: `fit(texts)` alone."""
+        params that change its vectors). `Collection.embed` then calls `fit_to_teacher` with the
+        teacher's stored vectors of those texts (`Collection.vectors_made_by`), so the teacher need
+        not encode the collection again. None: `fit(texts)` alone."""
         return None
+
+    def fit_to_teacher(self, texts: Sequence[str], targets: np.ndarray) -> Encoder:
+        """Learn from the teacher's vectors of the texts (one row per text, NaN rows where it has
+        none): what `Collection.embed` calls for an encoder whose `teacher()` names one."""
+        raise NotImplementedError(f"encoder '{self.name}' names no teacher to fit to")
 
     def fit_transform(self, texts: Sequence[str]) -> Vectors:
         return self.fit(texts).encode(texts)
@@ -198,8 +212,8 @@ def empty_rows(matrix: Vectors) -> np.ndarray:
     """Per row: True where an encoded query has no known term (all zeros), so search can say "no
     known terms" instead of returning arbitrary ties. Sparse or dense, one vector or many rows."""
     if sp.issparse(matrix):
-        return np.asarray(abs(matrix).sum(axis=1)).ravel() == 0  # stored zeros count as empty
-    return ~np.atleast_2d(np.asarray(matrix)).any(axis=1)
+        return np.asarray(np.asarray(abs(matrix).sum(axis=1)).ravel() == 0)  # stored zeros count as empty
+    return np.asarray(~np.atleast_2d(np.asarray(matrix)).any(axis=1))
 
 
 def is_empty_query(vec: Vectors) -> bool:

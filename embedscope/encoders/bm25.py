@@ -74,9 +74,9 @@ class BM25Encoder(Encoder):
         # SciFact test nDCG@10 0.662 -> 0.685, Recall@100 0.876 -> 0.919 (docs/evaluation.md)
         "stemmer": "porter",  # null or a PyStemmer algorithm: "porter", "english" (Porter2), ...
     }
-    requires_fit: ClassVar[bool] = True
+    requires_fit: bool = True
     sparse: ClassVar[bool] = True
-    metric: ClassVar[str] = "dot"
+    metric: str = "dot"
 
     def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)
@@ -107,10 +107,16 @@ class BM25Encoder(Encoder):
     def vocab(self) -> dict[str, int]:
         return self.tokenizer.get_vocab_dict()
 
+    def _idf(self) -> np.ndarray:
+        """The fitted inverse document frequencies (NotFittedError before `fit`)."""
+        self._check_fitted()
+        if self.idf is None:  # fitted without them: a state only a bug can reach
+            raise RuntimeError("BM25 is marked fitted but has no idf")
+        return self.idf
+
     @property
     def dim(self) -> int:
-        self._check_fitted()
-        return len(self.idf)
+        return len(self._idf())
 
     # --- fit / encode ------------------------------------------------------------------------
     def fit(self, texts: Sequence[str]) -> BM25Encoder:
@@ -158,14 +164,14 @@ class BM25Encoder(Encoder):
         """Document-side BM25 weights W (n, vocab)."""
         from bm25s.scoring import _select_tfc_scorer
 
-        self._check_fitted()
+        idf = self._idf()
         tfc = _select_tfc_scorer(self.params["method"])
         indptr, indices, data = [0], [], []
         for doc in self.token_ids(texts):
             counts = Counter(doc)
             cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
             tf = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
-            w = self.idf[cols] * tfc(
+            w = idf[cols] * tfc(
                 tf_array=tf,
                 l_d=len(doc),
                 l_avg=self.avgdl,
@@ -212,10 +218,11 @@ class BM25Encoder(Encoder):
         tok = self.tokenizer
         state = {"word_to_id": tok.word_to_id, "stem_to_sid": tok.stem_to_sid, "avgdl": self.avgdl}
         (directory / "bm25_vocab.json").write_text(json.dumps(state))
-        arrays = {"idf": self.idf}
+        weights = directory / "bm25_weights.npz"
         if self.nonoccurrence is not None:
-            arrays["nonoccurrence"] = self.nonoccurrence
-        np.savez(directory / "bm25_weights.npz", **arrays)
+            np.savez(weights, idf=self._idf(), nonoccurrence=self.nonoccurrence)
+        else:
+            np.savez(weights, idf=self._idf())
 
     def _load_state(self, directory: Path) -> None:
         directory = Path(directory)

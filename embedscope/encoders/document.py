@@ -63,7 +63,7 @@ class Document:
         """(literal, field or None, boost) in order."""
         if self.template is None:
             return [("", TEXT, 1)]
-        out = []
+        out: list[tuple[str, str | None, int]] = []
         try:
             parsed = list(string.Formatter().parse(self.template))
         except ValueError as exc:

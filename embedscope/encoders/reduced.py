@@ -21,7 +21,7 @@ _STATE_FILE = "model.joblib"
 
 
 class _ReducedEncoder(Encoder):
-    requires_fit: ClassVar[bool] = True
+    requires_fit: bool = True
 
     def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)

@@ -62,7 +62,7 @@ def fit_vectorizer(vectorizer: CountVectorizer, texts: Sequence[str]) -> None:
 class _VectorizerEncoder(Encoder):
     """Shared plumbing: a fitted scikit-learn vectorizer is the whole learned state."""
 
-    requires_fit: ClassVar[bool] = True
+    requires_fit: bool = True
     sparse: ClassVar[bool] = True
 
     def __init__(self, **params: JSONValue) -> None:

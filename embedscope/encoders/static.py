@@ -221,7 +221,7 @@ class StaticEncoder(Encoder):
         if not 0 < float(p["validation_fraction"]) < 1:
             raise EmbedscopeError("validation_fraction must be in (0, 1)")
         # corpus weighting counts the collection's tokens, training fits to its texts: both learn
-        self.requires_fit = p["weighting"] == "corpus" or bool(p["train"])  # type: ignore[misc]
+        self.requires_fit = p["weighting"] == "corpus" or bool(p["train"])
         self.fitted = not self.requires_fit
         self._static: StaticModel | None = None
         #: what the last training did (epochs, held-out cosine, teacher vectors reused, seconds)
@@ -296,6 +296,9 @@ class StaticEncoder(Encoder):
                 matrix = matrix + placed @ rest
             parts.append(matrix)
         return sp.vstack(parts).tocsr()
+
+    def fit_to_teacher(self, texts: Sequence[str], targets: np.ndarray) -> StaticEncoder:
+        return self.fit(texts, targets)
 
     def fit(self, texts: Sequence[str], targets: np.ndarray | None = None) -> StaticEncoder:
         """Count the collection's tokens for the SIF weights (weighting=corpus) and, with `train`,

@@ -86,7 +86,7 @@ class TorchWord2VecEncoder(WordVectorMixin, Encoder):
         "sif_a": 1e-3,
         "sif_remove_pc": True,
     }
-    requires_fit: ClassVar[bool] = True
+    requires_fit: bool = True
 
     def __init__(self, **params: JSONValue) -> None:
         super().__init__(**params)

@@ -158,9 +158,9 @@ def load_sentence_transformer(
 
         # bf16/fp16 weights: the matrix products run in half precision end to end (no per-op casts)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        kwargs = {"model_kwargs": {"dtype": dtype}} if dtype is not None else {}
+        model_kwargs = {"dtype": dtype} if dtype is not None else None
         try:
-            st = SentenceTransformer(resolve_model_path(model), device=device, **kwargs)
+            st = SentenceTransformer(resolve_model_path(model), device=device, model_kwargs=model_kwargs)
         except OSError as exc:
             raise EmbedscopeError(
                 f"cannot load model '{model}' offline: {exc.__class__.__name__}; give a local path "
@@ -223,7 +223,7 @@ class TransformerEncoder(Encoder):
     def _set_plan(self, plan: Plan) -> None:
         self.plan = plan
         # int8 is calibrated on the collection's texts: it learns, so it must see them first
-        self.requires_fit = self._calibrates()  # type: ignore[misc]
+        self.requires_fit = self._calibrates()
         self.fitted = not self.requires_fit
 
     def _calibrates(self) -> bool:
@@ -255,7 +255,10 @@ class TransformerEncoder(Encoder):
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_embedding_dimension())
+        dim = self.model.get_embedding_dimension()
+        if dim is None:  # sentence-transformers could not tell (no Pooling or Dense module)
+            raise EmbedscopeError(f"model {self._model_path()!r} does not say its embedding dimension")
+        return int(dim)
 
     def _uses_openvino(self) -> bool:
         return self.plan.runtime == "openvino"

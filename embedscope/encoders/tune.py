@@ -48,7 +48,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
 
@@ -283,7 +283,7 @@ class TunedEncoder(TransformerEncoder):
         "MiniLM (or another sentence-transformers model) fine-tuned on the collection's own items "
         "with self-supervised pairs (ICT, metadata field -> text; in-batch negatives)"
     )
-    requires_fit: ClassVar[bool] = True
+    requires_fit: bool = True
     defaults: ClassVar[JSONObject] = {
         "base": DEFAULT_MODEL,  # the sentence-transformers model tuned (name or local folder)
         "pairs": ICT,  # comma-separated: ict and/or metadata field names, e.g. "title,categories,ict"
@@ -360,7 +360,7 @@ class TunedEncoder(TransformerEncoder):
         """The parent's plan (precision=auto as for MiniLM: the same OpenVINO/ONNX Runtime paths),
         but training is this encoder's fit whatever the arithmetic: it always requires one."""
         super()._set_plan(plan)
-        self.requires_fit = True  # type: ignore[misc]
+        self.requires_fit = True
         self.fitted = getattr(self, "_tuned", None) is not None
 
     def _model_path(self) -> str:
@@ -453,7 +453,9 @@ def train(
     device = resolve_device(str(params["train_device"]))
     model = SentenceTransformer(base_path, device=device)
     model.max_seq_length = int(params["train_seq_length"])
-    layers_trained, layers = freeze_below(model[0].auto_model, int(params["train_layers"]))
+    # torch types a submodule's attribute as `Tensor | Module`; this one is the transformers model
+    transformer = cast(torch.nn.Module, model[0].auto_model)
+    layers_trained, layers = freeze_below(transformer, int(params["train_layers"]))
     if params["loss"] == "cached_mnrl":
         loss_fn: torch.nn.Module = CachedMultipleNegativesRankingLoss(
             model, mini_batch_size=_CACHED_MINI_BATCH
@@ -471,7 +473,9 @@ def train(
     for pairs, batches in epochs:
         for batch in batches:
             features = [
-                batch_to_device(model.preprocess([getattr(pairs[i], side) for i in batch]), device)
+                batch_to_device(
+                    model.preprocess([getattr(pairs[i], side) for i in batch]), torch.device(device)
+                )
                 for side in ("anchor", "positive")
             ]
             loss = loss_fn(features, torch.empty(0))  # in-batch negatives: labels are implicit

@@ -29,13 +29,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from embedscope.encoders.base import l2_normalize
+from embedscope.encoders.base import is_sparse, l2_normalize
 from embedscope.errors import EmbedscopeError
 from embedscope.jsontypes import JSONObject
 from embedscope.recommend import profiles as prof
@@ -226,7 +227,7 @@ def score_item_item(split: Split, model: ItemItemModel, weights: sp.spmatrix | N
     rows = (split.train_matrix if weights is None else weights)[:, cols]
     product = rows @ model.weights
     scores = np.full(split.train_matrix.shape, -np.inf)
-    scores[:, cols] = product.toarray() if sp.issparse(product) else np.asarray(product)
+    scores[:, cols] = product.toarray() if is_sparse(product) else np.asarray(product)
     return scores
 
 
@@ -293,10 +294,13 @@ def _metrics(rank: np.ndarray, k: int, k_recall: int) -> dict[str, float]:
 def sample_negatives(split: Split, n: int = 100, seed: int = 42) -> np.ndarray:
     """(users, n) columns of items each user never interacted with (train or test), fixed seed."""
     rng = np.random.default_rng(seed)
+    if split.seen_matrix is None:
+        raise EmbedscopeError("sampled negatives need a leave-last-out split (it records what each user saw)")
+    seen_matrix = split.seen_matrix
     n_items = len(split.items)
     out = np.empty((len(split.users), n), dtype=np.int64)
     for u in range(len(split.users)):
-        seen = split.seen_matrix.indices[split.seen_matrix.indptr[u] : split.seen_matrix.indptr[u + 1]]
+        seen = seen_matrix.indices[seen_matrix.indptr[u] : seen_matrix.indptr[u + 1]]
         pool = np.setdiff1d(np.arange(n_items), seen, assume_unique=False)
         if len(pool) < n:
             raise EmbedscopeError(
@@ -310,6 +314,8 @@ def evaluate_scores(
     split: Split, scores: np.ndarray, negatives: np.ndarray, *, k: int = 10, k_recall: int = 20
 ) -> tuple[dict[str, float], dict[str, float]]:
     """(full-ranking metrics + coverage, sampled-protocol metrics) for one score matrix."""
+    if split.test_cols is None:
+        raise EmbedscopeError("this protocol needs a leave-last-out split (one held-out item per user)")
     full = np.array(scores, dtype=np.float64, copy=True)
     tr = split.train_matrix.tocoo()
     full[tr.row, tr.col] = -np.inf  # training items are never recommended
@@ -374,7 +380,7 @@ def _params_and_version(
         method, explicit if explicit is not None else (info.encoder.get("params") if info else None)
     ).params
     same = info is not None and create_behavioural(method, info.encoder.get("params")).params == params
-    return params, (info.name if same else None)
+    return params, (info.name if info is not None and same else None)
 
 
 def evaluate_recommenders(
@@ -434,12 +440,12 @@ def evaluate_recommenders(
         if "tfidf" in encoder_names():
             enc = create_encoder("tfidf")
             mat = enc.fit(item_texts).encode(item_texts)
-            dense = mat.toarray() if sp.issparse(mat) else np.asarray(mat)
+            dense = mat.toarray() if is_sparse(mat) else np.asarray(mat)
             vecs = l2_normalize(dense.astype(np.float32))
             for p in profiles:
                 run(
                     f"tfidf/{p}",
-                    lambda p=p, vecs=vecs: score_profile(split, vecs, p, half_life=half_life),
+                    partial(score_profile, split, vecs, p, half_life=half_life),
                     "content: tf-idf of title + genres",
                 )
         else:
@@ -451,7 +457,7 @@ def evaluate_recommenders(
     content_best: tuple[float, str] | None = None
     for name in content_versions:
         ids, vectors = collection.vectors(name)
-        if sp.issparse(vectors):
+        if is_sparse(vectors):
             report.notes.append(f"version {name} is sparse: skipped")
             continue
         vecs = item_matrix(split, ids, np.asarray(vectors))
@@ -459,7 +465,7 @@ def evaluate_recommenders(
         for p in profiles:
             s = run(
                 f"{name}/{p}",
-                lambda p=p, vecs=vecs: score_profile(split, vecs, p, half_life=half_life),
+                partial(score_profile, split, vecs, p, half_life=half_life),
                 f"content: version '{name}' ({encoder_name})",
                 {"version": name, "method": encoder_name, "profile": p, "scoring": "cosine"},
             )
@@ -492,21 +498,20 @@ def evaluate_recommenders(
         for p in profiles:
             run(
                 f"item2vec/{p}",
-                lambda p=p: score_profile(split, iv, p, half_life=half_life),
+                partial(score_profile, split, iv, p, half_life=half_life),
                 "behavioural: skip-gram over training histories; cosine to the profile",
                 use("item2vec", p, "cosine"),
             )
         for p in [p for p in profiles if p != "multi"]:
             run(
                 f"item2vec-predict/{p}",
-                lambda p=p: score_profile(split, iv, p, half_life=half_life, context=cv),
+                partial(score_profile, split, iv, p, half_life=half_life, context=cv),
                 "behavioural: profile . skip-gram context vectors (the model's co-occurrence score)",
                 use("item2vec", p, "predict"),
             )
         pop_counts = np.asarray(split.train_matrix.sum(axis=0)).ravel()
-        pop_sig = np.array(
-            [count_signal(dict(enumerate(pop_counts))).get(n, 0.0) for n in range(len(pop_counts))]
-        )
+        by_column = count_signal({str(n): float(c) for n, c in enumerate(pop_counts)})  # once, not per item
+        pop_sig = np.array([by_column.get(str(n), 0.0) for n in range(len(pop_counts))])
         if "recency" in profiles:
             run(
                 "item2vec/recency + popularity 0.5",
@@ -518,7 +523,7 @@ def evaluate_recommenders(
         for p in profiles:
             run(
                 f"als-items/{p}",
-                lambda p=p: score_profile(split, av, p, half_life=half_life),
+                partial(score_profile, split, av, p, half_life=half_life),
                 "behavioural: profile over normalised ALS item factors; cosine",
                 use("als", p, "cosine"),
             )
@@ -538,7 +543,7 @@ def evaluate_recommenders(
                 weights = None if p == "mean" else _recency_matrix(split, half_life)
                 run(
                     f"{method}/{p}",
-                    lambda model=model, weights=weights: score_item_item(split, model, weights),
+                    partial(score_item_item, split, model, weights),
                     f"behavioural: {p} profile weights over the training items x {method}'s item x item "
                     f"matrix; {chosen}",
                     use(method, p, "predict"),
@@ -592,9 +597,12 @@ def _best_row(collection: Collection, report: RecsReport, k: int) -> JSONObject 
         return None
     best = max(rows, key=lambda r: r.full[metric])
     pop = next((r for r in report.results if r.method == "popularity"), None)
-    info = collection.version_info(best.use["version"])
+    use = best.use
+    if use is None:  # rows were chosen for having one
+        return None
+    info = collection.version_info(use["version"])
     return {
-        **best.use,
+        **use,
         "row": best.method,
         "metric": metric,
         "value": round(best.full[metric], 4),

@@ -233,7 +233,7 @@ class Experiments:
                 taken = {e.name for e in self.list()}
                 base = check_name(f"{a}-vs-{b}"[:60], "experiment")
                 name = next(n for n in (base, *(f"{base}-{i}" for i in range(2, 10_000))) if n not in taken)
-            exp = Experiment(check_name(name, "experiment"), a, b, method, started_at=now("milliseconds"))  # type: ignore[arg-type]
+            exp = Experiment(check_name(name, "experiment"), a, b, method, started_at=now("milliseconds"))
             self._write(exp, new=True)
         return exp
 
@@ -309,7 +309,8 @@ class Experiments:
 
     def _impression(self, name: str, impression_id: str) -> JSONObject:
         with self._guard:
-            found = self._recent.get(name, {}).get(impression_id)
+            recent = self._recent.get(name)
+            found = recent.get(impression_id) if recent is not None else None
         if found is not None:
             return found
         if name not in self._read_back:
@@ -323,7 +324,7 @@ class Experiments:
                 elif record and record.get("type") == "click" and isinstance(record.get("position"), int):
                     clicked.append(record)
             with self._guard:
-                kept = self._recent.get(name, {})
+                kept = self._recent.get(name) or OrderedDict()
                 for record in clicked:
                     if str(record.get("impression")) in kept:
                         key = (name, str(record.get("impression")))

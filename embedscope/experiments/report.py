@@ -146,7 +146,7 @@ def summarise(exp: Experiment, results: Sequence[ImpressionResult], *, alpha: fl
         evidence = f"CTR {sides['a']['ctr']} vs {sides['b']['ctr']}"
     significant = best is not None and p < alpha
     out["winner"] = best if significant else None
-    if significant:
+    if significant and best is not None:
         out["verdict"] = f"{label[best]} wins: {evidence}, p = {p:.3g} after {len(results)} impressions"
     else:
         out["verdict"] = (

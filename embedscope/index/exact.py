@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.encoders.base import is_sparse
 from embedscope.index.base import VectorIndex, search_rows, top_k
 from embedscope.index.quantized import QuantizedVectors
 
@@ -25,7 +26,7 @@ class ExactIndex(VectorIndex):
         self._postings: sp.csr_matrix | None = None
 
     def build(self, vectors: np.ndarray | sp.csr_matrix | QuantizedVectors) -> ExactIndex:
-        if sp.issparse(vectors):
+        if is_sparse(vectors):
             self.vectors = vectors.tocsr()
         elif isinstance(vectors, QuantizedVectors):
             self.vectors = vectors  # scored from its codes, never decoded whole (index/quantized.py)
@@ -39,14 +40,14 @@ class ExactIndex(VectorIndex):
         self, queries: np.ndarray | sp.csr_matrix, k: int, *, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         assert self.vectors is not None
-        if sp.issparse(self.vectors) and sp.issparse(queries):
+        if is_sparse(self.vectors) and is_sparse(queries):
             # an inverted index: rows of the transposed matrix are each term's postings, so the product
             # touches only documents that share a term with the query, not every document row
             if self._postings is None:
                 self._postings = self.vectors.T.tocsr()
             scores = np.asarray((sp.csr_matrix(queries) @ self._postings).toarray(), dtype=np.float32)
-        elif sp.issparse(self.vectors) or sp.issparse(queries):
-            scores = self.vectors @ (queries.T if sp.issparse(queries) else sp.csr_matrix(queries).T)
+        elif is_sparse(self.vectors) or is_sparse(queries):
+            scores = self.vectors @ (queries.T if is_sparse(queries) else sp.csr_matrix(queries).T)
             scores = np.asarray(scores.T.todense(), dtype=np.float32)
         else:
             queries = np.asarray(queries, dtype=np.float32)
@@ -72,7 +73,7 @@ class ExactIndex(VectorIndex):
     def nbytes(self) -> int:
         if self.vectors is None:
             return 0
-        if sp.issparse(self.vectors):
+        if is_sparse(self.vectors):
             # the postings (built on the first query) hold the same numbers once more
             copies = 1 if self._postings is None else 2
             return copies * int(

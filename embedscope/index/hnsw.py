@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from embedscope.errors import EmbedscopeError
 from embedscope.index.base import VectorIndex, row_scores, search_rows, top_k
 from embedscope.index.quantized import QuantizedVectors
 from embedscope.validation import count_param
+
+if TYPE_CHECKING:
+    from usearch.index import Index
 
 _FILE = "hnsw.usearch"
 #: how the graph stores vectors (usearch scalar kinds): 4, 2 or 1 byte per dimension
@@ -76,7 +80,7 @@ class HNSWIndex(VectorIndex):
             **params,
         )
         self.threads = threads
-        self._index = None
+        self._index: Index | None = None
         #: filtered graph searches answered exactly because too few candidates passed (bench counts)
         self.filter_fallbacks = 0
         #: rows the parallel build left unreachable and `_relink_lost_rows` inserted again
@@ -89,7 +93,7 @@ class HNSWIndex(VectorIndex):
     def dtype(self) -> str:
         return str(self.params.get("dtype", "f32"))  # versions written before dtype existed: f32
 
-    def _new(self, dim: int):  # noqa: ANN202 - usearch has no public type to name
+    def _new(self, dim: int) -> Index:
         from usearch.index import Index
 
         return Index(
@@ -171,7 +175,8 @@ class HNSWIndex(VectorIndex):
             # re-scores) pass the filter
             fetch = math.ceil(max(self.filter_overfetch * k, want) * self.size / max(n_allowed, 1))
         fetch = min(self.size, fetch)
-        self._index.expansion_search = max(ef, fetch)
+        # usearch defines this setter apart from its getter, which mypy reads as a read-only property
+        self._index.expansion_search = max(ef, fetch)  # type: ignore[misc]
         matches = self._index.search(queries, fetch, threads=self.threads)
         keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(queries), -1)
         sims = (1.0 - np.asarray(matches.distances, dtype=np.float32)).reshape(len(queries), -1)
@@ -213,7 +218,7 @@ class HNSWIndex(VectorIndex):
         self._index = Index.restore(str(directory / _FILE), view=True)
         if self._index is None:
             raise EmbedscopeError(f"HNSW index file {directory / _FILE} is missing or corrupt")
-        self._index.expansion_search = int(self.params["expansion_search"])
+        self._index.expansion_search = int(self.params["expansion_search"])  # type: ignore[misc]  # (above)
 
     def nbytes(self) -> int:
         return int(self._index.memory_usage) if self._index is not None else 0

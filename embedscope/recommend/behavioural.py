@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from embedscope.encoders.base import Encoder, l2_normalize
+from embedscope.encoders.base import Encoder, is_sparse, l2_normalize
 from embedscope.encoders.registry import create_encoder
 from embedscope.errors import EmbedscopeError
 from embedscope.jsontypes import JSONObject, JSONValue
@@ -59,7 +59,7 @@ class BehaviouralEncoder(Encoder):
     """The stored "encoder" of a behavioural version: it records how the vectors were trained
     (config + params, so the version is reproducible) but cannot turn text into a vector."""
 
-    requires_fit: ClassVar[bool] = False
+    requires_fit: bool = False
     encodes_text: ClassVar[bool] = False
 
     def encode(
@@ -73,7 +73,7 @@ class BehaviouralEncoder(Encoder):
 
     @property
     def dim(self) -> int:
-        return int(self.params.get("vector_size") or self.params.get("factors"))
+        return int(self.params.get("vector_size") or self.params["factors"])
 
     def _check(self) -> None:
         for key in ("vector_size", "factors", "window", "epochs", "iterations", "min_count"):
@@ -169,7 +169,7 @@ class ItemItemEncoder(BehaviouralEncoder):
     def save(self, directory: Path) -> None:
         super().save(directory)
         directory = Path(directory)
-        if sp.issparse(self.weights):
+        if is_sparse(self.weights):
             sp.save_npz(directory / "weights.npz", sp.csr_matrix(self.weights, dtype=np.float32))
         elif self.weights is not None:
             np.save(directory / "weights.npy", np.ascontiguousarray(self.weights, dtype=np.float32))
@@ -197,7 +197,7 @@ class ItemItemEncoder(BehaviouralEncoder):
         if self.weights is None:
             return np.zeros(len(rows), dtype=np.float32)
         col = self.weights[np.asarray(rows, dtype=np.int64)][:, [column]]
-        return np.asarray(col.toarray() if sp.issparse(col) else col, dtype=np.float32).ravel()
+        return np.asarray(col.toarray() if is_sparse(col) else col, dtype=np.float32).ravel()
 
 
 class EASEEncoder(ItemItemEncoder):
@@ -337,7 +337,7 @@ def ease_weights(X: sp.spmatrix, l2: float) -> np.ndarray:
 
     Written out with numpy rather than taken from a library: it is these three lines, and the
     libraries that have it (RecBole, Cornac) bring a training framework with them."""
-    gram = np.asarray((X.T @ X).toarray() if sp.issparse(X) else X.T @ X, dtype=np.float64)
+    gram = np.asarray((X.T @ X).toarray() if is_sparse(X) else X.T @ X, dtype=np.float64)
     return _ease_from_gram(gram, l2)
 
 
@@ -423,7 +423,7 @@ def choose_by_validation(
             for h, X in folds:
                 w = fit(X, grid[i])
                 s = h.train_matrix @ w
-                s = s.toarray() if sp.issparse(s) else np.asarray(s)
+                s = s.toarray() if is_sparse(s) else np.asarray(s)
                 values.append(topk_metrics(s, h.train_matrix, h.test_matrix)[metric])
             seen[i] = float(np.mean(values))
         return seen[i]
@@ -512,7 +512,7 @@ def item_item_vectors(weights: np.ndarray | sp.spmatrix, dim: int, seed: int = 1
     n = weights.shape[0]
     d = max(1, min(dim, n - 1))
     if n <= 4 * dim:  # small: the exact decomposition is cheap
-        dense = weights.toarray() if sp.issparse(weights) else np.asarray(weights)
+        dense = weights.toarray() if is_sparse(weights) else np.asarray(weights)
         u, s, _ = np.linalg.svd(dense.astype(np.float64), full_matrices=False)
     else:
         u, s, _ = randomized_svd(weights.astype(np.float64), d, random_state=seed)

@@ -62,7 +62,7 @@ def choose_version(collection: Collection) -> VersionChoice:
     versions = {v.name: v for v in collection.versions()}
     rec = recorded_best(collection)
     if rec:
-        info = versions.get(rec.get("version"))
+        info = versions.get(str(rec.get("version") or ""))
         if info is not None and info.encoder == rec.get("encoder"):
             pop = rec.get("popularity")
             vs = f" vs popularity {pop:.4f}" if isinstance(pop, int | float) else ""

@@ -180,7 +180,8 @@ class Recommender:
             raise EmbedscopeError("give either a user or a list of items (anonymous session), not both")
         coll = self.collection
         if self.version is not None:
-            version, reason, chosen = self.version, "named by the caller", None
+            version: str | None = self.version  # None: the active version
+            reason, chosen = "named by the caller", None
         else:
             chosen = choose_version(coll)
             version, reason = chosen.version, chosen.reason
@@ -281,7 +282,7 @@ class Recommender:
         if predict and item_item is not None:
             hist_weights = _history_weights(interests, profile, len(hids), htimes, half_life, half_life_unit)
             runs = _rank_rows(coll, v, item_item.score_history(hrows, hist_weights), n_cand, where, seen)
-        elif predict:
+        elif predict and context is not None:
             runs = _rank_rows(coll, v, queries @ context.T, n_cand, where, seen)
         else:
             runs = coll.search_vectors(queries, n_cand, version=v.info.name, where=where, exclude=seen)

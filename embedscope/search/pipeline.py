@@ -461,8 +461,8 @@ class SearchPipeline:
         split = plan.stages.get("split")
         for i, matrix in matrices.items():
             v = plan.parts[i]
-            whole_only = pieces is None or not _splits((split or {}).get("on", "all"), v)
-            rows_of = {qi: [qi] if whole_only else pieces.rows[qi] for qi in queries}
+            split_here = pieces is not None and _splits((split or {}).get("on", "all"), v)
+            rows_of = {qi: pieces.rows[qi] if pieces is not None and split_here else [qi] for qi in queries}
             asked = {qi: [r for r in rows if known[i][r]] for qi, rows in rows_of.items()}
             flat = sorted({r for rows in asked.values() for r in rows})
             if not flat:
@@ -555,7 +555,7 @@ def _own_cosines(
     no split pieces fused into it, no feedback search. None: relevance scores the stored vectors."""
     v, split = plan.parts[part], plan.stages.get("split")
     pieced = split is not None and pieces is not None and len(pieces.rows[qi]) > 1
-    if run is None or (pieced and _splits(split.get("on", "all"), v)):
+    if run is None or (pieced and split is not None and _splits(split.get("on", "all"), v)):
         return None
     if stages_.feedback_kind(v.info.sparse) in plan.stages:
         return None

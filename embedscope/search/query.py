@@ -308,16 +308,17 @@ def feedback(
     """Pseudo-relevance feedback for one part of a search: each query (its whole text, row qi of
     `matrix`) expanded with its first run's top documents (`rm3` for a sparse part, `rocchio` for a
     dense one), searched again with `search`; the second run replaces the first in `out`."""
-    todo = [qi for qi, runs in out.items() if runs[part] is not None and len(runs[part]) and known[qi]]
+    first = {
+        qi: run for qi, runs in out.items() if (run := runs[part]) is not None and len(run) and known[qi]
+    }
+    todo = list(first)
     if not todo:
         return
     if v.info.sparse:
-        counts = _feedback_counts(v, [out[qi][part].ids[: options["docs"]] for qi in todo], get_items)
-        rows = [
-            rm3(matrix[qi : qi + 1], c, out[qi][part], options) for qi, c in zip(todo, counts, strict=True)
-        ]
+        counts = _feedback_counts(v, [first[qi].ids[: options["docs"]] for qi in todo], get_items)
+        rows = [rm3(matrix[qi : qi + 1], c, first[qi], options) for qi, c in zip(todo, counts, strict=True)]
     else:
-        rows = [rocchio(v, matrix[qi : qi + 1], out[qi][part], options) for qi in todo]
+        rows = [rocchio(v, matrix[qi : qi + 1], first[qi], options) for qi in todo]
     expanded = sp.vstack(rows).tocsr() if v.info.sparse else np.vstack(rows).astype(np.float32)
     for qi, run in zip(todo, search(expanded), strict=True):
         out[qi][part] = run

@@ -144,7 +144,9 @@ class ItemChanges:
     def of(cls, items: Sequence[Item], existing: dict[str, str], *, replace_all: bool) -> ItemChanges:
         """Both stores decide their writes here, so both refuse the same items (validation.py)."""
         check_items(items)
-        added, updated, unchanged = [], [], 0
+        added: list[tuple[Item, str, str]] = []
+        updated: list[tuple[Item, str, str]] = []
+        unchanged = 0
         for item in items:
             h = item.hash
             old = existing.get(item.id)
@@ -260,8 +262,13 @@ class Store(ABC):
         for v in versions:
             if v.name == name:
                 return v
-        names = ", ".join(v.name for v in versions) or "none yet: run `embedscope embed`"
-        raise NotFoundError(
+        raise self.no_version(name, versions)
+
+    def no_version(self, name: str, versions: list[VersionInfo] | None = None) -> NotFoundError:
+        """The NotFoundError for a version that is not there, naming the ones that are."""
+        have = self.list_versions() if versions is None else versions
+        names = ", ".join(v.name for v in have if v.name != name) or "none yet: run `embedscope embed`"
+        return NotFoundError(
             f"collection '{self.path.name}' has no embedding version '{name}'; versions: {names}"
         )
 

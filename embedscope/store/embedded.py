@@ -384,7 +384,7 @@ class EmbeddedStore(Store):
     def _write_files(tmp: Path, data: VersionData, encoder: Encoder, index: VectorIndex | None) -> None:
         tmp.mkdir(parents=True)
         if sp.issparse(data.vectors):
-            sp.save_npz(tmp / "vectors.npz", data.vectors.tocsr(), compressed=False)
+            sp.save_npz(tmp / "vectors.npz", sp.csr_matrix(data.vectors), compressed=False)
         else:
             save_dense(tmp, data.vectors)
         (tmp / "ids.json").write_text(json.dumps({"ids": data.ids, "hashes": data.hashes}))

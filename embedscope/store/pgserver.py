@@ -197,8 +197,10 @@ def start(
     data = directory / "data"
     if not (data / "PG_VERSION").exists():
         _run(
-            [binaries / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8"]
-            + ["--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--no-instructions"],
+            [
+                *(binaries / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8"),
+                *("--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--no-instructions"),
+            ],
             user,
             timeout=timeout,
         )
@@ -211,8 +213,10 @@ def start(
     }
     opts = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in options.items())
     _run(
-        [binaries / "pg_ctl", "-D", data, "-l", directory / "server.log", "-w", "-t", str(int(timeout))]
-        + ["-o", opts, "start"],
+        [
+            *(binaries / "pg_ctl", "-D", data, "-l", directory / "server.log", "-w", "-t", str(int(timeout))),
+            *("-o", opts, "start"),
+        ],
         user,
         timeout=timeout + 10,
     )

@@ -47,7 +47,7 @@ def projection(
     request.state.record.update(collection=name, version=version, method=method, sample=sample)
     available = cached_methods(served.reader, version, sample=sample)
     if method is None:
-        method = available[0] if available else "pca"
+        chosen = available[0] if available else "pca"
     elif method != "pca" and method not in available:
         command = f"embedscope project {name} --method {method} --sample {sample}"
         command += f" --version {version}" if version else ""
@@ -55,7 +55,9 @@ def projection(
             f"no {method} projection of this version is cached yet: run `{command}` once (UMAP: about "
             "30 s), or ask for method=pca, computed now"
         )
-    proj = project(served.reader, version, method=method, sample=sample)
+    else:
+        chosen = method
+    proj = project(served.reader, version, method=chosen, sample=sample)
     key = (str(proj.path), served.reader.data_revision(), color_by)
     # titles and colours of up to 50,000 points, made outside the cache's lock: searches go on meanwhile
     points, _ = served.projections.get_or_compute(key, lambda: point_data(served.reader, proj, color_by))

@@ -21,12 +21,14 @@ from embedscope.store.postgres.schema import (
     WRITE_WAIT_SECONDS,
     connect,
     lock_key,
+    one_row,
     redact,
 )
 
 if TYPE_CHECKING:
     import psycopg
-    from psycopg.abc import Query
+
+    from embedscope.store.postgres.schema import Query
 
 
 class PgConnection(Store):
@@ -52,7 +54,7 @@ class PgConnection(Store):
                     f"INSERT INTO {SCHEMA}.collections (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
                     (name,),
                 )
-        elif not conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.collections",)).fetchone()[0]:
+        elif not one_row(conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.collections",)))[0]:
             raise missing  # opening never writes, not even the schema
         row = conn.execute(f"SELECT id FROM {SCHEMA}.collections WHERE name = %s", (name,)).fetchone()
         if row is None:
@@ -97,7 +99,7 @@ class PgConnection(Store):
                     f"the database {self.location} lacks the pgvector extension and this user may not "
                     "create it: as an administrator run `CREATE EXTENSION vector;` in that database"
                 ) from None
-            row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+            row = one_row(conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
         version = tuple(int(p) for p in str(row[0]).split(".")[:2])
         if version < (0, 7):
             raise EmbedscopeError(
@@ -126,7 +128,7 @@ class PgConnection(Store):
         (default `write_wait`), then ConflictError "busy"."""
         conn, key = self._conn(), lock_key(self.name, "versions")
         deadline = time.monotonic() + (self.write_wait if wait is None else wait)
-        while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+        while not one_row(conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)))[0]:
             if time.monotonic() > deadline:
                 raise self._busy()
             time.sleep(0.05)

@@ -18,9 +18,9 @@ from embedscope.validation import count_param
 if TYPE_CHECKING:
     import psycopg
     from pgvector import HalfVector, SparseVector, Vector
-    from psycopg.abc import Query
 
     from embedscope.encoders.base import Vectors
+    from embedscope.store.postgres.schema import Query
 
 
 class IndexHost(Protocol):
@@ -132,7 +132,7 @@ class PgVectorIndex(VectorIndex):
         out_rows = np.full((n_queries, k), -1, dtype=np.int64)
         out_vals = np.full((n_queries, k), -np.inf, dtype=np.float32)
         conditions, params = [], []
-        join = sql.SQL("")
+        join: sql.Composable = sql.SQL("")
         if where:
             from embedscope.filters import filter_sql
 

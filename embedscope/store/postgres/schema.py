@@ -4,7 +4,7 @@ of pgvector, lock keys, connecting, and URLs shown without their password."""
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import quote, urlencode
 
 from embedscope.errors import EmbedscopeError
@@ -12,8 +12,25 @@ from embedscope.jsontypes import JSONObject
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg import sql
 
 SCHEMA = "embedscope"
+
+
+#: a statement `Connection.execute` takes (psycopg.abc.Query also admits t-string templates, which
+#: its `execute` does not)
+Query: TypeAlias = "str | bytes | sql.SQL | sql.Composed"
+
+
+# Any: psycopg types a row's values as Any (their types are the query's columns)
+def one_row(cursor: psycopg.Cursor) -> tuple[Any, ...]:
+    """The row of a query that always returns one (an aggregate, `to_regclass`, a lock attempt)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise EmbedscopeError("PostgreSQL returned no row to a query that always returns one")
+    return row
+
+
 SCHEMA_SQL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
 CREATE TABLE IF NOT EXISTS {SCHEMA}.collections (
@@ -118,6 +135,6 @@ def connect(url: str) -> psycopg.Connection:
 def list_collections(url: str) -> list[str]:
     """Names of the collections in the database (none if embedscope never wrote there)."""
     with connect(url) as conn:
-        if not conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.collections",)).fetchone()[0]:
+        if not one_row(conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.collections",)))[0]:
             return []
         return [r[0] for r in conn.execute(f"SELECT name FROM {SCHEMA}.collections ORDER BY name")]

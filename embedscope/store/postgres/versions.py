@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from embedscope.store.postgres.schema import (
     RETIRED_SECONDS,
     SCHEMA,
     SPARSE_MAX_NNZ,
+    one_row,
     storage_of,
 )
 
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
 
 class PgVersions(PgConnection):
     """Versions and their vector tables (`write_version`, `read_version`, ... of the Store contract)."""
+
+    @abstractmethod
+    def metadata_fields(self) -> list[str]:
+        """The items' metadata fields (`PostgresStore`'s): what an attached index's filter may name."""
 
     def _collect_garbage(self, grace: float = RETIRED_SECONDS) -> None:
         """Drop this collection's vector tables that no version points at: replaced revisions once
@@ -175,7 +181,7 @@ class PgVersions(PgConnection):
                 )
                 info.stats["index_seconds"] = round(time.perf_counter() - t0, 3)
             cur.execute(INDEX_BYTES, (f"{SCHEMA}.{self._table(revision)}",))
-            info.stats["index_bytes"] = int(cur.fetchone()[0])
+            info.stats["index_bytes"] = int(one_row(cur)[0])
             info.updated_at = now()
             record = info.to_dict()
             record.pop("active", None)
@@ -202,7 +208,7 @@ class PgVersions(PgConnection):
             name,
         ).fetchone()
         if row is None:
-            self.get_version(name)  # raises a helpful NotFoundError
+            raise self.no_version(name)
         return row[0], row[1]
 
     def version_revision(self, name: str) -> str:
@@ -224,13 +230,15 @@ class PgVersions(PgConnection):
                     (self.collection_id, name),
                 ).fetchone()
                 if row is None:
-                    self.get_version(name)
+                    raise self.no_version(name)
                 info, revision, blob = row
-                ids, hashes = conn.execute(
-                    "SELECT coalesce(array_agg(item_id ORDER BY row), '{}'), "
-                    "coalesce(array_agg(hash ORDER BY row), '{}') "
-                    f'FROM {SCHEMA}."{self._table(revision)}"'
-                ).fetchone()
+                ids, hashes = one_row(
+                    conn.execute(
+                        "SELECT coalesce(array_agg(item_id ORDER BY row), '{}'), "
+                        "coalesce(array_agg(hash ORDER BY row), '{}') "
+                        f'FROM {SCHEMA}."{self._table(revision)}"'
+                    )
+                )
         except psycopg.errors.UndefinedTable:
             if self.version_revision(name) == revision:  # not rewritten meanwhile: the table is gone
                 problem = f"its vector table {SCHEMA}.{self._table(revision)} is missing"
@@ -275,21 +283,25 @@ class PgVersions(PgConnection):
         table = self._table(revision)
         if table not in self.vector_tables():
             return [f"the vector table {SCHEMA}.{table} of version '{name}' is missing: embed it again"]
-        rows, dim = self._read(
-            f'SELECT count(*), max(vector_dims(embedding)) FROM {SCHEMA}."{table}"'
-            if not info["sparse"]
-            else f'SELECT count(*), {int(info["dim"])} FROM {SCHEMA}."{table}"'
-        ).fetchone()
+        rows, dim = one_row(
+            self._read(
+                f'SELECT count(*), max(vector_dims(embedding)) FROM {SCHEMA}."{table}"'
+                if not info["sparse"]
+                else f'SELECT count(*), {int(info["dim"])} FROM {SCHEMA}."{table}"'
+            )
+        )
         problems = []
         if rows != info["count"]:
             problems.append(f"the table holds {rows} vectors, the record says {info['count']}")
         if rows and dim != info["dim"]:
             problems.append(f"the vectors have dimension {dim}, the record says {info['dim']}")
-        indexed = self._read(
-            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = %s::regclass AND a.amname = 'hnsw'",
-            f'{SCHEMA}."{table}"',
-        ).fetchone()[0]
+        indexed = one_row(
+            self._read(
+                "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = %s::regclass AND a.amname = 'hnsw'",
+                f'{SCHEMA}."{table}"',
+            )
+        )[0]
         if info["index"]["kind"] == "hnsw" and not indexed:
             problems.append("the HNSW index is missing")
         return problems
@@ -307,7 +319,7 @@ class PgVersions(PgConnection):
             )
             row = cur.fetchone()
             if row is None:
-                self.get_version(name)
+                raise self.no_version(name)
             self._retire(cur, row[0])
             if self.get_setting("active_version") == name:
                 cur.execute(
@@ -329,7 +341,7 @@ def _copy_vectors(cur: psycopg.Cursor, table: sql.Composable, data: VersionData,
     ) as copy:
         copy.set_types(["int4", "text", "text", storage])
         if storage == "sparsevec":
-            csr = vectors.tocsr()
+            csr = sp.csr_matrix(vectors)
             for n, (item_id, h) in enumerate(zip(data.ids, data.hashes, strict=True)):
                 lo, hi = csr.indptr[n], csr.indptr[n + 1]
                 if hi - lo > SPARSE_MAX_NNZ:
