@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from embedscope.encoders.base import Encoder, Vectors
-from embedscope.engines.base import Engine, ProgressFn, chunk_size
+from embedscope.engines.base import Engine, ProgressFn, chunk_size, length_order
 
 
 class LocalEngine(Engine):
@@ -23,12 +23,7 @@ class LocalEngine(Engine):
                 progress(len(texts), len(texts))
             return out
         chunk = chunk_size(batch_size)
-        # longest first across the whole corpus, not only inside each chunk: a chunk then holds
-        # texts of about one length, and a transformer's batches carry almost no padding (books,
-        # OpenVINO's batches of 16 from chunks of 256: 6% padding with chunks in corpus order, 1.4%
-        # with the corpus sorted first; bench/bench_embed.py --padding). Each
-        # text's vector does not depend on its neighbours, so only the order changes.
-        order = np.argsort([-len(t) for t in texts], kind="stable")
+        order = length_order(texts)
         parts = []
         for start in range(0, len(texts), chunk):
             rows = order[start : start + chunk]

@@ -41,7 +41,7 @@ import pandas as pd
 
 from embedscope.encoders.base import Encoder, Vectors
 from embedscope.encoders.registry import encoder_from_bytes
-from embedscope.engines.base import Engine, ProgressFn, chunk_size
+from embedscope.engines.base import Engine, ProgressFn, chunk_size, length_order
 from embedscope.errors import EmbedscopeError
 
 
@@ -215,7 +215,8 @@ class RayEngine(Engine):
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
         chunk = chunk_size(batch_size)
-        frame = pd.DataFrame({"row": np.arange(len(texts), dtype=np.int64), "text": texts})
+        order = length_order(texts)  # the local engine's order: the same batches, little padding
+        frame = pd.DataFrame({"row": order.astype(np.int64), "text": [texts[r] for r in order]})
         blocks = [frame.iloc[s : s + chunk] for s in range(0, len(frame), chunk)]
         actors, cpus, gpus = self._pool(ray, len(blocks))
         t0 = time.perf_counter()
