@@ -19,7 +19,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, ClassVar, TypeAlias, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from typing_extensions import TypeIs
 
 Vectors: TypeAlias = np.ndarray | sp.csr_matrix
+S = TypeVar("S")
 
 
 def is_sparse(matrix: object) -> TypeIs[sp.spmatrix]:
@@ -108,6 +109,14 @@ class Encoder(ABC):
     def _check_fitted(self) -> None:
         if not self.fitted:
             raise NotFittedError(f"encoder '{self.name}' must be fitted on a corpus before encode()")
+
+    def _fitted(self, state: S | None, what: str) -> S:
+        """`state`, which `fit` sets (a vectorizer, a model, idf weights): NotFittedError before
+        `fit`; None after it is a state only a bug can reach, said as such."""
+        self._check_fitted()
+        if state is None:
+            raise RuntimeError(f"encoder '{self.name}' is marked fitted but has no {what}")
+        return state
 
     # --- encoding -------------------------------------------------------------------------------
     @abstractmethod

@@ -107,16 +107,9 @@ class BM25Encoder(Encoder):
     def vocab(self) -> dict[str, int]:
         return self.tokenizer.get_vocab_dict()
 
-    def _idf(self) -> np.ndarray:
-        """The fitted inverse document frequencies (NotFittedError before `fit`)."""
-        self._check_fitted()
-        if self.idf is None:  # fitted without them: a state only a bug can reach
-            raise RuntimeError("BM25 is marked fitted but has no idf")
-        return self.idf
-
     @property
     def dim(self) -> int:
-        return len(self._idf())
+        return len(self._fitted(self.idf, "idf"))
 
     # --- fit / encode ------------------------------------------------------------------------
     def fit(self, texts: Sequence[str]) -> BM25Encoder:
@@ -164,7 +157,7 @@ class BM25Encoder(Encoder):
         """Document-side BM25 weights W (n, vocab)."""
         from bm25s.scoring import _select_tfc_scorer
 
-        idf = self._idf()
+        idf = self._fitted(self.idf, "idf")
         tfc = _select_tfc_scorer(self.params["method"])
         indptr, indices, data = [0], [], []
         for doc in self.token_ids(texts):
@@ -218,11 +211,11 @@ class BM25Encoder(Encoder):
         tok = self.tokenizer
         state = {"word_to_id": tok.word_to_id, "stem_to_sid": tok.stem_to_sid, "avgdl": self.avgdl}
         (directory / "bm25_vocab.json").write_text(json.dumps(state))
-        weights = directory / "bm25_weights.npz"
+        weights, idf = directory / "bm25_weights.npz", self._fitted(self.idf, "idf")
         if self.nonoccurrence is not None:
-            np.savez(weights, idf=self._idf(), nonoccurrence=self.nonoccurrence)
+            np.savez(weights, idf=idf, nonoccurrence=self.nonoccurrence)
         else:
-            np.savez(weights, idf=self._idf())
+            np.savez(weights, idf=idf)
 
     def _load_state(self, directory: Path) -> None:
         directory = Path(directory)

@@ -32,10 +32,7 @@ class _ReducedEncoder(Encoder):
 
     def fitted_parts(self) -> tuple[CountVectorizer, TruncatedSVD | LatentDirichletAllocation]:
         """The fitted vectorizer and model (NotFittedError before `fit`)."""
-        self._check_fitted()
-        if self.vectorizer is None or self.model is None:  # a state only a bug can reach
-            raise RuntimeError(f"encoder '{self.name}' is marked fitted but has no model")
-        return self.vectorizer, self.model
+        return self._fitted(self.vectorizer, "vectorizer"), self._fitted(self.model, "model")
 
     @property
     def dim(self) -> int:

@@ -86,10 +86,7 @@ class _VectorizerEncoder(Encoder):
     @property
     def fitted_vectorizer(self) -> CountVectorizer:
         """The fitted vectorizer (NotFittedError before `fit`)."""
-        self._check_fitted()
-        if self.vectorizer is None:  # fitted without one: a state only a bug can reach
-            raise RuntimeError(f"encoder '{self.name}' is marked fitted but has no vectorizer")
-        return self.vectorizer
+        return self._fitted(self.vectorizer, "vectorizer")
 
     def _transform(self, texts: list[str]) -> sp.csr_matrix:
         return self.fitted_vectorizer.transform(texts)
