@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.progress import TaskID
@@ -99,9 +99,7 @@ def tune(
 
         clicks, skipped = clicked_pairs(col, from_clicks)
         params["clicks"] = from_clicks
-    enc = create_encoder("tuned", params)
-    if not isinstance(enc, TunedEncoder):  # the registry maps "tuned" to it; said for the type checker
-        raise TypeError(f"the registry\x27s \x27tuned\x27 encoder is {type(enc).__name__}, not TunedEncoder")
+    enc = cast(TunedEncoder, create_encoder("tuned", params))  # the registry's "tuned" is this class
     enc.add_pairs(clicks)
     with progress_bar("tuning", out=err_console if as_json else None) as bar:
         train = bar.add_task(f"tuning {params['base']} on {collection}", total=None)

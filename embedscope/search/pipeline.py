@@ -461,8 +461,10 @@ class SearchPipeline:
         split = plan.stages.get("split")
         for i, matrix in matrices.items():
             v = plan.parts[i]
-            split_here = pieces is not None and _splits((split or {}).get("on", "all"), v)
-            rows_of = {qi: pieces.rows[qi] if pieces is not None and split_here else [qi] for qi in queries}
+            piece_rows = (
+                pieces.rows if pieces is not None and _splits((split or {}).get("on", "all"), v) else None
+            )
+            rows_of = {qi: [qi] if piece_rows is None else piece_rows[qi] for qi in queries}
             asked = {qi: [r for r in rows if known[i][r]] for qi, rows in rows_of.items()}
             flat = sorted({r for rows in asked.values() for r in rows})
             if not flat:

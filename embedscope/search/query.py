@@ -81,12 +81,10 @@ def _weights_list(v: object) -> str | None:
 
 
 def _edges(v: object) -> str | None:
-    ok = isinstance(v, list) and all(isinstance(e, int) and not isinstance(e, bool) and e > 0 for e in v)
-    return (
-        None
-        if ok and isinstance(v, list) and v == sorted(set(v))
-        else "must be increasing word counts, e.g. [10, 40]"
-    )
+    if isinstance(v, list) and all(isinstance(e, int) and not isinstance(e, bool) and e > 0 for e in v):
+        if v == sorted(set(v)):
+            return None
+    return "must be increasing word counts, e.g. [10, 40]"
 
 
 #: stage -> its options (default, check); the order is the order in which they run
