@@ -9,7 +9,9 @@ What it does, in order (each step starts from what the steps before it kept):
    document (field boosts: BM25F) and a MiniLM document (a template over the fields);
 3. fusion weight: the BM25 weight in 0.3 ... 0.7 for the kept parts;
 4. long requests: dropping negated clauses, the split stage (sentences or passages, fused by max /
-   mean / RRF), query term weighting (drop common terms), each with "off" among the candidates;
+   mean / RRF), what a candidate one part did not return counts in it (that part's cutoff, 0, or
+   its true score: `missing="score"`), query term weighting (drop common terms), each with "off"
+   among the candidates;
 5. pseudo-relevance feedback: RM3 on the BM25 part, Rocchio on the MiniLM part;
 6. query-adaptive fusion: a BM25 weight per bucket of query length.
 
@@ -150,8 +152,7 @@ def books_collection(home: Path, cache: Path) -> Any:
         if source.exists():
             shutil.copytree(source, target)
         else:
-            from embedscope.demo import BOOK_METADATA
-
+            from embedscope.cli.demo import BOOK_METADATA
             from embedscope.sources import read_table
 
             frame = read_table(BOOKS).dropna(subset=["description"])
@@ -399,15 +400,22 @@ def main() -> None:
             qs.measure("minilm", "minilm")
             qs.measure("old hybrid", old)
     steps: list[dict[str, Any]] = []
-    state: dict[str, Any] = {"sparse": "bm25", "dense": "minilm", "weight": 0.5, "stages": {}}
+    state: dict[str, Any] = {
+        "sparse": "bm25",
+        "dense": "minilm",
+        "weight": 0.5,
+        "missing": "cutoff",
+        "stages": {},
+    }
 
     def current(**change: Any) -> tuple[Any, Any]:
         s = {**state, **change}
         w = [s["weight"], 1 - s["weight"]]
         stages = {k: v for k, v in s["stages"].items() if v is not None}
+        params = {**DEFAULT_HYBRID["params"], "missing": s["missing"]}
         return (
-            recipe([s["sparse"], s["dense"]], weights=w, stages=stages),
-            recipe(["bm25", "minilm"], weights=w, stages=stages) if sci is not None else None,
+            recipe([s["sparse"], s["dense"]], weights=w, params=params, stages=stages),
+            recipe(["bm25", "minilm"], weights=w, params=params, stages=stages) if sci is not None else None,
         )
 
     def step(name: str, changes: dict[str, dict[str, Any]], scifact: bool = True) -> dict[str, Any]:
@@ -467,6 +475,9 @@ def main() -> None:
             "split", {"by": "sentence", "fuse": "convex", "whole": True, "on": on}
         )
     step("split long queries", split_grid)
+    # a candidate one part did not return: its cutoff (off), 0, or its true score (missing="score");
+    # after the split stage, which it competes with on long requests (a split part keeps the cutoff)
+    step("missing scores", {f"missing={m}": {"missing": m} for m in ("score", "zero")})
     step(
         "query term weighting",
         {

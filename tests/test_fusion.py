@@ -72,7 +72,7 @@ def test_rrf_by_hand_and_ties_by_id() -> None:
 
 def _all_fusions() -> list[tuple[str, dict]]:
     out: list[tuple[str, dict]] = [("rrf", {"k": 60})]
-    for norm, missing in itertools.product(NORMALIZERS, ["cutoff", "zero"]):
+    for norm, missing in itertools.product(NORMALIZERS, ["cutoff", "zero", "score"]):
         out.append(("convex", {"normalization": norm, "missing": missing}))
     return out
 
@@ -111,6 +111,28 @@ def test_convex_by_hand_and_missing_documents() -> None:
     # an empty run (e.g. no query term known to BM25) leaves the other run's ranking as it is
     empty = Run([], np.zeros(0), 0.0)
     assert fuse([empty, DENSE], [0.5, 0.5], "convex", {"normalization": "tmm"})[0] == DENSE.ids
+
+
+def test_missing_score_uses_a_runs_true_scores_on_its_own_scale() -> None:
+    """missing="score": a document one run did not return gets that run's true score of it (`others`),
+    normalised with the run's own statistics; without one, the cutoff, as `missing="cutoff"`."""
+    sparse = Run(SPARSE.ids, SPARSE.scores, SPARSE.floor, others={"d": 0.0, "f": 0.2})
+    dense = Run(DENSE.ids, DENSE.scores, DENSE.floor, others={"c": -0.4})
+    params = {"normalization": "zscore", "missing": "score"}
+    got = dict(zip(*fuse([sparse, dense], [0.5, 0.5], "convex", params), strict=True))
+    z_s = dict(zip(SPARSE.ids, zscore(SPARSE.scores), strict=True))
+    z_d = dict(zip(DENSE.ids, zscore(DENSE.scores), strict=True))
+    at = lambda run, x: float(zscore(run.scores, at=np.array([x]))[0])  # noqa: E731
+    assert got["d"] == pytest.approx(0.5 * at(SPARSE, 0.0) + 0.5 * z_d["d"])
+    assert got["c"] == pytest.approx(0.5 * z_s["c"] + 0.5 * at(DENSE, -0.4))
+    assert got["e"] == pytest.approx(0.5 * z_s["e"] + 0.5 * z_d["f"])  # no true score: the cutoff
+    # d's true sparse score (0, no shared term) is below the sparse cutoff: it falls against `cutoff`
+    cut = dict(zip(*fuse([SPARSE, DENSE], [0.5, 0.5], "convex", {"missing": "cutoff"}), strict=True))
+    assert got["d"] < cut["d"] and got["c"] < cut["c"]
+    # CombMAX the same way: each run's true score where it has one
+    best = dict(zip(*fuse([sparse, dense], [1.0, 1.0], "max", params), strict=True))
+    assert best["d"] == pytest.approx(max(at(SPARSE, 0.0), z_d["d"]))
+    assert best["e"] == pytest.approx(max(z_s["e"], z_d["f"]))
 
 
 def test_fusion_errors_are_clear() -> None:
@@ -206,6 +228,31 @@ def test_recipes_are_stored_through_the_store_and_searched_by_name(sparse_pair) 
     assert col.recipes() == {}
     with pytest.raises(NotFoundError, match="no stored recipe"):
         col.delete_recipe("mix")
+
+
+def test_missing_score_in_the_search_path_scores_the_stored_vectors(sparse_pair) -> None:  # noqa: ANN001
+    """Through the pipeline, a recipe with missing="score" fuses each part's true score of the other
+    part's candidates: with 5 candidates per part, every hit's fused score is 0.5 x the z-score (over
+    the part's own 5) of its score in each part, read from that part searched alone over all 40
+    books (BM25: sparse rows; LSA: dense rows in an HNSW graph)."""
+    col = sparse_pair
+    col.embed("lsa", {"n_components": 8}, version="lsa")
+    col.create_recipe("true", ["bm25", "lsa"], fusion="convex", depth=5, params={"missing": "score"})
+    query = "a story about a boy and his dog"
+    full = {
+        v: {h.id: h.score for h in col.search(query, k=40, version=v, collapse=False)}
+        for v in ("bm25", "lsa")
+    }
+    hits = col.search(query, k=5, version="true", collapse=False)  # k <= depth: 5 candidates per part
+    for h in hits:
+        want = 0.0
+        for part in full.values():
+            top = np.array(sorted(part.values(), reverse=True)[:5])
+            true = part.get(h.id, 0.0)  # BM25 leaves out books sharing no term with the query: score 0
+            want += 0.5 * float(zscore(top, at=np.array([true]))[0])
+        assert h.score == pytest.approx(want, abs=1e-5), h.id
+    tops = [set(sorted(part, key=part.__getitem__, reverse=True)[:5]) for part in full.values()]
+    assert any(h.id not in top for h in hits for top in tops)  # a hit scored outside a part's list
 
 
 def test_legacy_hybrid_setting_is_read_as_a_recipe(sparse_pair) -> None:  # noqa: ANN001

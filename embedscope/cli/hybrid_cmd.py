@@ -63,7 +63,10 @@ def create(
     param: Annotated[
         list[str] | None,
         typer.Option(
-            "--param", "-p", help="Fusion parameter key=value, e.g. k=60 (rrf), missing=zero (convex)."
+            "--param",
+            "-p",
+            help="Fusion parameter key=value, e.g. k=60 (rrf); missing=cutoff|zero|score (convex: what a "
+            "candidate one part did not return counts there; score = its true score).",
         ),
     ] = None,
     depth: Annotated[

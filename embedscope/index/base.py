@@ -103,11 +103,17 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, vals
 
 
-def row_scores(queries: np.ndarray, vectors: StoredVectors, rows: np.ndarray) -> np.ndarray:
-    """`queries @ vectors[rows].T` as float32: float32 rows as they are (a memory-mapped matrix
-    reads only those rows), f16/i8 rows scored from their codes (`QuantizedVectors.dot`)."""
+def row_scores(
+    queries: np.ndarray | sp.csr_matrix, vectors: StoredVectors | sp.csr_matrix, rows: np.ndarray
+) -> np.ndarray:
+    """`queries @ vectors[rows].T` as a dense float32 array: float32 rows as they are (a memory-mapped
+    matrix reads only those rows), f16/i8 rows scored from their codes (`QuantizedVectors.dot`),
+    sparse rows (BM25, TF-IDF) with a sparse product."""
     if isinstance(vectors, QuantizedVectors):
-        return vectors.dot(queries, rows)
+        return vectors.dot(np.asarray(queries), rows)
+    if sp.issparse(vectors) or sp.issparse(queries):
+        product = sp.csr_matrix(queries) @ sp.csr_matrix(vectors[rows]).T
+        return np.asarray(product.toarray(), dtype=np.float32)
     return np.asarray(queries @ np.asarray(vectors[rows]).T, dtype=np.float32)
 
 

@@ -18,8 +18,13 @@ the ones that are (LDA topics) -1 is still a true lower bound, only a looser one
 (unnormalised inner products) have no bound, so `tmm` falls back to the observed minimum there.
 
 A document missing from one run (below that retriever's candidate depth) gets, with `convex`, the
-normalised score of that run's last candidate (`missing="cutoff"`): its true score is at most that,
-and it is the tightest bound we know; `missing="zero"` gives it 0 instead. Runs with weight 0 are
+normalised score of that run's last candidate (`missing="cutoff"`): its true score is at most that
+(for an exact index), the tightest bound the list itself gives; `missing="zero"` gives it 0 instead.
+`missing="score"` uses its true score when the run carries it (`Run.others`: the search pipeline
+scores the other runs' candidates against the part's stored vectors), normalised with the run's own
+statistics, so that a document one retriever found and the other rates far below its cutoff (a word
+match with nothing of the query's meaning) is not credited the cutoff; where the run has no such
+score (a long query's pieces fused into it) it falls back to the cutoff. Runs with weight 0 are
 left out altogether, so their candidates do not join the union either.
 
 Sums use math.fsum (exactly rounded), so the result does not depend on the order of the runs;
@@ -47,6 +52,8 @@ class Run:
     scores: np.ndarray
     #: the lowest score this retriever can give (see the module docstring); None = unbounded
     floor: float | None = None
+    #: this retriever's true scores of other runs' candidates it did not return (`missing="score"`)
+    others: Mapping[str, float] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -60,28 +67,35 @@ def score_floor(sparse: bool, metric: str) -> float | None:
 
 
 # --- normalisations ---------------------------------------------------------------------------------
-def minmax(scores: np.ndarray, floor: float | None = None) -> np.ndarray:
+# Each maps `at` (default: the run's own scores) with the statistics of the run's `scores`, so that a
+# true score of a document outside the run (`Run.others`) lands on the run's scale.
+def minmax(scores: np.ndarray, floor: float | None = None, at: np.ndarray | None = None) -> np.ndarray:
     """(s - min) / (max - min) over the run; a run of equal scores is all 1 (every one is the best)."""
+    x = scores if at is None else at
     lo, hi = float(scores.min()), float(scores.max())
-    return np.ones_like(scores) if hi == lo else (scores - lo) / (hi - lo)
+    return (x >= hi).astype(np.float64) if hi == lo else (x - lo) / (hi - lo)
 
 
-def zscore(scores: np.ndarray, floor: float | None = None) -> np.ndarray:
+def zscore(scores: np.ndarray, floor: float | None = None, at: np.ndarray | None = None) -> np.ndarray:
     """(s - mean) / standard deviation over the run; a run of equal scores is all 0."""
+    x = scores if at is None else at
     std = float(scores.std())
-    return np.zeros_like(scores) if std == 0 else (scores - scores.mean()) / std
+    return np.zeros_like(x) if std == 0 else (x - scores.mean()) / std
 
 
-def theoretical_minmax(scores: np.ndarray, floor: float | None = None) -> np.ndarray:
+def theoretical_minmax(
+    scores: np.ndarray, floor: float | None = None, at: np.ndarray | None = None
+) -> np.ndarray:
     """(s - floor) / (max - floor): the run's own minimum depends on how deep it was cut, the
     retriever's floor does not (Bruch et al. 2023). Without a floor, this is `minmax`."""
     if floor is None:
-        return minmax(scores)
+        return minmax(scores, at=at)
+    x = scores if at is None else at
     hi = float(scores.max())
-    return np.ones_like(scores) if hi <= floor else (scores - floor) / (hi - floor)
+    return (x >= hi).astype(np.float64) if hi <= floor else (x - floor) / (hi - floor)
 
 
-NORMALIZERS: dict[str, Callable[[np.ndarray, float | None], np.ndarray]] = {
+NORMALIZERS: dict[str, Callable[..., np.ndarray]] = {
     "minmax": minmax,
     "zscore": zscore,
     "tmm": theoretical_minmax,
@@ -113,17 +127,27 @@ def convex(
     missing: str = "cutoff",
 ) -> tuple[list[str], np.ndarray]:
     """Convex combination of normalised scores (see the module docstring for `missing`)."""
-    norm = NORMALIZERS[normalization]
     active = [(run, w) for run, w in zip(runs, weights, strict=True) if w != 0 and len(run)]
-    normed = [norm(np.asarray(run.scores, dtype=np.float64), run.floor) for run, _ in active]
     union = list(dict.fromkeys(doc for run, _ in active for doc in run.ids))
     totals: dict[str, list[float]] = {doc: [] for doc in union}
-    for (run, w), values in zip(active, normed, strict=True):
-        default = float(values[-1]) if missing == "cutoff" else 0.0
-        mine = dict(zip(run.ids, values.tolist(), strict=True))
+    for run, w in active:
+        mine, default = _normalised(run, normalization, missing)
         for doc in union:
             totals[doc].append(w * mine.get(doc, default))
     return _ranked(totals)
+
+
+def _normalised(run: Run, normalization: str, missing: str) -> tuple[dict[str, float], float]:
+    """A run's normalised scores by id (with `missing="score"`, its `others` too), and what a
+    document it has no score for gets (see the module docstring)."""
+    norm = NORMALIZERS[normalization]
+    scores = np.asarray(run.scores, dtype=np.float64)
+    values = norm(scores, run.floor)
+    mine = dict(zip(run.ids, values.tolist(), strict=True))
+    if missing == "score" and run.others:
+        extra = norm(scores, run.floor, np.fromiter(run.others.values(), np.float64, len(run.others)))
+        mine.update((doc, v) for doc, v in zip(run.others, extra.tolist(), strict=True) if doc not in mine)
+    return mine, (0.0 if missing == "zero" else float(values[-1]))
 
 
 def combmax(
@@ -136,18 +160,16 @@ def combmax(
     """CombMAX (Fox and Shaw, 1994): each document's best weighted normalised score over the runs; a
     document missing from a run gets that run's cutoff (or 0), as in `convex`. What a long query split
     into pieces uses to let the one piece that names the book decide."""
-    norm = NORMALIZERS[normalization]
     active = [(run, w) for run, w in zip(runs, weights, strict=True) if w != 0 and len(run)]
-    best: dict[str, float] = {}
-    floor = -math.inf
-    for run, w in active:
-        values = norm(np.asarray(run.scores, dtype=np.float64), run.floor)
-        floor = max(floor, w * (float(values[-1]) if missing == "cutoff" else 0.0))
-        for doc, value in zip(run.ids, values.tolist(), strict=True):
-            if w * value > best.get(doc, -math.inf):
-                best[doc] = w * value
+    scored = [(_normalised(run, normalization, missing), w) for run, w in active]
+    union = list(dict.fromkeys(doc for run, _ in active for doc in run.ids))
+    if missing == "score":  # each run's true score of the document where it has one, else its cutoff
+        return _ranked({doc: [max(w * mine.get(doc, low) for (mine, low), w in scored)] for doc in union})
     # a document found by one run only still had the other runs' cutoff as a lower bound of its max
-    return _ranked({doc: [max(score, floor)] for doc, score in best.items()})
+    floor = max(w * low for (_, low), w in scored) if scored else -math.inf
+    return _ranked(
+        {doc: [max(floor, *(w * mine[doc] for (mine, _), w in scored if doc in mine))] for doc in union}
+    )
 
 
 @dataclass(frozen=True)
@@ -169,7 +191,7 @@ FUSIONS: dict[str, FusionMethod] = {
         {
             # z-score: the best measured on SciFact and the books vibe set (docs/evaluation.md)
             "normalization": ("zscore", one_of(list(NORMALIZERS))),
-            "missing": ("cutoff", one_of(["cutoff", "zero"])),
+            "missing": ("cutoff", one_of(["cutoff", "zero", "score"])),
         },
         "convex combination of normalised scores: sum of w * norm(score)",
     ),
@@ -177,7 +199,7 @@ FUSIONS: dict[str, FusionMethod] = {
         combmax,
         {
             "normalization": ("zscore", one_of(list(NORMALIZERS))),
-            "missing": ("cutoff", one_of(["cutoff", "zero"])),
+            "missing": ("cutoff", one_of(["cutoff", "zero", "score"])),
         },
         "CombMAX: the best weighted normalised score over the runs",
     ),

@@ -20,6 +20,7 @@ What answers a query is a plan: one version, or a recipe fusing several (`search
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,7 @@ from embedscope.encoders.base import Vectors, empty_rows
 from embedscope.encoders.document import Document
 from embedscope.errors import ConflictError, EmbedscopeError, NotFoundError
 from embedscope.index import create_index
+from embedscope.index.base import row_scores
 from embedscope.jsontypes import JSONObject
 from embedscope.search import query as stages_
 from embedscope.search import recipe as recipes
@@ -406,6 +408,8 @@ class SearchPipeline:
                     weights = plan.weights
                     if pieces is not None and "adaptive" in plan.stages:
                         weights = stages_.adaptive_weights(pieces.texts[qi], plan.stages["adaptive"])
+                    if plan.fused and plan.params.get("missing") == "score":
+                        runs[qi] = _with_others(plan, matrices, pieces, qi, runs[qi])
                     ids, scores = self._fuse(plan, runs[qi], weights)
                     if collapse_works:
                         kept, dropped = collapse(ids, keys, k, seen=seen.copy() if seen else None)
@@ -550,18 +554,45 @@ def _measured_part(plan: Plan, matrices: dict[int, Vectors], pieces: Pieces | No
     return measured if measured in matrices else None
 
 
+def _own_scores(plan: Plan, part: int, pieces: Pieces | None, qi: int) -> bool:
+    """Whether a part's run for query qi holds the query's own scores (no split pieces fused into
+    it, no feedback search), so that a stored vector scored against the query row is comparable."""
+    v, split = plan.parts[part], plan.stages.get("split")
+    pieced = split is not None and pieces is not None and len(pieces.rows[qi]) > 1
+    if pieced and split is not None and _splits(split.get("on", "all"), v):
+        return False
+    return stages_.feedback_kind(v.info.sparse) not in plan.stages
+
+
 def _own_cosines(
     plan: Plan, part: int, pieces: Pieces | None, qi: int, run: Run | None
 ) -> dict[str, float] | None:
-    """A part's candidates for query qi as id -> score, when its run holds the query's own cosines:
-    no split pieces fused into it, no feedback search. None: relevance scores the stored vectors."""
-    v, split = plan.parts[part], plan.stages.get("split")
-    pieced = split is not None and pieces is not None and len(pieces.rows[qi]) > 1
-    if run is None or (pieced and split is not None and _splits(split.get("on", "all"), v)):
-        return None
-    if stages_.feedback_kind(v.info.sparse) in plan.stages:
+    """A part's candidates for query qi as id -> score, when its run holds the query's own cosines.
+    None: relevance scores the stored vectors."""
+    if run is None or not _own_scores(plan, part, pieces, qi):
         return None
     return dict(zip(run.ids, run.scores.tolist(), strict=True))
+
+
+def _with_others(
+    plan: Plan, matrices: dict[int, Vectors], pieces: Pieces | None, qi: int, runs: list[Run | None]
+) -> list[Run | None]:
+    """Query qi's runs, each given its true scores of the other runs' candidates (`Run.others`, for
+    the fusion's `missing="score"`): the query row against the part's stored vectors of those items,
+    the score its index would give them. Not for a run made of a long query's pieces or a feedback
+    search (no single query row scores it); items added since a version was built have no vector."""
+    union = list(dict.fromkeys(doc for run in runs if run is not None for doc in run.ids))
+    out = list(runs)
+    for i, run in enumerate(runs):
+        if run is None or i not in matrices or not _own_scores(plan, i, pieces, qi):
+            continue
+        v, have = plan.parts[i], set(run.ids)
+        ids = [doc for doc in union if doc not in have and doc in v.row_of]
+        if ids:
+            rows = np.array([v.row_of[doc] for doc in ids], dtype=np.int64)
+            scores = row_scores(_rows(matrices[i], [qi]), v.data.vectors, rows)[0]
+            out[i] = dataclasses.replace(run, others=dict(zip(ids, scores.tolist(), strict=True)))
+    return out
 
 
 def _splits(on: str, v: LoadedVersion) -> bool:
