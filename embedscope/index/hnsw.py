@@ -140,12 +140,11 @@ class HNSWIndex(VectorIndex):
         reaches them, however wide its walk (300 books: 0-5 rows per build missing from their own
         top 3 even at ef = 300; 30,000 rows: ~10; single-threaded builds lose none). Graphs above
         SERIAL_BUILD_MAX_ROWS are built in parallel, where one thread would halve the build speed on
-        two cores, so each row instead looks itself up once, and the
-        rows not found are removed and inserted again one at a time, which links them from their
-        neighbours. A row whose search meets an identical vector first counts as
-        found (a group of duplicates would otherwise all go round again); a row missed only by
-        the walk's approximation is re-inserted too, which is harmless. Cost: ~50% of the
-        parallel build (docs/design.md)."""
+        two cores, so each row instead looks itself up once, and the rows not found are removed and
+        inserted again one at a time, which links them from their neighbours. A row whose search
+        meets an identical vector first counts as found (a group of duplicates would otherwise all
+        go round again); a row missed only by the walk's approximation is re-inserted too, which is
+        harmless. Cost: ~50% of the parallel build (docs/design.md)."""
         assert self._index is not None
         rows = np.arange(self.size, dtype=np.int64)
         queries = vectors  # the first pass looks up every row: no copy of the matrix

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -95,7 +96,15 @@ def theoretical_minmax(
     return (x >= hi).astype(np.float64) if hi <= floor else (x - floor) / (hi - floor)
 
 
-NORMALIZERS: dict[str, Callable[..., np.ndarray]] = {
+class Normalizer(Protocol):
+    """A normalisation: `at` (default: the run's own scores) on the scale of the run's `scores`."""
+
+    def __call__(
+        self, scores: np.ndarray, floor: float | None = None, at: np.ndarray | None = None
+    ) -> np.ndarray: ...
+
+
+NORMALIZERS: dict[str, Normalizer] = {
     "minmax": minmax,
     "zscore": zscore,
     "tmm": theoretical_minmax,
