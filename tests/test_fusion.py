@@ -230,12 +230,18 @@ def test_recipes_are_stored_through_the_store_and_searched_by_name(sparse_pair) 
         col.delete_recipe("mix")
 
 
-def test_missing_score_in_the_search_path_scores_the_stored_vectors(sparse_pair) -> None:  # noqa: ANN001
+def test_missing_score_in_the_search_path_scores_the_stored_vectors(
+    store_home: Path, books_frame: pd.DataFrame
+) -> None:
     """Through the pipeline, a recipe with missing="score" fuses each part's true score of the other
     part's candidates: with 5 candidates per part, every hit's fused score is 0.5 x the z-score (over
     the part's own 5) of its score in each part, read from that part searched alone over all 40
-    books (BM25: sparse rows; LSA: dense rows in an HNSW graph)."""
-    col = sparse_pair
+    books (BM25: sparse rows; LSA: dense rows in an HNSW graph, or pgvector's in PostgreSQL)."""
+    from embedscope import Collection
+
+    col = Collection.create("true")
+    col.ingest(books_frame.head(40), id_field="isbn13", template="{title}. {description}", metadata=["title"])
+    col.embed("bm25", index="exact")
     col.embed("lsa", {"n_components": 8}, version="lsa")
     col.create_recipe("true", ["bm25", "lsa"], fusion="convex", depth=5, params={"missing": "score"})
     query = "a story about a boy and his dog"
