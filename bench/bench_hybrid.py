@@ -42,7 +42,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import devset  # noqa: E402
-from common import RESULTS, SHARED_DATA, kfold_picks, machine  # noqa: E402
+from common import RESULTS, SHARED_DATA, kfold_picks, machine, paired  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = SHARED_DATA / "beir" / "scifact"
@@ -240,27 +240,6 @@ def cross_validate(
         "chosen_share": round(counts[chosen] / len(picks), 2),
         "picks": {f"{f}:{a}": n for (f, a), n in counts.most_common()},
         "full_set_at_chosen": {m: round(float(grid[chosen][m].mean()), 4) for m in grid[chosen]},
-    }
-
-
-def paired(a: np.ndarray, b: np.ndarray, resamples: int = 10_000) -> dict[str, Any]:
-    """b - a per query: wins/ties/losses and the two-sided sign-flip randomisation test (as compare_runs)."""
-    from scipy import stats
-
-    d = b - a
-    p = 1.0
-    if d.any():
-        p = float(
-            stats.permutation_test(
-                (d,), np.mean, permutation_type="samples", n_resamples=resamples, random_state=0
-            ).pvalue
-        )
-    return {
-        "diff": round(float(d.mean()), 4),
-        "wins": int((d > 0).sum()),
-        "ties": int((d == 0).sum()),
-        "losses": int((d < 0).sum()),
-        "p": round(p, 4),
     }
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import SHARED_DATA, report
+from common import SHARED_DATA, paired, report
 
 SCIFACT = SHARED_DATA / "beir" / "scifact"
 
@@ -59,7 +59,6 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "embedscope-bench-longdocs")
     args = ap.parse_args()
     started = time.perf_counter()
-    from scipy import stats
     from sentence_transformers import SentenceTransformer
 
     from embedscope import Collection
@@ -131,22 +130,15 @@ def main() -> None:
     rows = []
     for label, m in per.items():
         base = per[("hybrid, " if label.startswith("hybrid") else "") + "minilm first"]["nDCG@10"]
-        d = m["nDCG@10"] - base
-        p = 1.0
-        if d.any():
-            p = float(
-                stats.permutation_test(
-                    (d,), np.mean, permutation_type="samples", n_resamples=10_000, random_state=0
-                ).pvalue
-            )
+        test = paired(base, m["nDCG@10"])
         rows.append(
             {
                 "scoring": label,
                 "nDCG@10": round(float(m["nDCG@10"].mean()), 4),
                 "Recall@100": round(float(m["Recall@100"].mean()), 4),
-                "vs first": round(float(d.mean()), 4),
-                "W/T/L": f"{(d > 0).sum()}/{(d == 0).sum()}/{(d < 0).sum()}",
-                "p": round(p, 4),
+                "vs first": test["diff"],
+                "W/T/L": f"{test['wins']}/{test['ties']}/{test['losses']}",
+                "p": test["p"],
             }
         )
     report(

@@ -57,7 +57,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, SHARED_DATA, kfold_picks, machine  # noqa: E402
+from common import RESULTS, SHARED_DATA, kfold_picks, machine, paired  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = SHARED_DATA / "beir" / "scifact"
@@ -200,27 +200,6 @@ def cross_validate(table: dict[str, np.ndarray], seeds: int, folds: int) -> dict
         "heldout_sd_over_seeds": round(float(np.std(seed_means, ddof=1)), 4) if seeds > 1 else 0.0,
         "chosen": chosen,
         "picks": dict(counts.most_common()),
-    }
-
-
-def paired(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
-    """b - a per query: wins/ties/losses and the sign-flip randomisation test (as compare-runs)."""
-    from scipy import stats
-
-    d = b - a
-    p = 1.0
-    if d.any():
-        p = float(
-            stats.permutation_test(
-                (d,), np.mean, permutation_type="samples", n_resamples=10_000, random_state=0
-            ).pvalue
-        )
-    return {
-        "diff": round(float(d.mean()), 4),
-        "wins": int((d > 0).sum()),
-        "ties": int((d == 0).sum()),
-        "losses": int((d < 0).sum()),
-        "p": round(p, 4),
     }
 
 

@@ -94,3 +94,25 @@ def kfold_picks(
             pooled[test] = table[best, test]
         seed_means.append(float(pooled.mean()))
     return picks, held, seed_means
+
+
+def paired(a: np.ndarray, b: np.ndarray, resamples: int = 10_000) -> dict[str, Any]:
+    """b - a per query: wins/ties/losses and the two-sided sign-flip randomisation test (as
+    `embedscope.evaluate.ir.compare_runs`): the one paired test of every bench."""
+    from scipy import stats
+
+    d = b - a
+    p = 1.0
+    if d.any():
+        p = float(
+            stats.permutation_test(
+                (d,), np.mean, permutation_type="samples", n_resamples=resamples, random_state=0
+            ).pvalue
+        )
+    return {
+        "diff": round(float(d.mean()), 4),
+        "wins": int((d > 0).sum()),
+        "ties": int((d == 0).sum()),
+        "losses": int((d < 0).sum()),
+        "p": round(p, 4),
+    }
