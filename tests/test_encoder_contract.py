@@ -113,6 +113,30 @@ SMALL_BEHAVIOURAL: dict[str, dict] = {
 MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens-100k"
 
 
+def test_packed_encoder_unpacks_on_pythons_without_the_tar_filter(
+    texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11.0-3.11.3 (Debian 12's python3 is 3.11.2) have no tarfile "data" filter: a packed
+    encoder (a PostgreSQL version, a Ray actor's copy) still unpacks and encodes as before, and a
+    pack holding anything but plain files and folders under its root is refused."""
+    import io
+    import tarfile
+
+    enc = create_encoder("lsa", {"n_components": 16}).fit(texts)
+    blob = enc.to_bytes()
+    monkeypatch.delattr(tarfile, "data_filter")
+    again = encoder_from_bytes(blob)
+    assert np.array_equal(_dense(again.encode(texts[:20])), _dense(enc.encode(texts[:20])))
+    for name, kind in (("../outside.json", tarfile.REGTYPE), ("encoder/link", tarfile.SYMTYPE)):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            member = tarfile.TarInfo(name)
+            member.type, member.linkname = kind, "/etc/passwd"
+            tar.addfile(member, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+        with pytest.raises(EmbedscopeError, match="not a file or folder inside it"):
+            encoder_from_bytes(buf.getvalue())
+
+
 @pytest.fixture(scope="module")
 def movielens_slice(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """Every movie and the first 10,000 ratings of MovieLens 100K."""

@@ -79,8 +79,25 @@ def encoder_from_bytes(blob: bytes) -> Encoder:
     """The encoder `Encoder.to_bytes` packed."""
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-            tar.extractall(tmp, filter="data")
+            _extract(tar, Path(tmp))
         return load_encoder(Path(tmp) / "encoder")
+
+
+def _extract(tar: tarfile.TarFile, into: Path) -> None:
+    """Unpack with tarfile's "data" filter (nothing outside `into`, no links, devices or odd
+    modes). Python 3.11.0-3.11.3 lack the filter (Debian 12's system python3 is 3.11.2, and
+    `requires-python` is >= 3.11), so there the rule `Encoder.to_bytes` packs by is checked
+    instead: plain files and folders under `into`, nothing else."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(into, filter="data")
+        return
+    root = into.resolve()
+    members = tar.getmembers()
+    for m in members:
+        inside = (root / m.name).resolve()
+        if not (m.isfile() or m.isdir()) or (inside != root and root not in inside.parents):
+            raise EmbedscopeError(f"packed encoder holds {m.name!r}, which is not a file or folder inside it")
+    tar.extractall(into, members=members)  # every member checked above
 
 
 def describe_encoders() -> list[JSONObject]:
